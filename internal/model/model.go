@@ -1,0 +1,128 @@
+// Package model holds vxnet's domain values, shaped after Docker's Container
+// Network Model: Network, Endpoint, Sandbox and Container. They are plain
+// values with no persistence or kernel code; the store package serialises
+// them and the engine decides what they mean.
+package model
+
+import (
+	"net"
+	"net/netip"
+	"time"
+)
+
+// Scopes of a network, as Docker names them.
+const (
+	ScopeLocal  = "local"
+	ScopeGlobal = "global"
+)
+
+// Predefined network names.
+const (
+	NetBridge = "bridge"
+	NetHost   = "host"
+	NetNone   = "none"
+)
+
+// Docker's driver option names that vxnet understands.
+const (
+	OptBridgeName    = "com.docker.network.bridge.name"
+	OptMTU           = "com.docker.network.driver.mtu"
+	OptICC           = "com.docker.network.bridge.enable_icc"
+	OptMasquerade    = "com.docker.network.bridge.enable_ip_masquerade"
+	OptDefaultBridge = "com.docker.network.bridge.default_bridge"
+)
+
+// IPAMConfig is one subnet of a network.
+type IPAMConfig struct {
+	Subnet     netip.Prefix          `json:"Subnet"`
+	IPRange    netip.Prefix          `json:"IPRange,omitempty"`
+	Gateway    netip.Addr            `json:"Gateway,omitempty"`
+	AuxAddress map[string]netip.Addr `json:"AuxiliaryAddresses,omitempty"`
+}
+
+// Network is a set of endpoints that reach each other directly.
+type Network struct {
+	ID         string            `json:"ID"`
+	Name       string            `json:"Name"`
+	Driver     string            `json:"Driver"`
+	Scope      string            `json:"Scope"`
+	Created    time.Time         `json:"Created"`
+	IPAM       []IPAMConfig      `json:"IPAM"`
+	Internal   bool              `json:"Internal"`
+	Attachable bool              `json:"Attachable"`
+	Labels     map[string]string `json:"Labels,omitempty"`
+	Options    map[string]string `json:"Options,omitempty"`
+	// Predefined networks (bridge, host, none) can be neither created nor removed.
+	Predefined bool `json:"Predefined,omitempty"`
+	// VNI is the VXLAN network identifier of an overlay network (0 otherwise).
+	VNI uint32 `json:"VNI,omitempty"`
+}
+
+// Endpoint is one container's attachment to one network.
+type Endpoint struct {
+	ID        string `json:"ID"`
+	NetworkID string `json:"NetworkID"`
+	// ContainerID is the container (and sandbox) the endpoint belongs to.
+	ContainerID string           `json:"ContainerID"`
+	Name        string           `json:"Name"` // container name, for hosts files and DNS
+	Addr        netip.Prefix     `json:"Addr"` // address with the subnet's prefix length
+	Gateway     netip.Addr       `json:"Gateway,omitempty"`
+	MAC         net.HardwareAddr `json:"MAC"`
+	Aliases     []string         `json:"Aliases,omitempty"`
+	// StaticIP is true when the user asked for the address (--ip).
+	StaticIP bool `json:"StaticIP,omitempty"`
+	// IfName is the interface name inside the sandbox (eth0, eth1, ...).
+	IfName string `json:"IfName"`
+	// HostVeth is the host-side veth name (empty for host/null networks).
+	HostVeth string `json:"HostVeth,omitempty"`
+	// MTU of the container interface.
+	MTU int `json:"MTU,omitempty"`
+	// Order is the attach order within the sandbox (0 for the first).
+	Order int `json:"Order"`
+}
+
+// MACForIP returns Docker's MAC for an IPv4 address: 02:42 followed by the
+// four address bytes, so one IP always maps to one MAC.
+func MACForIP(a netip.Addr) net.HardwareAddr {
+	b := a.As4()
+	return net.HardwareAddr{0x02, 0x42, b[0], b[1], b[2], b[3]}
+}
+
+// Sandbox is a container's network namespace, pinned by a bind mount under
+// the daemon's exec root so it outlives processes and daemon restarts.
+type Sandbox struct {
+	ID          string `json:"ID"`
+	ContainerID string `json:"ContainerID"`
+	// NetnsPath is the bind-mounted namespace file; empty for --net host.
+	NetnsPath string `json:"NetnsPath"`
+	// HostNetwork is true for --net host (the sandbox is the host namespace).
+	HostNetwork bool `json:"HostNetwork,omitempty"`
+}
+
+// Container states, with Docker's words.
+const (
+	StateCreated = "created"
+	StateRunning = "running"
+	StateExited  = "exited"
+)
+
+// Container is a runc container whose namespace is its sandbox's.
+type Container struct {
+	ID       string    `json:"ID"`
+	Name     string    `json:"Name"`
+	Image    string    `json:"Image"`
+	Cmd      []string  `json:"Cmd"`
+	Env      []string  `json:"Env,omitempty"`
+	Hostname string    `json:"Hostname"`
+	Created  time.Time `json:"Created"`
+	// AutoRemove is --rm.
+	AutoRemove bool `json:"AutoRemove,omitempty"`
+	// NetworkMode is the network named at run time (--net).
+	NetworkMode string `json:"NetworkMode"`
+	// Requested endpoint settings for the first network (--ip, --network-alias).
+	State      string    `json:"State"`
+	Pid        int       `json:"Pid,omitempty"`
+	ExitCode   int       `json:"ExitCode"`
+	StartedAt  time.Time `json:"StartedAt,omitempty"`
+	FinishedAt time.Time `json:"FinishedAt,omitempty"`
+}
