@@ -1,0 +1,118 @@
+package api
+
+import (
+	"context"
+	"io"
+	"net/netip"
+
+	"github.com/vxnet/vxnet/internal/model"
+)
+
+// Backend is what the HTTP handlers need from the engine. The handlers
+// translate Docker Engine API requests into these calls and the returned
+// model values into Docker's response types. Errors wrap the engine's
+// sentinels (engine.ErrNotFound, ErrConflict, ErrForbidden, ErrInvalid),
+// which api maps to HTTP status codes in one place.
+//
+// Object references (ref) are resolved in Docker's order: full ID, exact
+// name, unique ID prefix; an ambiguous prefix is ErrInvalid... (see engine).
+type Backend interface {
+	// Networks
+	CreateNetwork(ctx context.Context, req NetworkCreate) (model.Network, error)
+	ListNetworks(ctx context.Context) ([]NetworkView, error)
+	InspectNetwork(ctx context.Context, ref string, verbose bool) (NetworkView, error)
+	RemoveNetwork(ctx context.Context, ref string) error
+	// PruneNetworks removes unused user-defined networks and returns their names.
+	PruneNetworks(ctx context.Context) ([]string, error)
+	ConnectNetwork(ctx context.Context, netRef, ctrRef string, ep EndpointRequest) error
+	DisconnectNetwork(ctx context.Context, netRef, ctrRef string, force bool) error
+
+	// Containers
+	CreateContainer(ctx context.Context, req ContainerCreate) (model.Container, error)
+	StartContainer(ctx context.Context, ref string) error
+	StopContainer(ctx context.Context, ref string, timeoutSeconds *int) error
+	RemoveContainer(ctx context.Context, ref string, force bool) error
+	ListContainers(ctx context.Context, all bool) ([]ContainerView, error)
+	InspectContainer(ctx context.Context, ref string) (ContainerView, error)
+	// WaitContainer blocks until the container is not running and returns its exit code.
+	WaitContainer(ctx context.Context, ref string) (int, error)
+	// Logs writes the container's output so far; follow keeps streaming until it exits.
+	Logs(ctx context.Context, ref string, stdout, stderr io.Writer, follow bool) error
+	// Exec runs cmd in the running container, streaming its output, and returns its exit code.
+	Exec(ctx context.Context, ref string, cmd []string, env []string, stdout, stderr io.Writer) (int, error)
+
+	// Images
+	ListImages(ctx context.Context) ([]Image, error)
+	ImportImage(ctx context.Context, name string, rootfsTar io.Reader) (Image, error)
+
+	// Info about the daemon (for /info and /version).
+	Info(ctx context.Context) (Info, error)
+}
+
+// NetworkCreate is a network create request, decoded from Docker's JSON.
+type NetworkCreate struct {
+	Name       string
+	Driver     string // "" means bridge
+	IPAM       []model.IPAMConfig
+	Internal   bool
+	Attachable bool
+	Labels     map[string]string
+	Options    map[string]string
+}
+
+// EndpointRequest is the per-network part of connect and create.
+type EndpointRequest struct {
+	IP      netip.Addr // static address, invalid for dynamic
+	Aliases []string
+}
+
+// ContainerCreate is a container create request.
+type ContainerCreate struct {
+	Name       string // "" means a random readable name
+	Image      string
+	Cmd        []string
+	Env        []string
+	Hostname   string
+	AutoRemove bool
+	// Network is the network (or host/none) to attach at start; "" means bridge.
+	Network  string
+	Endpoint EndpointRequest
+}
+
+// NetworkView is a network with its endpoints on this host, for inspect and ls.
+type NetworkView struct {
+	Network   model.Network
+	Endpoints []model.Endpoint // with Name = container name
+	// Verbose is filled for inspect -v (overlay: VNI, namespace, peer tables).
+	Verbose map[string]any
+}
+
+// ContainerView is a container with its endpoints, for inspect and ps.
+type ContainerView struct {
+	Container model.Container
+	Endpoints []EndpointView
+	// ResolvConfPath, HostsPath, HostnamePath are the per-container files.
+	HostsPath, ResolvConfPath, HostnamePath string
+	SandboxKey                              string
+}
+
+// EndpointView is an endpoint with its network's name.
+type EndpointView struct {
+	NetworkName string
+	Endpoint    model.Endpoint
+}
+
+// Image is one local image.
+type Image struct {
+	ID      string // sha256:...
+	Name    string // repo:tag
+	Created int64  // unix seconds
+	Size    int64
+}
+
+// Info is what /info and /version report.
+type Info struct {
+	ID, Name, Version           string
+	Containers, Running, Images int
+	DataRoot, ExecRoot          string
+}
