@@ -11,11 +11,11 @@ import (
 // Backend is what the HTTP handlers need from the engine. The handlers
 // translate Docker Engine API requests into these calls and the returned
 // model values into Docker's response types. Errors wrap the engine's
-// sentinels (engine.ErrNotFound, ErrConflict, ErrForbidden, ErrInvalid),
+// sentinels (model.ErrNotFound, ErrConflict, ErrForbidden, ErrInvalid, ErrUnavailable),
 // which api maps to HTTP status codes in one place.
 //
 // Object references (ref) are resolved in Docker's order: full ID, exact
-// name, unique ID prefix; an ambiguous prefix is ErrInvalid... (see engine).
+// name, unique ID prefix; an ambiguous prefix is ErrInvalid.
 type Backend interface {
 	// Networks
 	CreateNetwork(ctx context.Context, req NetworkCreate) (model.Network, error)
