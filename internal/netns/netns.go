@@ -29,37 +29,71 @@ func Create(path string) error {
 	if err != nil && !errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("netns: create %s: %w", path, err)
 	}
+	created := f != nil // only remove a mount point file we made ourselves
 	if f != nil {
 		f.Close()
 	}
 	errc := make(chan error, 1)
-	// A fresh thread enters the new namespace and is never returned to the
-	// pool: the goroutine exits with the thread still locked, so Go kills it.
+	// A locked thread unshares into the new namespace, pins it, and moves
+	// back. Retiring the thread instead is not enough: when the goroutine
+	// runs on the main thread, Go cannot kill it and wedges it in the new
+	// namespace, which then is what /proc/self/ns/net shows. Only if the
+	// way back fails is the thread left locked (and retired or wedged).
 	go func() {
 		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			errc <- fmt.Errorf("netns: get current: %w", err)
+			runtime.UnlockOSThread()
+			return
+		}
+		defer orig.Close()
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
 			errc <- fmt.Errorf("netns: unshare: %w", err)
+			runtime.UnlockOSThread()
 			return
 		}
 		src := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
-		if err := unix.Mount(src, path, "none", unix.MS_BIND, ""); err != nil {
-			errc <- fmt.Errorf("netns: pin %s: %w", path, err)
+		merr := unix.Mount(src, path, "none", unix.MS_BIND, "")
+		if merr != nil {
+			merr = fmt.Errorf("netns: pin %s: %w", path, merr)
+		}
+		if err := netns.Set(orig); err != nil {
+			// Leave the thread locked.
+			errc <- errors.Join(merr, fmt.Errorf("netns: restore: %w", err))
 			return
 		}
-		errc <- nil
+		runtime.UnlockOSThread()
+		errc <- merr
 	}()
 	if err := <-errc; err != nil {
-		os.Remove(path)
+		if IsPinned(path) {
+			return errors.Join(err, Delete(path))
+		}
+		if created {
+			os.Remove(path)
+		}
 		return err
 	}
-	// Bring loopback up inside.
-	return Do(path, func() error {
-		lo, err := netlink.LinkByName("lo")
-		if err != nil {
-			return err
-		}
-		return netlink.LinkSetUp(lo)
-	})
+	// Bring loopback up inside, with a handle bound to the new namespace.
+	// A namespace we could not finish is not left pinned.
+	if err := loUp(path); err != nil {
+		return errors.Join(fmt.Errorf("netns: create %s: loopback up: %w", path, err), Delete(path))
+	}
+	return nil
+}
+
+func loUp(path string) error {
+	h, err := Handle(path)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	lo, err := h.LinkByName("lo")
+	if err != nil {
+		return err
+	}
+	return h.LinkSetUp(lo)
 }
 
 // IsPinned reports whether path is a bind-mounted namespace file.
@@ -82,39 +116,62 @@ func Delete(path string) error {
 	return nil
 }
 
-// Do runs fn with the calling goroutine's thread inside the namespace at
-// path. If the thread cannot be moved back, it is not unlocked, so Go
-// retires it instead of reusing a thread in the wrong namespace.
+// Do runs fn on a locked OS thread inside the namespace at path and waits
+// for it. fn runs on a goroutine of its own: goroutines that fn starts do
+// not run inside the namespace. If the thread cannot be moved back, it is
+// not unlocked, so Go retires it instead of reusing a thread in the wrong
+// namespace. A panic in fn is re-raised in the caller after the thread's
+// namespace was dealt with.
 func Do(path string, fn func() error) error {
 	target, err := netns.GetFromPath(path)
 	if err != nil {
 		return fmt.Errorf("netns: open %s: %w", path, err)
 	}
 	defer target.Close()
-	errc := make(chan error, 1)
+	type result struct {
+		err      error
+		panicked bool
+		panicVal any
+	}
+	resc := make(chan result, 1)
 	go func() {
 		runtime.LockOSThread()
 		orig, err := netns.Get()
 		if err != nil {
-			errc <- fmt.Errorf("netns: get current: %w", err)
+			// Still in the original namespace, but we do not know it is
+			// the right one: retire the thread.
+			resc <- result{err: fmt.Errorf("netns: get current: %w", err)}
 			return
 		}
 		defer orig.Close()
 		if err := netns.Set(target); err != nil {
-			errc <- fmt.Errorf("netns: enter %s: %w", path, err)
 			runtime.UnlockOSThread()
+			resc <- result{err: fmt.Errorf("netns: enter %s: %w", path, err)}
 			return
 		}
-		ferr := fn()
+		var res result
+		func() {
+			defer func() {
+				if v := recover(); v != nil {
+					res.panicked, res.panicVal = true, v
+				}
+			}()
+			res.err = fn()
+		}()
 		if err := netns.Set(orig); err != nil {
 			// Leave the thread locked: it dies with the goroutine.
-			errc <- errors.Join(ferr, fmt.Errorf("netns: restore: %w", err))
+			res.err = errors.Join(res.err, fmt.Errorf("netns: restore: %w", err))
+			resc <- res
 			return
 		}
 		runtime.UnlockOSThread()
-		errc <- ferr
+		resc <- res
 	}()
-	return <-errc
+	res := <-resc
+	if res.panicked {
+		panic(res.panicVal)
+	}
+	return res.err
 }
 
 // Handle returns a netlink handle bound to the namespace at path. The
