@@ -1,0 +1,91 @@
+package ipam
+
+import (
+	"iter"
+	"net/netip"
+)
+
+// poolSpec is a base prefix split into subnets of Size bits.
+type poolSpec struct {
+	Base netip.Prefix
+	Size int
+}
+
+// localPoolSpecs returns Docker's default address pools for local networks,
+// in order.
+func localPoolSpecs() []poolSpec {
+	return []poolSpec{
+		{netip.MustParsePrefix("172.17.0.0/16"), 16},
+		{netip.MustParsePrefix("172.18.0.0/16"), 16},
+		{netip.MustParsePrefix("172.19.0.0/16"), 16},
+		{netip.MustParsePrefix("172.20.0.0/14"), 16},
+		{netip.MustParsePrefix("172.24.0.0/14"), 16},
+		{netip.MustParsePrefix("172.28.0.0/14"), 16},
+		{netip.MustParsePrefix("192.168.0.0/16"), 20},
+	}
+}
+
+// DefaultLocalPools yields Docker's default local pools in order:
+// 172.17.0.0/16 to 172.31.0.0/16, then 192.168.0.0/20 to 192.168.240.0/20.
+func DefaultLocalPools() iter.Seq[netip.Prefix] {
+	return func(yield func(netip.Prefix) bool) {
+		for _, s := range localPoolSpecs() {
+			for p := range split(s) {
+				if !yield(p) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// DefaultGlobalPools yields the default pools for global (overlay) networks:
+// 10.0.0.0/8 split into /24s, in order, computed lazily.
+func DefaultGlobalPools() iter.Seq[netip.Prefix] {
+	return split(poolSpec{netip.MustParsePrefix("10.0.0.0/8"), 24})
+}
+
+// split yields the subnets of size s.Size bits covering s.Base, in order.
+func split(s poolSpec) iter.Seq[netip.Prefix] {
+	return func(yield func(netip.Prefix) bool) {
+		base := toU32(s.Base.Addr())
+		n := uint64(1) << (s.Size - s.Base.Bits())
+		step := uint64(1) << (32 - s.Size)
+		for i := range n {
+			p := netip.PrefixFrom(fromU32(uint32(uint64(base)+i*step)), s.Size)
+			if !yield(p) {
+				return
+			}
+		}
+	}
+}
+
+// PickPool returns the first candidate that overlaps neither a used subnet
+// nor a prefix to avoid (typically the host's routes, see HostRoutes). It
+// returns an error wrapping ErrNoAvailablePool when every candidate is taken.
+func PickPool(candidates iter.Seq[netip.Prefix], used, avoid []netip.Prefix) (netip.Prefix, error) {
+next:
+	for c := range candidates {
+		for _, u := range used {
+			if c.Overlaps(u) {
+				continue next
+			}
+		}
+		for _, r := range avoid {
+			if c.Overlaps(r) {
+				continue next
+			}
+		}
+		return c, nil
+	}
+	return netip.Prefix{}, ErrNoAvailablePool
+}
+
+func toU32(a netip.Addr) uint32 {
+	b := a.As4()
+	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+}
+
+func fromU32(v uint32) netip.Addr {
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+}
