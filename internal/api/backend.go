@@ -116,3 +116,16 @@ type Info struct {
 	Containers, Running, Images int
 	DataRoot, ExecRoot          string
 }
+
+// ExitWaiter is an optional Backend ability, found by type assertion, for
+// Docker's wait conditions "next-exit" and "removed". WaitExit registers the
+// wait when it is called and returns at once; the returned function blocks
+// until the container's next exit (removed=false) or until it is removed
+// after exiting (removed=true), and returns the exit code. Because the wait
+// is registered before the container is started, a client learns the exit
+// code even of a --rm container that is gone by the time it asks. Without
+// this ability the API falls back to WaitContainer once the container has
+// left the created state.
+type ExitWaiter interface {
+	WaitExit(ctx context.Context, ref string, removed bool) (wait func(context.Context) (int, error), err error)
+}

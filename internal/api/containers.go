@@ -1,0 +1,458 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
+
+	"github.com/vxnet/vxnet/internal/model"
+)
+
+func (s *server) containerCreate(w http.ResponseWriter, r *http.Request) {
+	var req container.CreateRequest
+	if err := decodeJSON(r, &req, false); err != nil {
+		writeError(w, err)
+		return
+	}
+	cc, err := containerCreateRequest(strings.TrimPrefix(r.URL.Query().Get("name"), "/"), req)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	c, err := s.b.CreateContainer(r.Context(), cc)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, container.CreateResponse{ID: c.ID, Warnings: []string{}})
+}
+
+// containerCreateRequest turns Docker's create request into the Backend's.
+// A container starts on one network (NetworkMode, or the only entry of
+// EndpointsConfig); more are added with network connect.
+func containerCreateRequest(name string, req container.CreateRequest) (ContainerCreate, error) {
+	if req.Config == nil {
+		return ContainerCreate{}, apiErr(model.ErrInvalid, "config cannot be empty in order to create a container")
+	}
+	if strings.TrimSpace(req.Config.Image) == "" {
+		return ContainerCreate{}, apiErr(model.ErrInvalid, "no image given: an image name is required")
+	}
+	cc := ContainerCreate{
+		Name:     name,
+		Image:    req.Config.Image,
+		Cmd:      slices.Clone(req.Config.Cmd),
+		Env:      slices.Clone(req.Config.Env),
+		Hostname: req.Config.Hostname,
+	}
+	mode := ""
+	if req.HostConfig != nil {
+		cc.AutoRemove = req.HostConfig.AutoRemove
+		mode = string(req.HostConfig.NetworkMode)
+	}
+	if mode == network.NetworkDefault {
+		mode = ""
+	}
+	var eps map[string]*network.EndpointSettings
+	if req.NetworkingConfig != nil {
+		eps = req.NetworkingConfig.EndpointsConfig
+	}
+	switch {
+	case len(eps) > 1:
+		return ContainerCreate{}, apiErr(model.ErrInvalid, "a container is created on one network; connect it to more with network connect")
+	case len(eps) == 1:
+		for k, es := range eps {
+			key := k
+			if key == network.NetworkDefault {
+				key = ""
+			}
+			if mode == "" {
+				mode = key
+			} else if key != mode && key != "" {
+				return ContainerCreate{}, apiErr(model.ErrInvalid, "endpoint settings for network %q do not match the network mode %q", k, mode)
+			}
+			cc.Endpoint = endpointRequest(es)
+		}
+	}
+	cc.Network = mode
+	return cc, nil
+}
+
+func (s *server) containerList(w http.ResponseWriter, r *http.Request) {
+	f, err := parseFilters(r.URL.Query().Get("filters"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if err := f.validate("id", "name", "status", "network"); err != nil {
+		writeError(w, err)
+		return
+	}
+	all := boolParam(r, "all")
+	views, err := s.b.ListContainers(r.Context(), all || len(f["status"]) > 0)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	out := []container.Summary{}
+	now := time.Now()
+	for _, v := range views {
+		c := v.Container
+		if !all && len(f["status"]) == 0 && c.State != model.StateRunning {
+			continue
+		}
+		if !f.matchAny("id", c.ID, true) || !f.matchAny("name", c.Name, true) || !f.matchAny("status", c.State, false) {
+			continue
+		}
+		if nets, ok := f["network"]; ok && len(nets) > 0 {
+			found := false
+			for _, ep := range v.Endpoints {
+				found = found || nets[ep.NetworkName] || nets[ep.Endpoint.NetworkID]
+			}
+			if !found {
+				continue
+			}
+		}
+		out = append(out, toSummary(v, now))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func toSummary(v ContainerView, now time.Time) container.Summary {
+	c := v.Container
+	sum := container.Summary{
+		ID:      c.ID,
+		Names:   []string{"/" + c.Name},
+		Image:   c.Image,
+		Command: strings.Join(c.Cmd, " "),
+		Created: c.Created.Unix(),
+		Ports:   []container.PortSummary{},
+		Labels:  map[string]string{},
+		State:   container.ContainerState(c.State),
+		Status:  statusText(c, now),
+		Mounts:  []container.MountPoint{},
+		NetworkSettings: &container.NetworkSettingsSummary{
+			Networks: endpointSettings(v.Endpoints),
+		},
+	}
+	sum.HostConfig.NetworkMode = networkMode(c)
+	return sum
+}
+
+func networkMode(c model.Container) string {
+	if c.NetworkMode == "" {
+		return network.NetworkBridge
+	}
+	return c.NetworkMode
+}
+
+// statusText is Docker's STATUS column: "Up 5 minutes", "Exited (0) 2 hours
+// ago", "Created".
+func statusText(c model.Container, now time.Time) string {
+	switch c.State {
+	case model.StateRunning:
+		return "Up " + HumanDuration(now.Sub(c.StartedAt))
+	case model.StateExited:
+		if c.FinishedAt.IsZero() {
+			return fmt.Sprintf("Exited (%d)", c.ExitCode)
+		}
+		return fmt.Sprintf("Exited (%d) %s ago", c.ExitCode, HumanDuration(now.Sub(c.FinishedAt)))
+	case model.StateCreated:
+		return "Created"
+	}
+	if c.State == "" {
+		return "Unknown"
+	}
+	return strings.ToUpper(c.State[:1]) + c.State[1:]
+}
+
+// HumanDuration renders a duration the way Docker's status and CREATED
+// columns do ("Less than a second", "5 seconds", "About a minute", "3 hours").
+func HumanDuration(d time.Duration) string {
+	secs := int(d.Seconds())
+	switch {
+	case secs < 1:
+		return "Less than a second"
+	case secs == 1:
+		return "1 second"
+	case secs < 60:
+		return fmt.Sprintf("%d seconds", secs)
+	}
+	mins := int(d.Minutes())
+	switch {
+	case mins == 1:
+		return "About a minute"
+	case mins < 60:
+		return fmt.Sprintf("%d minutes", mins)
+	}
+	hours := int(d.Hours() + 0.5)
+	switch {
+	case hours == 1:
+		return "About an hour"
+	case hours < 48:
+		return fmt.Sprintf("%d hours", hours)
+	case hours < 24*7*2:
+		return fmt.Sprintf("%d days", hours/24)
+	case hours < 24*30*2:
+		return fmt.Sprintf("%d weeks", hours/24/7)
+	case hours < 24*365*2:
+		return fmt.Sprintf("%d months", hours/24/30)
+	}
+	return fmt.Sprintf("%d years", int(d.Hours())/24/365)
+}
+
+func endpointSettings(eps []EndpointView) map[string]*network.EndpointSettings {
+	out := map[string]*network.EndpointSettings{}
+	for _, e := range eps {
+		ep := e.Endpoint
+		es := &network.EndpointSettings{
+			NetworkID:  ep.NetworkID,
+			EndpointID: ep.ID,
+			Gateway:    ep.Gateway,
+			MacAddress: network.HardwareAddr(ep.MAC),
+			Aliases:    slices.Clone(ep.Aliases),
+			DNSNames:   dnsNames(ep),
+		}
+		if ep.Addr.IsValid() {
+			es.IPAddress = ep.Addr.Addr()
+			es.IPPrefixLen = ep.Addr.Bits()
+		}
+		if ep.StaticIP && ep.Addr.IsValid() {
+			es.IPAMConfig = &network.EndpointIPAMConfig{IPv4Address: ep.Addr.Addr()}
+		}
+		out[e.NetworkName] = es
+	}
+	return out
+}
+
+func dnsNames(ep model.Endpoint) []string {
+	var names []string
+	if ep.Name != "" {
+		names = append(names, ep.Name)
+	}
+	names = append(names, ep.Aliases...)
+	if len(ep.ContainerID) >= 12 {
+		names = append(names, ep.ContainerID[:12])
+	}
+	return names
+}
+
+func (s *server) containerInspect(w http.ResponseWriter, r *http.Request) {
+	v, err := s.b.InspectContainer(r.Context(), r.PathValue("id"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, toInspect(v))
+}
+
+func dockerTime(t time.Time) string {
+	if t.IsZero() {
+		return "0001-01-01T00:00:00Z"
+	}
+	return t.UTC().Format(time.RFC3339Nano)
+}
+
+func toInspect(v ContainerView) container.InspectResponse {
+	c := v.Container
+	out := container.InspectResponse{
+		ID:      c.ID,
+		Created: dockerTime(c.Created),
+		Args:    []string{},
+		State: &container.State{
+			Status:     container.ContainerState(c.State),
+			Running:    c.State == model.StateRunning,
+			Pid:        c.Pid,
+			ExitCode:   c.ExitCode,
+			StartedAt:  dockerTime(c.StartedAt),
+			FinishedAt: dockerTime(c.FinishedAt),
+		},
+		Image:          c.Image,
+		ResolvConfPath: v.ResolvConfPath,
+		HostnamePath:   v.HostnamePath,
+		HostsPath:      v.HostsPath,
+		Name:           "/" + c.Name,
+		Driver:         "runc",
+		Platform:       "linux",
+		ExecIDs:        nil,
+		HostConfig: &container.HostConfig{
+			NetworkMode: container.NetworkMode(networkMode(c)),
+			AutoRemove:  c.AutoRemove,
+		},
+		Mounts: []container.MountPoint{},
+		Config: &container.Config{
+			Hostname: c.Hostname,
+			Env:      slices.Clone(c.Env),
+			Cmd:      slices.Clone(c.Cmd),
+			Image:    c.Image,
+			Labels:   map[string]string{},
+		},
+		NetworkSettings: &container.NetworkSettings{
+			SandboxID:  c.ID,
+			SandboxKey: v.SandboxKey,
+			Networks:   endpointSettings(v.Endpoints),
+		},
+	}
+	if len(c.Cmd) > 0 {
+		out.Path = c.Cmd[0]
+		out.Args = slices.Clone(c.Cmd[1:])
+	}
+	return out
+}
+
+func (s *server) containerStart(w http.ResponseWriter, r *http.Request) {
+	ref := r.PathValue("id")
+	v, err := s.b.InspectContainer(r.Context(), ref)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if v.Container.State == model.StateRunning {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	if err := s.b.StartContainer(r.Context(), ref); err != nil {
+		writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *server) containerStop(w http.ResponseWriter, r *http.Request) {
+	ref := r.PathValue("id")
+	var timeout *int
+	if t := r.URL.Query().Get("t"); t != "" {
+		n, err := strconv.Atoi(t)
+		if err != nil {
+			writeError(w, apiErr(model.ErrInvalid, "invalid value for t: %q is not a number", t))
+			return
+		}
+		timeout = &n
+	}
+	v, err := s.b.InspectContainer(r.Context(), ref)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if v.Container.State != model.StateRunning {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	if err := s.b.StopContainer(r.Context(), ref, timeout); err != nil {
+		writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *server) containerRemove(w http.ResponseWriter, r *http.Request) {
+	if err := s.b.RemoveContainer(r.Context(), r.PathValue("id"), boolParam(r, "force")); err != nil {
+		writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// containerWait answers Docker's wait. The wait is registered and the
+// response headers are flushed before it blocks, so a client that waits
+// before it starts the container (docker run) knows the wait is in place.
+func (s *server) containerWait(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	ref := r.PathValue("id")
+	cond := container.WaitCondition(r.URL.Query().Get("condition"))
+	switch cond {
+	case "", container.WaitConditionNotRunning, container.WaitConditionNextExit, container.WaitConditionRemoved:
+	default:
+		writeError(w, apiErr(model.ErrInvalid, "invalid condition: %q", cond))
+		return
+	}
+	var wait func(context.Context) (int, error)
+	if ew, ok := s.b.(ExitWaiter); ok && cond != "" && cond != container.WaitConditionNotRunning {
+		fn, err := ew.WaitExit(ctx, ref, cond == container.WaitConditionRemoved)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		wait = fn
+	} else {
+		v, err := s.b.InspectContainer(ctx, ref)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		id := v.Container.ID
+		wait = func(ctx context.Context) (int, error) {
+			if cond == container.WaitConditionNextExit || cond == container.WaitConditionRemoved {
+				if err := s.waitLeaveCreated(ctx, id); err != nil {
+					return -1, err
+				}
+			}
+			return s.b.WaitContainer(ctx, id)
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_ = http.NewResponseController(w).Flush()
+	code, err := wait(ctx)
+	resp := container.WaitResponse{StatusCode: int64(code)}
+	if err != nil {
+		resp.Error = &container.WaitExitError{Message: err.Error()}
+	}
+	writeBody(w, resp)
+}
+
+// waitLeaveCreated polls until the container is no longer in the created
+// state (the fallback for next-exit when the Backend is no ExitWaiter).
+func (s *server) waitLeaveCreated(ctx context.Context, id string) error {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		v, err := s.b.InspectContainer(ctx, id)
+		if err != nil {
+			return err
+		}
+		if v.Container.State != model.StateCreated {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+func (s *server) containerLogs(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	ref := r.PathValue("id")
+	stdout, stderr := boolParam(r, "stdout"), boolParam(r, "stderr")
+	if !stdout && !stderr {
+		writeError(w, apiErr(model.ErrInvalid, "Bad parameters: you must choose at least one stream"))
+		return
+	}
+	if _, err := s.b.InspectContainer(ctx, ref); err != nil {
+		writeError(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/vnd.docker.multiplexed-stream")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	_ = rc.Flush()
+	mux := newStreamMux(w, func() error { return rc.Flush() })
+	outW, errW := mux.stream(streamStdout), mux.stream(streamStderr)
+	if !stdout {
+		outW = discard
+	}
+	if !stderr {
+		errW = discard
+	}
+	if err := s.b.Logs(ctx, ref, outW, errW, boolParam(r, "follow")); err != nil {
+		s.log.DebugContext(ctx, "api: logs stream ended", "container", ref, "err", err)
+	}
+}

@@ -1,0 +1,248 @@
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/moby/moby/api/types/container"
+
+	"github.com/vxnet/vxnet/internal/model"
+)
+
+// execConfig is one exec instance: created by POST /containers/{id}/exec,
+// run once by POST /exec/{id}/start, inspected by GET /exec/{id}/json.
+type execConfig struct {
+	id          string
+	containerID string
+	cmd, env    []string
+	stdout      bool
+	stderr      bool
+	started     bool
+	running     bool
+	exitCode    *int
+}
+
+// maxExecs bounds the exec instances kept in memory; the oldest finished
+// ones are dropped first.
+const maxExecs = 1024
+
+// execStore keeps exec instances in memory, like dockerd does (they do not
+// survive a daemon restart).
+type execStore struct {
+	mu    sync.Mutex
+	byID  map[string]*execConfig
+	order []string
+}
+
+func newExecStore() *execStore { return &execStore{byID: map[string]*execConfig{}} }
+
+func (st *execStore) add(e *execConfig) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.byID[e.id] = e
+	st.order = append(st.order, e.id)
+	for len(st.order) > maxExecs {
+		idx := slices.IndexFunc(st.order, func(id string) bool { return st.byID[id].exitCode != nil })
+		if idx < 0 {
+			break
+		}
+		delete(st.byID, st.order[idx])
+		st.order = slices.Delete(st.order, idx, idx+1)
+	}
+}
+
+// snapshot returns a copy of the exec instance for reading.
+func (st *execStore) snapshot(id string) (execConfig, bool) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	e, ok := st.byID[id]
+	if !ok {
+		return execConfig{}, false
+	}
+	return *e, true
+}
+
+// begin marks the instance started; an instance runs only once.
+func (st *execStore) begin(id string) (execConfig, error) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	e, ok := st.byID[id]
+	if !ok {
+		return execConfig{}, apiErr(model.ErrNotFound, "No such exec instance: %s", id)
+	}
+	if e.started {
+		if e.running {
+			return execConfig{}, apiErr(model.ErrConflict, "exec instance %s is already running", id)
+		}
+		return execConfig{}, apiErr(model.ErrConflict, "exec instance %s has already run", id)
+	}
+	e.started, e.running = true, true
+	return *e, nil
+}
+
+func (st *execStore) finish(id string, code int) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if e, ok := st.byID[id]; ok {
+		e.running = false
+		e.exitCode = &code
+	}
+}
+
+func newExecID() string {
+	var b [32]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func (s *server) execCreate(w http.ResponseWriter, r *http.Request) {
+	var req container.ExecCreateRequest
+	if err := decodeJSON(r, &req, false); err != nil {
+		writeError(w, err)
+		return
+	}
+	if len(req.Cmd) == 0 {
+		writeError(w, apiErr(model.ErrInvalid, "No exec command specified"))
+		return
+	}
+	if req.Tty || req.AttachStdin {
+		writeError(w, apiErr(model.ErrInvalid, "vxnet exec supports neither a TTY nor stdin"))
+		return
+	}
+	v, err := s.b.InspectContainer(r.Context(), r.PathValue("id"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if v.Container.State != model.StateRunning {
+		writeError(w, apiErr(model.ErrConflict, "container %s is not running", v.Container.ID))
+		return
+	}
+	e := &execConfig{
+		id:          newExecID(),
+		containerID: v.Container.ID,
+		cmd:         slices.Clone(req.Cmd),
+		env:         slices.Clone(req.Env),
+		stdout:      req.AttachStdout,
+		stderr:      req.AttachStderr,
+	}
+	s.execs.add(e)
+	writeJSON(w, http.StatusCreated, container.ExecCreateResponse{ID: e.id})
+}
+
+// execStart runs the exec instance. Unless Detach, it hijacks the connection
+// as dockerd does: "101 UPGRADED" when the client asked for an upgrade, else
+// "200 OK", then the command's output as a multiplexed stream until it ends,
+// then the connection is closed. The exit code is read with exec inspect.
+func (s *server) execStart(w http.ResponseWriter, r *http.Request) {
+	var req container.ExecStartRequest
+	if err := decodeJSON(r, &req, true); err != nil {
+		writeError(w, err)
+		return
+	}
+	if req.Tty {
+		writeError(w, apiErr(model.ErrInvalid, "vxnet exec does not support a TTY"))
+		return
+	}
+	id := r.PathValue("id")
+	if _, ok := s.execs.snapshot(id); !ok {
+		writeError(w, apiErr(model.ErrNotFound, "No such exec instance: %s", id))
+		return
+	}
+	if req.Detach {
+		e, err := s.execs.begin(id)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		go s.runExec(context.Background(), e, discard, discard)
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+
+	upgrade := strings.Contains(strings.ToLower(r.Header.Get("Connection")), "upgrade") &&
+		r.Header.Get("Upgrade") != ""
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		writeError(w, fmt.Errorf("api: hijack connection: %w", err))
+		return
+	}
+	defer conn.Close()
+	e, err := s.execs.begin(id)
+	if err != nil {
+		// Not hijacked from the client's view yet: answer in plain HTTP.
+		fmt.Fprintf(brw, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nApi-Version: %s\r\nConnection: close\r\n\r\n{\"message\":%q}\n",
+			statusOf(err), http.StatusText(statusOf(err)), APIVersion, err.Error())
+		_ = brw.Flush()
+		return
+	}
+	if upgrade {
+		fmt.Fprint(brw, "HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.multiplexed-stream\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n")
+	} else {
+		fmt.Fprint(brw, "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.raw-stream\r\n")
+	}
+	fmt.Fprintf(brw, "Api-Version: %s\r\nOstype: linux\r\n\r\n", APIVersion)
+	if err := brw.Flush(); err != nil {
+		s.execs.finish(id, -1)
+		return
+	}
+	mux := newStreamMux(brw.Writer, brw.Writer.Flush)
+	outW, errW := mux.stream(streamStdout), mux.stream(streamStderr)
+	if !e.stdout {
+		outW = discard
+	}
+	if !e.stderr {
+		errW = discard
+	}
+	s.runExec(context.Background(), e, outW, errW)
+	_ = brw.Flush()
+	closeWrite(conn)
+}
+
+// runExec runs the command and records its exit code. A command that could
+// not be run reports its error on stderr and exits 126, as dockerd's does.
+func (s *server) runExec(ctx context.Context, e execConfig, stdout, stderr interface{ Write([]byte) (int, error) }) {
+	code, err := s.b.Exec(ctx, e.containerID, e.cmd, e.env, stdout, stderr)
+	if err != nil {
+		s.log.DebugContext(ctx, "api: exec failed", "exec", e.id, "container", e.containerID, "err", err)
+		fmt.Fprintf(stderr, "%s\n", err.Error())
+		if code <= 0 {
+			code = 126
+		}
+	}
+	s.execs.finish(e.id, code)
+}
+
+func closeWrite(c interface{ Close() error }) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+}
+
+func (s *server) execInspect(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	e, ok := s.execs.snapshot(id)
+	if !ok {
+		writeError(w, apiErr(model.ErrNotFound, "No such exec instance: %s", id))
+		return
+	}
+	out := container.ExecInspectResponse{
+		ID:          e.id,
+		Running:     e.running,
+		ExitCode:    e.exitCode,
+		OpenStdout:  e.stdout,
+		OpenStderr:  e.stderr,
+		ContainerID: e.containerID,
+		ProcessConfig: &container.ExecProcessConfig{
+			Entrypoint: e.cmd[0],
+			Arguments:  slices.Clone(e.cmd[1:]),
+		},
+	}
+	writeJSON(w, http.StatusOK, out)
+}

@@ -1,0 +1,154 @@
+package api
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/moby/moby/api/types/image"
+	"github.com/moby/moby/api/types/system"
+
+	"github.com/vxnet/vxnet/internal/model"
+)
+
+func (s *server) imageList(w http.ResponseWriter, r *http.Request) {
+	imgs, err := s.b.ListImages(r.Context())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	out := []image.Summary{}
+	for _, img := range imgs {
+		sum := image.Summary{
+			ID:          img.ID,
+			Created:     img.Created,
+			Size:        img.Size,
+			Containers:  -1,
+			SharedSize:  -1,
+			Labels:      map[string]string{},
+			RepoTags:    []string{},
+			RepoDigests: []string{},
+		}
+		if img.Name != "" {
+			sum.RepoTags = append(sum.RepoTags, img.Name)
+		}
+		out = append(out, sum)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// imageCreate serves docker import (fromSrc=- with the rootfs tar as the
+// body). Pulling from a registry (fromImage) is not something vxnet does.
+func (s *server) imageCreate(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	if q.Get("fromImage") != "" {
+		writeError(w, apiErr(model.ErrNotFound, "No such image: %s: vxnet does not pull images; import a root filesystem with 'vxnet image import'", q.Get("fromImage")))
+		return
+	}
+	if q.Get("fromSrc") != "-" {
+		writeError(w, apiErr(model.ErrInvalid, "vxnet imports images only from the request body (fromSrc=-)"))
+		return
+	}
+	img, err := s.b.ImportImage(r.Context(), importName(q.Get("repo"), q.Get("tag")), r.Body)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_ = json.NewEncoder(w).Encode(map[string]string{"status": img.ID})
+}
+
+// importName is repo:tag with Docker's default tag "latest"; a repo that
+// already carries a tag keeps it. An empty repo imports an untagged image.
+func importName(repo, tag string) string {
+	if repo == "" {
+		return ""
+	}
+	if tag != "" {
+		return repo + ":" + tag
+	}
+	last := repo[strings.LastIndex(repo, "/")+1:]
+	if strings.Contains(last, ":") || strings.Contains(last, "@") {
+		return repo
+	}
+	return repo + ":latest"
+}
+
+func (s *server) ping(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("Cache-Control", "no-cache, no-store, must-revalidate")
+	h.Set("Pragma", "no-cache")
+	h.Set("Swarm", "inactive")
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write([]byte("OK"))
+	}
+}
+
+func (s *server) version(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.versionResponse())
+}
+
+func (s *server) versionResponse() system.VersionResponse {
+	return system.VersionResponse{
+		Platform:      system.PlatformInfo{Name: "vxnet"},
+		Version:       s.ver,
+		APIVersion:    APIVersion,
+		MinAPIVersion: MinAPIVersion,
+		Os:            "linux",
+		Arch:          goArch(),
+		GoVersion:     goVersion(),
+		KernelVersion: kernelVersion(),
+		Components: []system.ComponentVersion{{
+			Name:    "Engine",
+			Version: s.ver,
+			Details: map[string]string{
+				"ApiVersion":    APIVersion,
+				"MinAPIVersion": MinAPIVersion,
+				"Os":            "linux",
+				"Arch":          goArch(),
+				"GoVersion":     goVersion(),
+				"KernelVersion": kernelVersion(),
+			},
+		}},
+	}
+}
+
+func (s *server) info(w http.ResponseWriter, r *http.Request) {
+	in, err := s.b.Info(r.Context())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	ver := in.Version
+	if ver == "" {
+		ver = s.ver
+	}
+	out := system.Info{
+		ID:                in.ID,
+		Name:              in.Name,
+		Containers:        in.Containers,
+		ContainersRunning: in.Running,
+		ContainersStopped: in.Containers - in.Running,
+		Images:            in.Images,
+		Driver:            "vxnet",
+		DriverStatus:      [][2]string{},
+		DockerRootDir:     in.DataRoot,
+		ServerVersion:     ver,
+		OSType:            "linux",
+		OperatingSystem:   "vxnet",
+		Architecture:      goArch(),
+		KernelVersion:     kernelVersion(),
+		NCPU:              numCPU(),
+		SystemTime:        time.Now().Format(time.RFC3339Nano),
+		LoggingDriver:     "json-file",
+		CgroupDriver:      "cgroupfs",
+		DefaultRuntime:    "runc",
+		Labels:            []string{},
+		Warnings:          []string{},
+	}
+	writeJSON(w, http.StatusOK, out)
+}

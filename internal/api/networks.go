@@ -1,0 +1,374 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"maps"
+	"net/http"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/moby/moby/api/types/network"
+
+	"github.com/vxnet/vxnet/internal/model"
+)
+
+// networkInspect is Docker's network object plus vxnet's verbose detail.
+type networkInspect struct {
+	network.Inspect
+	VXNet map[string]any `json:"VXNet,omitempty"`
+}
+
+func (s *server) networkList(w http.ResponseWriter, r *http.Request) {
+	f, err := parseFilters(r.URL.Query().Get("filters"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if err := f.validate("driver", "name", "id", "label", "scope", "type", "dangling"); err != nil {
+		writeError(w, err)
+		return
+	}
+	nets, err := s.b.ListNetworks(r.Context())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	out := []network.Summary{}
+	for _, nv := range nets {
+		ok, err := matchNetwork(f, nv)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		if ok {
+			out = append(out, network.Summary{Network: toDockerNetwork(nv.Network)})
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// matchNetwork applies Docker's network filters: name and id match a
+// substring or regular expression, driver and scope exactly, label as key or
+// key=value, type is custom or builtin, dangling is true or false.
+func matchNetwork(f filters, nv NetworkView) (bool, error) {
+	n := nv.Network
+	if !f.matchAny("name", n.Name, true) || !f.matchAny("id", n.ID, true) {
+		return false, nil
+	}
+	if !f.matchAny("driver", n.Driver, false) || !f.matchAny("scope", n.Scope, false) {
+		return false, nil
+	}
+	if !f.matchLabels(n.Labels) {
+		return false, nil
+	}
+	if types, ok := f["type"]; ok {
+		match := false
+		for t := range types {
+			switch t {
+			case "custom":
+				match = match || !n.Predefined
+			case "builtin":
+				match = match || n.Predefined
+			default:
+				return false, apiErr(model.ErrInvalid, "invalid filter: 'type'='%s'", t)
+			}
+		}
+		if !match {
+			return false, nil
+		}
+	}
+	if d, ok := f["dangling"]; ok {
+		match := false
+		for v := range d {
+			switch strings.ToLower(v) {
+			case "true", "1":
+				match = match || (!n.Predefined && len(nv.Endpoints) == 0)
+			case "false", "0":
+				match = match || n.Predefined || len(nv.Endpoints) > 0
+			default:
+				return false, apiErr(model.ErrInvalid, "invalid filter: 'dangling'='%s'", v)
+			}
+		}
+		if !match {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+func (s *server) networkInspect(w http.ResponseWriter, r *http.Request) {
+	verbose := boolParam(r, "verbose")
+	nv, err := s.b.InspectNetwork(r.Context(), r.PathValue("id"), verbose)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	out := networkInspect{Inspect: toDockerInspect(nv)}
+	if verbose {
+		out.VXNet = nv.Verbose
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *server) networkCreate(w http.ResponseWriter, r *http.Request) {
+	req, err := decodeNetworkCreate(io.LimitReader(r.Body, 1<<20))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	n, err := s.b.CreateNetwork(r.Context(), req)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, network.CreateResponse{ID: n.ID})
+}
+
+// decodeNetworkCreate decodes Docker's network create request and rejects
+// what vxnet does not do (IPv6, swarm ingress, config-only networks, other
+// IPAM drivers) with ErrInvalid.
+func decodeNetworkCreate(body io.Reader) (NetworkCreate, error) {
+	var req network.CreateRequest
+	if err := json.NewDecoder(body).Decode(&req); err != nil {
+		if errors.Is(err, io.EOF) {
+			return NetworkCreate{}, apiErr(model.ErrInvalid, "invalid JSON: empty request body")
+		}
+		return NetworkCreate{}, apiErr(model.ErrInvalid, "invalid JSON: %s", strings.ReplaceAll(err.Error(), "\n", " "))
+	}
+	name := strings.TrimSpace(req.Name)
+	if name == "" {
+		return NetworkCreate{}, apiErr(model.ErrInvalid, "network name cannot be empty")
+	}
+	switch {
+	case req.EnableIPv6 != nil && *req.EnableIPv6:
+		return NetworkCreate{}, apiErr(model.ErrInvalid, "vxnet does not support IPv6 networks")
+	case req.EnableIPv4 != nil && !*req.EnableIPv4:
+		return NetworkCreate{}, apiErr(model.ErrInvalid, "vxnet networks always have IPv4")
+	case req.Ingress:
+		return NetworkCreate{}, apiErr(model.ErrInvalid, "vxnet does not support ingress networks")
+	case req.ConfigOnly || req.ConfigFrom != nil:
+		return NetworkCreate{}, apiErr(model.ErrInvalid, "vxnet does not support config-only networks")
+	case req.Scope != "" && req.Scope != model.ScopeLocal && req.Scope != model.ScopeGlobal:
+		return NetworkCreate{}, apiErr(model.ErrInvalid, "invalid network scope %q", req.Scope)
+	}
+	out := NetworkCreate{
+		Name:       name,
+		Driver:     req.Driver,
+		Internal:   req.Internal,
+		Attachable: req.Attachable,
+		Labels:     maps.Clone(req.Labels),
+		Options:    maps.Clone(req.Options),
+	}
+	if req.IPAM != nil {
+		if d := req.IPAM.Driver; d != "" && d != "default" {
+			return NetworkCreate{}, apiErr(model.ErrInvalid, "vxnet supports only the default IPAM driver, not %q", d)
+		}
+		for _, c := range req.IPAM.Config {
+			if !c.Subnet.IsValid() {
+				return NetworkCreate{}, apiErr(model.ErrInvalid, "invalid IPAM config: a subnet is required")
+			}
+			out.IPAM = append(out.IPAM, model.IPAMConfig{
+				Subnet:     c.Subnet,
+				IPRange:    c.IPRange,
+				Gateway:    c.Gateway,
+				AuxAddress: maps.Clone(c.AuxAddress),
+			})
+		}
+	}
+	return out, nil
+}
+
+func (s *server) networkRemove(w http.ResponseWriter, r *http.Request) {
+	if err := s.b.RemoveNetwork(r.Context(), r.PathValue("id")); err != nil {
+		writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *server) networkPrune(w http.ResponseWriter, r *http.Request) {
+	f, err := parseFilters(r.URL.Query().Get("filters"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if len(f) > 0 {
+		writeError(w, apiErr(model.ErrInvalid, "vxnet does not support network prune filters"))
+		return
+	}
+	names, err := s.b.PruneNetworks(r.Context())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if names == nil {
+		names = []string{}
+	}
+	writeJSON(w, http.StatusOK, network.PruneReport{NetworksDeleted: names})
+}
+
+func (s *server) networkConnect(w http.ResponseWriter, r *http.Request) {
+	var req network.ConnectRequest
+	if err := decodeJSON(r, &req, false); err != nil {
+		writeError(w, err)
+		return
+	}
+	if strings.TrimSpace(req.Container) == "" {
+		writeError(w, apiErr(model.ErrInvalid, "container name or ID is required"))
+		return
+	}
+	if err := s.b.ConnectNetwork(r.Context(), r.PathValue("id"), req.Container, endpointRequest(req.EndpointConfig)); err != nil {
+		writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+func (s *server) networkDisconnect(w http.ResponseWriter, r *http.Request) {
+	var req network.DisconnectRequest
+	if err := decodeJSON(r, &req, false); err != nil {
+		writeError(w, err)
+		return
+	}
+	if strings.TrimSpace(req.Container) == "" {
+		writeError(w, apiErr(model.ErrInvalid, "container name or ID is required"))
+		return
+	}
+	if err := s.b.DisconnectNetwork(r.Context(), r.PathValue("id"), req.Container, req.Force); err != nil {
+		writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+func endpointRequest(es *network.EndpointSettings) EndpointRequest {
+	var ep EndpointRequest
+	if es == nil {
+		return ep
+	}
+	if es.IPAMConfig != nil {
+		ep.IP = es.IPAMConfig.IPv4Address
+	}
+	ep.Aliases = slices.Clone(es.Aliases)
+	return ep
+}
+
+func toDockerNetwork(n model.Network) network.Network {
+	out := network.Network{
+		Name:       n.Name,
+		ID:         n.ID,
+		Created:    n.Created,
+		Scope:      n.Scope,
+		Driver:     n.Driver,
+		EnableIPv4: true,
+		IPAM:       network.IPAM{Driver: "default", Options: map[string]string{}, Config: []network.IPAMConfig{}},
+		Internal:   n.Internal,
+		Attachable: n.Attachable,
+		Options:    map[string]string{},
+		Labels:     map[string]string{},
+	}
+	if out.Scope == "" {
+		out.Scope = model.ScopeLocal
+	}
+	maps.Copy(out.Options, n.Options)
+	maps.Copy(out.Labels, n.Labels)
+	for _, c := range n.IPAM {
+		out.IPAM.Config = append(out.IPAM.Config, network.IPAMConfig{
+			Subnet:     c.Subnet,
+			IPRange:    c.IPRange,
+			Gateway:    c.Gateway,
+			AuxAddress: maps.Clone(c.AuxAddress),
+		})
+	}
+	return out
+}
+
+func toDockerInspect(nv NetworkView) network.Inspect {
+	out := network.Inspect{
+		Network:    toDockerNetwork(nv.Network),
+		Containers: map[string]network.EndpointResource{},
+	}
+	for _, ep := range nv.Endpoints {
+		out.Containers[ep.ContainerID] = network.EndpointResource{
+			Name:        ep.Name,
+			EndpointID:  ep.ID,
+			MacAddress:  network.HardwareAddr(ep.MAC),
+			IPv4Address: ep.Addr,
+		}
+	}
+	return out
+}
+
+// filters is Docker's filter set: term -> values.
+type filters map[string]map[string]bool
+
+// parseFilters decodes Docker's filters query parameter, in either the
+// current {"term":{"value":true}} form or the old {"term":["value"]} form.
+func parseFilters(s string) (filters, error) {
+	f := filters{}
+	if strings.TrimSpace(s) == "" {
+		return f, nil
+	}
+	if err := json.Unmarshal([]byte(s), (*map[string]map[string]bool)(&f)); err == nil {
+		return f, nil
+	}
+	var old map[string][]string
+	if err := json.Unmarshal([]byte(s), &old); err != nil {
+		return nil, apiErr(model.ErrInvalid, "invalid filters: %s", strings.ReplaceAll(err.Error(), "\n", " "))
+	}
+	for k, vs := range old {
+		f[k] = map[string]bool{}
+		for _, v := range vs {
+			f[k][v] = true
+		}
+	}
+	return f, nil
+}
+
+func (f filters) validate(terms ...string) error {
+	for k := range f {
+		if !slices.Contains(terms, k) {
+			return apiErr(model.ErrInvalid, "invalid filter '%s'", k)
+		}
+	}
+	return nil
+}
+
+// matchAny reports whether s matches one of the term's values, or true when
+// the term is absent. With fuzzy, a value also matches as a regular
+// expression (which includes any substring without metacharacters).
+func (f filters) matchAny(term, s string, fuzzy bool) bool {
+	vals, ok := f[term]
+	if !ok || len(vals) == 0 {
+		return true
+	}
+	for v := range vals {
+		if v == s {
+			return true
+		}
+		if fuzzy {
+			if strings.Contains(s, v) {
+				return true
+			}
+			if re, err := regexp.Compile(v); err == nil && re.MatchString(s) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// matchLabels: every label filter value ("key" or "key=value") must hold.
+func (f filters) matchLabels(labels map[string]string) bool {
+	for v := range f["label"] {
+		k, want, hasVal := strings.Cut(v, "=")
+		got, ok := labels[k]
+		if !ok || (hasVal && got != want) {
+			return false
+		}
+	}
+	return true
+}
