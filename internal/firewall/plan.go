@@ -1,0 +1,234 @@
+package firewall
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+
+	"sigs.k8s.io/knftables"
+
+	"github.com/vxnet/vxnet/internal/model"
+)
+
+// Set and chain names inside our table.
+const (
+	setBridges  = "bridges"
+	setSame     = "same"
+	setInternal = "internal"
+	setICCOff   = "icc_off"
+	setMasq4    = "masq4"
+	setMasq6    = "masq6"
+	setVTEP4    = "vtep4"
+	setVTEP6    = "vtep6"
+
+	chainForward     = "forward"
+	chainPostrouting = "postrouting"
+	chainInput       = "input"
+)
+
+// element is one set element: its key parts and a comment.
+type element struct {
+	key     []string
+	comment string
+}
+
+// desired is the validated, rendered-ready form of a Config. Computing it
+// does no I/O.
+type desired struct {
+	sets      map[string][]element
+	vxlanPort int
+	iccOff    bool // some network has ICC=false
+	iccOffV6  bool // ... and an IPv6 subnet
+}
+
+func (d *desired) needBridgeNF() bool { return d.iccOff }
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("firewall: %s: %w", fmt.Sprintf(format, args...), model.ErrInvalid)
+}
+
+// plan validates cfg and computes the set contents.
+func plan(cfg Config) (*desired, error) {
+	d := &desired{sets: map[string][]element{}, vxlanPort: cfg.VXLANPort}
+	if cfg.VXLANPort < 0 || cfg.VXLANPort > 65535 {
+		return nil, invalid("vxlan port %d out of range", cfg.VXLANPort)
+	}
+	bridges := map[string]string{} // bridge -> network ID
+	masq := map[netip.Prefix]bool{}
+	for i, n := range cfg.Networks {
+		if err := validIfname(n.Bridge); err != nil {
+			return nil, invalid("network %d (%q): %v", i, n.ID, err)
+		}
+		if other, dup := bridges[n.Bridge]; dup {
+			return nil, invalid("networks %q and %q share bridge %q", other, n.ID, n.Bridge)
+		}
+		bridges[n.Bridge] = n.ID
+		c := comment(n.ID)
+		q := strconv.Quote(n.Bridge) // validIfname keeps this a plain "name"
+		d.add(setBridges, c, q)
+		d.add(setSame, c, q, q)
+		if n.Internal {
+			d.add(setInternal, c, q)
+		}
+		if !n.ICC {
+			d.add(setICCOff, c, q)
+			d.iccOff = true
+		}
+		for _, p := range n.Subnets {
+			if !p.IsValid() {
+				return nil, invalid("network %q: invalid subnet %v", n.ID, p)
+			}
+			p = p.Masked()
+			if p.Addr().Is4In6() && p.Bits() >= 96 {
+				p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+			}
+			if !n.ICC && p.Addr().Is6() {
+				d.iccOffV6 = true
+			}
+			if !n.Masquerade || n.Internal || masq[p] {
+				continue
+			}
+			masq[p] = true
+			if p.Addr().Is4() {
+				d.add(setMasq4, c, p.String())
+			} else {
+				d.add(setMasq6, c, p.String())
+			}
+		}
+	}
+	seen := map[netip.Addr]bool{}
+	for _, a := range cfg.AllowedVTEPs {
+		if !a.IsValid() {
+			return nil, invalid("invalid vtep address")
+		}
+		a = a.Unmap().WithZone("")
+		if seen[a] {
+			continue
+		}
+		seen[a] = true
+		if a.Is4() {
+			d.add(setVTEP4, "vtep", a.String())
+		} else {
+			d.add(setVTEP6, "vtep", a.String())
+		}
+	}
+	return d, nil
+}
+
+func (d *desired) add(set, comment string, key ...string) {
+	d.sets[set] = append(d.sets[set], element{key: key, comment: comment})
+}
+
+// validIfname accepts Linux interface names made of characters that need no
+// escaping in nft: letters, digits, '-', '_', '.'.
+func validIfname(s string) error {
+	if s == "" || len(s) > 15 {
+		return fmt.Errorf("bridge name %q must have 1 to 15 characters", s)
+	}
+	for _, r := range s {
+		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.'
+		if !ok {
+			return fmt.Errorf("bridge name %q has character %q", s, r)
+		}
+	}
+	return nil
+}
+
+// comment makes a safe nft comment: no quotes or backslashes, bounded length.
+func comment(id string) string {
+	var b strings.Builder
+	b.WriteString("vxnet net ")
+	for _, r := range id {
+		if b.Len() >= knftables.CommentLengthMax-1 {
+			break
+		}
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', strings.ContainsRune("-_.:/", r):
+			b.WriteRune(r)
+		default:
+			b.WriteByte('_')
+		}
+	}
+	return b.String()
+}
+
+// render writes the transaction that replaces our table with d: add (so the
+// delete cannot fail), delete, then build afresh. nft runs it atomically.
+func (d *desired) render(tx *knftables.Transaction) {
+	tx.Add(&knftables.Table{})
+	tx.Delete(&knftables.Table{})
+	tx.Add(&knftables.Table{Comment: knftables.PtrTo("owned by vxnet; rebuilt on every apply")})
+
+	yes := true
+	sets := []*knftables.Set{
+		{Name: setBridges, Type: "ifname", Comment: knftables.PtrTo("vxnet bridges")},
+		{Name: setSame, Type: "ifname . ifname", Comment: knftables.PtrTo("bridge . same bridge")},
+		{Name: setInternal, Type: "ifname", Comment: knftables.PtrTo("bridges of internal networks")},
+		{Name: setICCOff, Type: "ifname", Comment: knftables.PtrTo("bridges without inter-container traffic")},
+		{Name: setMasq4, Type: "ipv4_addr", Flags: []knftables.SetFlag{knftables.IntervalFlag}, AutoMerge: &yes,
+			Comment: knftables.PtrTo("subnets masqueraded on egress")},
+		{Name: setMasq6, Type: "ipv6_addr", Flags: []knftables.SetFlag{knftables.IntervalFlag}, AutoMerge: &yes,
+			Comment: knftables.PtrTo("subnets masqueraded on egress")},
+	}
+	if d.vxlanPort != 0 {
+		sets = append(sets,
+			&knftables.Set{Name: setVTEP4, Type: "ipv4_addr", Comment: knftables.PtrTo("allowed vxlan peers")},
+			&knftables.Set{Name: setVTEP6, Type: "ipv6_addr", Comment: knftables.PtrTo("allowed vxlan peers")})
+	}
+	for _, s := range sets {
+		tx.Add(s)
+	}
+
+	tx.Add(&knftables.Chain{Name: chainForward, Type: knftables.PtrTo(knftables.FilterType),
+		Hook: knftables.PtrTo(knftables.ForwardHook), Priority: knftables.PtrTo(knftables.FilterPriority),
+		Policy: knftables.PtrTo(knftables.AcceptPolicy)})
+	tx.Add(&knftables.Chain{Name: chainPostrouting, Type: knftables.PtrTo(knftables.NATType),
+		Hook: knftables.PtrTo(knftables.PostroutingHook), Priority: knftables.PtrTo(knftables.SNATPriority),
+		Policy: knftables.PtrTo(knftables.AcceptPolicy)})
+
+	rule := func(chain, comment string, parts ...any) {
+		tx.Add(&knftables.Rule{Chain: chain, Rule: knftables.Concat(parts...), Comment: knftables.PtrTo(comment)})
+	}
+	rule(chainForward, "vxnet: isolate bridges from each other",
+		"iifname", "@"+setBridges, "oifname", "@"+setBridges, "iifname . oifname", "!=", "@"+setSame, "drop")
+	rule(chainForward, "vxnet: internal networks, nothing out",
+		"iifname", "@"+setInternal, "iifname . oifname", "!=", "@"+setSame, "drop")
+	rule(chainForward, "vxnet: internal networks, nothing in",
+		"oifname", "@"+setInternal, "iifname . oifname", "!=", "@"+setSame, "drop")
+	rule(chainForward, "vxnet: icc=false (bridged traffic via br_netfilter)",
+		"iifname", "@"+setICCOff, "iifname . oifname", "@"+setSame, "drop")
+	rule(chainForward, "vxnet: return traffic",
+		"oifname", "@"+setBridges, "ct state established,related", "accept")
+	rule(chainForward, "vxnet: published ports",
+		"oifname", "@"+setBridges, "ct status dnat", "accept")
+	rule(chainForward, "vxnet: no unsolicited inbound",
+		"oifname", "@"+setBridges, "iifname", "!=", "@"+setBridges, "drop")
+	rule(chainPostrouting, "vxnet: masquerade egress",
+		"ip saddr", "@"+setMasq4, "oifname", "!=", "@"+setBridges, "masquerade")
+	rule(chainPostrouting, "vxnet: masquerade egress",
+		"ip6 saddr", "@"+setMasq6, "oifname", "!=", "@"+setBridges, "masquerade")
+
+	if d.vxlanPort != 0 {
+		tx.Add(&knftables.Chain{Name: chainInput, Type: knftables.PtrTo(knftables.FilterType),
+			Hook: knftables.PtrTo(knftables.InputHook), Priority: knftables.PtrTo(knftables.FilterPriority),
+			Policy: knftables.PtrTo(knftables.AcceptPolicy)})
+		port := strconv.Itoa(d.vxlanPort)
+		rule(chainInput, "vxnet: vxlan only from known vteps",
+			"udp dport", port, "ip saddr", "!=", "@"+setVTEP4, "drop")
+		rule(chainInput, "vxnet: vxlan only from known vteps",
+			"udp dport", port, "ip6 saddr", "!=", "@"+setVTEP6, "drop")
+	}
+
+	names := make([]string, 0, len(d.sets))
+	for name := range d.sets {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		for _, e := range d.sets[name] {
+			tx.Add(&knftables.Element{Set: name, Key: e.key, Comment: knftables.PtrTo(e.comment)})
+		}
+	}
+}
