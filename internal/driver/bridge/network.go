@@ -21,6 +21,9 @@ import (
 // mark, is an error. An unmarked bridge of that name (a user's, named with
 // com.docker.network.bridge.name) is used as it is and stays unmarked.
 func (d *Driver) CreateNetwork(ctx context.Context, n model.Network) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	o, err := parseOptions(n.Options)
 	if err != nil {
 		return err
@@ -118,6 +121,9 @@ var errConflict = errors.New("name in use")
 // DeleteNetwork deletes n's bridge if it carries n's mark. A missing bridge
 // or one without n's mark (a user's) is left alone and is success.
 func (d *Driver) DeleteNetwork(ctx context.Context, n model.Network) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	name := BridgeName(n)
 	h, err := d.hostHandle()
 	if err != nil {
