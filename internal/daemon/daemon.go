@@ -1,0 +1,187 @@
+// Package daemon wires a vxnet daemon together: it parses the daemon's
+// configuration, opens the local store, builds the drivers, allocator,
+// runtime and firewall, starts the engine and serves the API on a unix
+// socket until SIGTERM or SIGINT.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vxnet/vxnet/internal/api"
+	"github.com/vxnet/vxnet/internal/engine"
+	"github.com/vxnet/vxnet/internal/store"
+)
+
+// Config is the daemon's configuration, from flags.
+type Config struct {
+	Host     string // unix:///run/vxnet/vxnet.sock
+	DataRoot string
+	ExecRoot string
+	BIP      string // default bridge gateway/prefix, e.g. 172.17.0.1/16
+	LogLevel string
+	// Firewall table name (one per daemon; tests use the default since
+	// each daemon runs in its own network namespace).
+	FirewallTable string
+	Cluster       ClusterConfig
+}
+
+// ClusterConfig holds the cluster-mode flags.
+type ClusterConfig struct {
+	Store          string // etcd://H1:2379,H2:2379
+	StoreCA        string
+	StoreCert      string
+	StoreKey       string
+	Prefix         string
+	Init           bool
+	Join           string
+	Voters         int
+	AdvertiseAddr  string
+	ClientPort     int
+	PeerPort       int
+	NodeTTL        time.Duration
+	VXLANPort      int
+	ResyncInterval time.Duration
+}
+
+// NewCommand returns the `vxnet daemon` command.
+func NewCommand() *cobra.Command {
+	var cfg Config
+	cmd := &cobra.Command{
+		Use:           "daemon [OPTIONS]",
+		Short:         "Run the vxnet engine (as root)",
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return Run(cmd.Context(), cfg)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&cfg.Host, "host", "H", "unix:///run/vxnet/vxnet.sock", "Daemon socket to listen on")
+	f.StringVar(&cfg.DataRoot, "data-root", "/var/lib/vxnet", "Root of persistent state (store, images)")
+	f.StringVar(&cfg.ExecRoot, "exec-root", "/run/vxnet", "Root of runtime state (netns mounts, runc state)")
+	f.StringVar(&cfg.BIP, "bip", "172.17.0.1/16", "Default bridge gateway address with prefix length")
+	f.StringVar(&cfg.LogLevel, "log-level", "info", `Log level ("debug"|"info"|"warn"|"error")`)
+	f.StringVar(&cfg.FirewallTable, "firewall-table", "vxnet", "Name of the nftables table the daemon owns")
+	c := &cfg.Cluster
+	f.StringVar(&c.Store, "cluster-store", "", "External etcd cluster, etcd://HOST:PORT[,HOST:PORT...]")
+	f.StringVar(&c.StoreCA, "cluster-store-ca", "", "CA file for the cluster store's TLS")
+	f.StringVar(&c.StoreCert, "cluster-store-cert", "", "Client certificate for the cluster store's TLS")
+	f.StringVar(&c.StoreKey, "cluster-store-key", "", "Client key for the cluster store's TLS")
+	f.StringVar(&c.Prefix, "cluster-prefix", "/vxnet/v1", "Key prefix in the cluster store")
+	f.BoolVar(&c.Init, "cluster-init", false, "Start a new embedded etcd cluster on this host")
+	f.StringVar(&c.Join, "cluster-join", "", "Join the embedded etcd cluster of ADDR[:PORT]")
+	f.IntVar(&c.Voters, "cluster-voters", 3, "Number of voting etcd members (odd)")
+	f.StringVar(&c.AdvertiseAddr, "advertise-addr", "", "Underlay address (IP or interface) of this host")
+	f.IntVar(&c.ClientPort, "cluster-client-port", 2379, "Embedded etcd client port")
+	f.IntVar(&c.PeerPort, "cluster-peer-port", 2380, "Embedded etcd peer port")
+	f.DurationVar(&c.NodeTTL, "node-ttl", 10*time.Second, "TTL of this node's liveness lease")
+	f.IntVar(&c.VXLANPort, "vxlan-port", 4789, "UDP port of VXLAN")
+	f.DurationVar(&c.ResyncInterval, "resync-interval", 30*time.Second, "Period of the overlay data plane resync")
+	return cmd
+}
+
+// socketPath turns -H unix:///path into /path.
+func socketPath(host string) (string, error) {
+	switch {
+	case strings.HasPrefix(host, "unix://"):
+		p := strings.TrimPrefix(host, "unix://")
+		if p == "" {
+			return "", fmt.Errorf("invalid -H %q: empty socket path", host)
+		}
+		return p, nil
+	case strings.HasPrefix(host, "/"):
+		return host, nil
+	}
+	return "", fmt.Errorf("invalid -H %q: only unix:///path sockets are supported", host)
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("invalid --log-level %q: use debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+// Run runs the daemon until ctx ends or a signal arrives.
+func Run(ctx context.Context, cfg Config) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	level, err := parseLevel(cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	sock, err := socketPath(cfg.Host)
+	if err != nil {
+		return err
+	}
+	bip, err := netip.ParsePrefix(cfg.BIP)
+	if err != nil || !bip.Addr().Is4() || bip.Bits() > 30 {
+		return fmt.Errorf("invalid --bip %q: want an IPv4 address with prefix length, e.g. 172.17.0.1/16", cfg.BIP)
+	}
+	if os.Geteuid() != 0 {
+		return errors.New("vxnet daemon needs to run as root")
+	}
+	for _, d := range []string{cfg.DataRoot, cfg.ExecRoot} {
+		if err := os.MkdirAll(d, 0o711); err != nil {
+			return err
+		}
+	}
+	st, err := store.Open(filepath.Join(cfg.DataRoot, "vxnet.db"))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	w, err := wire(ctx, cfg, bip, st, log)
+	if err != nil {
+		return err
+	}
+	defer w.close()
+	eng := w.engine
+	if err := eng.Start(ctx); err != nil {
+		return fmt.Errorf("start engine: %w", err)
+	}
+	defer eng.Close()
+
+	ln, err := api.ListenUnix(sock)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: api.NewServer(eng, api.Options{Logger: log, Version: engine.Version}),
+		ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info("vxnet daemon listening", "socket", sock, "data-root", cfg.DataRoot, "exec-root", cfg.ExecRoot)
+
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		return err
+	}
+	log.Info("shutting down; containers keep running")
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	srv.Shutdown(sctx)
+	os.Remove(sock)
+	return nil
+}

@@ -1,0 +1,95 @@
+package engine
+
+import (
+	"context"
+	"io"
+	"net/netip"
+	"time"
+
+	"github.com/vxnet/vxnet/internal/model"
+)
+
+// The engine reaches the kernel, runc and the allocator through these small
+// interfaces, so its decisions are testable with fakes. The daemon wires the
+// real implementations (internal/ipam, internal/runtime, internal/firewall).
+
+// IPAM allocates subnets and addresses for local-scope networks.
+type IPAM interface {
+	// RequestPool reserves the network's subnets (empty cfgs: pick a
+	// default pool) and returns them completed (gateway filled in).
+	RequestPool(netID string, cfgs []model.IPAMConfig, hostRoutes []netip.Prefix) ([]model.IPAMConfig, error)
+	ReleasePool(netID string)
+	// Allocate returns an address with the subnet's prefix length; a valid
+	// static address is reserved as given.
+	Allocate(netID string, static netip.Addr) (netip.Prefix, error)
+	Release(netID string, addr netip.Addr)
+	// Snapshot and Restore carry the allocator state of one network
+	// through the local store across daemon restarts.
+	Snapshot(netID string) ([]byte, error)
+	Restore(netID string, cfgs []model.IPAMConfig, state []byte) error
+}
+
+// ContainerSpec is what the runtime needs to run a container.
+type ContainerSpec struct {
+	ID, Image string
+	Args, Env []string
+	Hostname  string
+	NetnsPath string // "" shares the host's network namespace
+	Mounts    []Mount
+}
+
+// Mount is a bind mount into the container.
+type Mount struct {
+	Source, Destination string
+	ReadOnly            bool
+}
+
+// RuntimeState is the runtime's view of one container.
+type RuntimeState struct {
+	Status     string // created, running, stopped, unknown
+	Pid        int
+	ExitCode   int
+	FinishedAt time.Time
+}
+
+// Runtime runs containers (runc).
+type Runtime interface {
+	Create(ctx context.Context, spec ContainerSpec) error
+	Start(ctx context.Context, id string) (int, error)
+	Stop(ctx context.Context, id string, timeout time.Duration) error
+	Delete(ctx context.Context, id string) error
+	State(ctx context.Context, id string) (RuntimeState, error)
+	Wait(ctx context.Context, id string) (int, error)
+	Exec(ctx context.Context, id string, args, env []string, stdout, stderr io.Writer) (int, error)
+	Logs(ctx context.Context, id string, stdout, stderr io.Writer, follow bool) error
+	List(ctx context.Context) ([]string, error)
+}
+
+// ImageInfo is one local image.
+type ImageInfo struct {
+	ID, Name string
+	Created  time.Time
+	Size     int64
+	Cmd      []string
+}
+
+// Images is the local image store.
+type Images interface {
+	Get(ref string) (ImageInfo, error)
+	List() ([]ImageInfo, error)
+	Import(name string, r io.Reader) (ImageInfo, error)
+}
+
+// FirewallNetwork is one bridge network as the firewall sees it.
+type FirewallNetwork struct {
+	ID, Bridge string
+	Subnets    []netip.Prefix
+	Internal   bool
+	ICC        bool
+	Masquerade bool
+}
+
+// Firewall applies the whole desired firewall state.
+type Firewall interface {
+	Apply(ctx context.Context, nets []FirewallNetwork) error
+}

@@ -1,0 +1,155 @@
+// Package engine is vxnet's core: it owns the networks, endpoints,
+// sandboxes and containers of one host, decides what must exist, and asks
+// the drivers, the runtime, the allocator and the firewall to make it so.
+//
+// State lives in one place, the Engine, behind one mutex (mu). Values are
+// passed by ID and copied out; there are no back-pointers between objects.
+// Every mutation is written through to the local store before it is
+// reported, and the kernel is reconciled from the store at start.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/vxnet/vxnet/internal/driver"
+	"github.com/vxnet/vxnet/internal/model"
+	"github.com/vxnet/vxnet/internal/netns"
+	"github.com/vxnet/vxnet/internal/store"
+)
+
+// Options wires an Engine.
+type Options struct {
+	DataRoot string
+	ExecRoot string
+	// BridgeIP is --bip: the default bridge's gateway with its prefix
+	// (default 172.17.0.1/16).
+	BridgeIP netip.Prefix
+	Store    *store.Store
+	Drivers  []driver.Driver
+	IPAM     IPAM
+	Runtime  Runtime
+	Images   Images
+	Firewall Firewall
+	// HostRoutes lists the host's routes, so default pools that overlap
+	// them are skipped. Nil means none.
+	HostRoutes func() ([]netip.Prefix, error)
+	// Global is the cluster store for global-scope networks; nil in local mode.
+	Global Global
+	Logger *slog.Logger
+	Now    func() time.Time
+
+	// noNetns makes sandboxes without namespaces (unit tests without root).
+	noNetns bool
+}
+
+// Engine is the core of one daemon.
+type Engine struct {
+	opts Options
+	log  *slog.Logger
+
+	mu         sync.Mutex
+	networks   map[string]model.Network   // by ID
+	endpoints  map[string]model.Endpoint  // by ID
+	containers map[string]model.Container // by ID
+	sandboxes  map[string]model.Sandbox   // by container ID
+	drivers    map[string]driver.Driver
+	waiters    map[string]bool // containers with an exit watcher
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New builds an Engine; Start restores state and reconciles the kernel.
+func New(opts Options) (*Engine, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if !opts.BridgeIP.IsValid() {
+		opts.BridgeIP = netip.MustParsePrefix("172.17.0.1/16")
+	}
+	e := &Engine{
+		opts:       opts,
+		log:        opts.Logger,
+		networks:   map[string]model.Network{},
+		endpoints:  map[string]model.Endpoint{},
+		containers: map[string]model.Container{},
+		sandboxes:  map[string]model.Sandbox{},
+		drivers:    map[string]driver.Driver{},
+		waiters:    map[string]bool{},
+	}
+	for _, d := range opts.Drivers {
+		e.drivers[d.Type()] = d
+	}
+	for _, dir := range []string{e.netnsDir(), e.filesDir()} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("engine: %w", err)
+		}
+	}
+	e.ctx, e.cancel = context.WithCancel(context.Background())
+	return e, nil
+}
+
+func (e *Engine) netnsDir() string { return filepath.Join(e.opts.ExecRoot, "netns") }
+func (e *Engine) filesDir() string { return filepath.Join(e.opts.DataRoot, "sandboxes") }
+
+// Close stops background work. Containers keep running.
+func (e *Engine) Close() {
+	e.cancel()
+	e.wg.Wait()
+}
+
+func (e *Engine) now() time.Time { return e.opts.Now().UTC() }
+
+// errf wraps a class sentinel with a message in Docker's words.
+func errf(class error, format string, args ...any) error {
+	return &classErr{class: class, msg: fmt.Sprintf(format, args...)}
+}
+
+type classErr struct {
+	class error
+	msg   string
+}
+
+func (c *classErr) Error() string { return c.msg }
+func (c *classErr) Unwrap() error { return c.class }
+
+// classify makes sure err carries an error class, defaulting to class.
+func classify(err error, class error) error {
+	for _, c := range []error{model.ErrInvalid, model.ErrForbidden, model.ErrNotFound, model.ErrConflict, model.ErrUnavailable} {
+		if errors.Is(err, c) {
+			return err
+		}
+	}
+	return &classErr{class: class, msg: err.Error()}
+}
+
+// Namespace operations go through these so unit tests can run without root.
+func (e *Engine) createNetns(path string) error {
+	if e.opts.noNetns {
+		return nil
+	}
+	return netns.Create(path)
+}
+
+func (e *Engine) deleteNetns(path string) error {
+	if e.opts.noNetns {
+		return nil
+	}
+	return netns.Delete(path)
+}
+
+func (e *Engine) netnsPinned(path string) bool {
+	return e.opts.noNetns || netns.IsPinned(path)
+}

@@ -1,0 +1,212 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vxnet/vxnet/internal/driver"
+	"github.com/vxnet/vxnet/internal/ipam"
+	"github.com/vxnet/vxnet/internal/model"
+	"github.com/vxnet/vxnet/internal/store"
+)
+
+// fakeDriver records what the engine asked of it and can be told to fail.
+type fakeDriver struct {
+	typ, scope string
+	mu         sync.Mutex
+	nets       map[string]bool
+	joined     map[string]driver.JoinInfo // endpoint ID -> join
+	failCreate error
+	failJoin   error
+}
+
+func newFakeDriver(typ, scope string) *fakeDriver {
+	return &fakeDriver{typ: typ, scope: scope, nets: map[string]bool{}, joined: map[string]driver.JoinInfo{}}
+}
+
+func (d *fakeDriver) Type() string  { return d.typ }
+func (d *fakeDriver) Scope() string { return d.scope }
+func (d *fakeDriver) CreateNetwork(ctx context.Context, n model.Network) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.failCreate != nil {
+		return d.failCreate
+	}
+	d.nets[n.ID] = true
+	return nil
+}
+func (d *fakeDriver) DeleteNetwork(ctx context.Context, n model.Network) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.nets, n.ID)
+	return nil
+}
+func (d *fakeDriver) Join(ctx context.Context, n model.Network, ep model.Endpoint, ji driver.JoinInfo) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.failJoin != nil {
+		return d.failJoin
+	}
+	d.joined[ep.ID] = ji
+	return nil
+}
+func (d *fakeDriver) Leave(ctx context.Context, n model.Network, ep model.Endpoint, sb model.Sandbox) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.joined, ep.ID)
+	return nil
+}
+func (d *fakeDriver) ValidateOptions(opts map[string]string) error {
+	if v, ok := opts["bad"]; ok {
+		return fmt.Errorf("bad option %q: %w", v, driver.ErrInvalid)
+	}
+	return nil
+}
+
+type fakeRuntime struct {
+	mu      sync.Mutex
+	created map[string]ContainerSpec
+	running map[string]chan int
+}
+
+func newFakeRuntime() *fakeRuntime {
+	return &fakeRuntime{created: map[string]ContainerSpec{}, running: map[string]chan int{}}
+}
+
+func (r *fakeRuntime) Create(ctx context.Context, s ContainerSpec) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.created[s.ID] = s
+	return nil
+}
+func (r *fakeRuntime) Start(ctx context.Context, id string) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.running[id] = make(chan int, 1)
+	return 42, nil
+}
+func (r *fakeRuntime) Stop(ctx context.Context, id string, t time.Duration) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if ch, ok := r.running[id]; ok {
+		ch <- 137
+		delete(r.running, id)
+	}
+	return nil
+}
+func (r *fakeRuntime) Delete(ctx context.Context, id string) error {
+	r.Stop(ctx, id, 0)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.created, id)
+	return nil
+}
+func (r *fakeRuntime) State(ctx context.Context, id string) (RuntimeState, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.running[id]; ok {
+		return RuntimeState{Status: "running", Pid: 42}, nil
+	}
+	return RuntimeState{Status: "stopped", ExitCode: 137}, nil
+}
+func (r *fakeRuntime) Wait(ctx context.Context, id string) (int, error) {
+	r.mu.Lock()
+	ch, ok := r.running[id]
+	r.mu.Unlock()
+	if !ok {
+		return 0, nil
+	}
+	select {
+	case c := <-ch:
+		ch <- c
+		return c, nil
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+func (r *fakeRuntime) Exec(ctx context.Context, id string, args, env []string, stdout, stderr io.Writer) (int, error) {
+	fmt.Fprintln(stdout, strings.Join(args, " "))
+	return 0, nil
+}
+func (r *fakeRuntime) Logs(ctx context.Context, id string, stdout, stderr io.Writer, follow bool) error {
+	return nil
+}
+func (r *fakeRuntime) List(ctx context.Context) ([]string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var ids []string
+	for id := range r.created {
+		ids = append(ids, id)
+	}
+	return ids, nil
+}
+
+type fakeImages struct{}
+
+func (fakeImages) Get(ref string) (ImageInfo, error) {
+	if ref == "busybox" || ref == "busybox:latest" {
+		return ImageInfo{ID: "sha256:abc", Name: "busybox:latest", Cmd: []string{"sh"}}, nil
+	}
+	return ImageInfo{}, fmt.Errorf("Unable to find image '%s:latest' locally: %w", ref, model.ErrNotFound)
+}
+func (fakeImages) List() ([]ImageInfo, error) { return nil, nil }
+func (fakeImages) Import(name string, r io.Reader) (ImageInfo, error) {
+	return ImageInfo{}, errors.New("not supported")
+}
+
+type fakeFirewall struct {
+	mu   sync.Mutex
+	last []FirewallNetwork
+}
+
+func (f *fakeFirewall) Apply(ctx context.Context, nets []FirewallNetwork) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.last = nets
+	return nil
+}
+
+type testEnv struct {
+	t      *testing.T
+	dir    string
+	st     *store.Store
+	bridge *fakeDriver
+	rt     *fakeRuntime
+	fw     *fakeFirewall
+	e      *Engine
+}
+
+// newTestEngine builds an engine on fakes; sandboxes use the host network
+// driver path so no namespaces are made (the netns package needs root).
+func newTestEngine(t *testing.T, dir string, rt *fakeRuntime) *testEnv {
+	t.Helper()
+	st, err := store.Open(filepath.Join(dir, "vxnet.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := &testEnv{t: t, dir: dir, st: st, bridge: newFakeDriver("bridge", model.ScopeLocal), rt: rt, fw: &fakeFirewall{}}
+	e, err := New(Options{
+		DataRoot: dir, ExecRoot: filepath.Join(dir, "exec"), Store: st,
+		Drivers: []driver.Driver{env.bridge, newFakeDriver("host", model.ScopeLocal), newFakeDriver("null", model.ScopeLocal)},
+		IPAM:    LocalIPAM(ipam.NewAllocator()), Runtime: rt, Images: fakeImages{}, Firewall: env.fw,
+		HostRoutes: func() ([]netip.Prefix, error) { return []netip.Prefix{netip.MustParsePrefix("172.18.0.0/16")}, nil },
+		noNetns:    true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	env.e = e
+	t.Cleanup(func() { e.Close(); st.Close() })
+	return env
+}

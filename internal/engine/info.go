@@ -1,0 +1,54 @@
+package engine
+
+import (
+	"context"
+	"io"
+	"os"
+
+	"github.com/vxnet/vxnet/internal/api"
+	"github.com/vxnet/vxnet/internal/model"
+)
+
+// Version is the daemon's version string.
+const Version = "0.1.0"
+
+// ListImages lists local images.
+func (e *Engine) ListImages(ctx context.Context) ([]api.Image, error) {
+	imgs, err := e.opts.Images.List()
+	if err != nil {
+		return nil, err
+	}
+	var out []api.Image
+	for _, i := range imgs {
+		out = append(out, api.Image{ID: i.ID, Name: i.Name, Created: i.Created.Unix(), Size: i.Size})
+	}
+	return out, nil
+}
+
+// ImportImage imports a root filesystem tar as an image.
+func (e *Engine) ImportImage(ctx context.Context, name string, r io.Reader) (api.Image, error) {
+	i, err := e.opts.Images.Import(name, r)
+	if err != nil {
+		return api.Image{}, classify(err, model.ErrInvalid)
+	}
+	return api.Image{ID: i.ID, Name: i.Name, Created: i.Created.Unix(), Size: i.Size}, nil
+}
+
+// Info reports counts and roots.
+func (e *Engine) Info(ctx context.Context) (api.Info, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	host, _ := os.Hostname()
+	in := api.Info{Name: host, Version: Version, DataRoot: e.opts.DataRoot, ExecRoot: e.opts.ExecRoot, Containers: len(e.containers)}
+	for _, c := range e.containers {
+		if c.State == model.StateRunning {
+			in.Running++
+		}
+	}
+	if imgs, err := e.opts.Images.List(); err == nil {
+		in.Images = len(imgs)
+	}
+	return in, nil
+}
+
+var _ api.Backend = (*Engine)(nil)

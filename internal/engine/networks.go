@@ -1,0 +1,234 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sort"
+	"strconv"
+
+	"github.com/vxnet/vxnet/internal/api"
+	"github.com/vxnet/vxnet/internal/driver"
+	"github.com/vxnet/vxnet/internal/model"
+	"github.com/vxnet/vxnet/internal/store"
+)
+
+// DefaultBridgeName is the device of the predefined bridge network.
+const DefaultBridgeName = "vxnet0"
+
+func isPredefinedName(name string) bool {
+	return name == model.NetBridge || name == model.NetHost || name == model.NetNone
+}
+
+// CreateNetwork validates, reserves addresses, builds kernel objects and
+// records a new network. A failure at any step undoes the earlier ones.
+func (e *Engine) CreateNetwork(ctx context.Context, req api.NetworkCreate) (model.Network, error) {
+	if req.Driver == "" {
+		req.Driver = "bridge"
+	}
+	if req.Name == "" {
+		return model.Network{}, errf(model.ErrInvalid, "network name must not be empty")
+	}
+	if !validName.MatchString(req.Name) {
+		return model.Network{}, errf(model.ErrInvalid, "invalid network name %q: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", req.Name)
+	}
+	if isPredefinedName(req.Name) {
+		return model.Network{}, errf(model.ErrForbidden, "operation is not permitted on predefined %s network", req.Name)
+	}
+	d, ok := e.drivers[req.Driver]
+	if !ok {
+		return model.Network{}, errf(model.ErrNotFound, "plugin %q not found", req.Driver)
+	}
+	if req.Driver == "host" || req.Driver == "null" {
+		return model.Network{}, errf(model.ErrForbidden, "only one instance of %q network is allowed", map[string]string{"host": "host", "null": "none"}[req.Driver])
+	}
+	if v, ok := d.(driver.OptionValidator); ok {
+		if err := v.ValidateOptions(req.Options); err != nil {
+			return model.Network{}, classify(err, model.ErrInvalid)
+		}
+	}
+	n := model.Network{
+		ID: newID(), Name: req.Name, Driver: req.Driver, Scope: d.Scope(), Created: e.now(),
+		Internal: req.Internal, Attachable: req.Attachable, Labels: req.Labels, Options: req.Options,
+		IPAM: req.IPAM,
+	}
+	if d.Scope() == model.ScopeGlobal {
+		return e.createGlobalNetwork(ctx, d, n)
+	}
+
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, o := range e.networks {
+		if o.Name == n.Name {
+			return model.Network{}, errf(model.ErrConflict, "network with name %s already exists", n.Name)
+		}
+	}
+	if err := e.createLocalNetworkLocked(ctx, d, &n); err != nil {
+		return model.Network{}, err
+	}
+	e.applyFirewallLocked(ctx)
+	return n, nil
+}
+
+// createLocalNetworkLocked reserves the pool, makes the kernel objects and
+// persists the network, undoing everything on failure.
+func (e *Engine) createLocalNetworkLocked(ctx context.Context, d driver.Driver, n *model.Network) error {
+	var routes []netip.Prefix
+	if e.opts.HostRoutes != nil {
+		r, err := e.opts.HostRoutes()
+		if err != nil {
+			e.log.Warn("list host routes", "err", err)
+		}
+		routes = r
+	}
+	if n.Driver == "bridge" || len(n.IPAM) > 0 {
+		cfgs, err := e.opts.IPAM.RequestPool(n.ID, n.IPAM, routes)
+		if err != nil {
+			return classify(err, model.ErrInvalid)
+		}
+		n.IPAM = cfgs
+	}
+	undo := func() { e.opts.IPAM.ReleasePool(n.ID) }
+	if err := e.drivers[n.Driver].CreateNetwork(ctx, *n); err != nil {
+		undo()
+		e.drivers[n.Driver].DeleteNetwork(context.WithoutCancel(ctx), *n)
+		return fmt.Errorf("create network %s: %w", n.Name, err)
+	}
+	state, _ := e.opts.IPAM.Snapshot(n.ID)
+	err := e.opts.Store.Update(func(tx *store.Tx) error {
+		if err := tx.Put(store.Networks, n.ID, n); err != nil {
+			return err
+		}
+		return tx.Put(store.IPAM, n.ID, state)
+	})
+	if err != nil {
+		d.DeleteNetwork(context.WithoutCancel(ctx), *n)
+		undo()
+		return err
+	}
+	e.networks[n.ID] = *n
+	e.log.Info("network created", "name", n.Name, "id", n.ID[:12], "driver", n.Driver)
+	return nil
+}
+
+// saveIPAMLocked persists the allocator state of a local network.
+func (e *Engine) saveIPAMLocked(tx *store.Tx, netID string) error {
+	n, ok := e.networks[netID]
+	if !ok || n.Scope != model.ScopeLocal {
+		return nil
+	}
+	state, err := e.opts.IPAM.Snapshot(netID)
+	if err != nil || state == nil {
+		return nil
+	}
+	return tx.Put(store.IPAM, netID, state)
+}
+
+// ListNetworks returns every network with its local endpoints.
+func (e *Engine) ListNetworks(ctx context.Context) ([]api.NetworkView, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []api.NetworkView
+	for _, n := range e.networks {
+		out = append(out, e.viewLocked(n))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Network.Name < out[j].Network.Name })
+	return out, nil
+}
+
+func (e *Engine) viewLocked(n model.Network) api.NetworkView {
+	return api.NetworkView{Network: n, Endpoints: e.endpointsOnLocked(n.ID)}
+}
+
+// InspectNetwork returns one network.
+func (e *Engine) InspectNetwork(ctx context.Context, ref string, verbose bool) (api.NetworkView, error) {
+	e.mu.Lock()
+	n, err := e.networkLocked(ref)
+	if err != nil {
+		e.mu.Unlock()
+		return api.NetworkView{}, err
+	}
+	v := e.viewLocked(n)
+	e.mu.Unlock()
+	if verbose {
+		v.Verbose = e.verbose(ctx, n)
+	}
+	return v, nil
+}
+
+// RemoveNetwork deletes a user-defined network without endpoints.
+func (e *Engine) RemoveNetwork(ctx context.Context, ref string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n, err := e.networkLocked(ref)
+	if err != nil {
+		return err
+	}
+	return e.removeNetworkLocked(ctx, n)
+}
+
+func (e *Engine) removeNetworkLocked(ctx context.Context, n model.Network) error {
+	if n.Predefined {
+		return errf(model.ErrForbidden, "%s is a pre-defined network and cannot be removed", n.Name)
+	}
+	if eps := e.endpointsOnLocked(n.ID); len(eps) > 0 {
+		return errf(model.ErrForbidden, "error while removing network: network %s id %s has active endpoints", n.Name, n.ID)
+	}
+	if n.Scope == model.ScopeGlobal {
+		return e.removeGlobalNetworkLocked(ctx, n)
+	}
+	if err := e.drivers[n.Driver].DeleteNetwork(ctx, n); err != nil {
+		return fmt.Errorf("remove network %s: %w", n.Name, err)
+	}
+	err := e.opts.Store.Update(func(tx *store.Tx) error {
+		if err := tx.Delete(store.Networks, n.ID); err != nil {
+			return err
+		}
+		return tx.Delete(store.IPAM, n.ID)
+	})
+	if err != nil {
+		return err
+	}
+	e.opts.IPAM.ReleasePool(n.ID)
+	delete(e.networks, n.ID)
+	e.applyFirewallLocked(ctx)
+	e.log.Info("network removed", "name", n.Name, "id", n.ID[:12])
+	return nil
+}
+
+// PruneNetworks removes every user-defined network without endpoints.
+func (e *Engine) PruneNetworks(ctx context.Context) ([]string, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var names []string
+	var errs []error
+	for _, n := range e.networks {
+		if n.Predefined || len(e.endpointsOnLocked(n.ID)) > 0 {
+			continue
+		}
+		if n.Scope == model.ScopeGlobal && e.globalInUse(ctx, n) {
+			continue
+		}
+		if err := e.removeNetworkLocked(ctx, n); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		names = append(names, n.Name)
+	}
+	sort.Strings(names)
+	return names, errors.Join(errs...)
+}
+
+// bridgeOpt reads a boolean bridge option with a default.
+func bridgeOpt(n model.Network, key string, def bool) bool {
+	v, ok := n.Options[key]
+	if !ok {
+		return def
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return def
+	}
+	return b
+}
