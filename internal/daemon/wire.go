@@ -1,0 +1,186 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/vxnet/vxnet/internal/driver"
+	"github.com/vxnet/vxnet/internal/driver/bridge"
+	"github.com/vxnet/vxnet/internal/driver/host"
+	"github.com/vxnet/vxnet/internal/driver/null"
+	"github.com/vxnet/vxnet/internal/engine"
+	"github.com/vxnet/vxnet/internal/firewall"
+	"github.com/vxnet/vxnet/internal/ipam"
+	"github.com/vxnet/vxnet/internal/runtime"
+	"github.com/vxnet/vxnet/internal/runtime/image"
+	"github.com/vxnet/vxnet/internal/store"
+)
+
+// RuncRootDir is where, under the exec root, runc keeps its state.
+const RuncRootDir = "runc"
+
+type wired struct {
+	engine  *engine.Engine
+	closers []func()
+}
+
+func (w *wired) close() {
+	for i := len(w.closers) - 1; i >= 0; i-- {
+		w.closers[i]()
+	}
+}
+
+// wire builds the engine and everything it stands on. Drivers are listed
+// here, explicitly, not registered by init side effects.
+func wire(ctx context.Context, cfg Config, bip netip.Prefix, st *store.Store, log *slog.Logger) (*wired, error) {
+	w := &wired{}
+	images, err := image.Open(filepath.Join(cfg.DataRoot, "images"))
+	if err != nil {
+		return nil, err
+	}
+	if _, err := images.Get("busybox"); err != nil {
+		if bb := findBusybox(); bb != "" {
+			if _, err := images.EnsureBusybox(ctx, bb); err != nil {
+				log.Warn("build busybox image", "err", err)
+			} else {
+				log.Info("built busybox image from the host's busybox-static", "path", bb)
+			}
+		}
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	rt, err := runtime.New(runtime.Options{
+		RuncRoot:      filepath.Join(cfg.ExecRoot, RuncRootDir),
+		ContainersDir: filepath.Join(cfg.DataRoot, "containers"),
+		ShimCommand:   []string{self, "shim"},
+		Images:        images,
+		Logger:        log.With("component", "runtime"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	fw, err := firewall.New(firewall.Options{Table: cfg.FirewallTable, Logger: log.With("component", "firewall"),
+		EnableBridgeNetfilter: true})
+	if err != nil {
+		return nil, err
+	}
+	drivers := []driver.Driver{
+		bridge.New(bridge.Options{Logger: log.With("component", "bridge")}),
+		host.New(),
+		null.New(),
+	}
+	eopts := engine.Options{
+		DataRoot: cfg.DataRoot, ExecRoot: cfg.ExecRoot, BridgeIP: bip, Store: st,
+		IPAM: engine.LocalIPAM(ipam.NewAllocator()), Runtime: runtimeAdapter{rt}, Images: imagesAdapter{images},
+		Firewall: fw, HostRoutes: ipam.HostRoutes, Logger: log,
+	}
+	if err := wireCluster(ctx, cfg, &eopts, &drivers, w, log); err != nil {
+		w.close()
+		return nil, err
+	}
+	eopts.Drivers = drivers
+	eng, err := engine.New(eopts)
+	if err != nil {
+		w.close()
+		return nil, err
+	}
+	w.engine = eng
+	return w, nil
+}
+
+func findBusybox() string {
+	for _, p := range []string{"/bin/busybox", "/usr/bin/busybox"} {
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
+			return p
+		}
+	}
+	return ""
+}
+
+// runtimeAdapter presents internal/runtime as the engine's Runtime.
+type runtimeAdapter struct{ r *runtime.Runtime }
+
+func (a runtimeAdapter) Create(ctx context.Context, s engine.ContainerSpec) error {
+	spec := runtime.Spec{ID: s.ID, Image: s.Image, Args: s.Args, Env: s.Env, Hostname: s.Hostname, NetnsPath: s.NetnsPath}
+	for _, m := range s.Mounts {
+		spec.Mounts = append(spec.Mounts, runtime.Mount{Source: m.Source, Destination: m.Destination, ReadOnly: m.ReadOnly})
+	}
+	return a.r.Create(ctx, spec)
+}
+func (a runtimeAdapter) Start(ctx context.Context, id string) (int, error) { return a.r.Start(ctx, id) }
+func (a runtimeAdapter) Stop(ctx context.Context, id string, t time.Duration) error {
+	return a.r.Stop(ctx, id, t)
+}
+func (a runtimeAdapter) Delete(ctx context.Context, id string) error { return a.r.Delete(ctx, id) }
+func (a runtimeAdapter) State(ctx context.Context, id string) (engine.RuntimeState, error) {
+	s, err := a.r.State(ctx, id)
+	if err != nil {
+		return engine.RuntimeState{}, err
+	}
+	return engine.RuntimeState{Status: s.Status, Pid: s.Pid, ExitCode: s.ExitCode, FinishedAt: s.FinishedAt}, nil
+}
+func (a runtimeAdapter) Wait(ctx context.Context, id string) (int, error) { return a.r.Wait(ctx, id) }
+func (a runtimeAdapter) Exec(ctx context.Context, id string, args, env []string, stdout, stderr io.Writer) (int, error) {
+	return a.r.Exec(ctx, id, args, env, stdout, stderr)
+}
+func (a runtimeAdapter) Logs(ctx context.Context, id string, stdout, stderr io.Writer, follow bool) error {
+	return a.r.Logs(ctx, id, stdout, stderr, follow)
+}
+func (a runtimeAdapter) List(ctx context.Context) ([]string, error) { return a.r.List(ctx) }
+
+// imagesAdapter presents the image store as the engine's Images.
+type imagesAdapter struct{ s *image.Store }
+
+func info(i image.Image) engine.ImageInfo {
+	name := i.ID
+	if len(i.RepoTags) > 0 {
+		name = i.RepoTags[0]
+	}
+	return engine.ImageInfo{ID: i.ID, Name: name, Created: i.Created, Size: i.Size, Cmd: i.Config.Cmd}
+}
+
+func (a imagesAdapter) Get(ref string) (engine.ImageInfo, error) {
+	i, err := a.s.Get(ref)
+	if err != nil {
+		return engine.ImageInfo{}, imageErr(err)
+	}
+	return info(i), nil
+}
+
+func (a imagesAdapter) List() ([]engine.ImageInfo, error) {
+	imgs, err := a.s.List()
+	if err != nil {
+		return nil, err
+	}
+	var out []engine.ImageInfo
+	for _, i := range imgs {
+		for _, tag := range i.RepoTags {
+			x := info(i)
+			x.Name = tag
+			out = append(out, x)
+		}
+		if len(i.RepoTags) == 0 {
+			out = append(out, info(i))
+		}
+	}
+	return out, nil
+}
+
+func (a imagesAdapter) Import(name string, r io.Reader) (engine.ImageInfo, error) {
+	i, err := a.s.Import(context.Background(), name, r, image.Config{})
+	if err != nil {
+		return engine.ImageInfo{}, imageErr(err)
+	}
+	x := info(i)
+	return x, nil
+}
+
+var _ = fmt.Sprintf
