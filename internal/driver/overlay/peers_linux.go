@@ -137,16 +137,20 @@ func readKernel(h *netlink.Handle, vx netlink.Link) (kernelState, error) {
 	}
 	for _, e := range fdb {
 		switch {
-		case e.Flags&netlink.NTF_MASTER != 0:
-			if e.State&netlink.NUD_PERMANENT == 0 && len(e.HardwareAddr) == 6 && e.HardwareAddr[0]&1 == 0 {
-				k.learned = append(k.learned, e.HardwareAddr)
-			}
-		case e.Flags&netlink.NTF_SELF != 0:
+		case e.IP != nil:
+			// vxlan0's own entry: it has a remote (NDA_DST).
 			vtep, ok := netip.AddrFromSlice(e.IP)
 			if !ok || len(e.HardwareAddr) != 6 {
-				continue // an entry without a remote; nothing we make
+				continue
 			}
 			k.fdb = append(k.fdb, FDBEntry{MAC: e.HardwareAddr, VTEP: vtep.Unmap()})
+		case e.MasterIndex != 0 || e.Flags&netlink.NTF_MASTER != 0:
+			// br0's entry for its vxlan0 port. Learned ones are neither
+			// permanent (local) nor static (added by a user).
+			learned := e.State&(netlink.NUD_PERMANENT|netlink.NUD_NOARP) == 0
+			if learned && len(e.HardwareAddr) == 6 && e.HardwareAddr[0]&1 == 0 {
+				k.learned = append(k.learned, e.HardwareAddr)
+			}
 		}
 	}
 	for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
