@@ -1,0 +1,169 @@
+package cluster
+
+// Endpoint advertisements: what a host tells its peers about its endpoints
+// on overlay networks. They live under the node lease.
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/vxnet/vxnet/internal/model"
+)
+
+// Advert is one endpoint as its host advertises it to the other hosts of
+// an overlay network.
+type Advert struct {
+	NetworkID  string
+	EndpointID string
+	IP         netip.Addr
+	MAC        net.HardwareAddr
+	VTEP       netip.Addr // underlay address of the host
+	NodeID     string
+}
+
+// advertJSON is the stored form (the MAC as text, not base64).
+type advertJSON struct {
+	NetworkID  string     `json:"NetworkID"`
+	EndpointID string     `json:"EndpointID"`
+	IP         netip.Addr `json:"IP"`
+	MAC        string     `json:"MAC"`
+	VTEP       netip.Addr `json:"VTEP"`
+	NodeID     string     `json:"NodeID"`
+}
+
+func encodeAdvert(a Advert) []byte {
+	b, _ := json.Marshal(advertJSON{a.NetworkID, a.EndpointID, a.IP, a.MAC.String(), a.VTEP, a.NodeID})
+	return b
+}
+
+func decodeAdvert(b []byte) (Advert, error) {
+	var j advertJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return Advert{}, err
+	}
+	mac, err := net.ParseMAC(j.MAC)
+	if err != nil {
+		return Advert{}, err
+	}
+	return Advert{j.NetworkID, j.EndpointID, j.IP, mac, j.VTEP, j.NodeID}, nil
+}
+
+func (c *Cluster) advertKey(netID, epID string) string {
+	if epID == "" {
+		return c.key("adverts", netID)
+	}
+	return c.key("adverts", netID, epID)
+}
+
+// Advertise publishes an endpoint of this node under the node lease, so it
+// disappears if the node dies. NodeID is filled in; VTEP defaults to the
+// advertise address. Advertising again replaces the entry. The Cluster
+// remembers what it advertised and publishes it again under a new lease
+// after an outage; if the store is unreachable now, Advertise returns an
+// unavailable error but the advertisement is still published once the store
+// is back (Withdraw to cancel it).
+func (c *Cluster) Advertise(ctx context.Context, a Advert) error {
+	if err := c.checkOpen(); err != nil {
+		return err
+	}
+	if a.NetworkID == "" || a.EndpointID == "" || strings.Contains(a.NetworkID+a.EndpointID, "/") || !a.IP.IsValid() || len(a.MAC) != 6 {
+		return fmt.Errorf("cluster: advertise: %w: need network and endpoint IDs without slashes, an IP and a MAC", model.ErrInvalid)
+	}
+	a.NodeID = c.opts.NodeID
+	if !a.VTEP.IsValid() {
+		a.VTEP = c.opts.AdvertiseAddr
+	}
+	a.MAC = slices.Clone(a.MAC)
+	k := c.advertKey(a.NetworkID, a.EndpointID)
+	c.pubMu.Lock()
+	defer c.pubMu.Unlock()
+	c.mu.Lock()
+	c.adverts[k] = a
+	lease := c.lease
+	c.mu.Unlock()
+	rctx, cancel := c.reqCtx(ctx)
+	defer cancel()
+	if _, err := c.cli.Put(rctx, k, string(encodeAdvert(a)), clientv3.WithLease(lease)); err != nil {
+		return unavailable("advertise endpoint", err)
+	}
+	return nil
+}
+
+// Withdraw removes an advertisement of this node. Withdrawing what is not
+// advertised is not an error.
+func (c *Cluster) Withdraw(ctx context.Context, netID, endpointID string) error {
+	if err := c.checkOpen(); err != nil {
+		return err
+	}
+	k := c.advertKey(netID, endpointID)
+	c.pubMu.Lock()
+	defer c.pubMu.Unlock()
+	c.mu.Lock()
+	delete(c.adverts, k)
+	c.mu.Unlock()
+	rctx, cancel := c.reqCtx(ctx)
+	defer cancel()
+	if _, err := c.cli.Delete(rctx, k); err != nil {
+		return unavailable("withdraw endpoint", err)
+	}
+	return nil
+}
+
+// Adverts lists the advertisements of every node in a network, sorted by
+// IP, and the revision the list reflects (a starting point for
+// WatchAdverts).
+func (c *Cluster) Adverts(ctx context.Context, netID string) ([]Advert, int64, error) {
+	if err := c.checkOpen(); err != nil {
+		return nil, 0, err
+	}
+	rctx, cancel := c.reqCtx(ctx)
+	defer cancel()
+	resp, err := c.cli.Get(rctx, c.advertKey(netID, "")+"/", clientv3.WithPrefix())
+	if err != nil {
+		return nil, 0, unavailable("list advertisements", err)
+	}
+	out := make([]Advert, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		if a, ok := c.decodeAdvertKV(string(kv.Key), kv.Value); ok {
+			out = append(out, a)
+		}
+	}
+	sortAdverts(out)
+	return out, resp.Header.Revision, nil
+}
+
+func (c *Cluster) decodeAdvertKV(key string, val []byte) (Advert, bool) {
+	a, err := decodeAdvert(val)
+	if err != nil {
+		c.log.Warn("skipping malformed advertisement", "key", key, "err", err)
+		return a, false
+	}
+	return a, true
+}
+
+func sortAdverts(as []Advert) {
+	slices.SortFunc(as, func(a, b Advert) int {
+		return cmp.Or(a.IP.Compare(b.IP), cmp.Compare(a.EndpointID, b.EndpointID))
+	})
+}
+
+// WatchAdverts calls fn with all advertisements of a network (sorted by IP)
+// and the revision each time they change, until ctx is done or the Cluster
+// closes: the trigger for the overlay's reconciler. fromRev is 0 to start
+// with the current set, or the revision from Adverts to see only later
+// changes. Disconnects resume from the last revision; compaction past it
+// makes it list again and call fn. fn runs on the caller's goroutine.
+func (c *Cluster) WatchAdverts(ctx context.Context, netID string, fromRev int64, fn func([]Advert, int64)) error {
+	return watchSet(ctx, c, c.advertKey(netID, "")+"/", fromRev, c.decodeAdvertKV, func(as []Advert, rev int64) {
+		sortAdverts(as)
+		fn(as, rev)
+	})
+}

@@ -1,0 +1,323 @@
+// Package cluster is vxnet's global scope: node membership, global network
+// definitions, VNIs, global IPAM and endpoint advertisements, all kept in
+// etcd.
+//
+// The store is etcd itself, never a home-made replication. It is either
+// external (Options.Endpoints, from --cluster-store etcd://H1:2379,H2:2379)
+// or embedded: the first host starts a one-member cluster (Options.Init),
+// the next ones join it (Options.Join) as voting members until there are
+// Options.Voters of them, later ones are plain clients. A member that
+// restarts with its data directory rejoins with its data.
+//
+// Key layout, under Options.Prefix (default /vxnet/v1):
+//
+//	nodes/<node>              durable node record (hostname, address, last seen)
+//	alive/<node>              leased: present while the node keeps its lease
+//	networks/id/<id>          durable network definition (model.Network JSON)
+//	networks/name/<name>      durable: network ID, makes names unique
+//	vni/<vni>                 durable: network ID, makes VNIs unique
+//	ipam/pools/<subnet>       durable: network ID, makes subnets disjoint
+//	ipam/subnets/<id>/<subnet> durable: ipam.Subnet allocation state
+//	adverts/<network>/<ep>    leased: endpoint IP, MAC, VTEP, node
+//
+// Writes that must not collide use transactions on revisions. Liveness is a
+// node lease with a short TTL; a host's advertisements hang off that lease,
+// so they vanish when the host dies. When the lease is lost (an outage longer
+// than the TTL) the Cluster grants a new one, re-registers, re-publishes the
+// advertisements it made and calls the OnLease callbacks.
+//
+// Every store call has a deadline (Options.RequestTimeout) and fails with an
+// error wrapping model.ErrUnavailable whose text starts "cluster store
+// unreachable: ". Watches never give up: they resume from the last revision
+// seen and list again when etcd compacted past it.
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
+
+	"github.com/vxnet/vxnet/internal/model"
+)
+
+// Defaults for Options.
+const (
+	DefaultPrefix         = "/vxnet/v1"
+	DefaultClientPort     = 2379
+	DefaultPeerPort       = 2380
+	DefaultVoters         = 3
+	DefaultNodeTTL        = 10 * time.Second
+	DefaultRequestTimeout = 3 * time.Second
+	DefaultStartTimeout   = 60 * time.Second
+)
+
+// Node roles.
+const (
+	RoleVoter   = "voter"
+	RoleLearner = "learner"
+	RoleClient  = "client"
+)
+
+// Node states.
+const (
+	StateUp   = "up"
+	StateDown = "down"
+)
+
+// Options configure Open. Either Endpoints (external etcd) or one of Init,
+// Join (embedded etcd) must be set; a DataDir holding a member from an
+// earlier run restarts that member whatever Init and Join say.
+type Options struct {
+	// NodeID identifies this host for good (see LoadOrCreateNodeID).
+	NodeID   string
+	Hostname string
+	// AdvertiseAddr is the address other hosts reach this one on: node
+	// records, embedded etcd listeners and overlay VTEP.
+	AdvertiseAddr netip.Addr
+
+	// External mode.
+	Endpoints []string // host:port, as returned by ParseStoreURL
+	CAFile    string   // TLS to the external store (all three or none)
+	CertFile  string
+	KeyFile   string
+
+	// Embedded mode.
+	DataDir    string // e.g. <data-root>/etcd
+	Init       bool   // start a new cluster
+	Join       string // ADDR[:PORT] of an existing member's client URL
+	ClientPort int    // default 2379
+	PeerPort   int    // default 2380
+	Voters     int    // voting members wanted, odd; default 3
+
+	Prefix         string        // key prefix, default /vxnet/v1
+	NodeTTL        time.Duration // node lease TTL, default 10 s
+	RequestTimeout time.Duration // deadline of every store call, default 3 s
+	StartTimeout   time.Duration // embedded member start and promotion, default 60 s
+
+	// Logger receives the package's logs and etcd's own; nil discards.
+	Logger *slog.Logger
+	// EtcdLogLevel is the lowest level of etcd's own messages that are
+	// passed to Logger; default slog.LevelError (etcd is chatty).
+	EtcdLogLevel *slog.Level
+}
+
+// Cluster is a connection to the cluster store, plus the embedded etcd
+// member when this host runs one. It is safe for concurrent use. After Close
+// or Leave every method fails with an unavailable error.
+type Cluster struct {
+	opts   Options
+	log    *slog.Logger
+	cli    *clientv3.Client
+	etcd   *embed.Etcd // nil unless this host runs a member
+	member uint64      // etcd member ID when etcd != nil
+
+	ctx       context.Context // cancelled by Close
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+
+	// pubMu serialises writes of leased keys (advertisements) with lease
+	// changes, so a re-registration never races an Advertise or Withdraw.
+	pubMu sync.Mutex
+
+	ipamLock chan struct{} // one global allocation at a time from this host
+
+	mu        sync.Mutex
+	lease     clientv3.LeaseID
+	adverts   map[string]Advert // key -> advert published by this node
+	callbacks map[int]func(context.Context)
+	nextCB    int
+	closed    bool
+
+	// relists counts watch re-lists after compaction (for tests).
+	relists int
+}
+
+// Open connects to the cluster store (starting or joining the embedded etcd
+// member if asked), registers this node under a fresh lease and keeps the
+// lease alive until Close. It fails with an unavailable error when the store
+// cannot be reached.
+func Open(ctx context.Context, opts Options) (*Cluster, error) {
+	opts, err := withDefaults(opts)
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{
+		opts:      opts,
+		log:       opts.Logger.With("component", "cluster"),
+		adverts:   make(map[string]Advert),
+		callbacks: make(map[int]func(context.Context)),
+		ipamLock:  make(chan struct{}, 1),
+	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	ok := false
+	defer func() {
+		if !ok {
+			c.shutdown()
+		}
+	}()
+	if len(opts.Endpoints) > 0 {
+		if c.cli, err = c.newClient(opts.Endpoints); err != nil {
+			return nil, err
+		}
+	} else if err := c.openEmbedded(ctx); err != nil {
+		return nil, err
+	}
+	if err := c.register(ctx); err != nil {
+		return nil, err
+	}
+	c.wg.Add(1)
+	go c.leaseLoop()
+	ok = true
+	return c, nil
+}
+
+func withDefaults(o Options) (Options, error) {
+	if o.NodeID == "" {
+		return o, fmt.Errorf("cluster: open: %w: node ID is required", model.ErrInvalid)
+	}
+	if strings.ContainsAny(o.NodeID, "/ \t\n") {
+		return o, fmt.Errorf("cluster: open: %w: node ID %q contains a slash or space", model.ErrInvalid, o.NodeID)
+	}
+	embedded := o.Init || o.Join != ""
+	if len(o.Endpoints) > 0 && embedded {
+		return o, fmt.Errorf("cluster: open: %w: an external store and an embedded member are exclusive", model.ErrInvalid)
+	}
+	if o.Init && o.Join != "" {
+		return o, fmt.Errorf("cluster: open: %w: init and join are exclusive", model.ErrInvalid)
+	}
+	if len(o.Endpoints) == 0 {
+		if o.DataDir == "" {
+			return o, fmt.Errorf("cluster: open: %w: no store endpoints and no data directory for an embedded member", model.ErrInvalid)
+		}
+		if !o.AdvertiseAddr.IsValid() {
+			return o, fmt.Errorf("cluster: open: %w: an embedded member needs an advertise address", model.ErrInvalid)
+		}
+	}
+	if (o.CertFile == "") != (o.KeyFile == "") {
+		return o, fmt.Errorf("cluster: open: %w: TLS certificate and key go together", model.ErrInvalid)
+	}
+	if o.ClientPort == 0 {
+		o.ClientPort = DefaultClientPort
+	}
+	if o.PeerPort == 0 {
+		o.PeerPort = DefaultPeerPort
+	}
+	if o.Voters == 0 {
+		o.Voters = DefaultVoters
+	}
+	if o.Voters < 1 || o.Voters%2 == 0 {
+		return o, fmt.Errorf("cluster: open: %w: voters must be odd, not %d", model.ErrInvalid, o.Voters)
+	}
+	if o.Prefix == "" {
+		o.Prefix = DefaultPrefix
+	}
+	o.Prefix = "/" + strings.Trim(o.Prefix, "/")
+	if o.NodeTTL == 0 {
+		o.NodeTTL = DefaultNodeTTL
+	}
+	if o.NodeTTL < 2*time.Second {
+		return o, fmt.Errorf("cluster: open: %w: node TTL %s is below 2s", model.ErrInvalid, o.NodeTTL)
+	}
+	if o.RequestTimeout == 0 {
+		o.RequestTimeout = DefaultRequestTimeout
+	}
+	if o.StartTimeout == 0 {
+		o.StartTimeout = DefaultStartTimeout
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if o.EtcdLogLevel == nil {
+		l := slog.LevelError
+		o.EtcdLogLevel = &l
+	}
+	return o, nil
+}
+
+// NodeID returns this node's ID.
+func (c *Cluster) NodeID() string { return c.opts.NodeID }
+
+// Close stops keeping the node lease alive, closes the store connection and
+// stops the embedded member, if any. It revokes nothing: the node shows down
+// once its lease expires, and its advertisements go with it, just as after a
+// crash. A restarted daemon registers again with the same node ID. Close is
+// safe to call more than once.
+func (c *Cluster) Close() error {
+	c.shutdown()
+	return nil
+}
+
+func (c *Cluster) shutdown() {
+	c.closeOnce.Do(c.doShutdown)
+}
+
+func (c *Cluster) doShutdown() {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	c.cancel()
+	c.wg.Wait()
+	if c.cli != nil {
+		c.cli.Close()
+	}
+	if c.etcd != nil {
+		c.etcd.Close()
+		<-c.etcd.Server.StopNotify()
+	}
+}
+
+// reqCtx returns a context for one store call: the caller's, bounded by
+// RequestTimeout and cancelled by Close.
+func (c *Cluster) reqCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(ctx, c.opts.RequestTimeout)
+	stop := context.AfterFunc(c.ctx, cancel)
+	return ctx, func() { stop(); cancel() }
+}
+
+func (c *Cluster) key(parts ...string) string {
+	return c.opts.Prefix + "/" + strings.Join(parts, "/")
+}
+
+func (c *Cluster) checkOpen() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return unavailable("", errors.New("cluster connection closed"))
+	}
+	return nil
+}
+
+// unavailableError wraps a store failure: it prints "cluster store
+// unreachable: OP: CAUSE" and matches both model.ErrUnavailable and the cause.
+type unavailableError struct {
+	op    string
+	cause error
+}
+
+func (e *unavailableError) Error() string {
+	if e.op == "" {
+		return "cluster store unreachable: " + e.cause.Error()
+	}
+	return "cluster store unreachable: " + e.op + ": " + e.cause.Error()
+}
+
+func (e *unavailableError) Unwrap() []error { return []error{model.ErrUnavailable, e.cause} }
+
+// unavailable wraps an error returned by etcd for operation op.
+func unavailable(op string, err error) error {
+	var u *unavailableError
+	if errors.As(err, &u) {
+		return err
+	}
+	return &unavailableError{op: op, cause: err}
+}

@@ -1,0 +1,335 @@
+package cluster
+
+// The embedded etcd member: bootstrap, join (as a learner, then promoted),
+// restart from an existing data directory, and leave.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"go.etcd.io/etcd/client/pkg/v3/transport"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
+
+	"github.com/vxnet/vxnet/internal/model"
+)
+
+// newClient connects to endpoints (host:port or URLs). It does not wait for
+// the store to answer.
+func (c *Cluster) newClient(eps []string) (*clientv3.Client, error) {
+	cfg := clientv3.Config{
+		Endpoints:            nil,
+		DialTimeout:          c.opts.RequestTimeout,
+		DialKeepAliveTime:    5 * time.Second,
+		DialKeepAliveTimeout: 2 * time.Second,
+		AutoSyncInterval:     30 * time.Second,
+		Logger:               newZapLogger(c.opts.Logger, *c.opts.EtcdLogLevel),
+		Context:              c.ctx,
+	}
+	scheme := "http://"
+	if c.opts.CAFile != "" || c.opts.CertFile != "" {
+		info := transport.TLSInfo{CertFile: c.opts.CertFile, KeyFile: c.opts.KeyFile, TrustedCAFile: c.opts.CAFile}
+		tc, err := info.ClientConfig()
+		if err != nil {
+			return nil, fmt.Errorf("cluster: open: load TLS files: %w", err)
+		}
+		cfg.TLS = tc
+		scheme = "https://"
+	}
+	for _, ep := range eps {
+		if strings.Contains(ep, "://") {
+			cfg.Endpoints = append(cfg.Endpoints, ep)
+		} else {
+			cfg.Endpoints = append(cfg.Endpoints, scheme+ep)
+		}
+	}
+	cli, err := clientv3.New(cfg)
+	if err != nil {
+		return nil, unavailable("connect", err)
+	}
+	return cli, nil
+}
+
+func urlFor(a netip.Addr, port int) *url.URL {
+	return &url.URL{Scheme: "http", Host: netip.AddrPortFrom(a, uint16(port)).String()}
+}
+
+// memberDirExists reports whether dataDir holds an etcd member from an
+// earlier run.
+func memberDirExists(dataDir string) bool {
+	_, err := os.Stat(filepath.Join(dataDir, "member", "wal"))
+	return err == nil
+}
+
+// openEmbedded starts, joins or restarts the embedded member, or connects
+// as a plain client when the cluster already has enough voters.
+func (c *Cluster) openEmbedded(ctx context.Context) error {
+	o := c.opts
+	peer := urlFor(o.AdvertiseAddr, o.PeerPort)
+	client := urlFor(o.AdvertiseAddr, o.ClientPort)
+	switch {
+	case memberDirExists(o.DataDir):
+		c.log.Info("restarting embedded etcd member", "dir", o.DataDir)
+		if err := c.startMember(ctx, embed.ClusterStateFlagExisting, o.NodeID+"="+peer.String()); err != nil {
+			return err
+		}
+		return c.connectMember(ctx)
+	case o.Init:
+		c.log.Info("starting new embedded etcd cluster", "peer", peer.String(), "client", client.String())
+		if err := c.startMember(ctx, embed.ClusterStateFlagNew, o.NodeID+"="+peer.String()); err != nil {
+			return err
+		}
+		return c.connectMember(ctx)
+	case o.Join != "":
+		return c.join(ctx)
+	}
+	return fmt.Errorf("cluster: open: %w: data directory %s holds no member; init or join a cluster", model.ErrInvalid, o.DataDir)
+}
+
+// join contacts the member at Options.Join and becomes a voting member if
+// the cluster has fewer than Options.Voters members, else a client.
+func (c *Cluster) join(ctx context.Context) error {
+	o := c.opts
+	ep, err := hostPort(o.Join, DefaultClientPort)
+	if err != nil {
+		return fmt.Errorf("cluster: join %q: %w", o.Join, err)
+	}
+	seed, err := c.newClient([]string{ep})
+	if err != nil {
+		return err
+	}
+	defer seed.Close()
+	peer := urlFor(o.AdvertiseAddr, o.PeerPort).String()
+	deadline := time.Now().Add(o.StartTimeout)
+	for attempt := 0; ; attempt++ {
+		rctx, cancel := c.reqCtx(ctx)
+		ml, err := seed.MemberList(rctx)
+		cancel()
+		if err != nil {
+			return unavailable("join "+ep, err)
+		}
+		if len(ml.Members) >= o.Voters {
+			c.log.Info("joining as a client", "members", len(ml.Members))
+			eps := voterClientURLs(ml.Members, "")
+			if len(eps) == 0 {
+				eps = []string{ep}
+			}
+			if c.cli, err = c.newClient(eps); err != nil {
+				return err
+			}
+			return nil
+		}
+		rctx, cancel = c.reqCtx(ctx)
+		add, err := seed.MemberAddAsLearner(rctx, []string{peer})
+		cancel()
+		if errors.Is(err, rpctypes.ErrTooManyLearners) && time.Now().Before(deadline) {
+			// Another host is joining right now; wait for its promotion.
+			if err := sleepCtx(ctx, time.Duration(200+100*min(attempt, 10))*time.Millisecond); err != nil {
+				return err
+			}
+			continue
+		}
+		if err != nil {
+			return unavailable("join: add member", err)
+		}
+		c.member = add.Member.ID
+		var initial string
+		for _, m := range add.Members {
+			name := m.Name
+			if m.ID == add.Member.ID {
+				name = o.NodeID
+			}
+			if name == "" {
+				continue // another member still starting
+			}
+			for _, u := range m.PeerURLs {
+				if initial != "" {
+					initial += ","
+				}
+				initial += name + "=" + u
+			}
+		}
+		c.log.Info("joining as a learner", "member", strconv.FormatUint(add.Member.ID, 16), "initial-cluster", initial)
+		if err := c.startMember(ctx, embed.ClusterStateFlagExisting, initial); err != nil {
+			rctx, cancel := c.reqCtx(context.Background())
+			if _, rerr := seed.MemberRemove(rctx, add.Member.ID); rerr != nil {
+				c.log.Warn("could not undo member add", "err", rerr)
+			}
+			cancel()
+			os.RemoveAll(o.DataDir)
+			return err
+		}
+		return c.connectMember(ctx)
+	}
+}
+
+// voterClientURLs returns the client URLs of started voting members, those
+// of member own first.
+func voterClientURLs(ms []*etcdserverpb.Member, own string) []string {
+	var first, rest []string
+	for _, m := range ms {
+		if m.Name == "" || m.IsLearner {
+			continue
+		}
+		if m.Name == own {
+			first = append(first, m.ClientURLs...)
+		} else {
+			rest = append(rest, m.ClientURLs...)
+		}
+	}
+	return append(first, rest...)
+}
+
+// startMember starts the embedded etcd server and waits until it serves.
+func (c *Cluster) startMember(ctx context.Context, state, initial string) error {
+	o := c.opts
+	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
+		return fmt.Errorf("cluster: start etcd: %w", err)
+	}
+	cfg := embed.NewConfig()
+	cfg.Name = o.NodeID
+	cfg.Dir = o.DataDir
+	peer, client := urlFor(o.AdvertiseAddr, o.PeerPort), urlFor(o.AdvertiseAddr, o.ClientPort)
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*peer}, []url.URL{*peer}
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*client}, []url.URL{*client}
+	cfg.InitialCluster = initial
+	cfg.InitialClusterToken = "vxnet"
+	cfg.ClusterState = state
+	cfg.AutoCompactionMode = embed.CompactorModePeriodic
+	cfg.AutoCompactionRetention = "1h"
+	cfg.Logger = "zap"
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(newZapLogger(o.Logger, *o.EtcdLogLevel))
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		return fmt.Errorf("cluster: start etcd: %w", err)
+	}
+	c.etcd = e
+	c.member = uint64(e.Server.MemberID())
+	t := time.NewTimer(o.StartTimeout)
+	defer t.Stop()
+	select {
+	case <-e.Server.ReadyNotify():
+		return nil
+	case err := <-e.Err():
+		return fmt.Errorf("cluster: start etcd: %w", err)
+	case <-e.Server.StopNotify():
+		return errors.New("cluster: start etcd: server stopped")
+	case <-t.C:
+		return unavailable("start etcd", fmt.Errorf("member not ready after %s (no quorum?)", o.StartTimeout))
+	case <-ctx.Done():
+		return unavailable("start etcd", ctx.Err())
+	}
+}
+
+// connectMember creates the client of a host running a member, promotes the
+// member if it is a learner, and points the client at all voting members.
+func (c *Cluster) connectMember(ctx context.Context) error {
+	own := urlFor(c.opts.AdvertiseAddr, c.opts.ClientPort).String()
+	var err error
+	if c.cli, err = c.newClient([]string{own}); err != nil {
+		return err
+	}
+	if err := c.promote(ctx); err != nil {
+		return err
+	}
+	rctx, cancel := c.reqCtx(ctx)
+	defer cancel()
+	ml, err := c.cli.MemberList(rctx)
+	if err != nil {
+		return unavailable("list members", err)
+	}
+	if eps := voterClientURLs(ml.Members, c.opts.NodeID); len(eps) > 0 {
+		c.cli.SetEndpoints(eps...)
+	}
+	return nil
+}
+
+// promote makes this learner a voting member once it has caught up with the
+// leader. It returns at once if the member already votes.
+func (c *Cluster) promote(ctx context.Context) error {
+	deadline := time.Now().Add(c.opts.StartTimeout)
+	for attempt := 0; ; attempt++ {
+		if !c.etcd.Server.IsLearner() {
+			return nil
+		}
+		rctx, cancel := c.reqCtx(ctx)
+		_, err := c.cli.MemberPromote(rctx, c.member)
+		cancel()
+		if err == nil {
+			c.log.Info("promoted to voting member")
+			// The local server learns about its promotion when it applies
+			// the change; wait for that so IsLearner is accurate.
+			for i := 0; i < 50 && c.etcd.Server.IsLearner(); i++ {
+				if err := sleepCtx(ctx, 100*time.Millisecond); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return unavailable("promote member", err)
+		}
+		if err := sleepCtx(ctx, time.Duration(100+50*min(attempt, 10))*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}
+
+// roleOf returns this node's role from the member list.
+func roleOf(ms []*etcdserverpb.Member, nodeID string) string {
+	i := slices.IndexFunc(ms, func(m *etcdserverpb.Member) bool { return m.Name == nodeID })
+	switch {
+	case i < 0:
+		return RoleClient
+	case ms[i].IsLearner:
+		return RoleLearner
+	default:
+		return RoleVoter
+	}
+}
+
+// removeMember removes the etcd member named nodeID, if there is one. It
+// refuses to remove the last voting member.
+func (c *Cluster) removeMember(ctx context.Context, nodeID string) error {
+	rctx, cancel := c.reqCtx(ctx)
+	defer cancel()
+	ml, err := c.cli.MemberList(rctx)
+	if err != nil {
+		return unavailable("list members", err)
+	}
+	i := slices.IndexFunc(ml.Members, func(m *etcdserverpb.Member) bool { return m.Name == nodeID })
+	if i < 0 {
+		return nil
+	}
+	if len(ml.Members) == 1 {
+		return errLastMember
+	}
+	if _, err := c.cli.MemberRemove(rctx, ml.Members[i].ID); err != nil && !errors.Is(err, rpctypes.ErrMemberNotFound) {
+		return unavailable("remove member", err)
+	}
+	return nil
+}
+
+var errLastMember = errors.New("last member")
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

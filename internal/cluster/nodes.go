@@ -1,0 +1,327 @@
+package cluster
+
+// Node identity, the node lease and membership.
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/vxnet/vxnet/internal/model"
+)
+
+// Node is one host of the cluster as the store knows it.
+type Node struct {
+	ID       string     `json:"ID"`
+	Hostname string     `json:"Hostname"`
+	Addr     netip.Addr `json:"Addr"`
+	// State is "up" while the node holds its lease, else "down".
+	State string `json:"State"`
+	// LastSeen is when the node last refreshed its record (at most one
+	// lease TTL ago while it is up).
+	LastSeen time.Time `json:"LastSeen"`
+	// Role is "voter" or "learner" for hosts running an etcd member,
+	// "client" for the others (and for every host on an external store).
+	Role string `json:"Role"`
+}
+
+// nodeRecord is the durable record under nodes/<id>.
+type nodeRecord struct {
+	ID       string     `json:"ID"`
+	Hostname string     `json:"Hostname"`
+	Addr     netip.Addr `json:"Addr"`
+	Role     string     `json:"Role"`
+	LastSeen time.Time  `json:"LastSeen"`
+}
+
+func (c *Cluster) record() []byte {
+	role := RoleClient
+	if c.etcd != nil {
+		role = RoleVoter
+		if c.etcd.Server.IsLearner() {
+			role = RoleLearner
+		}
+	}
+	b, _ := json.Marshal(nodeRecord{
+		ID: c.opts.NodeID, Hostname: c.opts.Hostname, Addr: c.opts.AdvertiseAddr,
+		Role: role, LastSeen: time.Now().UTC(),
+	})
+	return b
+}
+
+// register grants a new lease, writes the node's leased and durable keys,
+// re-publishes this node's advertisements under the new lease and makes it
+// the current lease. Callers hold pubMu or run before Open returns.
+func (c *Cluster) register(ctx context.Context) error {
+	rctx, cancel := c.reqCtx(ctx)
+	defer cancel()
+	ttl := int64((c.opts.NodeTTL + time.Second - 1) / time.Second)
+	g, err := c.cli.Grant(rctx, ttl)
+	if err != nil {
+		return unavailable("grant node lease", err)
+	}
+	_, err = c.cli.Txn(rctx).Then(
+		clientv3.OpPut(c.key("alive", c.opts.NodeID), c.opts.AdvertiseAddr.String(), clientv3.WithLease(g.ID)),
+		clientv3.OpPut(c.key("nodes", c.opts.NodeID), string(c.record())),
+	).Commit()
+	if err != nil {
+		return unavailable("register node", err)
+	}
+	c.mu.Lock()
+	ads := make([]Advert, 0, len(c.adverts))
+	for _, a := range c.adverts {
+		ads = append(ads, a)
+	}
+	c.mu.Unlock()
+	for _, a := range ads {
+		if _, err := c.cli.Put(rctx, c.advertKey(a.NetworkID, a.EndpointID), string(encodeAdvert(a)), clientv3.WithLease(g.ID)); err != nil {
+			return unavailable("re-publish advertisements", err)
+		}
+	}
+	c.mu.Lock()
+	c.lease = g.ID
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *Cluster) currentLease() clientv3.LeaseID {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lease
+}
+
+// OnLease registers fn to be called after the node lost its lease (a store
+// outage longer than the node TTL) and registered again under a new one.
+// Leased keys written by others on this node's behalf are gone by then and
+// must be written again; advertisements made through Advertise are
+// re-published by the Cluster itself before fn runs. fn runs on the lease
+// goroutine and must not block for long. The returned func unregisters fn.
+func (c *Cluster) OnLease(fn func(ctx context.Context)) (unregister func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	id := c.nextCB
+	c.nextCB++
+	c.callbacks[id] = fn
+	return func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		delete(c.callbacks, id)
+	}
+}
+
+// leaseLoop keeps the node lease alive, refreshes the node's last-seen time,
+// and registers again after the lease is lost. It runs until Close.
+func (c *Cluster) leaseLoop() {
+	defer c.wg.Done()
+	for c.ctx.Err() == nil {
+		if ka, err := c.cli.KeepAlive(c.ctx, c.currentLease()); err == nil {
+			c.keepAlive(ka)
+		}
+		if c.ctx.Err() != nil {
+			return
+		}
+		c.recoverLease()
+	}
+}
+
+// keepAlive consumes keepalive responses until the channel closes (lease
+// gone or unreachable for a whole TTL) or the Cluster closes.
+func (c *Cluster) keepAlive(ka <-chan *clientv3.LeaseKeepAliveResponse) {
+	tick := time.NewTicker(c.opts.NodeTTL)
+	defer tick.Stop()
+	for {
+		select {
+		case _, ok := <-ka:
+			if !ok {
+				return
+			}
+		case <-tick.C:
+			rctx, cancel := c.reqCtx(c.ctx)
+			_, err := c.cli.Put(rctx, c.key("nodes", c.opts.NodeID), string(c.record()))
+			cancel()
+			if err != nil {
+				c.log.Debug("refresh node record", "err", err)
+			}
+		case <-c.ctx.Done():
+			return
+		}
+	}
+}
+
+// recoverLease waits for the store, keeps the lease if it still lives, and
+// otherwise registers under a new lease and tells the OnLease callbacks.
+func (c *Cluster) recoverLease() {
+	for attempt := 0; c.ctx.Err() == nil; attempt++ {
+		if attempt > 0 {
+			if sleepCtx(c.ctx, time.Duration(min(200*attempt, 2000))*time.Millisecond) != nil {
+				return
+			}
+		}
+		rctx, cancel := c.reqCtx(c.ctx)
+		ttl, err := c.cli.TimeToLive(rctx, c.currentLease())
+		cancel()
+		if err != nil {
+			c.log.Debug("check node lease", "err", err)
+			continue
+		}
+		if ttl.TTL > 0 {
+			return // still alive: keep it
+		}
+		c.pubMu.Lock()
+		err = c.register(c.ctx)
+		c.pubMu.Unlock()
+		if err != nil {
+			c.log.Debug("register node again", "err", err)
+			continue
+		}
+		c.log.Info("node lease lost; registered again", "lease", fmt.Sprintf("%x", c.currentLease()))
+		c.mu.Lock()
+		cbs := make([]func(context.Context), 0, len(c.callbacks))
+		for _, id := range slices.Sorted(maps.Keys(c.callbacks)) {
+			cbs = append(cbs, c.callbacks[id])
+		}
+		c.mu.Unlock()
+		for _, fn := range cbs {
+			fn(c.ctx)
+		}
+		return
+	}
+}
+
+// Nodes lists every node with a record, sorted by hostname then ID.
+func (c *Cluster) Nodes(ctx context.Context) ([]Node, error) {
+	if err := c.checkOpen(); err != nil {
+		return nil, err
+	}
+	rctx, cancel := c.reqCtx(ctx)
+	defer cancel()
+	resp, err := c.cli.Txn(rctx).Then(
+		clientv3.OpGet(c.key("nodes")+"/", clientv3.WithPrefix()),
+		clientv3.OpGet(c.key("alive")+"/", clientv3.WithPrefix(), clientv3.WithKeysOnly()),
+	).Commit()
+	if err != nil {
+		return nil, unavailable("list nodes", err)
+	}
+	var members []*etcdserverpb.Member
+	if ml, err := c.cli.MemberList(rctx); err == nil {
+		members = ml.Members
+	}
+	alive := make(map[string]bool)
+	for _, kv := range resp.Responses[1].GetResponseRange().Kvs {
+		alive[strings.TrimPrefix(string(kv.Key), c.key("alive")+"/")] = true
+	}
+	var out []Node
+	for _, kv := range resp.Responses[0].GetResponseRange().Kvs {
+		var r nodeRecord
+		if err := json.Unmarshal(kv.Value, &r); err != nil {
+			c.log.Warn("skipping malformed node record", "key", string(kv.Key), "err", err)
+			continue
+		}
+		n := Node{ID: r.ID, Hostname: r.Hostname, Addr: r.Addr, LastSeen: r.LastSeen, Role: r.Role, State: StateDown}
+		if alive[r.ID] {
+			n.State = StateUp
+		}
+		if members != nil {
+			n.Role = roleOf(members, r.ID)
+		}
+		out = append(out, n)
+	}
+	slices.SortFunc(out, func(a, b Node) int {
+		return cmp.Or(cmp.Compare(a.Hostname, b.Hostname), cmp.Compare(a.ID, b.ID))
+	})
+	return out, nil
+}
+
+// RemoveNode forgets a node that is down: its etcd membership (if it ran a
+// member) and its record. It refuses this node (use Leave) and nodes that
+// are up (stop them first). A node unknown to both the records and the
+// etcd membership is not found.
+func (c *Cluster) RemoveNode(ctx context.Context, nodeID string) error {
+	if err := c.checkOpen(); err != nil {
+		return err
+	}
+	if nodeID == c.opts.NodeID {
+		return fmt.Errorf("cluster: remove node %s: %w: this is the local node; leave the cluster instead", nodeID, model.ErrInvalid)
+	}
+	rctx, cancel := c.reqCtx(ctx)
+	defer cancel()
+	resp, err := c.cli.Txn(rctx).Then(
+		clientv3.OpGet(c.key("nodes", nodeID)),
+		clientv3.OpGet(c.key("alive", nodeID)),
+	).Commit()
+	if err != nil {
+		return unavailable("remove node", err)
+	}
+	if resp.Responses[1].GetResponseRange().Count > 0 {
+		return fmt.Errorf("cluster: remove node %s: %w: the node is up; stop it first", nodeID, model.ErrConflict)
+	}
+	ml, err := c.cli.MemberList(rctx)
+	if err != nil {
+		return unavailable("remove node", err)
+	}
+	isMember := roleOf(ml.Members, nodeID) != RoleClient
+	if resp.Responses[0].GetResponseRange().Count == 0 && !isMember {
+		return fmt.Errorf("cluster: remove node %s: %w", nodeID, model.ErrNotFound)
+	}
+	if isMember {
+		if err := c.removeMember(ctx, nodeID); err != nil {
+			if errors.Is(err, errLastMember) {
+				return fmt.Errorf("cluster: remove node %s: %w: it is the last etcd member", nodeID, model.ErrForbidden)
+			}
+			return err
+		}
+	}
+	if _, err := c.cli.Delete(rctx, c.key("nodes", nodeID)); err != nil {
+		return unavailable("remove node", err)
+	}
+	return nil
+}
+
+// Leave takes this node out of the cluster for good: it revokes the node
+// lease (withdrawing every advertisement), deletes the node record, removes
+// the etcd member if this host runs one (and its data directory), and closes
+// the Cluster. On a store error nothing is closed, so Leave can be retried.
+func (c *Cluster) Leave(ctx context.Context) error {
+	if err := c.checkOpen(); err != nil {
+		return err
+	}
+	rctx, cancel := c.reqCtx(ctx)
+	defer cancel()
+	c.pubMu.Lock()
+	c.mu.Lock()
+	c.adverts = make(map[string]Advert)
+	lease := c.lease
+	c.mu.Unlock()
+	_, err := c.cli.Revoke(rctx, lease)
+	c.pubMu.Unlock()
+	if err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		return unavailable("leave: revoke node lease", err)
+	}
+	if _, err := c.cli.Delete(rctx, c.key("nodes", c.opts.NodeID)); err != nil {
+		return unavailable("leave: delete node record", err)
+	}
+	if c.etcd != nil {
+		if err := c.removeMember(ctx, c.opts.NodeID); err != nil && !errors.Is(err, errLastMember) {
+			return err
+		}
+	}
+	c.shutdown()
+	if c.etcd != nil {
+		if err := os.RemoveAll(c.opts.DataDir); err != nil {
+			return fmt.Errorf("cluster: leave: remove etcd data: %w", err)
+		}
+	}
+	return nil
+}

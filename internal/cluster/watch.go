@@ -1,0 +1,159 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// watchSet follows the set of keys under prefix and calls fn with the whole
+// decoded set and the revision it reflects, each time the set changes. It
+// never gives up: after a disconnect it resumes from the last revision seen,
+// and if etcd compacted past that revision it lists the set again and calls
+// fn. It returns when ctx is done or the Cluster closes.
+//
+// With fromRev == 0 it lists the set first and calls fn with it. With
+// fromRev > 0 the caller already holds the set as of fromRev (from a list
+// call): fn is called only for later changes, or at once if fromRev was
+// compacted (the caller may have missed changes).
+func watchSet[T any](ctx context.Context, c *Cluster, prefix string, fromRev int64,
+	decode func(key string, val []byte) (T, bool), fn func([]T, int64)) error {
+	if err := c.checkOpen(); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(c.ctx, cancel)
+	defer stop()
+
+	state := make(map[string][]byte)
+	var rev int64
+	deliver := func() {
+		out := make([]T, 0, len(state))
+		for k, v := range state {
+			if t, ok := decode(k, v); ok {
+				out = append(out, t)
+			}
+		}
+		fn(out, rev)
+	}
+	// load fills state as of at (0: now). It reports whether the state is
+	// new to the caller.
+	load := func(at int64) error {
+		rctx, rcancel := c.reqCtx(ctx)
+		defer rcancel()
+		opts := []clientv3.OpOption{clientv3.WithPrefix()}
+		if at > 0 {
+			opts = append(opts, clientv3.WithRev(at))
+		}
+		resp, err := c.cli.Get(rctx, prefix, opts...)
+		if err != nil {
+			return err
+		}
+		clear(state)
+		for _, kv := range resp.Kvs {
+			state[string(kv.Key)] = kv.Value
+		}
+		rev = resp.Header.Revision
+		if at > 0 {
+			rev = at
+		}
+		return nil
+	}
+
+	needList := fromRev <= 0
+	if !needList {
+		for attempt := 0; ; attempt++ {
+			err := load(fromRev)
+			if err == nil {
+				break
+			}
+			if errors.Is(err, rpctypes.ErrCompacted) {
+				needList = true
+				c.countRelist()
+				break
+			}
+			if err := backoff(ctx, attempt); err != nil {
+				return c.watchEnd(ctx)
+			}
+		}
+	}
+	for attempt := 0; ctx.Err() == nil; attempt++ {
+		if needList {
+			if err := load(0); err != nil {
+				c.log.Debug("watch: list", "prefix", prefix, "err", err)
+				if backoff(ctx, attempt) != nil {
+					break
+				}
+				continue
+			}
+			needList = false
+			deliver()
+		}
+		compacted, err := c.follow(ctx, prefix, &rev, state, deliver)
+		if compacted {
+			c.countRelist()
+			needList = true
+			attempt = -1
+			continue
+		}
+		if err != nil {
+			c.log.Debug("watch: interrupted", "prefix", prefix, "rev", rev, "err", err)
+		}
+		if backoff(ctx, attempt) != nil {
+			break
+		}
+	}
+	return c.watchEnd(ctx)
+}
+
+// follow applies watch events after *rev to state until the watch breaks.
+// It reports whether etcd compacted past *rev.
+func (c *Cluster) follow(ctx context.Context, prefix string, rev *int64, state map[string][]byte, deliver func()) (bool, error) {
+	wctx, wcancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer wcancel()
+	wch := c.cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(*rev+1))
+	for resp := range wch {
+		if resp.CompactRevision != 0 {
+			return true, nil
+		}
+		if err := resp.Err(); err != nil {
+			return false, err
+		}
+		for _, ev := range resp.Events {
+			switch ev.Type {
+			case clientv3.EventTypePut:
+				state[string(ev.Kv.Key)] = ev.Kv.Value
+			case clientv3.EventTypeDelete:
+				delete(state, string(ev.Kv.Key))
+			}
+			*rev = ev.Kv.ModRevision
+		}
+		if len(resp.Events) > 0 {
+			deliver()
+		}
+	}
+	return false, ctx.Err()
+}
+
+func (c *Cluster) countRelist() {
+	c.mu.Lock()
+	c.relists++
+	c.mu.Unlock()
+}
+
+// watchEnd returns why a watch ended.
+func (c *Cluster) watchEnd(ctx context.Context) error {
+	if err := c.checkOpen(); err != nil {
+		return err
+	}
+	return ctx.Err()
+}
+
+// backoff sleeps before retry number attempt (growing to 2 s).
+func backoff(ctx context.Context, attempt int) error {
+	return sleepCtx(ctx, time.Duration(min(100<<min(attempt, 5), 2000))*time.Millisecond)
+}
