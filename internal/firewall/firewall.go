@@ -163,6 +163,9 @@ type sysctlIO interface {
 // Firewall. It changes nothing in the kernel.
 func New(opts Options) (*Firewall, error) {
 	f := newFirewall(nil, opts)
+	if err := validTable(f.table); err != nil {
+		return nil, err
+	}
 	err := f.do(func() error {
 		nft, err := knftables.New(knftables.InetFamily, f.table)
 		if err != nil {

@@ -139,6 +139,19 @@ func TestInvalid(t *testing.T) {
 	}
 }
 
+func TestTableName(t *testing.T) {
+	for _, name := range []string{"1abc", "a b", `a"b`, "a;b", strings.Repeat("a", 65)} {
+		if _, err := New(Options{Table: name}); !errors.Is(err, model.ErrInvalid) {
+			t.Errorf("New(%q): got %v, want ErrInvalid", name, err)
+		}
+	}
+	for _, name := range []string{"vxnet", "vxnet-2", "a_b9"} {
+		if err := validTable(name); err != nil {
+			t.Errorf("validTable(%q): %v", name, err)
+		}
+	}
+}
+
 func TestCommentsAreSafe(t *testing.T) {
 	ctx := context.Background()
 	f, fake := newFake(t, Options{}, bnfOn())

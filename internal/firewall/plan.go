@@ -136,6 +136,21 @@ func validIfname(s string) error {
 	return nil
 }
 
+// validTable accepts nft identifiers that need no quoting: a letter, then
+// letters, digits, '_' or '-'.
+func validTable(s string) error {
+	if s == "" || len(s) > 64 {
+		return invalid("table name %q must have 1 to 64 characters", s)
+	}
+	for i, r := range s {
+		letter := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z'
+		if !letter && (i == 0 || !(r >= '0' && r <= '9' || r == '_' || r == '-')) {
+			return invalid("table name %q must be a letter followed by letters, digits, '_' or '-'", s)
+		}
+	}
+	return nil
+}
+
 // comment makes a safe nft comment: no quotes or backslashes, bounded length.
 func comment(id string) string {
 	var b strings.Builder

@@ -258,13 +258,15 @@ func (tp *topo) sourceSeenOutside(ns, msg string) netip.Addr {
 
 func TestNftRunsInNamespace(t *testing.T) {
 	tp := newTopo(t)
-	f := tp.firewall(Options{})
+	table := "t" + strings.TrimSuffix(strings.TrimPrefix(tp.host, "vxfw-"), "-host") // unique per run
+	f := tp.firewall(Options{Table: table})
 	tp.apply(f, Config{Networks: []Network{netA}})
-	if out := tp.sh(tp.host, "nft", "list", "tables"); !strings.Contains(out, "table inet vxnet") {
+	if out := tp.sh(tp.host, "nft", "list", "tables"); !strings.Contains(out, "table inet "+table) {
 		t.Fatalf("table not in the test host namespace: %q", out)
 	}
-	// The machine's own namespace must not have it.
-	out, _ := exec.Command("nft", "list", "table", "inet", "vxnet").CombinedOutput()
+	// The machine's own namespace must not have it (nft ran in the test
+	// namespace although knftables forks it from our goroutine).
+	out, _ := exec.Command("nft", "list", "table", "inet", table).CombinedOutput()
 	if !strings.Contains(string(out), "No such file") {
 		t.Fatalf("table leaked into the root namespace? %s", out)
 	}
