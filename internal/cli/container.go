@@ -62,7 +62,10 @@ func newRun(e *env) *cobra.Command {
 					Env:      envList,
 					Hostname: host,
 				},
-				HostConfig: &container.HostConfig{AutoRemove: autoRemove, NetworkMode: container.NetworkMode(net)},
+				// An attached run removes the container itself once it has
+				// all output and the exit code; the daemon's AutoRemove
+				// could remove it before the output is fetched.
+				HostConfig: &container.HostConfig{AutoRemove: autoRemove && detach, NetworkMode: container.NetworkMode(net)},
 			}
 			if net != "" || ip != "" || len(aliases) > 0 {
 				key := net
@@ -107,16 +110,17 @@ func newRun(e *env) *cobra.Command {
 }
 
 // runAttached waits for the container as docker run does: the wait is
-// registered before the start (so even a --rm container's exit code is
-// seen), then the output is followed until the container exits.
+// registered before the start, then the output is followed until the
+// container exits; with --rm the container is removed after that.
 func runAttached(ctx context.Context, cmd *cobra.Command, c *client.Client, id string, autoRemove bool) error {
-	cond := container.WaitConditionNextExit
 	if autoRemove {
-		cond = container.WaitConditionRemoved
+		defer func() {
+			_, _ = c.ContainerRemove(context.WithoutCancel(ctx), id, client.ContainerRemoveOptions{Force: true})
+		}()
 	}
 	waitCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	wait := c.ContainerWait(waitCtx, id, client.ContainerWaitOptions{Condition: cond})
+	wait := c.ContainerWait(waitCtx, id, client.ContainerWaitOptions{Condition: container.WaitConditionNextExit})
 	select {
 	case err := <-wait.Error:
 		return runFailed(err)
@@ -131,7 +135,7 @@ func runAttached(ctx context.Context, cmd *cobra.Command, c *client.Client, id s
 		_, _ = stdcopy.StdCopy(cmd.OutOrStdout(), cmd.ErrOrStderr(), logs)
 		logs.Close()
 	case cerrdefs.IsNotFound(err):
-		// Removed (--rm) before we could follow it; the wait has the code.
+		// Removed by someone else before we could follow it.
 	default:
 		fmt.Fprintln(cmd.ErrOrStderr(), oneLine(err.Error()))
 	}
