@@ -26,10 +26,13 @@ const (
 	hostVethPrefix = "ov"
 )
 
-func netAlias(netID string) string          { return aliasPrefix + netID }
-func epAlias(netID, epID string) string     { return aliasPrefix + netID + ":" + epID }
-func tmpVxlanName(vni uint32) string        { return fmt.Sprintf("vxo%x", vni) }
-func hostVethName(ep model.Endpoint) string { return hostVethPrefix + short(ep.ID, 12) }
+func netAlias(netID string) string      { return aliasPrefix + netID }
+func epAlias(netID, epID string) string { return aliasPrefix + netID + ":" + epID }
+func tmpVxlanName(vni uint32) string    { return fmt.Sprintf("vxo%x", vni) }
+
+// HostVethName is the name of ep's veth end in the overlay namespace (the
+// engine may record it as ep.HostVeth; the driver derives it from ep.ID).
+func HostVethName(ep model.Endpoint) string { return hostVethPrefix + short(ep.ID, 12) }
 
 // bridgeMAC is a stable, locally administered unicast MAC for br0, distinct
 // per host (the gateway address is the same on every host, its MAC must not
@@ -424,7 +427,7 @@ func (d *Driver) plumb(n model.Network, ep model.Endpoint, ji driver.JoinInfo, m
 	if err != nil {
 		return fmt.Errorf("find %s: %w", bridgeName, err)
 	}
-	hostName := hostVethName(ep)
+	hostName := HostVethName(ep)
 	alias := epAlias(n.ID, ep.ID)
 
 	hostL, _ := h.LinkByName(hostName)
@@ -561,7 +564,7 @@ func (d *Driver) Leave(ctx context.Context, n model.Network, ep model.Endpoint, 
 		if h, err := netns.Handle(path); err != nil {
 			errs = append(errs, err)
 		} else {
-			if l, err := h.LinkByName(hostVethName(ep)); err == nil {
+			if l, err := h.LinkByName(HostVethName(ep)); err == nil {
 				if err := h.LinkDel(l); err != nil && !isNotFound(err) {
 					errs = append(errs, fmt.Errorf("delete veth %s: %w", l.Attrs().Name, err))
 				}

@@ -20,7 +20,10 @@
 //
 // The VXLAN device is created in the host namespace under a temporary name
 // (vxo<VNI hex>) so that its UDP socket and its underlay route lookups stay
-// there, then moved into the overlay namespace and renamed vxlan0. Every
+// there, then moved into the overlay namespace and renamed vxlan0. Its
+// local (source) address is pinned to the VTEP, so the outer source of
+// every packet is the address peers have in their FDB entries, also on
+// hosts with several underlay addresses. Every
 // link we make carries the alias "vxnet:ov:<network id>" (veths
 // "vxnet:ov:<network id>:<endpoint id>") so Sweep can tell our leftovers
 // from other people's objects. The MTU of vxlan0, br0 and the veths is the

@@ -441,6 +441,15 @@ func TestOverlayTraffic(t *testing.T) {
 		mustPing(t, c2moved, "198.51.100.13")
 	})
 
+	t.Run("Join again repairs a lost veth", func(t *testing.T) {
+		nsenter(t, h3.d.NetnsPath(n), "ip", "link", "del", HostVethName(c3.ep))
+		mustNotPing(t, c1, "198.51.100.13")
+		if err := h3.d.Join(ctx, n, c3.ep, driver.JoinInfo{Sandbox: c3.sb, DefaultRoute: true}); err != nil {
+			t.Fatal(err)
+		}
+		mustPing(t, c1, "198.51.100.13")
+	})
+
 	t.Run("daemon restart keeps flows", func(t *testing.T) {
 		ovns := h1.d.NetnsPath(n)
 		vxBefore := linkIndex(t, ovns, "vxlan0")

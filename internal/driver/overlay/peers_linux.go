@@ -160,7 +160,8 @@ func readKernel(h *netlink.Handle, vx netlink.Link) (kernelState, error) {
 		}
 		for _, e := range ns {
 			ip, ok := netip.AddrFromSlice(e.IP)
-			if !ok {
+			if !ok || ip.IsMulticast() {
+				// Multicast entries (ff02::2 ...) are the kernel's own.
 				continue
 			}
 			k.neigh = append(k.neigh, kernelNeigh{

@@ -60,7 +60,7 @@ func desiredState(localVTEP netip.Addr, peers []Peer) State {
 		fdb[k] = p.VTEP
 		macs[k] = p.MAC
 		vteps[p.VTEP] = true
-		if p.IP.IsValid() {
+		if p.IP.IsValid() && !p.IP.IsMulticast() {
 			neigh[p.IP] = k
 		}
 	}
