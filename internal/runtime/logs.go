@@ -1,0 +1,135 @@
+package runtime
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+// logRecord is one line of container.log, like Docker's json-file driver.
+// Log holds the text including its trailing newline; lines longer than
+// maxLogChunk are split into several records without one.
+type logRecord struct {
+	Stream string    `json:"stream"`
+	Time   time.Time `json:"time"`
+	Log    string    `json:"log"`
+}
+
+const maxLogChunk = 16 * 1024
+
+// logWriter appends records to a file; each record is one write call so a
+// concurrent reader only ever sees whole lines plus a possibly partial last
+// line.
+type logWriter struct {
+	mu sync.Mutex
+	f  *os.File
+}
+
+func (w *logWriter) write(stream string, p []byte) {
+	b, err := json.Marshal(logRecord{Stream: stream, Time: time.Now().UTC(), Log: string(p)})
+	if err != nil {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.f.Write(append(b, '\n'))
+}
+
+// copyStream copies r into w as records of stream until EOF.
+func (w *logWriter) copyStream(stream string, r io.Reader) {
+	br := bufio.NewReaderSize(r, maxLogChunk)
+	for {
+		line, err := br.ReadSlice('\n')
+		if len(line) > 0 {
+			w.write(stream, line)
+		}
+		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+			return
+		}
+	}
+}
+
+// Logs writes the container's output so far to stdout and stderr (either
+// may be nil to drop that stream). With follow it keeps streaming until the
+// container has stopped and the log is drained, or ctx ends.
+func (r *Runtime) Logs(ctx context.Context, id string, stdout, stderr io.Writer, follow bool) error {
+	dir, err := r.containerDir(id)
+	if err != nil {
+		return err
+	}
+	f, err := os.Open(filepath.Join(dir, logFile))
+	if errors.Is(err, os.ErrNotExist) && follow {
+		// Not started yet: wait for the shim to create the log.
+		for errors.Is(err, os.ErrNotExist) {
+			if st, serr := r.State(ctx, id); serr != nil {
+				return serr
+			} else if st.Status == StatusStopped {
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(100 * time.Millisecond):
+			}
+			f, err = os.Open(filepath.Join(dir, logFile))
+		}
+	}
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("runtime: logs %s: %w", id, err)
+	}
+	defer f.Close()
+	br := bufio.NewReader(f)
+	var partial []byte
+	stoppedSeen := false
+	for {
+		chunk, err := br.ReadBytes('\n')
+		partial = append(partial, chunk...)
+		if err == nil {
+			var rec logRecord
+			if json.Unmarshal(partial, &rec) == nil {
+				w := stdout
+				if rec.Stream == "stderr" {
+					w = stderr
+				}
+				if w != nil {
+					if _, werr := io.WriteString(w, rec.Log); werr != nil {
+						return werr
+					}
+				}
+			}
+			partial = partial[:0]
+			continue
+		}
+		if !errors.Is(err, io.EOF) {
+			return fmt.Errorf("runtime: logs %s: %w", id, err)
+		}
+		if !follow || stoppedSeen {
+			return nil
+		}
+		// At the end of what was written so far: stop once the container
+		// has stopped (after one more pass to drain its last lines).
+		st, serr := r.State(ctx, id)
+		if serr != nil {
+			return serr
+		}
+		if st.Status == StatusStopped {
+			stoppedSeen = true
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
