@@ -551,3 +551,31 @@ func TestSurvivesDaemonKill(t *testing.T) {
 		t.Errorf("state: %+v, %v", st, err)
 	}
 }
+
+// TestHostNetworkAndKill: with no netns path the container shares the
+// host's network namespace; Kill delivers a signal.
+func TestHostNetworkAndKill(t *testing.T) {
+	e := setup(t)
+	ctx := ctxT(t, 60*time.Second)
+	id := e.create(Spec{Args: []string{"sh", "-c", "trap 'exit 9' USR1; while true; do sleep 0.1; done"}})
+	if _, err := e.rt.Start(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	host, err := os.ReadDir("/sys/class/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := e.exec(id, "ls", "/sys/class/net")
+	if code != 0 || len(strings.Fields(out)) != len(host) {
+		t.Errorf("host links in container: %d %q %q, host has %d", code, out, errs, len(host))
+	}
+	if err := e.rt.Kill(ctx, id, syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	if code, err := e.rt.Wait(ctx, id); err != nil || code != 9 {
+		t.Errorf("wait after SIGUSR1 = %d, %v", code, err)
+	}
+	if err := e.rt.Kill(ctx, id, syscall.SIGUSR1); !errors.Is(err, ErrNotRunning) {
+		t.Errorf("kill stopped container: %v", err)
+	}
+}
