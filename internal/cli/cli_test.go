@@ -473,7 +473,7 @@ func TestImages(t *testing.T) {
 	}
 	ls := d.ok("image", "ls")
 	if !regexp.MustCompile(`(?m)^REPOSITORY\s+TAG\s+IMAGE ID\s+CREATED\s+SIZE$`).MatchString(ls) ||
-		!regexp.MustCompile(`(?m)^alpine\s+3\s+` + id[7:19] + `\s+Less than a second ago\s+41B$`).MatchString(ls) ||
+		!regexp.MustCompile(`(?m)^alpine\s+3\s+`+id[7:19]+`\s+Less than a second ago\s+41B$`).MatchString(ls) ||
 		!regexp.MustCompile(`(?m)^mine\s+latest\s+`).MatchString(ls) ||
 		!regexp.MustCompile(`(?m)^busybox\s+latest\s+[0-9a-f]{12}\s+About an hour ago\s+4.26MB$`).MatchString(ls) {
 		t.Fatalf("image ls:\n%s", ls)
@@ -510,4 +510,30 @@ type netConn = net.Conn
 func dialUnix(ctx context.Context, path string) (net.Conn, error) {
 	var d net.Dialer
 	return d.DialContext(ctx, "unix", path)
+}
+
+// run -d --rm leaves the removal to the daemon (AutoRemove).
+func TestRunDetachedAutoRemove(t *testing.T) {
+	d := newDaemon(t)
+	id := strings.TrimSpace(d.ok("run", "-d", "--rm", "busybox", "true"))
+	if r := d.run("inspect", id); r.code != 1 || r.stderr != "Error: No such object: "+id+"\n" {
+		t.Fatalf("container of run -d --rm still there: %+v", r)
+	}
+	id = strings.TrimSpace(d.ok("run", "-d", "busybox", "true"))
+	if out := d.ok("inspect", id); !strings.Contains(out, `"AutoRemove": false`) || !strings.Contains(out, `"Status": "exited"`) {
+		t.Fatalf("inspect:\n%s", out)
+	}
+}
+
+func TestHelpAndUsage(t *testing.T) {
+	d := newDaemon(t)
+	if out := d.ok("run", "--help"); !strings.Contains(out, "-h, --hostname") {
+		t.Fatalf("run --help:\n%s", out)
+	}
+	if out := d.ok("network", "--help"); !strings.Contains(out, "create") || !strings.Contains(out, "prune") {
+		t.Fatalf("network --help:\n%s", out)
+	}
+	if r := d.run("frob"); r.code != 1 || !strings.HasPrefix(r.stderr, `unknown command "frob" for "vxnet"`) {
+		t.Fatalf("unknown command: %+v", r)
+	}
 }

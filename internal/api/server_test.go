@@ -1,0 +1,414 @@
+package api_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vxnet/vxnet/internal/api"
+	"github.com/vxnet/vxnet/internal/api/apitest"
+)
+
+func do(t *testing.T, h http.Handler, method, path, body string) *httptest.ResponseRecorder {
+	t.Helper()
+	var r io.Reader
+	if body != "" {
+		r = strings.NewReader(body)
+	}
+	req := httptest.NewRequest(method, path, r)
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	return w
+}
+
+func message(t *testing.T, w *httptest.ResponseRecorder) string {
+	t.Helper()
+	var m struct{ Message string }
+	if err := json.Unmarshal(w.Body.Bytes(), &m); err != nil {
+		t.Fatalf("error body %q: %v", w.Body.String(), err)
+	}
+	return m.Message
+}
+
+func TestHandlers(t *testing.T) {
+	f := apitest.New()
+	h := api.NewServer(f, api.Options{Version: "t"})
+	tests := []struct {
+		name, method, path, body string
+		status                   int
+		contains                 string // in the body
+	}{
+		{"ping", "GET", "/_ping", "", 200, "OK"},
+		{"ping versioned", "GET", "/v1.44/_ping", "", 200, "OK"},
+		{"ping head", "HEAD", "/_ping", "", 200, ""},
+		{"version", "GET", "/version", "", 200, `"ApiVersion":"` + api.APIVersion + `"`},
+		{"info", "GET", "/v1.51/info", "", 200, `"OSType":"linux"`},
+		{"too new", "GET", "/v1.99/version", "", 400, "client version 1.99 is too new. Maximum supported API version is " + api.APIVersion},
+		{"too old", "GET", "/v1.12/version", "", 400, "client version 1.12 is too old"},
+		{"unknown route", "GET", "/v1.51/plugins", "", 404, "page not found"},
+		{"network list", "GET", "/networks", "", 200, `"Name":"bridge"`},
+		{"network list filter", "GET", `/networks?filters={"name":{"none":true}}`, "", 200, `"Name":"none"`},
+		{"network list old filter form", "GET", `/networks?filters={"type":["builtin"]}`, "", 200, `"Name":"host"`},
+		{"network list bad filter json", "GET", `/networks?filters={`, "", 400, "invalid filters"},
+		{"network inspect missing", "GET", "/networks/ghost", "", 404, "network ghost not found"},
+		{"network create", "POST", "/networks/create", `{"Name":"n1","IPAM":{"Config":[{"Subnet":"192.0.2.0/24"}]}}`, 201, `"Id":"`},
+		{"network create dup", "POST", "/networks/create", `{"Name":"n1"}`, 409, "network with name n1 already exists"},
+		{"network create bad json", "POST", "/networks/create", `{"Name":`, 400, "invalid JSON"},
+		{"network create bad subnet", "POST", "/networks/create", `{"Name":"n2","IPAM":{"Config":[{"Subnet":"192.0.2.0/33"}]}}`, 400, "invalid JSON"},
+		{"network create noncanonical", "POST", "/networks/create", `{"Name":"n2","IPAM":{"Config":[{"Subnet":"192.0.2.1/24"}]}}`, 400, "it should be 192.0.2.0/24"},
+		{"network create no name", "POST", "/networks/create", `{"Name":" "}`, 400, "network name cannot be empty"},
+		{"network create ipv6", "POST", "/networks/create", `{"Name":"v6","EnableIPv6":true}`, 400, "IPv6"},
+		{"network create ipam driver", "POST", "/networks/create", `{"Name":"d","IPAM":{"Driver":"dhcp"}}`, 400, "default IPAM driver"},
+		{"network create empty body", "POST", "/networks/create", "", 400, "empty request body"},
+		{"network inspect", "GET", "/networks/n1?verbose=true", "", 200, `"VXNet":{"endpoints":0}`},
+		{"network remove predefined", "DELETE", "/networks/host", "", 403, "host is a pre-defined network and cannot be removed"},
+		{"network connect bad json", "POST", "/networks/n1/connect", `[]`, 400, "invalid JSON"},
+		{"network connect no container", "POST", "/networks/n1/connect", `{}`, 400, "container name or ID is required"},
+		{"network prune filter", "POST", `/networks/prune?filters={"until":{"1h":true}}`, "", 400, "prune filters"},
+		{"container create no config", "POST", "/containers/create", `{}`, 400, "config cannot be empty"},
+		{"container create no image", "POST", "/containers/create", `{"Cmd":["true"]}`, 400, "image name is required"},
+		{"container create missing image", "POST", "/containers/create", `{"Image":"nope"}`, 404, "No such image: nope"},
+		{"container create two networks", "POST", "/containers/create", `{"Image":"busybox","NetworkingConfig":{"EndpointsConfig":{"a":{},"b":{}}}}`, 400, "one network"},
+		{"container create", "POST", "/containers/create?name=c1", `{"Image":"busybox","Cmd":["sleep","9"],"HostConfig":{"NetworkMode":"n1"},"NetworkingConfig":{"EndpointsConfig":{"n1":{"IPAMConfig":{"IPv4Address":"192.0.2.77"},"Aliases":["db"]}}}}`, 201, `"Id":"`},
+		{"container inspect", "GET", "/containers/c1/json", "", 200, `"IPAddress":"192.0.2.77"`},
+		{"container inspect missing", "GET", "/containers/zz/json", "", 404, "No such container: zz"},
+		{"container logs no stream", "GET", "/containers/c1/logs", "", 400, "you must choose at least one stream"},
+		{"container start", "POST", "/containers/c1/start", "", 204, ""},
+		{"container start again", "POST", "/containers/c1/start", "", 304, ""},
+		{"container list", "GET", "/containers/json", "", 200, `"Names":["/c1"]`},
+		{"container list bad filter", "GET", `/containers/json?filters={"ancestor":{"x":true}}`, "", 400, "invalid filter 'ancestor'"},
+		{"exec create no cmd", "POST", "/containers/c1/exec", `{"AttachStdout":true}`, 400, "No exec command specified"},
+		{"exec create tty", "POST", "/containers/c1/exec", `{"Cmd":["sh"],"Tty":true}`, 400, "TTY"},
+		{"exec start missing", "POST", "/exec/nope/start", `{}`, 404, "No such exec instance: nope"},
+		{"exec inspect missing", "GET", "/exec/nope/json", "", 404, "No such exec instance: nope"},
+		{"container stop bad t", "POST", "/containers/c1/stop?t=soon", "", 400, "invalid value for t"},
+		{"container remove running", "DELETE", "/containers/c1", "", 409, "container is running"},
+		{"container stop", "POST", "/containers/c1/stop?t=1", "", 204, ""},
+		{"container stop again", "POST", "/containers/c1/stop", "", 304, ""},
+		{"container wait exited", "POST", "/containers/c1/wait", "", 200, `"StatusCode":137`},
+		{"container wait bad condition", "POST", "/containers/c1/wait?condition=soon", "", 400, "invalid condition"},
+		{"container remove", "DELETE", "/containers/c1?force=1", "", 204, ""},
+		{"network remove", "DELETE", "/networks/n1", "", 204, ""},
+		{"network prune", "POST", "/networks/prune", "", 200, `{"NetworksDeleted":[]}`},
+		{"image list", "GET", "/images/json", "", 200, `"RepoTags":["busybox:latest"]`},
+		{"image pull", "POST", "/images/create?fromImage=alpine&tag=latest", "", 404, "does not pull images"},
+		{"image import", "POST", "/images/create?fromSrc=-&repo=r1", "tarbytes", 200, `{"status":"sha256:`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			w := do(t, h, tc.method, tc.path, tc.body)
+			if w.Code != tc.status {
+				t.Fatalf("status %d, want %d; body %s", w.Code, tc.status, w.Body.String())
+			}
+			if !strings.Contains(w.Body.String(), tc.contains) {
+				t.Fatalf("body %q lacks %q", w.Body.String(), tc.contains)
+			}
+			if w.Code >= 400 {
+				if ct := w.Header().Get("Content-Type"); ct != "application/json" {
+					t.Fatalf("error content type %q", ct)
+				}
+				if msg := message(t, w); strings.Contains(msg, "\n") || msg == "" {
+					t.Fatalf("error message %q is not one line", msg)
+				}
+			}
+			if w.Header().Get("Api-Version") != api.APIVersion || w.Header().Get("Ostype") != "linux" {
+				t.Fatalf("headers %v", w.Header())
+			}
+		})
+	}
+}
+
+func TestImportNameTagging(t *testing.T) {
+	f := apitest.New()
+	h := api.NewServer(f, api.Options{})
+	for _, tc := range []struct{ query, want string }{
+		{"repo=a", "a:latest"},
+		{"repo=a&tag=1", "a:1"},
+		{"repo=a:2", "a:2"},
+		{"repo=reg:5000/a", "reg:5000/a:latest"},
+	} {
+		if w := do(t, h, "POST", "/images/create?fromSrc=-&"+tc.query, "x"); w.Code != 200 {
+			t.Fatalf("%s: %d %s", tc.query, w.Code, w.Body.String())
+		}
+		w := do(t, h, "GET", "/images/json", "")
+		if !strings.Contains(w.Body.String(), `"`+tc.want+`"`) {
+			t.Errorf("%s: images %s lack %s", tc.query, w.Body.String(), tc.want)
+		}
+	}
+}
+
+func TestNetworkListDangling(t *testing.T) {
+	f := apitest.New()
+	h := api.NewServer(f, api.Options{})
+	do(t, h, "POST", "/networks/create", `{"Name":"used"}`)
+	do(t, h, "POST", "/networks/create", `{"Name":"idle"}`)
+	if w := do(t, h, "POST", "/containers/create", `{"Image":"busybox","HostConfig":{"NetworkMode":"used"}}`); w.Code != 201 {
+		t.Fatal(w.Body.String())
+	}
+	w := do(t, h, "GET", `/networks?filters={"dangling":{"true":true}}`, "")
+	var nets []struct{ Name string }
+	if err := json.Unmarshal(w.Body.Bytes(), &nets); err != nil || len(nets) != 1 || nets[0].Name != "idle" {
+		t.Fatalf("dangling networks: %s", w.Body.String())
+	}
+}
+
+// serve runs the handler on a unix socket and returns its path.
+func serve(t *testing.T, b api.Backend) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "vxapi")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	sock := filepath.Join(dir, "s.sock")
+	l, err := api.ListenUnix(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: api.NewServer(b, api.Options{})}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return sock
+}
+
+// readFrames demultiplexes a Docker stream into stdout and stderr.
+func readFrames(t *testing.T, r io.Reader) (string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	for {
+		var hdr [8]byte
+		if _, err := io.ReadFull(r, hdr[:]); err != nil {
+			if err == io.EOF {
+				return out.String(), errb.String()
+			}
+			t.Fatalf("read frame header: %v", err)
+		}
+		buf := make([]byte, binary.BigEndian.Uint32(hdr[4:]))
+		if _, err := io.ReadFull(r, buf); err != nil {
+			t.Fatalf("read frame: %v", err)
+		}
+		switch hdr[0] {
+		case 1:
+			out.Write(buf)
+		case 2:
+			errb.Write(buf)
+		default:
+			t.Fatalf("frame for stream %d", hdr[0])
+		}
+	}
+}
+
+// Exec start hijacks the connection: 101 when asked to upgrade, 200 with
+// the raw stream otherwise; the exit code is then in exec inspect.
+func TestExecHijack(t *testing.T) {
+	f := apitest.New()
+	sock := serve(t, f)
+	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", sock)
+	}}}
+	post := func(path, body string) *http.Response {
+		resp, err := c.Post("http://vxnet"+path, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	resp := post("/containers/create?name=box", `{"Image":"busybox","Cmd":["sleep","9"]}`)
+	resp.Body.Close()
+	resp = post("/containers/box/start", "")
+	resp.Body.Close()
+
+	for _, upgrade := range []bool{true, false} {
+		resp = post("/v1.51/containers/box/exec", `{"Cmd":["fail","5"],"AttachStdout":true,"AttachStderr":true}`)
+		var created struct{ Id string }
+		json.NewDecoder(resp.Body).Decode(&created)
+		resp.Body.Close()
+		if resp.StatusCode != 201 || created.Id == "" {
+			t.Fatalf("exec create: %d", resp.StatusCode)
+		}
+
+		conn, err := net.Dial("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		hdrs := "Content-Type: application/json\r\n"
+		if upgrade {
+			hdrs += "Connection: Upgrade\r\nUpgrade: tcp\r\n"
+		}
+		body := `{"Detach":false}`
+		fmt.Fprintf(conn, "POST /v1.51/exec/%s/start HTTP/1.1\r\nHost: vxnet\r\n%sContent-Length: %d\r\n\r\n%s", created.Id, hdrs, len(body), body)
+		br := bufio.NewReader(conn)
+		status, _ := br.ReadString('\n')
+		want := "HTTP/1.1 200 OK\r\n"
+		if upgrade {
+			want = "HTTP/1.1 101 UPGRADED\r\n"
+		}
+		if status != want {
+			t.Fatalf("status line %q, want %q", status, want)
+		}
+		var ctype string
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				t.Fatal(err)
+			}
+			if line == "\r\n" {
+				break
+			}
+			if k, v, _ := strings.Cut(line, ":"); strings.EqualFold(k, "Content-Type") {
+				ctype = strings.TrimSpace(v)
+			}
+		}
+		if upgrade && ctype != "application/vnd.docker.multiplexed-stream" || !upgrade && ctype != "application/vnd.docker.raw-stream" {
+			t.Fatalf("content type %q (upgrade %v)", ctype, upgrade)
+		}
+		stdout, stderr := readFrames(t, br)
+		conn.Close()
+		if stdout != "out\n" || stderr != "err\n" {
+			t.Fatalf("stdout %q stderr %q", stdout, stderr)
+		}
+		resp, err = c.Get("http://vxnet/exec/" + created.Id + "/json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var insp struct {
+			Running     bool
+			ExitCode    *int
+			ContainerID string
+		}
+		json.NewDecoder(resp.Body).Decode(&insp)
+		resp.Body.Close()
+		if insp.Running || insp.ExitCode == nil || *insp.ExitCode != 5 || len(insp.ContainerID) != 64 {
+			t.Fatalf("exec inspect: %+v", insp)
+		}
+		// An exec instance runs once.
+		resp = post("/exec/"+created.Id+"/start", `{"Detach":true}`)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusConflict {
+			t.Fatalf("second start: %d", resp.StatusCode)
+		}
+	}
+
+	// Detached exec runs in the background.
+	resp = post("/containers/box/exec", `{"Cmd":["exit","2"]}`)
+	var created struct{ Id string }
+	json.NewDecoder(resp.Body).Decode(&created)
+	resp.Body.Close()
+	resp = post("/exec/"+created.Id+"/start", `{"Detach":true}`)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("detached start: %d", resp.StatusCode)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		resp, err := c.Get("http://vxnet/exec/" + created.Id + "/json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var insp struct{ ExitCode *int }
+		json.NewDecoder(resp.Body).Decode(&insp)
+		resp.Body.Close()
+		if insp.ExitCode != nil {
+			if *insp.ExitCode != 2 {
+				t.Fatalf("detached exit code %d", *insp.ExitCode)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("detached exec did not finish")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestLogsStream(t *testing.T) {
+	f := apitest.New()
+	h := api.NewServer(f, api.Options{})
+	do(t, h, "POST", "/containers/create?name=l", `{"Image":"busybox","Cmd":["sleep","1"]}`)
+	f.AddOutput("l", false, "a\n")
+	f.AddOutput("l", true, "b\n")
+	w := do(t, h, "GET", "/containers/l/logs?stdout=1&stderr=1", "")
+	if w.Code != 200 || w.Header().Get("Content-Type") != "application/vnd.docker.multiplexed-stream" {
+		t.Fatalf("logs: %d %v", w.Code, w.Header())
+	}
+	if out, errOut := readFrames(t, w.Body); out != "a\n" || errOut != "b\n" {
+		t.Fatalf("logs stdout %q stderr %q", out, errOut)
+	}
+	w = do(t, h, "GET", "/containers/l/logs?stderr=1", "")
+	if out, errOut := readFrames(t, w.Body); out != "" || errOut != "b\n" {
+		t.Fatalf("stderr-only logs: stdout %q stderr %q", out, errOut)
+	}
+	if w := do(t, h, "GET", "/containers/ghost/logs?stdout=1", ""); w.Code != 404 {
+		t.Fatalf("logs of a missing container: %d", w.Code)
+	}
+}
+
+func TestListenUnix(t *testing.T) {
+	dir, err := os.MkdirTemp("", "vxls")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	sock := filepath.Join(dir, "sub", "d.sock")
+
+	l, err := api.ListenUnix(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(sock)
+	if err != nil || fi.Mode().Perm() != 0o660 {
+		t.Fatalf("socket mode %v: %v", fi.Mode(), err)
+	}
+	// A live socket is not taken over.
+	if _, err := api.ListenUnix(sock); err == nil {
+		t.Fatal("second listener on a live socket succeeded")
+	}
+	// A stale socket (its listener gone, the file left) is replaced.
+	ul := l.(*net.UnixListener)
+	ul.SetUnlinkOnClose(false)
+	l.Close()
+	if _, err := os.Stat(sock); err != nil {
+		t.Fatalf("stale socket file missing: %v", err)
+	}
+	l2, err := api.ListenUnix(sock)
+	if err != nil {
+		t.Fatalf("listen over a stale socket: %v", err)
+	}
+	l2.Close()
+	// A regular file is not removed.
+	file := filepath.Join(dir, "plain")
+	os.WriteFile(file, []byte("x"), 0o600)
+	if _, err := api.ListenUnix(file); err == nil {
+		t.Fatal("listening over a regular file succeeded")
+	}
+	if _, err := os.Stat(file); err != nil {
+		t.Fatal("regular file was removed")
+	}
+}
+
+func TestRequestLog(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	h := api.NewServer(apitest.New(), api.Options{Logger: log})
+	do(t, h, "GET", "/v1.51/networks/ghost", "")
+	line := buf.String()
+	if !strings.Contains(line, "level=DEBUG") || !strings.Contains(line, "method=GET") ||
+		!strings.Contains(line, "path=/networks/ghost") || !strings.Contains(line, "status=404") {
+		t.Fatalf("request log %q", line)
+	}
+}

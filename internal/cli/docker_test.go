@@ -1,0 +1,89 @@
+package cli
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+const dockerBin = "/usr/local/bin/docker"
+
+// The real docker CLI talks to the vxnet API server.
+func TestDockerCLICompat(t *testing.T) {
+	if _, err := os.Stat(dockerBin); err != nil {
+		t.Skip("docker CLI not installed at " + dockerBin)
+	}
+	d := newDaemon(t)
+	cfg := t.TempDir()
+	docker := func(args ...string) (string, string, int) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, dockerBin, append([]string{"-H", "unix://" + d.sock}, args...)...)
+		cmd.Env = []string{"HOME=" + cfg, "DOCKER_CONFIG=" + cfg, "PATH=/usr/bin:/bin"}
+		var out, errb strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatalf("docker %v: %v", args, err)
+		}
+		return out.String(), errb.String(), code
+	}
+	mustDocker := func(args ...string) string {
+		t.Helper()
+		out, errOut, code := docker(args...)
+		if code != 0 {
+			t.Fatalf("docker %s: exit %d: %s", strings.Join(args, " "), code, errOut)
+		}
+		return out
+	}
+
+	if out := mustDocker("network", "ls"); !regexp.MustCompile(`(?m)^NETWORK ID\s+NAME\s+DRIVER\s+SCOPE\n[0-9a-f]{12}\s+bridge\s+bridge\s+local$`).MatchString(out) {
+		t.Fatalf("docker network ls:\n%s", out)
+	}
+	id := strings.TrimSpace(mustDocker("network", "create", "--subnet", "203.0.113.0/24", "x"))
+	if len(id) != 64 {
+		t.Fatalf("docker network create printed %q", id)
+	}
+	if out := mustDocker("network", "inspect", "x"); !strings.Contains(out, `"Subnet": "203.0.113.0/24"`) || !strings.Contains(out, id) {
+		t.Fatalf("docker network inspect:\n%s", out)
+	}
+	if out := mustDocker("network", "inspect", "-f", "{{.Name}} {{.Driver}}", "x"); out != "x bridge\n" {
+		t.Fatalf("docker network inspect -f: %q", out)
+	}
+	if _, errOut, code := docker("network", "rm", "nope"); code != 1 || !strings.Contains(errOut, "network nope not found") {
+		t.Fatalf("docker network rm nope: exit %d %q", code, errOut)
+	}
+
+	ctr := strings.TrimSpace(mustDocker("run", "-d", "--name", "c1", "--network", "x", "--ip", "203.0.113.9", "busybox", "sleep", "60"))
+	if len(ctr) != 64 {
+		t.Fatalf("docker run -d printed %q", ctr)
+	}
+	if out := mustDocker("inspect", "-f", "{{.NetworkSettings.Networks.x.IPAddress}}", "c1"); out != "203.0.113.9\n" {
+		t.Fatalf("docker inspect -f: %q", out)
+	}
+	if out := mustDocker("ps"); !strings.Contains(out, ctr[:12]) || !strings.Contains(out, "c1") {
+		t.Fatalf("docker ps:\n%s", out)
+	}
+	if out := mustDocker("exec", "c1", "echo", "hi"); out != "hi\n" {
+		t.Fatalf("docker exec echo: %q", out)
+	}
+	out, errOut, code := docker("exec", "c1", "fail", "3")
+	if code != 3 || out != "out\n" || errOut != "err\n" {
+		t.Fatalf("docker exec fail 3: exit %d stdout %q stderr %q", code, out, errOut)
+	}
+	mustDocker("network", "connect", "bridge", "c1")
+	mustDocker("network", "disconnect", "bridge", "c1")
+	mustDocker("rm", "-f", "c1")
+	mustDocker("network", "rm", "x")
+	if out := mustDocker("version", "-f", "{{.Server.APIVersion}}"); out != "1.51\n" {
+		t.Fatalf("docker version: %q", out)
+	}
+}
