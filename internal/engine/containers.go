@@ -317,6 +317,7 @@ func (e *Engine) watchExitLocked(id string) {
 		e.containers[id] = c
 		e.opts.Store.Put(store.Containers, id, c)
 		e.log.Info("container exited", "name", c.Name, "code", code)
+		e.notifyExitLocked(id, code, false)
 		if c.AutoRemove {
 			if err := e.removeContainerLocked(e.ctx, c, true); err != nil {
 				e.log.Warn("auto-remove", "name", c.Name, "err", err)
@@ -366,6 +367,7 @@ func (e *Engine) markExited(ctx context.Context, id string) {
 	}
 	e.containers[id] = c
 	e.opts.Store.Put(store.Containers, id, c)
+	e.notifyExitLocked(id, c.ExitCode, false)
 }
 
 // RemoveContainer deletes a container, its sandbox and its endpoints.
@@ -417,6 +419,7 @@ func (e *Engine) removeContainerLocked(ctx context.Context, c model.Container, f
 	for netID := range touched {
 		e.refreshHostsLocked(netID)
 	}
+	e.notifyExitLocked(c.ID, c.ExitCode, true)
 	e.log.Info("container removed", "name", c.Name, "id", c.ID[:12])
 	return errors.Join(errs...)
 }

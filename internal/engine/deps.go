@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/vxnet/vxnet/internal/firewall"
 	"github.com/vxnet/vxnet/internal/model"
 )
 
@@ -80,16 +81,7 @@ type Images interface {
 	Import(name string, r io.Reader) (ImageInfo, error)
 }
 
-// FirewallNetwork is one bridge network as the firewall sees it.
-type FirewallNetwork struct {
-	ID, Bridge string
-	Subnets    []netip.Prefix
-	Internal   bool
-	ICC        bool
-	Masquerade bool
-}
-
-// Firewall applies the whole desired firewall state.
+// Firewall applies the whole desired firewall state (internal/firewall).
 type Firewall interface {
-	Apply(ctx context.Context, nets []FirewallNetwork) error
+	Apply(ctx context.Context, cfg firewall.Config) error
 }

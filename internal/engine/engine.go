@@ -62,6 +62,7 @@ type Engine struct {
 	sandboxes  map[string]model.Sandbox   // by container ID
 	drivers    map[string]driver.Driver
 	waiters    map[string]bool // containers with an exit watcher
+	exitSubs   map[string][]exitSub
 
 	ctx    context.Context
 	cancel context.CancelFunc

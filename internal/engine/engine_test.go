@@ -102,7 +102,7 @@ func TestNetworkErrors(t *testing.T) {
 	_, err = e.CreateNetwork(bg, api.NetworkCreate{Name: "d", Driver: "macvlan"})
 	wantErr(t, err, model.ErrNotFound, `plugin "macvlan" not found`)
 	_, err = e.CreateNetwork(bg, api.NetworkCreate{Name: "d", Driver: "overlay"})
-	wantErr(t, err, model.ErrNotFound, "overlay")
+	wantErr(t, err, model.ErrForbidden, "overlay networks need cluster mode")
 	_, err = e.CreateNetwork(bg, api.NetworkCreate{Name: "bad name"})
 	wantErr(t, err, model.ErrInvalid, "invalid network name")
 	_, err = e.CreateNetwork(bg, api.NetworkCreate{Name: "e", Options: map[string]string{"bad": "x"}})
@@ -111,15 +111,15 @@ func TestNetworkErrors(t *testing.T) {
 
 	// A failed create leaves nothing: no record, no reserved pool.
 	env.bridge.failCreate = errors.New("kernel says no")
-	_, err = e.CreateNetwork(bg, api.NetworkCreate{Name: "f", IPAM: []model.IPAMConfig{{Subnet: pfx("10.20.0.0/24")}}})
+	_, err = e.CreateNetwork(bg, api.NetworkCreate{Name: "failing", IPAM: []model.IPAMConfig{{Subnet: pfx("10.20.0.0/24")}}})
 	if err == nil {
 		t.Fatal("create with failing driver succeeded")
 	}
 	env.bridge.failCreate = nil
-	if _, err := e.InspectNetwork(bg, "f", false); !errors.Is(err, model.ErrNotFound) {
+	if _, err := e.InspectNetwork(bg, "failing", false); !errors.Is(err, model.ErrNotFound) {
 		t.Errorf("failed network left a record: %v", err)
 	}
-	mustNet(t, e, api.NetworkCreate{Name: "f", IPAM: []model.IPAMConfig{{Subnet: pfx("10.20.0.0/24")}}})
+	mustNet(t, e, api.NetworkCreate{Name: "failing", IPAM: []model.IPAMConfig{{Subnet: pfx("10.20.0.0/24")}}})
 
 	// Default pools skip the default bridge and the host's routes (172.18/16).
 	g := mustNet(t, e, api.NetworkCreate{Name: "g"})

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vxnet/vxnet/internal/driver"
+	"github.com/vxnet/vxnet/internal/firewall"
 	"github.com/vxnet/vxnet/internal/ipam"
 	"github.com/vxnet/vxnet/internal/model"
 	"github.com/vxnet/vxnet/internal/store"
@@ -164,13 +165,13 @@ func (fakeImages) Import(name string, r io.Reader) (ImageInfo, error) {
 
 type fakeFirewall struct {
 	mu   sync.Mutex
-	last []FirewallNetwork
+	last []firewall.Network
 }
 
-func (f *fakeFirewall) Apply(ctx context.Context, nets []FirewallNetwork) error {
+func (f *fakeFirewall) Apply(ctx context.Context, cfg firewall.Config) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.last = nets
+	f.last = cfg.Networks
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 
 	"github.com/vxnet/vxnet/internal/driver"
+	"github.com/vxnet/vxnet/internal/firewall"
 	"github.com/vxnet/vxnet/internal/model"
 )
 
@@ -82,3 +83,6 @@ func (e *Engine) beforeReleaseLocked(ctx context.Context, n model.Network, ep mo
 func (e *Engine) verbose(ctx context.Context, n model.Network) map[string]any { return nil }
 
 func (e *Engine) startBackgroundLocked() {}
+
+// overlayFirewallLocked adds the overlay's underlay protection.
+func (e *Engine) overlayFirewallLocked(cfg *firewall.Config) {}

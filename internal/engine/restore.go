@@ -11,6 +11,7 @@ import (
 	"strconv"
 
 	"github.com/vxnet/vxnet/internal/driver"
+	"github.com/vxnet/vxnet/internal/firewall"
 	"github.com/vxnet/vxnet/internal/model"
 	"github.com/vxnet/vxnet/internal/store"
 )
@@ -237,19 +238,20 @@ func (e *Engine) applyFirewallLocked(ctx context.Context) {
 	if e.opts.Firewall == nil {
 		return
 	}
-	var fw []FirewallNetwork
+	var cfg firewall.Config
 	for _, n := range e.sortedNetworksLocked() {
 		if n.Driver != "bridge" {
 			continue
 		}
-		f := FirewallNetwork{ID: n.ID, Bridge: BridgeName(n), Internal: n.Internal,
+		f := firewall.Network{ID: n.ID, Bridge: BridgeName(n), Internal: n.Internal,
 			ICC: bridgeOpt(n, model.OptICC, true), Masquerade: bridgeOpt(n, model.OptMasquerade, true)}
 		for _, c := range n.IPAM {
 			f.Subnets = append(f.Subnets, c.Subnet)
 		}
-		fw = append(fw, f)
+		cfg.Networks = append(cfg.Networks, f)
 	}
-	if err := e.opts.Firewall.Apply(ctx, fw); err != nil {
+	e.overlayFirewallLocked(&cfg)
+	if err := e.opts.Firewall.Apply(ctx, cfg); err != nil {
 		e.log.Error("apply firewall", "err", err)
 	}
 }
