@@ -2,13 +2,145 @@ package daemon
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
 
+	"github.com/vishvananda/netlink"
+
+	"github.com/vxnet/vxnet/internal/cluster"
 	"github.com/vxnet/vxnet/internal/driver"
+	"github.com/vxnet/vxnet/internal/driver/overlay"
 	"github.com/vxnet/vxnet/internal/engine"
+	"github.com/vxnet/vxnet/internal/model"
 )
 
-// wireCluster connects cluster mode (etcd) when its flags are given.
+func (c ClusterConfig) enabled() bool { return c.Store != "" || c.Init || c.Join != "" }
+
+// wireCluster connects cluster mode (etcd, embedded or external) when its
+// flags are given, and adds the overlay driver.
 func wireCluster(ctx context.Context, cfg Config, eopts *engine.Options, drivers *[]driver.Driver, w *wired, log *slog.Logger) error {
+	cc := cfg.Cluster
+	if !cc.enabled() {
+		return nil
+	}
+	n := 0
+	for _, b := range []bool{cc.Store != "", cc.Init, cc.Join != ""} {
+		if b {
+			n++
+		}
+	}
+	if n > 1 {
+		return errors.New("--cluster-store, --cluster-init and --cluster-join are mutually exclusive")
+	}
+	if cc.Voters < 1 || cc.Voters%2 == 0 {
+		return fmt.Errorf("invalid --cluster-voters %d: want an odd number", cc.Voters)
+	}
+	addr, err := advertiseAddr(cc.AdvertiseAddr)
+	if err != nil {
+		return err
+	}
+	nodeID, err := cluster.LoadOrCreateNodeID(cfg.DataRoot)
+	if err != nil {
+		return err
+	}
+	host, _ := os.Hostname()
+	opts := cluster.Options{
+		NodeID: nodeID, Hostname: host, AdvertiseAddr: addr,
+		CAFile: cc.StoreCA, CertFile: cc.StoreCert, KeyFile: cc.StoreKey,
+		DataDir: filepath.Join(cfg.DataRoot, "etcd"), Init: cc.Init, Join: cc.Join,
+		ClientPort: cc.ClientPort, PeerPort: cc.PeerPort, Voters: cc.Voters,
+		Prefix: cc.Prefix, NodeTTL: cc.NodeTTL, Logger: log.With("component", "cluster"),
+	}
+	if cc.Store != "" {
+		eps, err := cluster.ParseStoreURL(cc.Store)
+		if err != nil {
+			return err
+		}
+		opts.Endpoints = eps
+	}
+	cl, err := cluster.Open(ctx, opts)
+	if err != nil {
+		return fmt.Errorf("open cluster store: %w", err)
+	}
+	w.closers = append(w.closers, func() { cl.Close() })
+	ov, err := overlay.New(overlay.Options{ExecRoot: cfg.ExecRoot, VTEP: addr, VXLANPort: cc.VXLANPort,
+		Logger: log.With("component", "overlay")})
+	if err != nil {
+		return err
+	}
+	*drivers = append(*drivers, overlayDriver{ov})
+	eopts.Cluster, eopts.VTEP, eopts.VXLANPort, eopts.ResyncInterval = cl, addr, cc.VXLANPort, cc.ResyncInterval
+	log.Info("cluster mode", "node", nodeID, "advertise", addr)
 	return nil
 }
+
+// advertiseAddr resolves --advertise-addr (an IP or an interface name); by
+// default the address of the interface holding the default route.
+func advertiseAddr(s string) (netip.Addr, error) {
+	if s != "" {
+		if a, err := netip.ParseAddr(s); err == nil {
+			return a, nil
+		}
+		l, err := netlink.LinkByName(s)
+		if err != nil {
+			return netip.Addr{}, fmt.Errorf("invalid --advertise-addr %q: not an IP address or an interface", s)
+		}
+		return firstAddr(l)
+	}
+	routes, err := netlink.RouteList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	for _, r := range routes {
+		if r.Dst == nil || r.Dst.String() == "0.0.0.0/0" {
+			l, err := netlink.LinkByIndex(r.LinkIndex)
+			if err != nil {
+				continue
+			}
+			return firstAddr(l)
+		}
+	}
+	return netip.Addr{}, errors.New("no default route: give --advertise-addr IP|IFACE")
+}
+
+func firstAddr(l netlink.Link) (netip.Addr, error) {
+	addrs, err := netlink.AddrList(l, netlink.FAMILY_V4)
+	if err != nil || len(addrs) == 0 {
+		return netip.Addr{}, fmt.Errorf("interface %s has no IPv4 address", l.Attrs().Name)
+	}
+	a, _ := netip.AddrFromSlice(addrs[0].IP.To4())
+	return a, nil
+}
+
+// overlayDriver presents the overlay driver's peer programming in the
+// engine's terms (cluster advertisements in, FDB/neighbour text out).
+type overlayDriver struct{ *overlay.Driver }
+
+func (o overlayDriver) SetPeers(ctx context.Context, n model.Network, ads []engine.Peer) error {
+	peers := make([]overlay.Peer, 0, len(ads))
+	for _, a := range ads {
+		peers = append(peers, overlay.Peer{IP: a.IP, MAC: net.HardwareAddr(a.MAC), VTEP: a.VTEP, NodeID: a.NodeID})
+	}
+	return o.Driver.SetPeers(ctx, n, peers)
+}
+
+func (o overlayDriver) ProgrammedEntries(ctx context.Context, n model.Network) (fdb, neigh []string, err error) {
+	st, err := o.Driver.Programmed(ctx, n)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, f := range st.FDB {
+		fdb = append(fdb, f.MAC.String()+"@"+f.VTEP.String())
+	}
+	for _, x := range st.Neigh {
+		neigh = append(neigh, x.IP.String()+"@"+x.MAC.String())
+	}
+	return fdb, neigh, nil
+}
+
+var _ engine.PeerSetter = overlayDriver{}

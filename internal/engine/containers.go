@@ -121,6 +121,13 @@ func (e *Engine) CreateContainer(ctx context.Context, req api.ContainerCreate) (
 		}
 		ep = &x
 		undo = append(undo, func() { e.detachLocked(bg, x, sb) })
+		gw, err := e.ensureGatewayLocked(ctx, n, c, sb)
+		if err != nil {
+			return fail(err)
+		}
+		if gw != nil {
+			undo = append(undo, func() { e.detachLocked(bg, *gw, sb) })
+		}
 	}
 	spec := ContainerSpec{ID: id, Image: img.ID, Args: cmd, Env: req.Env, Hostname: hostname,
 		NetnsPath: sb.NetnsPath, Mounts: e.mounts(id)}
@@ -216,15 +223,21 @@ func (e *Engine) attachLocked(ctx context.Context, n model.Network, c model.Cont
 // wantsDefaultRouteLocked: the first network with a gateway (and a way
 // out) gives the sandbox its default route.
 func (e *Engine) wantsDefaultRouteLocked(n model.Network, ctrID string) bool {
-	if n.Internal || !hasGateway(n) {
+	if !givesDefaultRoute(n) {
 		return false
 	}
 	for _, ep := range e.endpointsOfLocked(ctrID) {
-		if o, ok := e.networks[ep.NetworkID]; ok && !o.Internal && hasGateway(o) {
+		if o, ok := e.networks[ep.NetworkID]; ok && givesDefaultRoute(o) {
 			return false
 		}
 	}
 	return true
+}
+
+// givesDefaultRoute: networks whose gateway can be a container's way out.
+// Overlay networks route out through the gateway bridge instead (Docker).
+func givesDefaultRoute(n model.Network) bool {
+	return !n.Internal && n.Driver != "overlay" && hasGateway(n)
 }
 
 func hasGateway(n model.Network) bool {
@@ -459,7 +472,12 @@ func (e *Engine) ConnectNetwork(ctx context.Context, netRef, ctrRef string, r ap
 	if err := e.checkEndpointRequest(n, r); err != nil {
 		return err
 	}
-	if _, err := e.attachLocked(ctx, n, c, sb, r, order); err != nil {
+	ep, err := e.attachLocked(ctx, n, c, sb, r, order)
+	if err != nil {
+		return err
+	}
+	if _, err := e.ensureGatewayLocked(ctx, n, c, sb); err != nil {
+		e.detachLocked(context.WithoutCancel(ctx), ep, sb)
 		return err
 	}
 	e.refreshHostsLocked(n.ID)
@@ -499,21 +517,82 @@ func (e *Engine) DisconnectNetwork(ctx context.Context, netRef, ctrRef string, f
 		// Hand the default route to the next network with a gateway.
 		for _, o := range e.endpointsOfLocked(c.ID) {
 			on := e.networks[o.NetworkID]
-			if !on.Internal && hasGateway(on) {
+			if givesDefaultRoute(on) {
 				e.drivers[on.Driver].Join(ctx, on, o, driver.JoinInfo{Sandbox: sb, DefaultRoute: true})
 				break
 			}
 		}
 	}
+	e.dropGatewayLocked(ctx, c, sb)
 	e.refreshHostsLocked(n.ID)
 	e.writeSandboxFiles(c, e.peersLocked(c.ID))
 	return nil
 }
 
+// ensureGatewayLocked gives a container on an overlay network (not
+// internal) an interface on the gateway bridge for egress, once.
+func (e *Engine) ensureGatewayLocked(ctx context.Context, n model.Network, c model.Container, sb model.Sandbox) (*model.Endpoint, error) {
+	if n.Driver != "overlay" || n.Internal {
+		return nil, nil
+	}
+	order := 0
+	for _, ep := range e.endpointsOfLocked(c.ID) {
+		if e.networks[ep.NetworkID].Name == GatewayBridge {
+			return nil, nil
+		}
+		if ep.Order >= order {
+			order = ep.Order + 1
+		}
+	}
+	gw, err := e.gatewayNetworkLocked(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ep, err := e.attachLocked(ctx, gw, c, sb, api.EndpointRequest{}, order)
+	if err != nil {
+		return nil, err
+	}
+	return &ep, nil
+}
+
+// dropGatewayLocked removes the gateway bridge interface of a container
+// that has no overlay network with a way out left.
+func (e *Engine) dropGatewayLocked(ctx context.Context, c model.Container, sb model.Sandbox) {
+	var gw *model.Endpoint
+	for _, ep := range e.endpointsOfLocked(c.ID) {
+		n := e.networks[ep.NetworkID]
+		if n.Driver == "overlay" && !n.Internal {
+			return
+		}
+		if n.Name == GatewayBridge {
+			gw = &ep
+		}
+	}
+	if gw != nil {
+		e.detachLocked(ctx, *gw, sb)
+	}
+}
+
+// gatewayNetworkLocked returns the gateway bridge network, creating it on
+// first use (masquerade on, inter-container traffic off).
+func (e *Engine) gatewayNetworkLocked(ctx context.Context) (model.Network, error) {
+	for _, n := range e.networks {
+		if n.Name == GatewayBridge && n.Scope == model.ScopeLocal {
+			return n, nil
+		}
+	}
+	n := model.Network{ID: newID(), Name: GatewayBridge, Driver: "bridge", Scope: model.ScopeLocal, Created: e.now(),
+		Options: map[string]string{model.OptBridgeName: GatewayBridge, model.OptICC: "false", model.OptMasquerade: "true"}}
+	if err := e.createLocalNetworkLocked(ctx, e.drivers["bridge"], &n); err != nil {
+		return model.Network{}, fmt.Errorf("create %s: %w", GatewayBridge, err)
+	}
+	e.applyFirewallLocked(ctx)
+	return n, nil
+}
+
 func (e *Engine) providesDefaultRouteLocked(ep model.Endpoint) bool {
 	for _, o := range e.endpointsOfLocked(ep.ContainerID) {
-		on := e.networks[o.NetworkID]
-		if !on.Internal && hasGateway(on) {
+		if givesDefaultRoute(e.networks[o.NetworkID]) {
 			return o.ID == ep.ID
 		}
 	}
@@ -624,7 +703,7 @@ func (e *Engine) ensureSandboxLocked(ctx context.Context, c model.Container) err
 		if !ok {
 			continue
 		}
-		dr := first && !n.Internal && hasGateway(n)
+		dr := first && givesDefaultRoute(n)
 		if dr {
 			first = false
 		}

@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vxnet/vxnet/internal/cluster"
 	"github.com/vxnet/vxnet/internal/driver"
 	"github.com/vxnet/vxnet/internal/model"
 	"github.com/vxnet/vxnet/internal/netns"
@@ -41,10 +42,17 @@ type Options struct {
 	// HostRoutes lists the host's routes, so default pools that overlap
 	// them are skipped. Nil means none.
 	HostRoutes func() ([]netip.Prefix, error)
-	// Global is the cluster store for global-scope networks; nil in local mode.
-	Global Global
-	Logger *slog.Logger
-	Now    func() time.Time
+	// Cluster is the cluster store for global-scope networks; nil in
+	// local mode.
+	Cluster *cluster.Cluster
+	// VTEP is this host's underlay address (cluster mode).
+	VTEP netip.Addr
+	// VXLANPort is the overlay's UDP port (for the firewall).
+	VXLANPort int
+	// ResyncInterval is the period of the overlay data plane resync.
+	ResyncInterval time.Duration
+	Logger         *slog.Logger
+	Now            func() time.Time
 
 	// noNetns makes sandboxes without namespaces (unit tests without root).
 	noNetns bool
@@ -63,6 +71,9 @@ type Engine struct {
 	drivers    map[string]driver.Driver
 	waiters    map[string]bool // containers with an exit watcher
 	exitSubs   map[string][]exitSub
+	// peerWatches are the advertisement watches of global networks with
+	// a local endpoint, by network ID.
+	peerWatches map[string]*peerWatch
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -81,14 +92,15 @@ func New(opts Options) (*Engine, error) {
 		opts.BridgeIP = netip.MustParsePrefix("172.17.0.1/16")
 	}
 	e := &Engine{
-		opts:       opts,
-		log:        opts.Logger,
-		networks:   map[string]model.Network{},
-		endpoints:  map[string]model.Endpoint{},
-		containers: map[string]model.Container{},
-		sandboxes:  map[string]model.Sandbox{},
-		drivers:    map[string]driver.Driver{},
-		waiters:    map[string]bool{},
+		opts:        opts,
+		log:         opts.Logger,
+		networks:    map[string]model.Network{},
+		endpoints:   map[string]model.Endpoint{},
+		containers:  map[string]model.Container{},
+		sandboxes:   map[string]model.Sandbox{},
+		drivers:     map[string]driver.Driver{},
+		waiters:     map[string]bool{},
+		peerWatches: map[string]*peerWatch{},
 	}
 	for _, d := range opts.Drivers {
 		e.drivers[d.Type()] = d

@@ -2,87 +2,478 @@ package engine
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/netip"
+	"sort"
+	"time"
 
+	"github.com/vxnet/vxnet/internal/cluster"
 	"github.com/vxnet/vxnet/internal/driver"
 	"github.com/vxnet/vxnet/internal/firewall"
 	"github.com/vxnet/vxnet/internal/model"
+	"github.com/vxnet/vxnet/internal/store"
 )
 
-// Global is the cluster store for global-scope (overlay) networks. It is
-// nil when the daemon runs without cluster mode.
-type Global interface {
-	CreateNetwork(ctx context.Context, n model.Network) (model.Network, error)
-	DeleteNetwork(ctx context.Context, id string) error
-	ListNetworks(ctx context.Context) ([]model.Network, error)
-	AllocateAddress(ctx context.Context, netID string, static netip.Addr) (netip.Prefix, error)
-	ReleaseAddress(ctx context.Context, netID string, addr netip.Addr) error
+// Global-scope networks live in the cluster store (etcd). The engine keeps
+// a copy of every global network in its view and in the local store, so a
+// host re-creates its overlay data plane after a crash even while the
+// cluster store is down. Endpoints on global networks are advertised under
+// this node's lease; for every global network with a local endpoint the
+// engine watches the advertisements of the others and hands the whole set
+// to the driver (driver.PeerSetter), which reconciles the kernel. Watches
+// only say when to reconcile; a periodic resync repairs drift.
+
+// PeerSetter is the overlay driver's peer programming ability.
+type PeerSetter interface {
+	SetPeers(ctx context.Context, n model.Network, peers []Peer) error
+	Resync(ctx context.Context) error
 }
 
+// Peer is a remote endpoint as the overlay driver programs it.
+type Peer = cluster.Advert
+
+// GatewayBridge is the local bridge network that gives overlay containers
+// a way out (Docker's docker_gwbridge): masquerade on, ICC off.
+const GatewayBridge = "vxnet_gwbridge"
+
 func (e *Engine) createGlobalNetwork(ctx context.Context, d driver.Driver, n model.Network) (model.Network, error) {
-	if e.opts.Global == nil {
+	g := e.opts.Cluster
+	if g == nil {
 		return model.Network{}, errf(model.ErrForbidden,
 			"%s networks need cluster mode: start the daemon with --cluster-init, --cluster-join ADDR or --cluster-store etcd://HOST:2379", n.Driver)
 	}
-	created, err := e.opts.Global.CreateNetwork(ctx, n)
+	e.mu.Lock()
+	for _, o := range e.networks {
+		if o.Name == n.Name && o.Scope == model.ScopeLocal {
+			e.mu.Unlock()
+			return model.Network{}, errf(model.ErrConflict, "network with name %s already exists", n.Name)
+		}
+	}
+	e.mu.Unlock()
+	cfgs, err := g.RequestPool(ctx, n.ID, n.IPAM)
 	if err != nil {
+		return model.Network{}, ipamClass(err)
+	}
+	n.IPAM = cfgs
+	created, err := g.CreateNetwork(ctx, n)
+	if err != nil {
+		g.ReleasePool(context.WithoutCancel(ctx), n.ID)
+		if errors.Is(err, model.ErrConflict) {
+			return model.Network{}, errf(model.ErrConflict, "network with name %s already exists", n.Name)
+		}
 		return model.Network{}, err
 	}
 	e.mu.Lock()
+	defer e.mu.Unlock()
 	e.networks[created.ID] = created
-	e.mu.Unlock()
+	e.opts.Store.Put(store.Networks, created.ID, created)
+	e.log.Info("global network created", "name", n.Name, "id", n.ID[:12], "vni", created.VNI)
 	return created, nil
 }
 
 func (e *Engine) removeGlobalNetworkLocked(ctx context.Context, n model.Network) error {
-	if err := e.opts.Global.DeleteNetwork(ctx, n.ID); err != nil {
+	g := e.opts.Cluster
+	if g == nil {
+		return errf(model.ErrUnavailable, "cluster store unreachable: not in cluster mode")
+	}
+	ads, _, err := g.Adverts(ctx, n.ID)
+	if err != nil {
 		return err
 	}
-	e.drivers[n.Driver].DeleteNetwork(ctx, n)
-	delete(e.networks, n.ID)
+	if len(ads) > 0 {
+		return errf(model.ErrForbidden, "error while removing network: network %s id %s has active endpoints", n.Name, n.ID)
+	}
+	if err := g.DeleteNetwork(ctx, n.ID); err != nil && !errors.Is(err, model.ErrNotFound) {
+		return err
+	}
+	e.forgetGlobalLocked(ctx, n)
 	return nil
 }
 
-func (e *Engine) globalInUse(ctx context.Context, n model.Network) bool { return false }
+// forgetGlobalLocked drops a global network that is gone from the store.
+func (e *Engine) forgetGlobalLocked(ctx context.Context, n model.Network) {
+	e.stopPeerWatchLocked(n.ID)
+	if d, ok := e.drivers[n.Driver]; ok {
+		d.DeleteNetwork(ctx, n)
+	}
+	delete(e.networks, n.ID)
+	e.opts.Store.Delete(store.Networks, n.ID)
+	e.log.Info("global network removed", "name", n.Name, "id", n.ID[:12])
+}
+
+func (e *Engine) globalInUse(ctx context.Context, n model.Network) bool {
+	if e.opts.Cluster == nil {
+		return true
+	}
+	ads, _, err := e.opts.Cluster.Adverts(ctx, n.ID)
+	return err != nil || len(ads) > 0
+}
 
 func (e *Engine) allocateGlobal(ctx context.Context, n model.Network, static netip.Addr) (netip.Prefix, error) {
-	if e.opts.Global == nil {
+	if e.opts.Cluster == nil {
 		return netip.Prefix{}, errf(model.ErrUnavailable, "cluster store unreachable: not in cluster mode")
 	}
-	return e.opts.Global.AllocateAddress(ctx, n.ID, static)
+	p, err := e.opts.Cluster.AllocateAddress(ctx, n.ID, static)
+	if err != nil {
+		return netip.Prefix{}, ipamClass(err)
+	}
+	return p, nil
 }
 
 func (e *Engine) releaseGlobal(ctx context.Context, n model.Network, a netip.Addr) {
-	if e.opts.Global != nil {
-		if err := e.opts.Global.ReleaseAddress(ctx, n.ID, a); err != nil {
-			e.log.Warn("release global address", "network", n.Name, "addr", a, "err", err)
+	if e.opts.Cluster == nil {
+		return
+	}
+	if err := e.opts.Cluster.ReleaseAddress(ctx, n.ID, a); err != nil {
+		e.log.Warn("release global address", "network", n.Name, "addr", a, "err", err)
+	}
+}
+
+// restoreGlobalLocked refreshes the global networks from the cluster
+// store, keeping the local copies when the store is unreachable.
+func (e *Engine) restoreGlobalLocked(ctx context.Context) {
+	g := e.opts.Cluster
+	if g == nil {
+		return
+	}
+	nets, _, err := g.ListNetworks(ctx)
+	if err != nil {
+		e.log.Warn("cluster store unreachable at start; using the local copy of global networks", "err", err)
+	} else {
+		e.syncGlobalLocked(ctx, nets)
+	}
+	for _, n := range e.networks {
+		if n.Scope == model.ScopeGlobal && len(e.endpointsOnLocked(n.ID)) > 0 {
+			if err := e.drivers[n.Driver].CreateNetwork(ctx, n); err != nil {
+				e.log.Warn("restore overlay network", "name", n.Name, "err", err)
+			}
 		}
 	}
 }
 
-// restoreGlobalLocked loads global networks into the engine's view.
-func (e *Engine) restoreGlobalLocked(ctx context.Context) {
-	if e.opts.Global == nil {
-		return
-	}
-	nets, err := e.opts.Global.ListNetworks(ctx)
-	if err != nil {
-		e.log.Warn("list global networks", "err", err)
-		return
-	}
+// syncGlobalLocked makes the view's global networks match the store's.
+func (e *Engine) syncGlobalLocked(ctx context.Context, nets []model.Network) {
+	seen := map[string]bool{}
 	for _, n := range nets {
+		seen[n.ID] = true
+		if old, ok := e.networks[n.ID]; !ok || old.Name != n.Name {
+			e.opts.Store.Put(store.Networks, n.ID, n)
+		}
 		e.networks[n.ID] = n
+	}
+	for id, n := range e.networks {
+		if n.Scope != model.ScopeGlobal || seen[id] {
+			continue
+		}
+		if len(e.endpointsOnLocked(id)) > 0 {
+			continue // still in use here; keep until the endpoints go
+		}
+		e.forgetGlobalLocked(ctx, n)
 	}
 }
 
-// afterJoinLocked and beforeReleaseLocked are hooks for the overlay control
-// plane (advertise and withdraw endpoints).
-func (e *Engine) afterJoinLocked(ctx context.Context, n model.Network, ep model.Endpoint)     {}
-func (e *Engine) beforeReleaseLocked(ctx context.Context, n model.Network, ep model.Endpoint) {}
+// afterJoinLocked advertises a new overlay endpoint and starts watching
+// the network's peers.
+func (e *Engine) afterJoinLocked(ctx context.Context, n model.Network, ep model.Endpoint) {
+	if n.Scope != model.ScopeGlobal || e.opts.Cluster == nil {
+		return
+	}
+	e.advertiseLocked(ctx, n, ep)
+	e.startPeerWatchLocked(n)
+}
 
-func (e *Engine) verbose(ctx context.Context, n model.Network) map[string]any { return nil }
+func (e *Engine) advertiseLocked(ctx context.Context, n model.Network, ep model.Endpoint) {
+	err := e.opts.Cluster.Advertise(ctx, cluster.Advert{NetworkID: n.ID, EndpointID: ep.ID,
+		IP: ep.Addr.Addr(), MAC: ep.MAC, VTEP: e.opts.VTEP})
+	if err != nil {
+		// The cluster publishes it once the store is back.
+		e.log.Warn("advertise endpoint", "network", n.Name, "ip", ep.Addr.Addr(), "err", err)
+	}
+}
 
-func (e *Engine) startBackgroundLocked() {}
+// beforeReleaseLocked withdraws an overlay endpoint and stops watching the
+// network when it was the last local one.
+func (e *Engine) beforeReleaseLocked(ctx context.Context, n model.Network, ep model.Endpoint) {
+	if n.Scope != model.ScopeGlobal || e.opts.Cluster == nil {
+		return
+	}
+	if err := e.opts.Cluster.Withdraw(ctx, n.ID, ep.ID); err != nil {
+		e.log.Warn("withdraw endpoint", "network", n.Name, "err", err)
+	}
+	others := 0
+	for _, o := range e.endpointsOnLocked(n.ID) {
+		if o.ID != ep.ID {
+			others++
+		}
+	}
+	if others == 0 {
+		e.stopPeerWatchLocked(n.ID)
+	}
+}
 
-// overlayFirewallLocked adds the overlay's underlay protection.
-func (e *Engine) overlayFirewallLocked(cfg *firewall.Config) {}
+// peerWatch is the watch of one global network's advertisements.
+type peerWatch struct {
+	cancel context.CancelFunc
+	peers  []cluster.Advert // last set seen (all nodes, this one included)
+	err    error            // last programming error
+}
+
+func (e *Engine) startPeerWatchLocked(n model.Network) {
+	if _, ok := e.peerWatches[n.ID]; ok {
+		e.kickLocked(n.ID)
+		return
+	}
+	ctx, cancel := context.WithCancel(e.ctx)
+	e.peerWatches[n.ID] = &peerWatch{cancel: cancel}
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		// A first reconcile from a fresh list, then one per change.
+		e.resyncNetwork(ctx, n.ID)
+		err := e.opts.Cluster.WatchAdverts(ctx, n.ID, 0, func(ads []cluster.Advert, rev int64) {
+			e.programPeers(ctx, n.ID, ads)
+		})
+		if err != nil && ctx.Err() == nil {
+			e.log.Warn("watch advertisements ended", "network", n.Name, "err", err)
+		}
+	}()
+}
+
+func (e *Engine) stopPeerWatchLocked(netID string) {
+	if w, ok := e.peerWatches[netID]; ok {
+		w.cancel()
+		delete(e.peerWatches, netID)
+	}
+}
+
+// kickLocked asks for a reconcile of one network soon.
+func (e *Engine) kickLocked(netID string) {
+	go e.resyncNetwork(e.ctx, netID)
+}
+
+// resyncNetwork lists the network's advertisements and reprograms the
+// kernel. If the store is unreachable the data plane is left as it is.
+func (e *Engine) resyncNetwork(ctx context.Context, netID string) {
+	ads, _, err := e.opts.Cluster.Adverts(ctx, netID)
+	if err != nil {
+		e.log.Debug("resync: store unreachable, data plane left as it is", "err", err)
+		return
+	}
+	e.programPeers(ctx, netID, ads)
+}
+
+// programPeers hands the advertised set to the driver and refreshes the
+// firewall's list of member VTEPs.
+func (e *Engine) programPeers(ctx context.Context, netID string, ads []cluster.Advert) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	w, ok := e.peerWatches[netID]
+	n, nok := e.networks[netID]
+	if !ok || !nok {
+		return
+	}
+	w.peers = ads
+	ps, ok := e.drivers[n.Driver].(PeerSetter)
+	if !ok {
+		return
+	}
+	var remote []Peer
+	for _, a := range ads {
+		if a.NodeID != e.opts.Cluster.NodeID() {
+			remote = append(remote, a)
+		}
+	}
+	w.err = ps.SetPeers(ctx, n, remote)
+	if w.err != nil {
+		e.log.Warn("program overlay peers; will retry", "network", n.Name, "err", w.err)
+		e.retrySoonLocked(netID)
+	}
+	e.applyFirewallLocked(ctx)
+}
+
+// retrySoonLocked re-runs a network's reconcile after a netlink error.
+func (e *Engine) retrySoonLocked(netID string) {
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		select {
+		case <-time.After(time.Second):
+			e.resyncNetwork(e.ctx, netID)
+		case <-e.ctx.Done():
+		}
+	}()
+}
+
+// overlayFirewallLocked adds the underlay protection: VXLAN is accepted
+// only from VTEPs that have endpoints in our overlay networks.
+func (e *Engine) overlayFirewallLocked(cfg *firewall.Config) {
+	if e.opts.Cluster == nil {
+		return
+	}
+	cfg.VXLANPort = e.opts.VXLANPort
+	seen := map[netip.Addr]bool{}
+	for _, w := range e.peerWatches {
+		for _, a := range w.peers {
+			if a.NodeID != e.opts.Cluster.NodeID() && a.VTEP.IsValid() && !seen[a.VTEP] {
+				seen[a.VTEP] = true
+				cfg.AllowedVTEPs = append(cfg.AllowedVTEPs, a.VTEP)
+			}
+		}
+	}
+	sort.Slice(cfg.AllowedVTEPs, func(i, j int) bool { return cfg.AllowedVTEPs[i].Less(cfg.AllowedVTEPs[j]) })
+}
+
+// startBackgroundLocked starts the global-network watch and the periodic
+// resync of the overlay data plane.
+func (e *Engine) startBackgroundLocked() {
+	g := e.opts.Cluster
+	if g == nil {
+		return
+	}
+	for _, n := range e.networks {
+		if n.Scope == model.ScopeGlobal && len(e.endpointsOnLocked(n.ID)) > 0 {
+			for _, ep := range e.endpointsOnLocked(n.ID) {
+				e.advertiseLocked(e.ctx, n, ep)
+			}
+			e.startPeerWatchLocked(n)
+		}
+	}
+	e.wg.Add(2)
+	go func() {
+		defer e.wg.Done()
+		err := g.WatchNetworks(e.ctx, 0, func(nets []model.Network, rev int64) {
+			e.mu.Lock()
+			defer e.mu.Unlock()
+			e.syncGlobalLocked(e.ctx, nets)
+		})
+		if err != nil && e.ctx.Err() == nil {
+			e.log.Warn("watch global networks ended", "err", err)
+		}
+	}()
+	go func() {
+		defer e.wg.Done()
+		every := e.opts.ResyncInterval
+		if every <= 0 {
+			every = 30 * time.Second
+		}
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-e.ctx.Done():
+				return
+			case <-t.C:
+			}
+			e.mu.Lock()
+			var ids []string
+			for id := range e.peerWatches {
+				ids = append(ids, id)
+			}
+			e.mu.Unlock()
+			for _, id := range ids {
+				e.resyncNetwork(e.ctx, id)
+			}
+		}
+	}()
+}
+
+// verbose is what inspect -v adds for an overlay network: the VNI, the
+// overlay namespace, this host's desired peer table and what the kernel
+// holds, with any difference marked.
+func (e *Engine) verbose(ctx context.Context, n model.Network) map[string]any {
+	if n.Scope != model.ScopeGlobal {
+		return nil
+	}
+	out := map[string]any{"VNI": n.VNI}
+	if p, ok := e.drivers[n.Driver].(interface{ NetnsPath(model.Network) string }); ok {
+		out["Namespace"] = p.NetnsPath(n)
+	}
+	e.mu.Lock()
+	var desired []cluster.Advert
+	if w, ok := e.peerWatches[n.ID]; ok {
+		desired = w.peers
+		if w.err != nil {
+			out["LastError"] = w.err.Error()
+		}
+	}
+	self := ""
+	if e.opts.Cluster != nil {
+		self = e.opts.Cluster.NodeID()
+	}
+	e.mu.Unlock()
+	type peerRow struct {
+		IP, MAC, VTEP, Node string
+		Local               bool   `json:",omitempty"`
+		Status              string // programmed, missing, local
+	}
+	fdb, neigh, err := e.programmed(ctx, n)
+	if err != nil {
+		out["KernelError"] = err.Error()
+	}
+	var rows []peerRow
+	wantFDB := map[string]bool{}
+	for _, a := range desired {
+		r := peerRow{IP: a.IP.String(), MAC: a.MAC.String(), VTEP: a.VTEP.String(), Node: a.NodeID}
+		if a.NodeID == self {
+			r.Local, r.Status = true, "local"
+		} else {
+			key := a.MAC.String() + "@" + a.VTEP.String()
+			wantFDB[key] = true
+			if fdb[key] && neigh[a.IP.String()+"@"+a.MAC.String()] {
+				r.Status = "programmed"
+			} else {
+				r.Status = "MISSING"
+			}
+		}
+		rows = append(rows, r)
+	}
+	var extra []string
+	for k := range fdb {
+		if !wantFDB[k] && len(k) > 17 && k[:17] != "00:00:00:00:00:00" {
+			extra = append(extra, k)
+		}
+	}
+	sort.Strings(extra)
+	out["Peers"] = rows
+	out["KernelFDB"] = keys(fdb)
+	out["KernelNeigh"] = keys(neigh)
+	if len(extra) > 0 {
+		out["UnexpectedFDB"] = extra
+	}
+	return out
+}
+
+func keys(m map[string]bool) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// programmed reads the kernel's FDB ("MAC@VTEP") and neighbour
+// ("IP@MAC") entries of an overlay network through the driver.
+func (e *Engine) programmed(ctx context.Context, n model.Network) (map[string]bool, map[string]bool, error) {
+	fdb, neigh := map[string]bool{}, map[string]bool{}
+	p, ok := e.drivers[n.Driver].(programmedReader)
+	if !ok {
+		return fdb, neigh, nil
+	}
+	f, nb, err := p.ProgrammedEntries(ctx, n)
+	if err != nil {
+		return fdb, neigh, fmt.Errorf("read kernel entries: %w", err)
+	}
+	for _, x := range f {
+		fdb[x] = true
+	}
+	for _, x := range nb {
+		neigh[x] = true
+	}
+	return fdb, neigh, nil
+}
+
+type programmedReader interface {
+	ProgrammedEntries(ctx context.Context, n model.Network) (fdb, neigh []string, err error)
+}

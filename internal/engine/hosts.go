@@ -41,7 +41,7 @@ func (e *Engine) peersLocked(ctrID string) []HostEntry {
 	var out []HostEntry
 	for _, own := range e.endpointsOfLocked(ctrID) {
 		n, ok := e.networks[own.NetworkID]
-		if !ok || n.Predefined {
+		if !ok || n.Predefined || n.Name == GatewayBridge {
 			continue
 		}
 		for _, ep := range e.endpointsOnLocked(n.ID) {
@@ -68,7 +68,7 @@ func (e *Engine) selfEntriesLocked(c model.Container) []HostEntry {
 	for _, ep := range e.endpointsOfLocked(c.ID) {
 		n := e.networks[ep.NetworkID]
 		names := []string{c.Hostname}
-		if !n.Predefined {
+		if !n.Predefined && n.Name != GatewayBridge {
 			names = append(names, entryNames(ep, n.Name)...)
 		}
 		out = append(out, HostEntry{Addr: ep.Addr.Addr(), Names: dedupe(names)})
