@@ -112,6 +112,8 @@ func (s *server) routes() {
 	m.HandleFunc("GET /images/json", s.imageList)
 	m.HandleFunc("POST /images/create", s.imageCreate)
 
+	s.vxnetRoutes()
+
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, apiErr(model.ErrNotFound, "page not found"))
 	})

@@ -110,7 +110,7 @@ func NewRootCommand() *cobra.Command {
 
 	root.AddCommand(network, image,
 		newRun(e), newExec(e), newPs(e), newRm(e), newInspect(e), newLogs(e),
-		newStart(e), newStop(e), newVersion(e),
+		newStart(e), newStop(e), newVersion(e), newNode(e),
 	)
 	return root
 }

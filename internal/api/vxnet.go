@@ -1,0 +1,68 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/vxnet/vxnet/internal/model"
+)
+
+// Node is one host of the cluster, for GET /vxnet/nodes.
+type Node struct {
+	ID       string    `json:"ID"`
+	Hostname string    `json:"Hostname"`
+	Addr     string    `json:"Addr"`
+	State    string    `json:"State"`
+	LastSeen time.Time `json:"LastSeen"`
+	Role     string    `json:"Role"`
+	Self     bool      `json:"Self,omitempty"`
+}
+
+// ClusterBackend is the optional ability of a Backend in cluster mode,
+// served under the vxnet-only prefix /vxnet/.
+type ClusterBackend interface {
+	Nodes(ctx context.Context) ([]Node, error)
+	RemoveNode(ctx context.Context, ref string) error
+}
+
+func (s *server) vxnetRoutes() {
+	s.mux.HandleFunc("GET /vxnet/nodes", s.nodeList)
+	s.mux.HandleFunc("DELETE /vxnet/nodes/{id}", s.nodeRemove)
+}
+
+func (s *server) cluster(w http.ResponseWriter) (ClusterBackend, bool) {
+	cb, ok := s.b.(ClusterBackend)
+	if !ok {
+		writeError(w, apiErr(model.ErrUnavailable, "this daemon is not in cluster mode: start it with --cluster-init, --cluster-join ADDR or --cluster-store etcd://HOST:2379"))
+	}
+	return cb, ok
+}
+
+func (s *server) nodeList(w http.ResponseWriter, r *http.Request) {
+	cb, ok := s.cluster(w)
+	if !ok {
+		return
+	}
+	nodes, err := cb.Nodes(r.Context())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if nodes == nil {
+		nodes = []Node{}
+	}
+	writeJSON(w, http.StatusOK, nodes)
+}
+
+func (s *server) nodeRemove(w http.ResponseWriter, r *http.Request) {
+	cb, ok := s.cluster(w)
+	if !ok {
+		return
+	}
+	if err := cb.RemoveNode(r.Context(), r.PathValue("id")); err != nil {
+		writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}

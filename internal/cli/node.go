@@ -1,0 +1,112 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vxnet/vxnet/internal/api"
+)
+
+// vxnetCall makes a request to a vxnet-only endpoint (/vxnet/...), which
+// the Docker client library does not know.
+func (e *env) vxnetCall(ctx context.Context, method, path string, out any) error {
+	sock := strings.TrimPrefix(e.host, "unix://")
+	if !strings.HasPrefix(e.host, "unix://") {
+		return fmt.Errorf("invalid daemon address %q: only unix:// sockets are supported", e.host)
+	}
+	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", sock)
+	}}}
+	req, err := http.NewRequestWithContext(ctx, method, "http://vxnet"+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("Cannot connect to the vxnet daemon at %s. Is the vxnet daemon running?", e.host)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if resp.StatusCode >= 300 {
+		var m struct{ Message string }
+		if json.Unmarshal(body, &m) == nil && m.Message != "" {
+			return &StatusError{Status: "Error response from daemon: " + m.Message, Code: 1}
+		}
+		return &StatusError{Status: fmt.Sprintf("Error response from daemon: %s", resp.Status), Code: 1}
+	}
+	if out != nil {
+		return json.Unmarshal(body, out)
+	}
+	return nil
+}
+
+func newNode(e *env) *cobra.Command {
+	node := &cobra.Command{Use: "node", Short: "Manage cluster nodes", Args: groupArgs,
+		RunE: func(cmd *cobra.Command, args []string) error { return cmd.Help() }}
+	var quiet bool
+	ls := &cobra.Command{
+		Use: "ls [OPTIONS]", Aliases: []string{"list"}, Short: "List the hosts of the cluster", Args: noArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var nodes []api.Node
+			if err := e.vxnetCall(cmd.Context(), http.MethodGet, "/vxnet/nodes", &nodes); err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			if quiet {
+				for _, n := range nodes {
+					fmt.Fprintln(w, n.ID)
+				}
+				return nil
+			}
+			tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
+			fmt.Fprintln(tw, "ID\tHOSTNAME\tADDRESS\tSTATE\tLAST SEEN\tETCD ROLE")
+			for _, n := range nodes {
+				id := n.ID
+				if len(id) > 12 {
+					id = id[:12]
+				}
+				if n.Self {
+					id += " *"
+				}
+				seen := "-"
+				if !n.LastSeen.IsZero() {
+					seen = api.HumanDuration(time.Since(n.LastSeen)) + " ago"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", id, n.Hostname, n.Addr, n.State, seen, n.Role)
+			}
+			return tw.Flush()
+		},
+	}
+	ls.Flags().BoolVarP(&quiet, "quiet", "q", false, "Only display IDs")
+	rm := &cobra.Command{
+		Use: "rm NODE [NODE...]", Aliases: []string{"remove"}, Short: "Remove hosts from the cluster",
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var failed bool
+			for _, a := range args {
+				if err := e.vxnetCall(cmd.Context(), http.MethodDelete, "/vxnet/nodes/"+a, nil); err != nil {
+					fmt.Fprintln(cmd.ErrOrStderr(), err.Error())
+					failed = true
+					continue
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), a)
+			}
+			if failed {
+				return &StatusError{Code: 1}
+			}
+			return nil
+		},
+	}
+	node.AddCommand(ls, rm)
+	return node
+}

@@ -1,0 +1,69 @@
+package engine
+
+import (
+	"context"
+	"sort"
+	"strings"
+
+	"github.com/vxnet/vxnet/internal/api"
+	"github.com/vxnet/vxnet/internal/model"
+)
+
+func (e *Engine) notClustered() error {
+	return errf(model.ErrUnavailable, "this daemon is not in cluster mode: start it with --cluster-init, --cluster-join ADDR or --cluster-store etcd://HOST:2379")
+}
+
+// Nodes lists the cluster's hosts.
+func (e *Engine) Nodes(ctx context.Context) ([]api.Node, error) {
+	g := e.opts.Cluster
+	if g == nil {
+		return nil, e.notClustered()
+	}
+	nodes, err := g.Nodes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]api.Node, 0, len(nodes))
+	for _, n := range nodes {
+		out = append(out, api.Node{ID: n.ID, Hostname: n.Hostname, Addr: n.Addr.String(), State: n.State,
+			LastSeen: n.LastSeen, Role: n.Role, Self: n.ID == g.NodeID()})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Addr < out[j].Addr })
+	return out, nil
+}
+
+// RemoveNode removes a host (by ID, unique ID prefix or hostname) from the
+// cluster: its etcd membership and its records.
+func (e *Engine) RemoveNode(ctx context.Context, ref string) error {
+	g := e.opts.Cluster
+	if g == nil {
+		return e.notClustered()
+	}
+	nodes, err := g.Nodes(ctx)
+	if err != nil {
+		return err
+	}
+	var match []string
+	for _, n := range nodes {
+		if n.ID == ref || n.Hostname == ref || n.Addr.String() == ref {
+			match = []string{n.ID}
+			break
+		}
+		if strings.HasPrefix(n.ID, ref) {
+			match = append(match, n.ID)
+		}
+	}
+	switch len(match) {
+	case 0:
+		return errf(model.ErrNotFound, "node %s not found", ref)
+	case 1:
+	default:
+		return errf(model.ErrInvalid, "node %s is ambiguous: %d nodes match", ref, len(match))
+	}
+	if match[0] == g.NodeID() {
+		return errf(model.ErrForbidden, "node %s is this host: stop its daemon with a clean leave instead", ref)
+	}
+	return g.RemoveNode(ctx, match[0])
+}
+
+var _ api.ClusterBackend = (*Engine)(nil)
