@@ -122,8 +122,8 @@ type Cluster struct {
 
 	ctx       context.Context // cancelled by Close
 	cancel    context.CancelFunc
-	wg        sync.WaitGroup
 	closeOnce sync.Once
+	stopLease func() // stops the lease goroutine and waits for it
 
 	// pubMu serialises writes of leased keys (advertisements) with lease
 	// changes, so a re-registration never races an Advertise or Withdraw.
@@ -166,7 +166,7 @@ func Open(ctx context.Context, opts Options) (*Cluster, error) {
 		}
 	}()
 	if len(opts.Endpoints) > 0 {
-		if c.cli, err = c.newClient(opts.Endpoints); err != nil {
+		if c.cli, err = c.newClient(opts.Endpoints, true); err != nil {
 			return nil, err
 		}
 	} else if err := c.openEmbedded(ctx); err != nil {
@@ -175,8 +175,7 @@ func Open(ctx context.Context, opts Options) (*Cluster, error) {
 	if err := c.register(ctx); err != nil {
 		return nil, err
 	}
-	c.wg.Add(1)
-	go c.leaseLoop()
+	c.startLeaseLoop()
 	ok = true
 	return c, nil
 }
@@ -264,9 +263,12 @@ func (c *Cluster) shutdown() {
 func (c *Cluster) doShutdown() {
 	c.mu.Lock()
 	c.closed = true
+	stop := c.stopLease
 	c.mu.Unlock()
 	c.cancel()
-	c.wg.Wait()
+	if stop != nil {
+		stop()
+	}
 	if c.cli != nil {
 		c.cli.Close()
 	}

@@ -64,7 +64,13 @@ func testLogger(t *testing.T) *slog.Logger {
 
 // baseOpts are options with short timeouts for tests.
 func baseOpts(t *testing.T, id string) Options {
+	var lvl *slog.Level
+	if os.Getenv("VXNET_TEST_LOG") != "" {
+		l := slog.LevelWarn
+		lvl = &l
+	}
 	return Options{
+		EtcdLogLevel:   lvl,
 		NodeID:         id,
 		Hostname:       "host-" + id,
 		AdvertiseAddr:  loopback,

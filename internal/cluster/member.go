@@ -27,15 +27,17 @@ import (
 
 // newClient connects to endpoints (host:port or URLs). It does not wait for
 // the store to answer.
-func (c *Cluster) newClient(eps []string) (*clientv3.Client, error) {
+// With autoSync the endpoints follow the etcd membership.
+func (c *Cluster) newClient(eps []string, autoSync bool) (*clientv3.Client, error) {
 	cfg := clientv3.Config{
-		Endpoints:            nil,
 		DialTimeout:          c.opts.RequestTimeout,
 		DialKeepAliveTime:    5 * time.Second,
 		DialKeepAliveTimeout: 2 * time.Second,
-		AutoSyncInterval:     30 * time.Second,
 		Logger:               newZapLogger(c.opts.Logger, *c.opts.EtcdLogLevel),
 		Context:              c.ctx,
+	}
+	if autoSync {
+		cfg.AutoSyncInterval = 30 * time.Second
 	}
 	scheme := "http://"
 	if c.opts.CAFile != "" || c.opts.CertFile != "" {
@@ -105,7 +107,7 @@ func (c *Cluster) join(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("cluster: join %q: %w", o.Join, err)
 	}
-	seed, err := c.newClient([]string{ep})
+	seed, err := c.newClient([]string{ep}, false)
 	if err != nil {
 		return err
 	}
@@ -125,7 +127,7 @@ func (c *Cluster) join(ctx context.Context) error {
 			if len(eps) == 0 {
 				eps = []string{ep}
 			}
-			if c.cli, err = c.newClient(eps); err != nil {
+			if c.cli, err = c.newClient(eps, true); err != nil {
 				return err
 			}
 			return nil
@@ -133,8 +135,10 @@ func (c *Cluster) join(ctx context.Context) error {
 		rctx, cancel = c.reqCtx(ctx)
 		add, err := seed.MemberAddAsLearner(rctx, []string{peer})
 		cancel()
-		if errors.Is(err, rpctypes.ErrTooManyLearners) && time.Now().Before(deadline) {
-			// Another host is joining right now; wait for its promotion.
+		if (errors.Is(err, rpctypes.ErrTooManyLearners) || errors.Is(err, rpctypes.ErrUnhealthy)) && time.Now().Before(deadline) {
+			// Another host is joining right now (etcd takes one learner
+			// at a time) or a member joined just now (etcd wants the
+			// cluster healthy for a few seconds before changing it again).
 			if err := sleepCtx(ctx, time.Duration(200+100*min(attempt, 10))*time.Millisecond); err != nil {
 				return err
 			}
@@ -235,23 +239,33 @@ func (c *Cluster) startMember(ctx context.Context, state, initial string) error 
 // connectMember creates the client of a host running a member, promotes the
 // member if it is a learner, and points the client at all voting members.
 func (c *Cluster) connectMember(ctx context.Context) error {
-	own := urlFor(c.opts.AdvertiseAddr, c.opts.ClientPort).String()
+	// A learner serves no writes (nor its own promotion): talk to the
+	// voting members it knows of, own URL first once it votes.
+	var first, rest []string
+	for _, m := range c.etcd.Server.Cluster().Members() {
+		if m.IsLearner || m.Name == "" {
+			continue
+		}
+		if uint64(m.ID) == c.member {
+			first = append(first, m.ClientURLs...)
+		} else {
+			rest = append(rest, m.ClientURLs...)
+		}
+	}
+	eps := append(first, rest...)
+	if len(eps) == 0 {
+		eps = []string{urlFor(c.opts.AdvertiseAddr, c.opts.ClientPort).String()}
+	}
 	var err error
-	if c.cli, err = c.newClient([]string{own}); err != nil {
+	if c.cli, err = c.newClient(eps, false); err != nil {
 		return err
 	}
 	if err := c.promote(ctx); err != nil {
 		return err
 	}
-	rctx, cancel := c.reqCtx(ctx)
-	defer cancel()
-	ml, err := c.cli.MemberList(rctx)
-	if err != nil {
-		return unavailable("list members", err)
-	}
-	if eps := voterClientURLs(ml.Members, c.opts.NodeID); len(eps) > 0 {
-		c.cli.SetEndpoints(eps...)
-	}
+	// A voting member's host talks to its own member only: it is in the same
+	// process, and other hosts' watch streams would slow down its shutdown.
+	c.cli.SetEndpoints(urlFor(c.opts.AdvertiseAddr, c.opts.ClientPort).String())
 	return nil
 }
 
@@ -300,25 +314,38 @@ func roleOf(ms []*etcdserverpb.Member, nodeID string) string {
 }
 
 // removeMember removes the etcd member named nodeID, if there is one. It
-// refuses to remove the last voting member.
+// refuses to remove the last member. etcd refuses membership changes for a
+// few seconds after the previous one; removeMember waits for that.
 func (c *Cluster) removeMember(ctx context.Context, nodeID string) error {
-	rctx, cancel := c.reqCtx(ctx)
-	defer cancel()
-	ml, err := c.cli.MemberList(rctx)
-	if err != nil {
-		return unavailable("list members", err)
+	deadline := time.Now().Add(c.opts.StartTimeout)
+	for attempt := 0; ; attempt++ {
+		rctx, cancel := c.reqCtx(ctx)
+		ml, err := c.cli.MemberList(rctx)
+		cancel()
+		if err != nil {
+			return unavailable("list members", err)
+		}
+		i := slices.IndexFunc(ml.Members, func(m *etcdserverpb.Member) bool { return m.Name == nodeID })
+		if i < 0 {
+			return nil
+		}
+		if len(ml.Members) == 1 {
+			return errLastMember
+		}
+		rctx, cancel = c.reqCtx(ctx)
+		_, err = c.cli.MemberRemove(rctx, ml.Members[i].ID)
+		cancel()
+		switch {
+		case err == nil || errors.Is(err, rpctypes.ErrMemberNotFound):
+			return nil
+		case errors.Is(err, rpctypes.ErrUnhealthy) && time.Now().Before(deadline):
+			if err := backoff(ctx, attempt); err != nil {
+				return unavailable("remove member", err)
+			}
+		default:
+			return unavailable("remove member", err)
+		}
 	}
-	i := slices.IndexFunc(ml.Members, func(m *etcdserverpb.Member) bool { return m.Name == nodeID })
-	if i < 0 {
-		return nil
-	}
-	if len(ml.Members) == 1 {
-		return errLastMember
-	}
-	if _, err := c.cli.MemberRemove(rctx, ml.Members[i].ID); err != nil && !errors.Is(err, rpctypes.ErrMemberNotFound) {
-		return unavailable("remove member", err)
-	}
-	return nil
 }
 
 var errLastMember = errors.New("last member")

@@ -123,22 +123,34 @@ func (c *Cluster) OnLease(fn func(ctx context.Context)) (unregister func()) {
 
 // leaseLoop keeps the node lease alive, refreshes the node's last-seen time,
 // and registers again after the lease is lost. It runs until Close.
-func (c *Cluster) leaseLoop() {
-	defer c.wg.Done()
-	for c.ctx.Err() == nil {
-		if ka, err := c.cli.KeepAlive(c.ctx, c.currentLease()); err == nil {
-			c.keepAlive(ka)
+func (c *Cluster) leaseLoop(ctx context.Context) {
+	for ctx.Err() == nil {
+		if ka, err := c.cli.KeepAlive(ctx, c.currentLease()); err == nil {
+			c.keepAlive(ctx, ka)
 		}
-		if c.ctx.Err() != nil {
+		if ctx.Err() != nil {
 			return
 		}
-		c.recoverLease()
+		c.recoverLease(ctx)
 	}
+}
+
+// startLeaseLoop runs leaseLoop until stopLease (or Close).
+func (c *Cluster) startLeaseLoop() {
+	ctx, cancel := context.WithCancel(c.ctx)
+	done := make(chan struct{})
+	c.mu.Lock()
+	c.stopLease = func() { cancel(); <-done }
+	c.mu.Unlock()
+	go func() {
+		defer close(done)
+		c.leaseLoop(ctx)
+	}()
 }
 
 // keepAlive consumes keepalive responses until the channel closes (lease
 // gone or unreachable for a whole TTL) or the Cluster closes.
-func (c *Cluster) keepAlive(ka <-chan *clientv3.LeaseKeepAliveResponse) {
+func (c *Cluster) keepAlive(ctx context.Context, ka <-chan *clientv3.LeaseKeepAliveResponse) {
 	tick := time.NewTicker(c.opts.NodeTTL)
 	defer tick.Stop()
 	for {
@@ -148,13 +160,13 @@ func (c *Cluster) keepAlive(ka <-chan *clientv3.LeaseKeepAliveResponse) {
 				return
 			}
 		case <-tick.C:
-			rctx, cancel := c.reqCtx(c.ctx)
+			rctx, cancel := c.reqCtx(ctx)
 			_, err := c.cli.Put(rctx, c.key("nodes", c.opts.NodeID), string(c.record()))
 			cancel()
 			if err != nil {
 				c.log.Debug("refresh node record", "err", err)
 			}
-		case <-c.ctx.Done():
+		case <-ctx.Done():
 			return
 		}
 	}
@@ -162,14 +174,14 @@ func (c *Cluster) keepAlive(ka <-chan *clientv3.LeaseKeepAliveResponse) {
 
 // recoverLease waits for the store, keeps the lease if it still lives, and
 // otherwise registers under a new lease and tells the OnLease callbacks.
-func (c *Cluster) recoverLease() {
-	for attempt := 0; c.ctx.Err() == nil; attempt++ {
+func (c *Cluster) recoverLease(ctx context.Context) {
+	for attempt := 0; ctx.Err() == nil; attempt++ {
 		if attempt > 0 {
-			if sleepCtx(c.ctx, time.Duration(min(200*attempt, 2000))*time.Millisecond) != nil {
+			if sleepCtx(ctx, time.Duration(min(200*attempt, 2000))*time.Millisecond) != nil {
 				return
 			}
 		}
-		rctx, cancel := c.reqCtx(c.ctx)
+		rctx, cancel := c.reqCtx(ctx)
 		ttl, err := c.cli.TimeToLive(rctx, c.currentLease())
 		cancel()
 		if err != nil {
@@ -180,7 +192,7 @@ func (c *Cluster) recoverLease() {
 			return // still alive: keep it
 		}
 		c.pubMu.Lock()
-		err = c.register(c.ctx)
+		err = c.register(ctx)
 		c.pubMu.Unlock()
 		if err != nil {
 			c.log.Debug("register node again", "err", err)
@@ -194,7 +206,7 @@ func (c *Cluster) recoverLease() {
 		}
 		c.mu.Unlock()
 		for _, fn := range cbs {
-			fn(c.ctx)
+			fn(ctx)
 		}
 		return
 	}
@@ -297,14 +309,30 @@ func (c *Cluster) Leave(ctx context.Context) error {
 	if err := c.checkOpen(); err != nil {
 		return err
 	}
+	// Stop the lease goroutine first, or it would register again as soon
+	// as the lease is revoked.
+	c.mu.Lock()
+	stop := c.stopLease
+	c.mu.Unlock()
+	stop()
+	ok := false
+	defer func() {
+		if !ok {
+			c.startLeaseLoop()
+		}
+	}()
 	rctx, cancel := c.reqCtx(ctx)
 	defer cancel()
 	c.pubMu.Lock()
 	c.mu.Lock()
-	c.adverts = make(map[string]Advert)
 	lease := c.lease
 	c.mu.Unlock()
 	_, err := c.cli.Revoke(rctx, lease)
+	if err == nil {
+		c.mu.Lock()
+		c.adverts = make(map[string]Advert)
+		c.mu.Unlock()
+	}
 	c.pubMu.Unlock()
 	if err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
 		return unavailable("leave: revoke node lease", err)
@@ -317,6 +345,7 @@ func (c *Cluster) Leave(ctx context.Context) error {
 			return err
 		}
 	}
+	ok = true
 	c.shutdown()
 	if c.etcd != nil {
 		if err := os.RemoveAll(c.opts.DataDir); err != nil {
