@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -67,9 +68,9 @@ func (c *Cluster) advertKey(netID, epID string) string {
 // disappears if the node dies. NodeID is filled in; VTEP defaults to the
 // advertise address. Advertising again replaces the entry. The Cluster
 // remembers what it advertised and publishes it again under a new lease
-// after an outage; if the store is unreachable now, Advertise returns an
-// unavailable error but the advertisement is still published once the store
-// is back (Withdraw to cancel it).
+// after its lease was lost. If the store is unreachable now, Advertise
+// returns an unavailable error but the advertisement is published once the
+// store is back (Withdraw cancels it); likewise for a failed Withdraw.
 func (c *Cluster) Advertise(ctx context.Context, a Advert) error {
 	if err := c.checkOpen(); err != nil {
 		return err
@@ -87,11 +88,20 @@ func (c *Cluster) Advertise(ctx context.Context, a Advert) error {
 	defer c.pubMu.Unlock()
 	c.mu.Lock()
 	c.adverts[k] = a
+	delete(c.pendingDel, k)
 	lease := c.lease
 	c.mu.Unlock()
 	rctx, cancel := c.reqCtx(ctx)
 	defer cancel()
-	if _, err := c.cli.Put(rctx, k, string(encodeAdvert(a)), clientv3.WithLease(lease)); err != nil {
+	_, err := c.cli.Put(rctx, k, string(encodeAdvert(a)), clientv3.WithLease(lease))
+	c.mu.Lock()
+	if err != nil {
+		c.pendingPut[k] = true
+	} else {
+		delete(c.pendingPut, k)
+	}
+	c.mu.Unlock()
+	if err != nil {
 		return unavailable("advertise endpoint", err)
 	}
 	return nil
@@ -108,13 +118,64 @@ func (c *Cluster) Withdraw(ctx context.Context, netID, endpointID string) error 
 	defer c.pubMu.Unlock()
 	c.mu.Lock()
 	delete(c.adverts, k)
+	delete(c.pendingPut, k)
 	c.mu.Unlock()
 	rctx, cancel := c.reqCtx(ctx)
 	defer cancel()
-	if _, err := c.cli.Delete(rctx, k); err != nil {
+	_, err := c.cli.Delete(rctx, k)
+	c.mu.Lock()
+	if err != nil {
+		c.pendingDel[k] = true
+	} else {
+		delete(c.pendingDel, k)
+	}
+	c.mu.Unlock()
+	if err != nil {
 		return unavailable("withdraw endpoint", err)
 	}
 	return nil
+}
+
+// hasPending reports whether advertisements wait to be written.
+func (c *Cluster) hasPending() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.pendingPut)+len(c.pendingDel) > 0
+}
+
+// flushPending writes the advertisements and withdrawals that failed
+// earlier (the store was unreachable). The lease goroutine calls it.
+func (c *Cluster) flushPending(ctx context.Context) {
+	c.pubMu.Lock()
+	defer c.pubMu.Unlock()
+	c.mu.Lock()
+	lease := c.lease
+	puts := make(map[string]Advert)
+	for k := range c.pendingPut {
+		puts[k] = c.adverts[k]
+	}
+	dels := slices.Collect(maps.Keys(c.pendingDel))
+	c.mu.Unlock()
+	rctx, cancel := c.reqCtx(ctx)
+	defer cancel()
+	for k, a := range puts {
+		if _, err := c.cli.Put(rctx, k, string(encodeAdvert(a)), clientv3.WithLease(lease)); err != nil {
+			c.log.Debug("publish pending advertisement", "key", k, "err", err)
+			return
+		}
+		c.mu.Lock()
+		delete(c.pendingPut, k)
+		c.mu.Unlock()
+	}
+	for _, k := range dels {
+		if _, err := c.cli.Delete(rctx, k); err != nil {
+			c.log.Debug("withdraw pending advertisement", "key", k, "err", err)
+			return
+		}
+		c.mu.Lock()
+		delete(c.pendingDel, k)
+		c.mu.Unlock()
+	}
 }
 
 // Adverts lists the advertisements of every node in a network, sorted by

@@ -131,12 +131,16 @@ type Cluster struct {
 
 	ipamLock chan struct{} // one global allocation at a time from this host
 
-	mu        sync.Mutex
-	lease     clientv3.LeaseID
-	adverts   map[string]Advert // key -> advert published by this node
-	callbacks map[int]func(context.Context)
-	nextCB    int
-	closed    bool
+	mu      sync.Mutex
+	lease   clientv3.LeaseID
+	adverts map[string]Advert // key -> advert published by this node
+	// Keys whose last Advertise or Withdraw failed, retried by the lease
+	// goroutine.
+	pendingPut map[string]bool
+	pendingDel map[string]bool
+	callbacks  map[int]func(context.Context)
+	nextCB     int
+	closed     bool
 
 	// relists counts watch re-lists after compaction (for tests).
 	relists int
@@ -152,11 +156,13 @@ func Open(ctx context.Context, opts Options) (*Cluster, error) {
 		return nil, err
 	}
 	c := &Cluster{
-		opts:      opts,
-		log:       opts.Logger.With("component", "cluster"),
-		adverts:   make(map[string]Advert),
-		callbacks: make(map[int]func(context.Context)),
-		ipamLock:  make(chan struct{}, 1),
+		opts:       opts,
+		log:        opts.Logger.With("component", "cluster"),
+		adverts:    make(map[string]Advert),
+		pendingPut: make(map[string]bool),
+		pendingDel: make(map[string]bool),
+		callbacks:  make(map[int]func(context.Context)),
+		ipamLock:   make(chan struct{}, 1),
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	ok := false

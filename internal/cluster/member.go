@@ -21,6 +21,8 @@ import (
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
+	"google.golang.org/grpc"
+	grpcbackoff "google.golang.org/grpc/backoff"
 
 	"github.com/vxnet/vxnet/internal/model"
 )
@@ -35,6 +37,12 @@ func (c *Cluster) newClient(eps []string, autoSync bool) (*clientv3.Client, erro
 		DialKeepAliveTimeout: 2 * time.Second,
 		Logger:               newZapLogger(c.opts.Logger, *c.opts.EtcdLogLevel),
 		Context:              c.ctx,
+		// Reconnect within seconds after an outage (gRPC's default backoff
+		// grows to two minutes).
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           grpcbackoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+			MinConnectTimeout: c.opts.RequestTimeout,
+		})},
 	}
 	if autoSync {
 		cfg.AutoSyncInterval = 30 * time.Second

@@ -92,6 +92,7 @@ func (c *Cluster) register(ctx context.Context) error {
 	}
 	c.mu.Lock()
 	c.lease = g.ID
+	clear(c.pendingPut) // all written just now
 	c.mu.Unlock()
 	return nil
 }
@@ -153,8 +154,14 @@ func (c *Cluster) startLeaseLoop() {
 func (c *Cluster) keepAlive(ctx context.Context, ka <-chan *clientv3.LeaseKeepAliveResponse) {
 	tick := time.NewTicker(c.opts.NodeTTL)
 	defer tick.Stop()
+	retry := time.NewTicker(time.Second)
+	defer retry.Stop()
 	for {
 		select {
+		case <-retry.C:
+			if c.hasPending() {
+				c.flushPending(ctx)
+			}
 		case _, ok := <-ka:
 			if !ok {
 				return
