@@ -1,0 +1,102 @@
+package harness
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+
+	"github.com/vxnet/vxnet/internal/leakcheck"
+)
+
+// binEnv names the environment variable that points at a prebuilt vxnet
+// binary; when set, Build does not compile.
+const binEnv = "VXNET_BIN"
+
+// built is the one vxnet build of this test process. It is package state on
+// purpose: building once per process is the point, and Main removes it.
+var built struct {
+	once sync.Once
+	dir  string
+	path string
+	err  error
+}
+
+// Build returns the path of a vxnet binary: $VXNET_BIN if set, otherwise
+// ./cmd/vxnet compiled once per test process into a temporary directory
+// (removed by Main).
+func Build(t testing.TB) string {
+	t.Helper()
+	if p := os.Getenv(binEnv); p != "" {
+		return p
+	}
+	built.once.Do(func() {
+		built.path, built.err = build()
+	})
+	if built.err != nil {
+		t.Fatalf("%v", built.err)
+	}
+	return built.path
+}
+
+func build() (string, error) {
+	root, err := moduleRoot()
+	if err != nil {
+		return "", err
+	}
+	dir, err := os.MkdirTemp("", "vxt-bin-")
+	if err != nil {
+		return "", fmt.Errorf("harness: build vxnet: %w", err)
+	}
+	built.dir = dir
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	out := filepath.Join(dir, "vxnet")
+	cmd := exec.Command(goBin, "build", "-o", out, "./cmd/vxnet")
+	cmd.Dir = root
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("harness: build vxnet: %w\n%s", err, b)
+	}
+	return out, nil
+}
+
+// moduleRoot walks up from the working directory (go test runs a test in
+// its package directory), then from this source file, to the directory
+// holding go.mod.
+func moduleRoot() (string, error) {
+	var starts []string
+	if wd, err := os.Getwd(); err == nil {
+		starts = append(starts, wd)
+	}
+	if _, file, _, ok := runtime.Caller(0); ok {
+		starts = append(starts, filepath.Dir(file))
+	}
+	for _, dir := range starts {
+		for d := dir; ; d = filepath.Dir(d) {
+			if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+				return d, nil
+			}
+			if filepath.Dir(d) == d {
+				break
+			}
+		}
+	}
+	return "", errors.New("harness: find module root: no go.mod above the working directory")
+}
+
+// Main is a TestMain for packages that use the harness: it runs the tests
+// under a leakcheck (a leak fails the run), then removes the binary that
+// Build made.
+func Main(m *testing.M) {
+	code := leakcheck.Run(m, leakcheck.Options{})
+	if built.dir != "" {
+		os.RemoveAll(built.dir)
+	}
+	os.Exit(code)
+}
