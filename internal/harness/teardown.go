@@ -23,6 +23,9 @@ func (c *Cluster) teardown() {
 	t := c.t
 	if t.Failed() {
 		for _, h := range c.Hosts {
+			if h.proc == nil {
+				continue // never started
+			}
 			t.Logf("harness: %s daemon log (%s), last %d lines:\n%s", h.Name, h.LogPath, logTailSize, h.LogTail(logTailSize))
 		}
 	}
