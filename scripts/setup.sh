@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs what vxnet and its tests need on a Debian machine (idempotent).
+set -euo pipefail
+pkgs=(runc busybox-static iproute2 nftables iputils-ping iputils-arping etcd-server etcd-client iperf3 util-linux kmod)
+missing=()
+for p in "${pkgs[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+	echo "setup: installing ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# The Debian etcd package may start a system etcd; vxnet's tests start their own.
+systemctl stop etcd >/dev/null 2>&1 || true
+# br_netfilter lets the firewall see bridged traffic (ICC off); load if present.
+modprobe br_netfilter >/dev/null 2>&1 || true
+command -v go >/dev/null || { echo "setup: Go is required (https://go.dev/dl)"; exit 1; }
