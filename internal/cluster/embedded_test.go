@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -109,13 +110,18 @@ func TestEmbeddedCluster(t *testing.T) {
 
 	t.Run("quorum", func(t *testing.T) {
 		// A watch across the outage must see what happens after it.
-		var last []model.Network
+		var (
+			mu   sync.Mutex
+			last []model.Network
+		)
 		seen := make(chan struct{}, 100)
 		wctx, wcancel := context.WithCancel(ctx)
 		wdone := make(chan error, 1)
 		go func() {
 			wdone <- c1.WatchNetworks(wctx, 0, func(ns []model.Network, _ int64) {
+				mu.Lock()
 				last = ns
+				mu.Unlock()
 				seen <- struct{}{}
 			})
 		}()
@@ -185,6 +191,8 @@ func TestEmbeddedCluster(t *testing.T) {
 				}
 				break
 			}
+			mu.Lock()
+			defer mu.Unlock()
 			if len(last) != 2 {
 				return fmt.Errorf("watch saw %d networks, want 2", len(last))
 			}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -139,13 +140,18 @@ func TestExternalEtcd(t *testing.T) {
 		c = scenarioCrash(t, a, c, func() *Cluster { return openExternal(top, externalOpts(top, e, "ext-c")) })
 	})
 	t.Run("outage", func(t *testing.T) {
-		var last []model.Network
+		var (
+			mu   sync.Mutex
+			last []model.Network
+		)
 		calls := make(chan struct{}, 100)
 		wctx, wcancel := context.WithCancel(ctx)
 		wdone := make(chan error, 1)
 		go func() {
 			wdone <- b.WatchNetworks(wctx, 0, func(ns []model.Network, _ int64) {
+				mu.Lock()
 				last = ns
+				mu.Unlock()
 				calls <- struct{}{}
 			})
 		}()
@@ -177,6 +183,8 @@ func TestExternalEtcd(t *testing.T) {
 			for len(calls) > 0 {
 				<-calls
 			}
+			mu.Lock()
+			defer mu.Unlock()
 			for _, n := range last {
 				if n.Name == "out1" {
 					return nil
