@@ -17,7 +17,7 @@
 //	networks/name/<name>      durable: network ID, makes names unique
 //	vni/<vni>                 durable: network ID, makes VNIs unique
 //	ipam/pools/<subnet>       durable: network ID, makes subnets disjoint
-//	ipam/subnets/<id>/<subnet> durable: ipam.Subnet allocation state
+//	ipam/subnets/<id>/<nnn>   durable: ipam.Subnet state of the nnn-th subnet
 //	adverts/<network>/<ep>    leased: endpoint IP, MAC, VTEP, node
 //
 // Writes that must not collide use transactions on revisions. Liveness is a

@@ -340,9 +340,25 @@ func (c *Cluster) removeMember(ctx context.Context, nodeID string) error {
 		if len(ml.Members) == 1 {
 			return errLastMember
 		}
+		// Ask the other members: a member removing itself may stop before
+		// it answers.
+		var others []string
+		for _, m := range ml.Members {
+			if m.ID != ml.Members[i].ID && !m.IsLearner {
+				others = append(others, m.ClientURLs...)
+			}
+		}
+		if len(others) == 0 {
+			return unavailable("remove member", errors.New("no other voting member to ask"))
+		}
+		cli, err := c.newClient(others, false)
+		if err != nil {
+			return err
+		}
 		rctx, cancel = c.reqCtx(ctx)
-		_, err = c.cli.MemberRemove(rctx, ml.Members[i].ID)
+		_, err = cli.MemberRemove(rctx, ml.Members[i].ID)
 		cancel()
+		cli.Close()
 		switch {
 		case err == nil || errors.Is(err, rpctypes.ErrMemberNotFound):
 			return nil
