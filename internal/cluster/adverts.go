@@ -28,6 +28,10 @@ type Advert struct {
 	MAC        net.HardwareAddr
 	VTEP       netip.Addr // underlay address of the host
 	NodeID     string
+	// Name and Aliases are the container's name and network aliases, so
+	// peers on other hosts can resolve it.
+	Name    string
+	Aliases []string
 }
 
 // advertJSON is the stored form (the MAC as text, not base64).
@@ -38,10 +42,12 @@ type advertJSON struct {
 	MAC        string     `json:"MAC"`
 	VTEP       netip.Addr `json:"VTEP"`
 	NodeID     string     `json:"NodeID"`
+	Name       string     `json:"Name,omitempty"`
+	Aliases    []string   `json:"Aliases,omitempty"`
 }
 
 func encodeAdvert(a Advert) []byte {
-	b, _ := json.Marshal(advertJSON{a.NetworkID, a.EndpointID, a.IP, a.MAC.String(), a.VTEP, a.NodeID})
+	b, _ := json.Marshal(advertJSON{a.NetworkID, a.EndpointID, a.IP, a.MAC.String(), a.VTEP, a.NodeID, a.Name, a.Aliases})
 	return b
 }
 
@@ -54,7 +60,7 @@ func decodeAdvert(b []byte) (Advert, error) {
 	if err != nil {
 		return Advert{}, err
 	}
-	return Advert{j.NetworkID, j.EndpointID, j.IP, mac, j.VTEP, j.NodeID}, nil
+	return Advert{j.NetworkID, j.EndpointID, j.IP, mac, j.VTEP, j.NodeID, j.Name, j.Aliases}, nil
 }
 
 func (c *Cluster) advertKey(netID, epID string) string {

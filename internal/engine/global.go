@@ -185,7 +185,7 @@ func (e *Engine) afterJoinLocked(ctx context.Context, n model.Network, ep model.
 
 func (e *Engine) advertiseLocked(ctx context.Context, n model.Network, ep model.Endpoint) {
 	err := e.opts.Cluster.Advertise(ctx, cluster.Advert{NetworkID: n.ID, EndpointID: ep.ID,
-		IP: ep.Addr.Addr(), MAC: ep.MAC, VTEP: e.opts.VTEP})
+		IP: ep.Addr.Addr(), MAC: ep.MAC, VTEP: e.opts.VTEP, Name: ep.Name, Aliases: ep.Aliases})
 	if err != nil {
 		// The cluster publishes it once the store is back.
 		e.log.Warn("advertise endpoint", "network", n.Name, "ip", ep.Addr.Addr(), "err", err)
@@ -274,6 +274,7 @@ func (e *Engine) programPeers(ctx context.Context, netID string, ads []cluster.A
 		return
 	}
 	w.peers = ads
+	e.refreshHostsLocked(netID)
 	ps, ok := e.drivers[n.Driver].(PeerSetter)
 	if !ok {
 		return
@@ -476,4 +477,21 @@ func (e *Engine) programmed(ctx context.Context, n model.Network) (map[string]bo
 
 type programmedReader interface {
 	ProgrammedEntries(ctx context.Context, n model.Network) (fdb, neigh []string, err error)
+}
+
+// remotePeersLocked are the hosts entries of endpoints on other hosts of a
+// global network, from their advertisements.
+func (e *Engine) remotePeersLocked(n model.Network) []HostEntry {
+	w, ok := e.peerWatches[n.ID]
+	if !ok || e.opts.Cluster == nil {
+		return nil
+	}
+	var out []HostEntry
+	for _, a := range w.peers {
+		if a.NodeID == e.opts.Cluster.NodeID() || a.Name == "" {
+			continue
+		}
+		out = append(out, HostEntry{Addr: a.IP, Names: entryNames(model.Endpoint{Name: a.Name, Aliases: a.Aliases}, n.Name)})
+	}
+	return out
 }

@@ -50,6 +50,7 @@ func (e *Engine) peersLocked(ctrID string) []HostEntry {
 			}
 			out = append(out, HostEntry{Addr: ep.Addr.Addr(), Names: entryNames(ep, n.Name)})
 		}
+		out = append(out, e.remotePeersLocked(n)...)
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Addr.Less(out[j].Addr) })
 	return out
