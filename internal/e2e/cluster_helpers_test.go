@@ -1,0 +1,236 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vxnet/vxnet/internal/harness"
+)
+
+// clusterTTL is the node TTL of the cluster tests: short, so that a dead
+// host is noticed quickly.
+const clusterTTL = 2 * time.Second
+
+// clusterEmbedded starts three hosts forming an embedded etcd cluster:
+// host 0 with --cluster-init, hosts 1 and 2 joining it. Every daemon runs.
+func clusterEmbedded(t *testing.T) *harness.Cluster {
+	t.Helper()
+	c := harness.New(t, harness.Options{Hosts: 3, DaemonArgs: func(i int, h *harness.Host) []string {
+		args := []string{"--advertise-addr", h.Addr.String(), "--node-ttl", clusterTTL.String(), "--resync-interval", "5s"}
+		if i == 0 {
+			return append(args, "--cluster-init")
+		}
+		return append(args, "--cluster-join", "192.0.2.10")
+	}})
+	for _, h := range c.Hosts {
+		h.Start()
+	}
+	return c
+}
+
+// clusterExternal starts a real etcd (Debian's /usr/bin/etcd) inside host
+// 0's namespace, listening for clients on host 0's underlay address, and
+// three daemons using it as their external cluster store. etcd's data
+// directory is under the cluster directory, so its command line carries
+// the leak check marker and the harness teardown would find it; it is
+// killed in a Cleanup that runs before the harness teardown.
+func clusterExternal(t *testing.T) *harness.Cluster {
+	t.Helper()
+	bin, err := exec.LookPath("etcd")
+	if err != nil {
+		t.Skip("needs etcd (Debian's etcd-server)")
+	}
+	store := "etcd://192.0.2.10:2379"
+	c := harness.New(t, harness.Options{Hosts: 3, DaemonArgs: func(i int, h *harness.Host) []string {
+		return []string{"--cluster-store", store, "--advertise-addr", h.Addr.String(),
+			"--node-ttl", clusterTTL.String(), "--resync-interval", "5s"}
+	}})
+	h0 := c.Host(0)
+	dataDir := filepath.Join(c.Dir, "etcd")
+	logf, err := os.Create(filepath.Join(c.Dir, "etcd.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The peer URL only needs to be unique inside host 0's namespace.
+	cmd := exec.Command("nsenter", "--net="+h0.Netns, "--", bin,
+		"--name", "e2e", "--data-dir", dataDir,
+		"--listen-client-urls", "http://192.0.2.10:2379",
+		"--advertise-client-urls", "http://192.0.2.10:2379",
+		"--listen-peer-urls", "http://127.0.0.1:2380",
+		"--initial-advertise-peer-urls", "http://127.0.0.1:2380",
+		"--initial-cluster", "e2e=http://127.0.0.1:2380")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		t.Fatalf("start etcd: %v", err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); logf.Close(); close(done) }()
+	t.Cleanup(func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Errorf("etcd pid %d not gone 10 s after SIGKILL", cmd.Process.Pid)
+		}
+	})
+	// Wait for etcd to answer on its client port (bounded).
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, code := h0.Exec("bash", "-c", "exec 3<>/dev/tcp/192.0.2.10/2379"); code == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(filepath.Join(c.Dir, "etcd.log"))
+			t.Fatalf("etcd not listening after 20 s; log:\n%s", b)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, h := range c.Hosts {
+		h.Start()
+	}
+	return c
+}
+
+// networkID returns the full ID of a network as host h sees it, or "" if
+// h does not list it.
+func networkID(t *testing.T, h *harness.Host, name string) string {
+	t.Helper()
+	out := cli(t, h, "network", "ls", "--no-trunc")
+	for _, l := range strings.Split(out, "\n")[1:] {
+		f := strings.Fields(l)
+		if len(f) >= 2 && f[1] == name {
+			return f[0]
+		}
+	}
+	return ""
+}
+
+// netView is the part of "network inspect" the cluster tests look at.
+type netView struct {
+	ID     string `json:"Id"`
+	Name   string
+	Driver string
+	Scope  string
+}
+
+// inspectNetwork returns "network inspect NAME" on h.
+func inspectNetwork(t *testing.T, h *harness.Host, name string) netView {
+	t.Helper()
+	var v []netView
+	if err := json.Unmarshal([]byte(cli(t, h, "network", "inspect", name)), &v); err != nil || len(v) != 1 {
+		t.Fatalf("network inspect %s on %s: %v (%d results)", name, h.Name, err, len(v))
+	}
+	return v[0]
+}
+
+// node is one row of "vxnet node ls".
+type node struct {
+	ID, Hostname, Addr, State, Role string
+	Self                            bool
+}
+
+var colSep = regexp.MustCompile(`\s{2,}`)
+
+// nodes parses "vxnet node ls" on h, keyed by (12-character) ID.
+func nodes(t *testing.T, h *harness.Host) map[string]node {
+	t.Helper()
+	out := cli(t, h, "node", "ls")
+	lines := strings.Split(out, "\n")
+	if len(lines) == 0 || !strings.HasPrefix(lines[0], "ID") {
+		t.Fatalf("node ls on %s: no header: %q", h.Name, out)
+	}
+	m := map[string]node{}
+	for _, l := range lines[1:] {
+		f := colSep.Split(strings.TrimSpace(l), -1)
+		if len(f) < 5 {
+			t.Fatalf("node ls on %s: bad row %q in\n%s", h.Name, l, out)
+		}
+		n := node{ID: f[0], Hostname: f[1], Addr: f[2], State: f[3]}
+		if len(f) >= 6 {
+			n.Role = f[5]
+		}
+		if id, ok := strings.CutSuffix(n.ID, " *"); ok {
+			n.ID, n.Self = id, true
+		}
+		m[n.ID] = n
+	}
+	return m
+}
+
+// selfID returns host h's own node ID (as node ls prints it).
+func selfID(t *testing.T, h *harness.Host) string {
+	t.Helper()
+	for id, n := range nodes(t, h) {
+		if n.Self {
+			return id
+		}
+	}
+	t.Fatalf("node ls on %s: no row marked as this node", h.Name)
+	return ""
+}
+
+// eventually polls cond every 100 ms until it holds or d has passed, and
+// reports whether it held.
+func eventually(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// createRace runs "network create -d overlay NAME" on two hosts at the same
+// moment and checks exactly one succeeds while the other fails with exit
+// code 1 and "already exists".
+func createRace(t *testing.T, a, b *harness.Host, name string) {
+	t.Helper()
+	type result struct {
+		out, errOut string
+		code        int
+	}
+	var res [2]result
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i, h := range []*harness.Host{a, b} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			out, errOut, code := h.CLI("network", "create", "-d", "overlay", name)
+			res[i] = result{out, errOut, code}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	ok, failed := 0, -1
+	for i, r := range res {
+		if r.code == 0 {
+			ok++
+		} else {
+			failed = i
+		}
+	}
+	if ok != 1 {
+		t.Fatalf("concurrent create of %s on two hosts: %d succeeded, want exactly one: %+v", name, ok, res)
+	}
+	r := res[failed]
+	if r.code != 1 || !strings.Contains(r.errOut, fmt.Sprintf("network with name %s already exists", name)) {
+		t.Errorf("the losing create: exit %d, stderr %q; want exit 1 and %q", r.code, r.errOut, "network with name "+name+" already exists")
+	}
+}
