@@ -215,6 +215,14 @@ func (e *Engine) sweepLocked(ctx context.Context) error {
 			known[filepath.Base(sb.NetnsPath)] = true
 		}
 	}
+	// Namespaces drivers pin in the same directory (overlay's ov-*) are
+	// theirs: the driver's Sweep above already removed those of unknown
+	// networks.
+	for _, n := range e.networks {
+		if p, ok := e.drivers[n.Driver].(interface{ NetnsPath(model.Network) string }); ok {
+			known[filepath.Base(p.NetnsPath(n))] = true
+		}
+	}
 	entries, _ := os.ReadDir(e.netnsDir())
 	for _, de := range entries {
 		if !known[de.Name()] {
