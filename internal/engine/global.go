@@ -244,6 +244,9 @@ func (e *Engine) stopPeerWatchLocked(netID string) {
 	if w, ok := e.peerWatches[netID]; ok {
 		w.cancel()
 		delete(e.peerWatches, netID)
+		// The network's remote VTEPs are no longer members for this host:
+		// stop accepting their VXLAN traffic now, not at the next change.
+		e.applyFirewallLocked(e.ctx)
 	}
 }
 
