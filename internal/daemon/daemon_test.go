@@ -1,0 +1,61 @@
+package daemon
+
+import (
+	"context"
+	"strings"
+	"testing"
+)
+
+func TestSocketPath(t *testing.T) {
+	for _, tc := range []struct{ in, want, err string }{
+		{"unix:///run/vxnet/vxnet.sock", "/run/vxnet/vxnet.sock", ""},
+		{"/tmp/x.sock", "/tmp/x.sock", ""},
+		{"unix://", "", "empty socket path"},
+		{"tcp://0.0.0.0:2375", "", "only unix:///path sockets"},
+	} {
+		got, err := socketPath(tc.in)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("socketPath(%q) err = %v, want %q", tc.in, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("socketPath(%q) = %q, %v", tc.in, got, err)
+		}
+	}
+}
+
+// Bad daemon flags fail before anything is made, with one clear line.
+func TestRunRejectsBadFlags(t *testing.T) {
+	base := Config{Host: "unix:///nonexistent/x.sock", DataRoot: t.TempDir(), ExecRoot: t.TempDir(), BIP: "172.17.0.1/16", LogLevel: "info"}
+	for _, tc := range []struct {
+		mod  func(*Config)
+		want string
+	}{
+		{func(c *Config) { c.BIP = "172.17.0.1" }, "invalid --bip"},
+		{func(c *Config) { c.BIP = "fd00::1/64" }, "invalid --bip"},
+		{func(c *Config) { c.LogLevel = "loud" }, "invalid --log-level"},
+		{func(c *Config) { c.Host = "tcp://1.2.3.4:1" }, "invalid -H"},
+	} {
+		cfg := base
+		tc.mod(&cfg)
+		err := Run(context.Background(), cfg)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("Run(%+v) = %v, want one line with %q", cfg, err, tc.want)
+		}
+	}
+}
+
+func TestClusterFlagsExclusive(t *testing.T) {
+	cc := ClusterConfig{Init: true, Join: "192.0.2.1", Voters: 3}
+	err := wireCluster(context.Background(), Config{Cluster: cc}, nil, nil, nil, nil)
+	if err == nil || !strings.Contains(err.Error(), "mutually exclusive") {
+		t.Errorf("init+join: %v", err)
+	}
+	cc = ClusterConfig{Init: true, Voters: 2}
+	err = wireCluster(context.Background(), Config{Cluster: cc}, nil, nil, nil, nil)
+	if err == nil || !strings.Contains(err.Error(), "odd") {
+		t.Errorf("even voters: %v", err)
+	}
+}
