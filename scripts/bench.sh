@@ -17,6 +17,7 @@
 #   VXNET_BENCH_IPERF_ROUNDS=1  iperf3 rounds (paths interleaved, mean reported)
 #   VXNET_BENCH_SCALE_HOSTS=20  hosts of the scale run (3 etcd voters, the rest clients)
 #   VXNET_BENCH_SCALE_CTRS=25   containers per host of the scale run
+#   VXNET_BENCH_LOG=info        daemon log level (debug costs a disk write per request)
 # Pick benchmarks with BENCH='TestBenchOverlay$' (a go test -run pattern).
 set -euo pipefail
 cd "$(dirname "$0")/.."

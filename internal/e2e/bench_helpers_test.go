@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -65,8 +66,8 @@ func bnEnv(t *testing.T, name string, def int) int {
 
 // bnDaemonArgs are the arguments every benchmark daemon gets on top of the
 // harness's: info logging (the harness's debug log costs disk writes on
-// every request).
-var bnDaemonArgs = []string{"--log-level", "info"}
+// every request), or $VXNET_BENCH_LOG.
+var bnDaemonArgs = []string{"--log-level", cmp.Or(os.Getenv("VXNET_BENCH_LOG"), "info")}
 
 // bnOverlayHosts is the DaemonArgs of an embedded-etcd cluster of the first
 // n hosts (host 0 --cluster-init, the others joining it); hosts from n on
