@@ -44,13 +44,21 @@ func TestProcessLeak(t *testing.T) {
 	s := Take(Options{Markers: []string{marker}, Grace: 2 * time.Second})
 	marked := exec.Command("sh", "-c", "sleep 30", marker+"-sleeper")
 	unmarked := exec.Command("sh", "-c", "sleep 30", "plain-sleeper")
+	waited := make(chan struct{})
 	for _, c := range []*exec.Cmd{marked, unmarked} {
 		if err := c.Start(); err != nil {
 			t.Fatal(err)
 		}
-		c := c
-		t.Cleanup(func() { c.Process.Kill(); c.Wait() })
 	}
+	t.Cleanup(func() {
+		unmarked.Process.Kill()
+		unmarked.Wait()
+		marked.Process.Kill()
+		select { // the goroutine below waits for marked; never Wait twice
+		case <-waited:
+		case <-time.After(5 * time.Second):
+		}
+	})
 	leaks := s.Leaks()
 	if !hasLeak(leaks, marker+"-sleeper") {
 		t.Errorf("marked process not reported: %q", leaks)
@@ -60,6 +68,7 @@ func TestProcessLeak(t *testing.T) {
 	}
 	// Ended during the grace period: Check passes.
 	go func() {
+		defer close(waited)
 		time.Sleep(300 * time.Millisecond)
 		marked.Process.Kill()
 		marked.Wait()
