@@ -24,11 +24,26 @@ type Node struct {
 type ClusterBackend interface {
 	Nodes(ctx context.Context) ([]Node, error)
 	RemoveNode(ctx context.Context, ref string) error
+	// Leave leaves the cluster cleanly; the daemon stops afterwards.
+	Leave(ctx context.Context) error
 }
 
 func (s *server) vxnetRoutes() {
 	s.mux.HandleFunc("GET /vxnet/nodes", s.nodeList)
 	s.mux.HandleFunc("DELETE /vxnet/nodes/{id}", s.nodeRemove)
+	s.mux.HandleFunc("POST /vxnet/leave", s.leave)
+}
+
+func (s *server) leave(w http.ResponseWriter, r *http.Request) {
+	cb, ok := s.cluster(w)
+	if !ok {
+		return
+	}
+	if err := cb.Leave(r.Context()); err != nil {
+		writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func (s *server) cluster(w http.ResponseWriter) (ClusterBackend, bool) {

@@ -107,6 +107,12 @@ func newNode(e *env) *cobra.Command {
 			return nil
 		},
 	}
-	node.AddCommand(ls, rm)
+	leave := &cobra.Command{
+		Use: "leave", Short: "Leave the cluster cleanly (this host's daemon stops afterwards)", Args: noArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return e.vxnetCall(cmd.Context(), http.MethodPost, "/vxnet/leave", nil)
+		},
+	}
+	node.AddCommand(ls, rm, leave)
 	return node
 }

@@ -75,6 +75,7 @@ func wireCluster(ctx context.Context, cfg Config, eopts *engine.Options, drivers
 	}
 	*drivers = append(*drivers, overlayDriver{ov})
 	eopts.Cluster, eopts.VTEP, eopts.VXLANPort, eopts.ResyncInterval = cl, addr, cc.VXLANPort, cc.ResyncInterval
+	eopts.OnLeave = cfg.onLeave
 	log.Info("cluster mode", "node", nodeID, "advertise", addr)
 	return nil
 }

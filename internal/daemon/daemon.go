@@ -36,6 +36,8 @@ type Config struct {
 	// each daemon runs in its own network namespace).
 	FirewallTable string
 	Cluster       ClusterConfig
+
+	onLeave func() // stops the daemon after a clean leave of the cluster
 }
 
 // ClusterConfig holds the cluster-mode flags.
@@ -151,6 +153,9 @@ func Run(ctx context.Context, cfg Config) error {
 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	ctx, leave := context.WithCancel(ctx)
+	defer leave()
+	cfg.onLeave = leave
 
 	w, err := wire(ctx, cfg, bip, st, log)
 	if err != nil {

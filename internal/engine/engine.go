@@ -51,6 +51,9 @@ type Options struct {
 	VXLANPort int
 	// ResyncInterval is the period of the overlay data plane resync.
 	ResyncInterval time.Duration
+	// OnLeave is called after a clean leave of the cluster (the daemon
+	// stops).
+	OnLeave func()
 	Logger         *slog.Logger
 	Now            func() time.Time
 

@@ -66,4 +66,31 @@ func (e *Engine) RemoveNode(ctx context.Context, ref string) error {
 	return g.RemoveNode(ctx, match[0])
 }
 
+// Leave is a clean leave of the cluster: this node's lease and record go,
+// its etcd membership is removed, and then the daemon stops (its cluster
+// connection is gone; restart it with or without cluster flags). Refused
+// while containers are attached to global networks here.
+func (e *Engine) Leave(ctx context.Context) error {
+	g := e.opts.Cluster
+	if g == nil {
+		return e.notClustered()
+	}
+	e.mu.Lock()
+	for _, ep := range e.endpoints {
+		if n, ok := e.networks[ep.NetworkID]; ok && n.Scope == model.ScopeGlobal {
+			e.mu.Unlock()
+			return errf(model.ErrForbidden, "cannot leave the cluster: container %s is attached to global network %s", ep.Name, n.Name)
+		}
+	}
+	e.mu.Unlock()
+	if err := g.Leave(ctx); err != nil {
+		return err
+	}
+	e.log.Info("left the cluster; stopping")
+	if e.opts.OnLeave != nil {
+		e.opts.OnLeave()
+	}
+	return nil
+}
+
 var _ api.ClusterBackend = (*Engine)(nil)
