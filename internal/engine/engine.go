@@ -54,8 +54,8 @@ type Options struct {
 	// OnLeave is called after a clean leave of the cluster (the daemon
 	// stops).
 	OnLeave func()
-	Logger         *slog.Logger
-	Now            func() time.Time
+	Logger  *slog.Logger
+	Now     func() time.Time
 
 	// noNetns makes sandboxes without namespaces (unit tests without root).
 	noNetns bool
