@@ -216,6 +216,7 @@ func (e *Engine) beforeReleaseLocked(ctx context.Context, n model.Network, ep mo
 type peerWatch struct {
 	cancel context.CancelFunc
 	peers  []cluster.Advert // last set seen (all nodes, this one included)
+	rev    int64            // store revision of peers
 	err    error            // last programming error
 }
 
@@ -232,7 +233,7 @@ func (e *Engine) startPeerWatchLocked(n model.Network) {
 		// A first reconcile from a fresh list, then one per change.
 		e.resyncNetwork(ctx, n.ID)
 		err := e.opts.Cluster.WatchAdverts(ctx, n.ID, 0, func(ads []cluster.Advert, rev int64) {
-			e.programPeers(ctx, n.ID, ads)
+			e.programPeers(ctx, n.ID, ads, rev)
 		})
 		if err != nil && ctx.Err() == nil {
 			e.log.Warn("watch advertisements ended", "network", n.Name, "err", err)
@@ -258,25 +259,28 @@ func (e *Engine) kickLocked(netID string) {
 // resyncNetwork lists the network's advertisements and reprograms the
 // kernel. If the store is unreachable the data plane is left as it is.
 func (e *Engine) resyncNetwork(ctx context.Context, netID string) {
-	ads, _, err := e.opts.Cluster.Adverts(ctx, netID)
+	ads, rev, err := e.opts.Cluster.Adverts(ctx, netID)
 	if err != nil {
 		e.log.Debug("resync: store unreachable, data plane left as it is", "err", err)
 		return
 	}
-	e.programPeers(ctx, netID, ads)
+	e.programPeers(ctx, netID, ads, rev)
 }
 
-// programPeers hands the advertised set to the driver and refreshes the
-// firewall's list of member VTEPs.
-func (e *Engine) programPeers(ctx context.Context, netID string, ads []cluster.Advert) {
+// programPeers hands the advertised set as of store revision rev to the
+// driver and refreshes the firewall's list of member VTEPs. The watch and
+// the fresh lists of resyncNetwork race each other (and a busy watch lags
+// behind): a set older than the one applied last is dropped, else it would
+// remove newer peers from the kernel until the next change.
+func (e *Engine) programPeers(ctx context.Context, netID string, ads []cluster.Advert, rev int64) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	w, ok := e.peerWatches[netID]
 	n, nok := e.networks[netID]
-	if !ok || !nok {
+	if !ok || !nok || rev < w.rev {
 		return
 	}
-	w.peers = ads
+	w.peers, w.rev = ads, rev
 	e.refreshHostsLocked(netID)
 	ps, ok := e.drivers[n.Driver].(PeerSetter)
 	if !ok {
