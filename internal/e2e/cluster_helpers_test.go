@@ -1,8 +1,13 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -233,4 +238,74 @@ func createRace(t *testing.T, a, b *harness.Host, name string) {
 	if r.code != 1 || !strings.Contains(r.errOut, fmt.Sprintf("network with name %s already exists", name)) {
 		t.Errorf("the losing create: exit %d, stderr %q; want exit 1 and %q", r.code, r.errOut, "network with name "+name+" already exists")
 	}
+}
+
+// apiClient returns an HTTP client talking to host h's daemon socket.
+func apiClient(h *harness.Host) *http.Client {
+	return &http.Client{
+		Timeout: 60 * time.Second,
+		Transport: &http.Transport{
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, "unix", h.Socket)
+			},
+		},
+	}
+}
+
+// apiCreate creates (without starting) a busybox container on network
+// netName through the Docker API of h: the container's endpoint and
+// address are made at create time, without the cost of starting a
+// process.
+func apiCreate(cl *http.Client, name, netName string) error {
+	body := fmt.Sprintf(`{"Image":"busybox","Cmd":["sleep","1d"],"HostConfig":{"NetworkMode":%q}}`, netName)
+	resp, err := cl.Post("http://vxnet/containers/create?name="+url.QueryEscape(name), "application/json", strings.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("create %s: %w", name, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusCreated {
+		return fmt.Errorf("create %s: %s: %s", name, resp.Status, b)
+	}
+	return nil
+}
+
+// endpointAddrs returns the addresses of the local endpoints of a network
+// on h (from network inspect), keyed by container name.
+func endpointAddrs(t *testing.T, h *harness.Host, netName string) map[string]string {
+	t.Helper()
+	var v []struct {
+		Containers map[string]struct{ Name, IPv4Address string }
+	}
+	if err := json.Unmarshal([]byte(cli(t, h, "network", "inspect", netName)), &v); err != nil || len(v) != 1 {
+		t.Fatalf("network inspect %s on %s: %v", netName, h.Name, err)
+	}
+	m := map[string]string{}
+	for _, c := range v[0].Containers {
+		m[c.Name] = strings.SplitN(c.IPv4Address, "/", 2)[0]
+	}
+	return m
+}
+
+// overlayView is the "VXNet" section of "network inspect -v".
+type overlayView struct {
+	Peers []struct {
+		IP, MAC, VTEP, Node, Status string
+	}
+	KernelFDB, KernelNeigh []string
+}
+
+// overlayState returns the VXNet section of "network inspect -v NAME" on h.
+// It is safe to call from any goroutine (it does not fail the test).
+func overlayState(h *harness.Host, name string) (overlayView, error) {
+	out, errOut, code := h.CLI("network", "inspect", "-v", name)
+	if code != 0 {
+		return overlayView{}, fmt.Errorf("network inspect -v %s on %s: exit %d: %s", name, h.Name, code, errOut)
+	}
+	var v []struct{ VXNet *overlayView }
+	if err := json.Unmarshal([]byte(out), &v); err != nil || len(v) != 1 || v[0].VXNet == nil {
+		return overlayView{}, fmt.Errorf("network inspect -v %s on %s: no VXNet section (%v): %s", name, h.Name, err, out)
+	}
+	return *v[0].VXNet, nil
 }

@@ -1,6 +1,11 @@
 package e2e
 
 import (
+	"fmt"
+	"net/netip"
+	"os"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -119,5 +124,175 @@ func clusterScenario(t *testing.T, c *harness.Cluster, role string) {
 	// The restarted host still sees the global networks.
 	if networkID(t, h2, "race1") == "" {
 		t.Error("restarted h2 does not list race1")
+	}
+}
+
+// Three hosts each make containers on one global network at the same
+// time: every container gets its own address, and every host ends up with
+// every remote endpoint programmed. Meanwhile the kernel entries of a host
+// only grow: a programmed peer never vanishes while nothing is removed (no
+// reconcile applies an older advertisement set over a newer one).
+//
+// The containers are created through the Docker API (POST
+// /containers/create) but not started: in vxnet a container's endpoint,
+// its global address and its advertisement are made at create time, so
+// this exercises the whole allocation path without the runc start.
+// Still, each create and each advertisement change rewrites the hosts
+// files of every local container on the network, so the cost grows with
+// the square of the count: 3 x 100 took 1-2 minutes on a loaded
+// two-core machine. The default is 3 x 50; set
+// VXNET_E2E_CLUSTER_PER_HOST=100 for the 300 (internal/cluster's
+// scenarioIPAM allocates 3 x 100 concurrently at the API level). Two real
+// containers on two hosts check the data plane before and after.
+func TestClusterConcurrentAllocation(t *testing.T) {
+	per := 50
+	if s := os.Getenv("VXNET_E2E_CLUSTER_PER_HOST"); s != "" {
+		per, _ = strconv.Atoi(s)
+	}
+	c := clusterEmbedded(t)
+	h0, h1, h2 := c.Host(0), c.Host(1), c.Host(2)
+	subnet := netip.MustParsePrefix("10.200.0.0/22")
+	cli(t, h0, "network", "create", "-d", "overlay", "--subnet", subnet.String(), "prod")
+	for _, h := range c.Hosts {
+		if !eventually(5*time.Second, func() bool { return networkID(t, h, "prod") != "" }) {
+			t.Fatalf("%s does not list prod", h.Name)
+		}
+	}
+	cli(t, h0, "run", "-d", "--name", "p0", "--net", "prod", "busybox", "sleep", "1d")
+	cli(t, h1, "run", "-d", "--name", "p1", "--net", "prod", "busybox", "sleep", "1d")
+	if !eventually(10*time.Second, func() bool { return ping(t, h0, "p0", "p1") }) {
+		t.Fatal("p0 on h0 cannot ping p1 on h1 over the overlay")
+	}
+
+	// Sample h2's kernel entries while the hosts allocate.
+	stop := make(chan struct{})
+	sampled := make(chan []string, 1)
+	go func() {
+		var problems []string
+		seen := map[string]bool{}
+		samples := 0
+		for {
+			select {
+			case <-stop:
+				sampled <- append(problems, fmt.Sprintf("%d samples", samples))
+				return
+			case <-time.After(150 * time.Millisecond):
+			}
+			v, err := overlayState(h2, "prod")
+			if err != nil {
+				continue // e.g. the network's data plane is not there yet
+			}
+			samples++
+			now := map[string]bool{}
+			for _, k := range append(v.KernelFDB, v.KernelNeigh...) {
+				now[k] = true
+			}
+			for k := range seen {
+				if !now[k] && len(problems) < 10 {
+					problems = append(problems, fmt.Sprintf("kernel entry %s on h2 vanished (sample %d)", k, samples))
+				}
+			}
+			for k := range now {
+				seen[k] = true
+			}
+		}
+	}()
+
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make([]error, len(c.Hosts))
+	for i, h := range c.Hosts {
+		wg.Add(1)
+		cl := apiClient(h)
+		go func() {
+			defer wg.Done()
+			for k := 0; k < per; k++ {
+				if err := apiCreate(cl, fmt.Sprintf("c%d-%d", i, k), "prod"); err != nil {
+					errs[i] = fmt.Errorf("%s: %w", h.Name, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	problems := <-sampled
+	t.Logf("%d containers created on 3 hosts in %v; %s", 3*per, time.Since(start).Round(time.Millisecond), problems[len(problems)-1])
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range problems[:len(problems)-1] {
+		t.Error(p)
+	}
+
+	// 3*per + 2 distinct addresses in the subnet, none the gateway.
+	owner := map[string]string{}
+	for _, h := range c.Hosts {
+		for name, ip := range endpointAddrs(t, h, "prod") {
+			a, err := netip.ParseAddr(ip)
+			if err != nil || !subnet.Contains(a) || a == netip.MustParseAddr("10.200.0.1") {
+				t.Errorf("%s/%s has address %q: not a host address of %s", h.Name, name, ip, subnet)
+			}
+			if o, dup := owner[ip]; dup {
+				t.Errorf("address %s given twice: %s and %s/%s", ip, o, h.Name, name)
+			}
+			owner[ip] = h.Name + "/" + name
+		}
+	}
+	if len(owner) != 3*per+2 {
+		t.Errorf("%d distinct addresses, want %d", len(owner), 3*per+2)
+	}
+
+	// Every host programs every remote endpoint (bounded wait).
+	for _, h := range c.Hosts {
+		var v overlayView
+		ok := eventually(20*time.Second, func() bool {
+			var err error
+			v, err = overlayState(h, "prod")
+			if err != nil || len(v.Peers) != 3*per+2 {
+				return false
+			}
+			for _, p := range v.Peers {
+				if p.Status != "programmed" && p.Status != "local" {
+					return false
+				}
+			}
+			return true
+		})
+		if !ok {
+			missing := 0
+			for _, p := range v.Peers {
+				if p.Status != "programmed" && p.Status != "local" {
+					missing++
+				}
+			}
+			t.Errorf("%s: %d peers, %d not programmed; want %d all programmed", h.Name, len(v.Peers), missing, 3*per+2)
+		}
+	}
+	if !ping(t, h1, "p1", "p0") {
+		t.Error("p1 on h1 cannot ping p0 on h0 after the allocations")
+	}
+
+	// Serial allocation: a released address is not handed out again, by
+	// the same host or another.
+	freed := ipOf(t, h1, "p1", "prod")
+	cli(t, h1, "rm", "-f", "p1")
+	delete(owner, freed)
+	for _, h := range []*harness.Host{h1, h2} {
+		name := "new-" + h.Name
+		cli(t, h, "run", "-d", "--name", name, "--net", "prod", "busybox", "sleep", "1d")
+		ip := ipOf(t, h, name, "prod")
+		if ip == freed {
+			t.Errorf("%s on %s got %s, the address just released", name, h.Name, ip)
+		}
+		if o, dup := owner[ip]; dup {
+			t.Errorf("%s on %s got %s, in use by %s", name, h.Name, ip, o)
+		}
+		owner[ip] = h.Name + "/" + name
+		if !eventually(10*time.Second, func() bool { return ping(t, h, name, "p0") }) {
+			t.Errorf("%s on %s cannot ping p0 on h0", name, h.Name)
+		}
 	}
 }
