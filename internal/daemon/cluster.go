@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/vishvananda/netlink"
 
@@ -63,21 +64,66 @@ func wireCluster(ctx context.Context, cfg Config, eopts *engine.Options, drivers
 		}
 		opts.Endpoints = eps
 	}
-	cl, err := cluster.Open(ctx, opts)
-	if err != nil {
-		return fmt.Errorf("open cluster store: %w", err)
-	}
-	w.closers = append(w.closers, func() { cl.Close() })
 	ov, err := overlay.New(overlay.Options{ExecRoot: cfg.ExecRoot, VTEP: addr, VXLANPort: cc.VXLANPort,
 		Logger: log.With("component", "overlay")})
 	if err != nil {
 		return err
 	}
 	*drivers = append(*drivers, overlayDriver{ov})
-	eopts.Cluster, eopts.VTEP, eopts.VXLANPort, eopts.ResyncInterval = cl, addr, cc.VXLANPort, cc.ResyncInterval
+	eopts.VTEP, eopts.VXLANPort, eopts.ResyncInterval = addr, cc.VXLANPort, cc.ResyncInterval
 	eopts.OnLeave = cfg.onLeave
-	log.Info("cluster mode", "node", nodeID, "advertise", addr)
+	cl, err := cluster.Open(ctx, opts)
+	switch {
+	case err == nil:
+		eopts.Cluster = cl
+		w.closers = append(w.closers, func() { cl.Close() })
+		log.Info("cluster mode", "node", nodeID, "advertise", addr)
+	case errors.Is(err, model.ErrUnavailable):
+		// Local networks and containers must not wait for the store:
+		// start without it and attach it once it answers.
+		log.Warn("cluster store unreachable; serving local networks, retrying in the background", "err", err)
+		eopts.ClusterPending = true
+		w.afterStart = append(w.afterStart, func(eng *engine.Engine) {
+			retryCluster(ctx, opts, eng, w, log)
+		})
+	default:
+		return fmt.Errorf("open cluster store: %w", err)
+	}
 	return nil
+}
+
+// retryCluster opens the cluster store in the background until it answers,
+// then hands it to the engine.
+func retryCluster(ctx context.Context, opts cluster.Options, eng *engine.Engine, w *wired, log *slog.Logger) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	w.mu.Lock()
+	w.closers = append(w.closers, func() { cancel(); <-done })
+	w.mu.Unlock()
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(2 * time.Second):
+			}
+			cl, err := cluster.Open(ctx, opts)
+			if err != nil {
+				log.Debug("cluster store still unreachable", "err", err)
+				continue
+			}
+			if ctx.Err() != nil {
+				cl.Close()
+				return
+			}
+			w.mu.Lock()
+			w.closers = append(w.closers, func() { cl.Close() })
+			w.mu.Unlock()
+			eng.AttachCluster(cl)
+			return
+		}
+	}()
 }
 
 // advertiseAddr resolves --advertise-addr (an IP or an interface name); by

@@ -167,6 +167,9 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("start engine: %w", err)
 	}
 	defer eng.Close()
+	for _, f := range w.afterStart {
+		f(eng)
+	}
 
 	ln, err := api.ListenUnix(sock)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/vxnet/vxnet/internal/driver"
@@ -26,13 +27,20 @@ import (
 const RuncRootDir = "runc"
 
 type wired struct {
-	engine  *engine.Engine
+	engine *engine.Engine
+	// afterStart runs once the engine has started.
+	afterStart []func(*engine.Engine)
+
+	mu      sync.Mutex
 	closers []func()
 }
 
 func (w *wired) close() {
-	for i := len(w.closers) - 1; i >= 0; i-- {
-		w.closers[i]()
+	w.mu.Lock()
+	cs := w.closers
+	w.mu.Unlock()
+	for i := len(cs) - 1; i >= 0; i-- {
+		cs[i]()
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vxnet/vxnet/internal/cluster"
@@ -43,8 +44,11 @@ type Options struct {
 	// them are skipped. Nil means none.
 	HostRoutes func() ([]netip.Prefix, error)
 	// Cluster is the cluster store for global-scope networks; nil in
-	// local mode.
+	// local mode, or until AttachCluster when ClusterPending.
 	Cluster *cluster.Cluster
+	// ClusterPending says cluster mode is configured but the store could
+	// not be reached yet; AttachCluster completes it.
+	ClusterPending bool
 	// VTEP is this host's underlay address (cluster mode).
 	VTEP netip.Addr
 	// VXLANPort is the overlay's UDP port (for the firewall).
@@ -77,6 +81,8 @@ type Engine struct {
 	// peerWatches are the advertisement watches of global networks with
 	// a local endpoint, by network ID.
 	peerWatches map[string]*peerWatch
+	// cl is the cluster store, set at New or later by AttachCluster.
+	cl atomic.Pointer[cluster.Cluster]
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -114,6 +120,9 @@ func New(opts Options) (*Engine, error) {
 		}
 	}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
+	if opts.Cluster != nil {
+		e.cl.Store(opts.Cluster)
+	}
 	return e, nil
 }
 
@@ -168,4 +177,20 @@ func (e *Engine) deleteNetns(path string) error {
 
 func (e *Engine) netnsPinned(path string) bool {
 	return e.opts.noNetns || netns.IsPinned(path)
+}
+
+// cluster returns the cluster store, nil when there is none (yet).
+func (e *Engine) cluster() *cluster.Cluster { return e.cl.Load() }
+
+// AttachCluster completes cluster mode once the store is reachable (the
+// daemon started while it was not): global networks are refreshed, local
+// overlay endpoints advertised and watched.
+func (e *Engine) AttachCluster(cl *cluster.Cluster) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.cl.Store(cl)
+	e.restoreGlobalLocked(e.ctx)
+	e.startBackgroundLocked()
+	e.applyFirewallLocked(e.ctx)
+	e.log.Info("cluster store reached; cluster mode active")
 }

@@ -38,7 +38,10 @@ type Peer = cluster.Advert
 const GatewayBridge = "vxnet_gwbridge"
 
 func (e *Engine) createGlobalNetwork(ctx context.Context, d driver.Driver, n model.Network) (model.Network, error) {
-	g := e.opts.Cluster
+	g := e.cluster()
+	if g == nil && e.opts.ClusterPending {
+		return model.Network{}, errf(model.ErrUnavailable, "cluster store unreachable: still connecting; try again")
+	}
 	if g == nil {
 		return model.Network{}, errf(model.ErrForbidden,
 			"%s networks need cluster mode: start the daemon with --cluster-init, --cluster-join ADDR or --cluster-store etcd://HOST:2379", n.Driver)
@@ -73,7 +76,7 @@ func (e *Engine) createGlobalNetwork(ctx context.Context, d driver.Driver, n mod
 }
 
 func (e *Engine) removeGlobalNetworkLocked(ctx context.Context, n model.Network) error {
-	g := e.opts.Cluster
+	g := e.cluster()
 	if g == nil {
 		return errf(model.ErrUnavailable, "cluster store unreachable: not in cluster mode")
 	}
@@ -103,18 +106,18 @@ func (e *Engine) forgetGlobalLocked(ctx context.Context, n model.Network) {
 }
 
 func (e *Engine) globalInUse(ctx context.Context, n model.Network) bool {
-	if e.opts.Cluster == nil {
+	if e.cluster() == nil {
 		return true
 	}
-	ads, _, err := e.opts.Cluster.Adverts(ctx, n.ID)
+	ads, _, err := e.cluster().Adverts(ctx, n.ID)
 	return err != nil || len(ads) > 0
 }
 
 func (e *Engine) allocateGlobal(ctx context.Context, n model.Network, static netip.Addr) (netip.Prefix, error) {
-	if e.opts.Cluster == nil {
+	if e.cluster() == nil {
 		return netip.Prefix{}, errf(model.ErrUnavailable, "cluster store unreachable: not in cluster mode")
 	}
-	p, err := e.opts.Cluster.AllocateAddress(ctx, n.ID, static)
+	p, err := e.cluster().AllocateAddress(ctx, n.ID, static)
 	if err != nil {
 		return netip.Prefix{}, ipamClass(err)
 	}
@@ -122,10 +125,10 @@ func (e *Engine) allocateGlobal(ctx context.Context, n model.Network, static net
 }
 
 func (e *Engine) releaseGlobal(ctx context.Context, n model.Network, a netip.Addr) {
-	if e.opts.Cluster == nil {
+	if e.cluster() == nil {
 		return
 	}
-	if err := e.opts.Cluster.ReleaseAddress(ctx, n.ID, a); err != nil {
+	if err := e.cluster().ReleaseAddress(ctx, n.ID, a); err != nil {
 		e.log.Warn("release global address", "network", n.Name, "addr", a, "err", err)
 	}
 }
@@ -133,7 +136,7 @@ func (e *Engine) releaseGlobal(ctx context.Context, n model.Network, a netip.Add
 // restoreGlobalLocked refreshes the global networks from the cluster
 // store, keeping the local copies when the store is unreachable.
 func (e *Engine) restoreGlobalLocked(ctx context.Context) {
-	g := e.opts.Cluster
+	g := e.cluster()
 	if g == nil {
 		return
 	}
@@ -176,7 +179,7 @@ func (e *Engine) syncGlobalLocked(ctx context.Context, nets []model.Network) {
 // afterJoinLocked advertises a new overlay endpoint and starts watching
 // the network's peers.
 func (e *Engine) afterJoinLocked(ctx context.Context, n model.Network, ep model.Endpoint) {
-	if n.Scope != model.ScopeGlobal || e.opts.Cluster == nil {
+	if n.Scope != model.ScopeGlobal || e.cluster() == nil {
 		return
 	}
 	e.advertiseLocked(ctx, n, ep)
@@ -184,7 +187,7 @@ func (e *Engine) afterJoinLocked(ctx context.Context, n model.Network, ep model.
 }
 
 func (e *Engine) advertiseLocked(ctx context.Context, n model.Network, ep model.Endpoint) {
-	err := e.opts.Cluster.Advertise(ctx, cluster.Advert{NetworkID: n.ID, EndpointID: ep.ID,
+	err := e.cluster().Advertise(ctx, cluster.Advert{NetworkID: n.ID, EndpointID: ep.ID,
 		IP: ep.Addr.Addr(), MAC: ep.MAC, VTEP: e.opts.VTEP, Name: ep.Name, Aliases: ep.Aliases})
 	if err != nil {
 		// The cluster publishes it once the store is back.
@@ -195,10 +198,10 @@ func (e *Engine) advertiseLocked(ctx context.Context, n model.Network, ep model.
 // beforeReleaseLocked withdraws an overlay endpoint and stops watching the
 // network when it was the last local one.
 func (e *Engine) beforeReleaseLocked(ctx context.Context, n model.Network, ep model.Endpoint) {
-	if n.Scope != model.ScopeGlobal || e.opts.Cluster == nil {
+	if n.Scope != model.ScopeGlobal || e.cluster() == nil {
 		return
 	}
-	if err := e.opts.Cluster.Withdraw(ctx, n.ID, ep.ID); err != nil {
+	if err := e.cluster().Withdraw(ctx, n.ID, ep.ID); err != nil {
 		e.log.Warn("withdraw endpoint", "network", n.Name, "err", err)
 	}
 	others := 0
@@ -232,7 +235,7 @@ func (e *Engine) startPeerWatchLocked(n model.Network) {
 		defer e.wg.Done()
 		// A first reconcile from a fresh list, then one per change.
 		e.resyncNetwork(ctx, n.ID)
-		err := e.opts.Cluster.WatchAdverts(ctx, n.ID, 0, func(ads []cluster.Advert, rev int64) {
+		err := e.cluster().WatchAdverts(ctx, n.ID, 0, func(ads []cluster.Advert, rev int64) {
 			e.programPeers(ctx, n.ID, ads, rev)
 		})
 		if err != nil && ctx.Err() == nil {
@@ -259,7 +262,7 @@ func (e *Engine) kickLocked(netID string) {
 // resyncNetwork lists the network's advertisements and reprograms the
 // kernel. If the store is unreachable the data plane is left as it is.
 func (e *Engine) resyncNetwork(ctx context.Context, netID string) {
-	ads, rev, err := e.opts.Cluster.Adverts(ctx, netID)
+	ads, rev, err := e.cluster().Adverts(ctx, netID)
 	if err != nil {
 		e.log.Debug("resync: store unreachable, data plane left as it is", "err", err)
 		return
@@ -288,7 +291,7 @@ func (e *Engine) programPeers(ctx context.Context, netID string, ads []cluster.A
 	}
 	var remote []Peer
 	for _, a := range ads {
-		if a.NodeID != e.opts.Cluster.NodeID() {
+		if a.NodeID != e.cluster().NodeID() {
 			remote = append(remote, a)
 		}
 	}
@@ -316,14 +319,14 @@ func (e *Engine) retrySoonLocked(netID string) {
 // overlayFirewallLocked adds the underlay protection: VXLAN is accepted
 // only from VTEPs that have endpoints in our overlay networks.
 func (e *Engine) overlayFirewallLocked(cfg *firewall.Config) {
-	if e.opts.Cluster == nil {
+	if e.cluster() == nil {
 		return
 	}
 	cfg.VXLANPort = e.opts.VXLANPort
 	seen := map[netip.Addr]bool{}
 	for _, w := range e.peerWatches {
 		for _, a := range w.peers {
-			if a.NodeID != e.opts.Cluster.NodeID() && a.VTEP.IsValid() && !seen[a.VTEP] {
+			if a.NodeID != e.cluster().NodeID() && a.VTEP.IsValid() && !seen[a.VTEP] {
 				seen[a.VTEP] = true
 				cfg.AllowedVTEPs = append(cfg.AllowedVTEPs, a.VTEP)
 			}
@@ -335,7 +338,7 @@ func (e *Engine) overlayFirewallLocked(cfg *firewall.Config) {
 // startBackgroundLocked starts the global-network watch and the periodic
 // resync of the overlay data plane.
 func (e *Engine) startBackgroundLocked() {
-	g := e.opts.Cluster
+	g := e.cluster()
 	if g == nil {
 		return
 	}
@@ -406,8 +409,8 @@ func (e *Engine) verbose(ctx context.Context, n model.Network) map[string]any {
 		}
 	}
 	self := ""
-	if e.opts.Cluster != nil {
-		self = e.opts.Cluster.NodeID()
+	if e.cluster() != nil {
+		self = e.cluster().NodeID()
 	}
 	e.mu.Unlock()
 	type peerRow struct {
@@ -490,12 +493,12 @@ type programmedReader interface {
 // global network, from their advertisements.
 func (e *Engine) remotePeersLocked(n model.Network) []HostEntry {
 	w, ok := e.peerWatches[n.ID]
-	if !ok || e.opts.Cluster == nil {
+	if !ok || e.cluster() == nil {
 		return nil
 	}
 	var out []HostEntry
 	for _, a := range w.peers {
-		if a.NodeID == e.opts.Cluster.NodeID() || a.Name == "" {
+		if a.NodeID == e.cluster().NodeID() || a.Name == "" {
 			continue
 		}
 		out = append(out, HostEntry{Addr: a.IP, Names: entryNames(model.Endpoint{Name: a.Name, Aliases: a.Aliases}, n.Name)})

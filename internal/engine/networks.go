@@ -37,7 +37,10 @@ func (e *Engine) CreateNetwork(ctx context.Context, req api.NetworkCreate) (mode
 		return model.Network{}, errf(model.ErrForbidden, "operation is not permitted on predefined %s network", req.Name)
 	}
 	d, ok := e.drivers[req.Driver]
-	if !ok && req.Driver == "overlay" && e.opts.Cluster == nil {
+	if req.Driver == "overlay" && e.cluster() == nil && e.opts.ClusterPending {
+		return model.Network{}, errf(model.ErrUnavailable, "cluster store unreachable: still connecting; try again")
+	}
+	if !ok && req.Driver == "overlay" && e.cluster() == nil {
 		return model.Network{}, errf(model.ErrForbidden,
 			"overlay networks need cluster mode: start the daemon with --cluster-init, --cluster-join ADDR or --cluster-store etcd://HOST:2379")
 	}

@@ -15,7 +15,7 @@ func (e *Engine) notClustered() error {
 
 // Nodes lists the cluster's hosts.
 func (e *Engine) Nodes(ctx context.Context) ([]api.Node, error) {
-	g := e.opts.Cluster
+	g := e.cluster()
 	if g == nil {
 		return nil, e.notClustered()
 	}
@@ -35,7 +35,7 @@ func (e *Engine) Nodes(ctx context.Context) ([]api.Node, error) {
 // RemoveNode removes a host (by ID, unique ID prefix or hostname) from the
 // cluster: its etcd membership and its records.
 func (e *Engine) RemoveNode(ctx context.Context, ref string) error {
-	g := e.opts.Cluster
+	g := e.cluster()
 	if g == nil {
 		return e.notClustered()
 	}
@@ -71,7 +71,7 @@ func (e *Engine) RemoveNode(ctx context.Context, ref string) error {
 // connection is gone; restart it with or without cluster flags). Refused
 // while containers are attached to global networks here.
 func (e *Engine) Leave(ctx context.Context) error {
-	g := e.opts.Cluster
+	g := e.cluster()
 	if g == nil {
 		return e.notClustered()
 	}
