@@ -309,3 +309,20 @@ func overlayState(h *harness.Host, name string) (overlayView, error) {
 	}
 	return *v[0].VXNet, nil
 }
+
+// containerNetns returns the path of a container's network namespace on h
+// (<exec-root>/netns/<first 12 characters of its ID>).
+func containerNetns(t *testing.T, h *harness.Host, ctr string) string {
+	t.Helper()
+	var v []struct {
+		ID string `json:"Id"`
+	}
+	if err := json.Unmarshal([]byte(cli(t, h, "inspect", ctr)), &v); err != nil || len(v) != 1 || len(v[0].ID) < 12 {
+		t.Fatalf("inspect %s on %s: %v", ctr, h.Name, err)
+	}
+	p := filepath.Join(h.ExecRoot, "netns", v[0].ID[:12])
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("network namespace of %s on %s: %v", ctr, h.Name, err)
+	}
+	return p
+}

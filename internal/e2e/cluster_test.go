@@ -296,3 +296,104 @@ func TestClusterConcurrentAllocation(t *testing.T) {
 		}
 	}
 }
+
+// Three voters: one daemon down leaves global writes working; two down
+// make them fail fast with a clear error while local networking keeps
+// working everywhere, including containers on hosts whose daemon is
+// down; restarting the daemons recovers.
+func TestClusterQuorum(t *testing.T) {
+	t0 := time.Now()
+	step := func(msg string) { t.Logf("%5.1fs %s", time.Since(t0).Seconds(), msg) }
+	c := clusterEmbedded(t)
+	step("cluster up")
+	h0, h1, h2 := c.Host(0), c.Host(1), c.Host(2)
+	for _, h := range []*harness.Host{h1, h2} {
+		cli(t, h, "network", "create", "--subnet", "10.90.0.0/24", "local")
+		cli(t, h, "run", "-d", "--name", "a", "--net", "local", "busybox", "sleep", "1d")
+		cli(t, h, "run", "-d", "--name", "b", "--net", "local", "busybox", "sleep", "1d")
+	}
+	// The address of b and the network namespace of a, on h1 and h2.
+	bAddr := map[*harness.Host]string{}
+	aNetns := map[*harness.Host]string{}
+	for _, h := range []*harness.Host{h1, h2} {
+		bAddr[h] = ipOf(t, h, "b", "local")
+		aNetns[h] = containerNetns(t, h, "a")
+	}
+
+	// One of three down: the other two still have a quorum.
+	step("stop h2")
+	h2.Stop()
+	cli(t, h0, "network", "create", "-d", "overlay", "g1")
+	if !eventually(5*time.Second, func() bool { return networkID(t, h1, "g1") != "" }) {
+		t.Error("h1 does not list g1 created on h0 with h2 down")
+	}
+
+	// Two of three down: global writes fail with a clear error, quickly.
+	step("stop h1 (quorum lost)")
+	h1.Stop()
+	step("h1 stopped")
+	began := time.Now()
+	code := cliFails(t, h0, "cluster store unreachable", "network", "create", "-d", "overlay", "g2")
+	took := time.Since(began)
+	t.Logf("global create without quorum failed in %v", took.Round(time.Millisecond))
+	if code != 1 {
+		t.Errorf("global create without quorum: exit %d, want 1", code)
+	}
+	if took > 15*time.Second {
+		t.Errorf("global create without quorum took %v to fail, want at most 15 s", took)
+	}
+	// Local networking on the running host works.
+	cli(t, h0, "network", "create", "--subnet", "10.91.0.0/24", "b0")
+	cli(t, h0, "run", "-d", "--name", "x", "--net", "b0", "busybox", "sleep", "1d")
+	cli(t, h0, "run", "-d", "--name", "y", "--net", "b0", "busybox", "sleep", "1d")
+	if !ping(t, h0, "x", "y") {
+		t.Error("bridge containers on h0 cannot reach each other without quorum")
+	}
+	// Containers on hosts whose daemon is down keep running and talking.
+	for _, h := range []*harness.Host{h1, h2} {
+		if out, code := h.Exec("nsenter", "--net="+aNetns[h], "ping", "-c1", "-W1", bAddr[h]); code != 0 {
+			t.Errorf("%s (daemon down): a cannot ping b (%s): %s", h.Name, bAddr[h], out)
+		}
+	}
+
+	// One daemon back: two of three voters again, global writes work.
+	step("restart h1")
+	h1.Start()
+	step("h1 started")
+	var errOut string
+	if !eventually(20*time.Second, func() bool {
+		var code int
+		_, errOut, code = h0.CLI("network", "create", "-d", "overlay", "g3")
+		return code == 0
+	}) {
+		t.Errorf("global create after h1's restart still fails: %s", errOut)
+	}
+	step("g3 created")
+	h2.Start()
+	step("h2 started")
+	for _, h := range c.Hosts {
+		if !eventually(5*time.Second, func() bool { return networkID(t, h, "g3") != "" && networkID(t, h, "g1") != "" }) {
+			t.Errorf("%s does not list g1 and g3 after the restarts", h.Name)
+		}
+		if networkID(t, h, "g2") != "" {
+			t.Errorf("%s lists g2, whose create failed", h.Name)
+		}
+	}
+	for _, h := range []*harness.Host{h1, h2} {
+		if !ping(t, h, "a", "b") || !ping(t, h, "b", "a") {
+			t.Errorf("%s: a and b cannot reach each other after the daemon restart", h.Name)
+		}
+	}
+	step("pings done")
+	var st string
+	if !eventually(5*time.Second, func() bool {
+		ns := nodes(t, h0)
+		st = ""
+		for _, n := range ns {
+			st += n.State + " "
+		}
+		return st == "up up up "
+	}) {
+		t.Errorf("node ls on h0 after the restarts: %s, want three up", st)
+	}
+}
