@@ -494,26 +494,38 @@ func (r *Runtime) Wait(ctx context.Context, id string) (int, error) {
 	if err != nil {
 		return -1, err
 	}
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for i := 0; ; i++ {
+	// The shim records the exit in exit.json, so waiting is reading a file.
+	// Poll it with a backoff (50 ms up to 500 ms) and ask runc only when
+	// the shim is gone without a record (it crashed): one daemon may wait
+	// for hundreds of containers, and a runc exec per container per second
+	// melts a small machine.
+	delay := 50 * time.Millisecond
+	lastCheck := time.Now()
+	for {
 		var ex exitRecord
 		if readJSON(filepath.Join(d, exitFile), &ex) == nil {
 			return ex.ExitCode, nil
 		}
-		if i%20 == 0 {
-			st, err := r.State(ctx, id)
-			if err != nil {
-				return -1, err
-			}
-			if st.Status == StatusStopped {
-				return st.ExitCode, nil
+		if time.Since(lastCheck) >= 2*time.Second {
+			lastCheck = time.Now()
+			var sh shimRecord
+			if readJSON(filepath.Join(d, shimFile), &sh) != nil || !sh.alive() {
+				st, err := r.State(ctx, id)
+				if err != nil {
+					return -1, err
+				}
+				if st.Status == StatusStopped {
+					return st.ExitCode, nil
+				}
 			}
 		}
 		select {
 		case <-ctx.Done():
 			return -1, ctx.Err()
-		case <-tick.C:
+		case <-time.After(delay):
+		}
+		if delay < 500*time.Millisecond {
+			delay *= 2
 		}
 	}
 }
