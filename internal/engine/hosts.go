@@ -133,6 +133,9 @@ func (e *Engine) writeSandboxFiles(c model.Container, peers []HostEntry) error {
 }
 
 func writeInPlace(path string, data []byte) error {
+	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
+		return nil // unchanged: peers churn often, files rarely change
+	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o644)
 	if err != nil {
 		return err
