@@ -70,7 +70,7 @@ func wireCluster(ctx context.Context, cfg Config, eopts *engine.Options, drivers
 		return err
 	}
 	*drivers = append(*drivers, overlayDriver{ov})
-	eopts.VTEP, eopts.VXLANPort, eopts.ResyncInterval = addr, cc.VXLANPort, cc.ResyncInterval
+	eopts.NodeID, eopts.VTEP, eopts.VXLANPort, eopts.ResyncInterval = nodeID, addr, cc.VXLANPort, cc.ResyncInterval
 	eopts.OnLeave = cfg.onLeave
 	cl, err := cluster.Open(ctx, opts)
 	switch {

@@ -260,12 +260,16 @@ func (e *Engine) detachLocked(ctx context.Context, ep model.Endpoint, sb model.S
 		e.release(ctx, n, ep.Addr.Addr())
 	}
 	delete(e.endpoints, ep.ID)
-	return e.opts.Store.Update(func(tx *store.Tx) error {
+	err := e.opts.Store.Update(func(tx *store.Tx) error {
 		if err := tx.Delete(store.Endpoints, ep.ID); err != nil {
 			return err
 		}
 		return e.saveIPAMLocked(tx, ep.NetworkID)
 	})
+	if ok && n.Scope == model.ScopeGlobal {
+		e.applyFirewallLocked(ctx) // the VTEPs allowed follow the local endpoints
+	}
+	return err
 }
 
 // StartContainer starts a created or exited container.

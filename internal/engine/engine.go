@@ -49,6 +49,8 @@ type Options struct {
 	// ClusterPending says cluster mode is configured but the store could
 	// not be reached yet; AttachCluster completes it.
 	ClusterPending bool
+	// NodeID is this host's node ID (cluster mode).
+	NodeID string
 	// VTEP is this host's underlay address (cluster mode).
 	VTEP netip.Addr
 	// VXLANPort is the overlay's UDP port (for the firewall).
@@ -83,6 +85,8 @@ type Engine struct {
 	peerWatches map[string]*peerWatch
 	// cl is the cluster store, set at New or later by AttachCluster.
 	cl atomic.Pointer[cluster.Cluster]
+	// cachedPeers are the last advertisement sets, from the local store.
+	cachedPeers map[string][]cluster.Advert
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -110,6 +114,7 @@ func New(opts Options) (*Engine, error) {
 		drivers:     map[string]driver.Driver{},
 		waiters:     map[string]bool{},
 		peerWatches: map[string]*peerWatch{},
+		cachedPeers: map[string][]cluster.Advert{},
 	}
 	for _, d := range opts.Drivers {
 		e.drivers[d.Type()] = d

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/vxnet/vxnet/internal/cluster"
@@ -101,7 +102,10 @@ func (e *Engine) forgetGlobalLocked(ctx context.Context, n model.Network) {
 		d.DeleteNetwork(ctx, n)
 	}
 	delete(e.networks, n.ID)
+	delete(e.cachedPeers, n.ID)
 	e.opts.Store.Delete(store.Networks, n.ID)
+	e.opts.Store.Delete(store.Peers, n.ID)
+	e.applyFirewallLocked(ctx)
 	e.log.Info("global network removed", "name", n.Name, "id", n.ID[:12])
 }
 
@@ -284,6 +288,7 @@ func (e *Engine) programPeers(ctx context.Context, netID string, ads []cluster.A
 		return
 	}
 	w.peers, w.rev = ads, rev
+	e.cachePeersLocked(netID, ads)
 	e.refreshHostsLocked(netID)
 	ps, ok := e.drivers[n.Driver].(PeerSetter)
 	if !ok {
@@ -291,7 +296,7 @@ func (e *Engine) programPeers(ctx context.Context, netID string, ads []cluster.A
 	}
 	var remote []Peer
 	for _, a := range ads {
-		if a.NodeID != e.cluster().NodeID() {
+		if a.NodeID != e.opts.NodeID {
 			remote = append(remote, a)
 		}
 	}
@@ -319,14 +324,17 @@ func (e *Engine) retrySoonLocked(netID string) {
 // overlayFirewallLocked adds the underlay protection: VXLAN is accepted
 // only from VTEPs that have endpoints in our overlay networks.
 func (e *Engine) overlayFirewallLocked(cfg *firewall.Config) {
-	if e.cluster() == nil {
+	if e.cluster() == nil && !e.opts.ClusterPending {
 		return
 	}
 	cfg.VXLANPort = e.opts.VXLANPort
 	seen := map[netip.Addr]bool{}
-	for _, w := range e.peerWatches {
-		for _, a := range w.peers {
-			if a.NodeID != e.cluster().NodeID() && a.VTEP.IsValid() && !seen[a.VTEP] {
+	for netID, n := range e.networks {
+		if _, watched := e.peerWatches[netID]; !watched && (n.Scope != model.ScopeGlobal || len(e.endpointsOnLocked(netID)) == 0) {
+			continue
+		}
+		for _, a := range e.knownPeersLocked(netID) {
+			if a.NodeID != e.opts.NodeID && a.VTEP.IsValid() && !seen[a.VTEP] {
 				seen[a.VTEP] = true
 				cfg.AllowedVTEPs = append(cfg.AllowedVTEPs, a.VTEP)
 			}
@@ -410,7 +418,7 @@ func (e *Engine) verbose(ctx context.Context, n model.Network) map[string]any {
 	}
 	self := ""
 	if e.cluster() != nil {
-		self = e.cluster().NodeID()
+		self = e.opts.NodeID
 	}
 	e.mu.Unlock()
 	type peerRow struct {
@@ -492,16 +500,48 @@ type programmedReader interface {
 // remotePeersLocked are the hosts entries of endpoints on other hosts of a
 // global network, from their advertisements.
 func (e *Engine) remotePeersLocked(n model.Network) []HostEntry {
-	w, ok := e.peerWatches[n.ID]
-	if !ok || e.cluster() == nil {
-		return nil
-	}
 	var out []HostEntry
-	for _, a := range w.peers {
-		if a.NodeID == e.cluster().NodeID() || a.Name == "" {
+	for _, a := range e.knownPeersLocked(n.ID) {
+		if a.NodeID == e.opts.NodeID || a.Name == "" {
 			continue
 		}
 		out = append(out, HostEntry{Addr: a.IP, Names: entryNames(model.Endpoint{Name: a.Name, Aliases: a.Aliases}, n.Name)})
 	}
 	return out
+}
+
+// knownPeersLocked is the last advertisement set of a global network: from
+// its watch once that has delivered, else the copy kept in the local store
+// (so a daemon restarted while the store is down keeps its peers' names
+// and its VXLAN filter).
+func (e *Engine) knownPeersLocked(netID string) []cluster.Advert {
+	if w, ok := e.peerWatches[netID]; ok && w.rev > 0 {
+		return w.peers
+	}
+	return e.cachedPeers[netID]
+}
+
+// cachePeersLocked keeps the last advertisement set in the local store.
+func (e *Engine) cachePeersLocked(netID string, ads []cluster.Advert) {
+	if sameAdverts(e.cachedPeers[netID], ads) {
+		return
+	}
+	e.cachedPeers[netID] = ads
+	if err := e.opts.Store.Put(store.Peers, netID, ads); err != nil {
+		e.log.Warn("cache peers", "err", err)
+	}
+}
+
+func sameAdverts(a, b []cluster.Advert) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		x, y := a[i], b[i]
+		if x.EndpointID != y.EndpointID || x.IP != y.IP || x.VTEP != y.VTEP || x.MAC.String() != y.MAC.String() ||
+			x.Name != y.Name || strings.Join(x.Aliases, ",") != strings.Join(y.Aliases, ",") {
+			return false
+		}
+	}
+	return true
 }

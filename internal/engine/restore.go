@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 
+	"github.com/vxnet/vxnet/internal/cluster"
 	"github.com/vxnet/vxnet/internal/driver"
 	"github.com/vxnet/vxnet/internal/firewall"
 	"github.com/vxnet/vxnet/internal/model"
@@ -51,6 +52,9 @@ func (e *Engine) Start(ctx context.Context) error {
 	}
 	for _, sb := range sbs {
 		e.sandboxes[sb.ContainerID] = sb
+	}
+	if err := e.loadPeersLocked(); err != nil {
+		return err
 	}
 
 	// IPAM state first, so nothing is handed out twice.
@@ -289,3 +293,19 @@ func (e *Engine) mtuFor(ctx context.Context, n model.Network) int {
 }
 
 var _ = netip.Addr{}
+
+// loadPeersLocked reads the cached advertisement sets of global networks.
+func (e *Engine) loadPeersLocked() error {
+	for id := range e.networks {
+		if e.networks[id].Scope != model.ScopeGlobal {
+			continue
+		}
+		var ads []cluster.Advert
+		if err := e.opts.Store.Get(store.Peers, id, &ads); err == nil {
+			e.cachedPeers[id] = ads
+		} else if !errors.Is(err, model.ErrNotFound) {
+			return err
+		}
+	}
+	return nil
+}

@@ -23,9 +23,11 @@ const (
 	Containers = "containers"
 	IPAM       = "ipam"
 	Meta       = "meta"
+	// Peers holds the last advertisement set of each global network.
+	Peers = "peers"
 )
 
-var buckets = []string{Networks, Endpoints, Sandboxes, Containers, IPAM, Meta}
+var buckets = []string{Networks, Endpoints, Sandboxes, Containers, IPAM, Meta, Peers}
 
 // Store is a bbolt database. It is safe for concurrent use.
 type Store struct {
