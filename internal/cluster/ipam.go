@@ -237,10 +237,16 @@ func (c *Cluster) AllocateAddress(ctx context.Context, netID string, static neti
 		return netip.Prefix{}, unavailable("allocate address", err)
 	}
 	defer unlock()
-	rctx, cancel := c.reqCtx(ctx)
+	// Each store call has the usual short deadline, so an outage fails
+	// fast; losing compare-and-swap races to other hosts (the store is
+	// answering) may go on longer, so many hosts allocating at once do not
+	// time out.
+	actx, cancel := context.WithTimeout(ctx, 5*c.opts.RequestTimeout)
 	defer cancel()
-	for attempt := range maxTxnRetries {
+	for attempt := range 4 * maxTxnRetries {
+		rctx, rcancel := c.reqCtx(actx)
 		subs, _, err := c.loadSubnets(rctx, netID)
+		rcancel()
 		if err != nil {
 			return netip.Prefix{}, err
 		}
@@ -270,14 +276,16 @@ func (c *Cluster) AllocateAddress(ctx context.Context, netID string, static neti
 			}
 			return netip.Prefix{}, last
 		}
+		rctx, rcancel = c.reqCtx(actx)
 		ok, err := c.casSubnet(rctx, *chosen)
+		rcancel()
 		if err != nil {
 			return netip.Prefix{}, unavailable("allocate address", err)
 		}
 		if ok {
 			return netip.PrefixFrom(ip, chosen.sub.Prefix().Bits()), nil
 		}
-		if err := casPause(rctx, attempt); err != nil {
+		if err := casPause(actx, attempt); err != nil {
 			return netip.Prefix{}, unavailable("allocate address", err)
 		}
 	}
