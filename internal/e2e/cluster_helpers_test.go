@@ -185,21 +185,6 @@ func selfID(t *testing.T, h *harness.Host) string {
 	return ""
 }
 
-// eventually polls cond every 100 ms until it holds or d has passed, and
-// reports whether it held.
-func eventually(d time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(d)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // createRace runs "network create -d overlay NAME" on two hosts at the same
 // moment and checks exactly one succeeds while the other fails with exit
 // code 1 and "already exists".

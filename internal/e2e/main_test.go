@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vxnet/vxnet/internal/harness"
 )
@@ -71,4 +72,19 @@ func ipOf(t *testing.T, h *harness.Host, ctr, network string) string {
 		t.Fatalf("%s is not on %s", ctr, network)
 	}
 	return n.IPAddress
+}
+
+// eventually polls cond every 100 ms until it holds or d has passed, and
+// reports whether it held.
+func eventually(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

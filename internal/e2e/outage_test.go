@@ -41,7 +41,7 @@ func (e *extEtcd) start() {
 	done := make(chan struct{})
 	e.done = done
 	go func() { e.cmd.Wait(); logf.Close(); close(done) }()
-	if !ovEventually(20*time.Second, func() bool {
+	if !eventually(20*time.Second, func() bool {
 		_, code := e.h.Exec("bash", "-c", "exec 3<>/dev/tcp/"+e.h.Addr.String()+"/2379")
 		return code == 0
 	}) {
@@ -80,7 +80,7 @@ func TestStoreOutage(t *testing.T) {
 	cli(t, h0, "network", "create", "-d", "overlay", "ov")
 	cli(t, h0, "run", "-d", "--name", "c1", "--net", "ov", "busybox", "sleep", "1d")
 	cli(t, h1, "run", "-d", "--name", "c2", "--net", "ov", "busybox", "sleep", "1d")
-	if !ovEventually(10*time.Second, func() bool { return ping(t, h1, "c2", "c1") }) {
+	if !eventually(10*time.Second, func() bool { return ping(t, h1, "c2", "c1") }) {
 		t.Fatal("c2 cannot reach c1 before the outage")
 	}
 
@@ -118,14 +118,14 @@ func TestStoreOutage(t *testing.T) {
 
 	// The store comes back: cluster mode resumes on both.
 	et.start()
-	if !ovEventually(30*time.Second, func() bool {
+	if !eventually(30*time.Second, func() bool {
 		_, _, code := h1.CLI("network", "create", "-d", "overlay", "after")
 		return code == 0
 	}) {
 		t.Fatal("global writes do not recover after the store came back")
 	}
 	cli(t, h1, "run", "-d", "--name", "c3", "--net", "ov", "busybox", "sleep", "1d")
-	if !ovEventually(10*time.Second, func() bool { return ping(t, h0, "c1", "c3") }) {
+	if !eventually(10*time.Second, func() bool { return ping(t, h0, "c1", "c3") }) {
 		t.Error("a container made after the recovery is not reachable across hosts")
 	}
 }

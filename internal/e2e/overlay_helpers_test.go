@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/vxnet/vxnet/internal/harness"
 )
@@ -70,21 +69,6 @@ func ovKernel(t *testing.T, h *harness.Host, nsPath string) (fdb, neigh string) 
 	fdb, _ = h.Exec("nsenter", "--net="+nsPath, "bridge", "fdb", "show", "dev", "vxlan0")
 	neigh, _ = h.Exec("nsenter", "--net="+nsPath, "ip", "neigh", "show", "dev", "vxlan0")
 	return fdb, neigh
-}
-
-// ovEventually polls cond every 200 ms until it holds or d has passed,
-// and reports whether it held.
-func ovEventually(d time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(d)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
 }
 
 // ovRun starts a sleeping busybox container on network net of h.

@@ -17,7 +17,7 @@ func TestOverlayRestartKeepsFlows(t *testing.T) {
 	cli(t, h0, "network", "create", "-d", "overlay", "flow")
 	cli(t, h0, "run", "-d", "--name", "vm3", "--net", "flow", "busybox", "sleep", "1d")
 	cli(t, h1, "run", "-d", "--name", "vm33", "--net", "flow", "busybox", "sleep", "1d")
-	if !ovEventually(5*time.Second, func() bool { return ping(t, h1, "vm33", "vm3") }) {
+	if !eventually(5*time.Second, func() bool { return ping(t, h1, "vm33", "vm3") }) {
 		t.Fatal("vm33 cannot reach vm3 before the restart")
 	}
 	type result struct {
@@ -63,7 +63,7 @@ func TestNodeLeave(t *testing.T) {
 	cliFails(t, h2, "attached to global network ov", "node", "leave")
 	cli(t, h2, "rm", "-f", "ovc")
 	cli(t, h2, "node", "leave")
-	if !ovEventually(20*time.Second, func() bool { return !h2.Running() }) {
+	if !eventually(20*time.Second, func() bool { return !h2.Running() }) {
 		t.Fatal("daemon still running after a clean leave")
 	}
 	ns := nodes(t, h0)
@@ -73,7 +73,7 @@ func TestNodeLeave(t *testing.T) {
 	cli(t, h0, "network", "create", "-d", "overlay", "after-leave")
 	// Rejoin: same node ID, up again, and it sees the network made meanwhile.
 	h2.Start()
-	if !ovEventually(20*time.Second, func() bool {
+	if !eventually(20*time.Second, func() bool {
 		n, ok := nodes(t, h0)[id2]
 		return ok && n.State == "up"
 	}) {

@@ -35,7 +35,7 @@ func TestOverlayWalkthrough(t *testing.T) {
 		from, to string
 	}{{h2, "vm33", "vm3"}, {h1, "vm3", "vm33"}} {
 		start := time.Now()
-		if !ovEventually(3*time.Second, func() bool { return ping(t, x.h, x.from, x.to) }) {
+		if !eventually(3*time.Second, func() bool { return ping(t, x.h, x.from, x.to) }) {
 			t.Errorf("%s (%s) cannot ping %s", x.from, x.h.Name, x.to)
 		} else if d := time.Since(start); d > time.Second {
 			t.Logf("%s reached %s after %v", x.from, x.to, d.Round(time.Millisecond))
@@ -104,7 +104,7 @@ func TestOverlayFiveHosts(t *testing.T) {
 	// Every host programs the other 16 endpoints (bounded wait: the
 	// adverts travel through etcd watches).
 	for _, h := range c.Hosts {
-		ok := ovEventually(15*time.Second, func() bool {
+		ok := eventually(15*time.Second, func() bool {
 			n := ovInspect(t, h, "wide")
 			remote := 0
 			for _, p := range n.VXNet.Peers {
@@ -189,7 +189,7 @@ func TestOverlayChurnDriftDeath(t *testing.T) {
 	ovRun(t, h1, "a", "ch")
 	ovRun(t, h2, "b", "ch", "--ip", moving)
 	ovRun(t, h2, "keep", "ch") // keeps host 2 a member after b goes
-	if !ovEventually(5*time.Second, func() bool { return ping(t, h1, "a", moving) }) {
+	if !eventually(5*time.Second, func() bool { return ping(t, h1, "a", moving) }) {
 		t.Fatalf("a cannot ping b (%s) on host 2", moving)
 	}
 
@@ -200,7 +200,7 @@ func TestOverlayChurnDriftDeath(t *testing.T) {
 		t.Fatalf("b2 got %s, want %s", got, moving)
 	}
 	start := time.Now()
-	if !ovEventually(5*time.Second, func() bool { return ping(t, h1, "a", moving) }) {
+	if !eventually(5*time.Second, func() bool { return ping(t, h1, "a", moving) }) {
 		t.Fatalf("a cannot ping %s after it moved to host 3", moving)
 	}
 	t.Logf("moved address answered after %v", time.Since(start).Round(time.Millisecond))
@@ -220,7 +220,7 @@ func TestOverlayChurnDriftDeath(t *testing.T) {
 		t.Fatalf("FDB entry %q still there after bridge fdb del", entry)
 	}
 	start = time.Now()
-	if !ovEventually(6*time.Second, func() bool { fdb, _ := ovKernel(t, h1, ns1); return strings.Contains(fdb, entry) }) {
+	if !eventually(6*time.Second, func() bool { fdb, _ := ovKernel(t, h1, ns1); return strings.Contains(fdb, entry) }) {
 		t.Fatalf("FDB entry %q not restored within 6 s (resync every 2 s)", entry)
 	}
 	t.Logf("deleted FDB entry restored after %v", time.Since(start).Round(time.Millisecond))
@@ -229,7 +229,7 @@ func TestOverlayChurnDriftDeath(t *testing.T) {
 	if _, neigh := ovKernel(t, h1, ns1); strings.Contains(neigh, neighEntry) {
 		t.Fatalf("neighbour entry %q still there after ip neigh del", neighEntry)
 	}
-	if !ovEventually(6*time.Second, func() bool { _, neigh := ovKernel(t, h1, ns1); return strings.Contains(neigh, neighEntry+" PERMANENT") }) {
+	if !eventually(6*time.Second, func() bool { _, neigh := ovKernel(t, h1, ns1); return strings.Contains(neigh, neighEntry+" PERMANENT") }) {
 		t.Fatalf("neighbour entry %q not restored within 6 s", neighEntry)
 	}
 	if !ping(t, h1, "a", "b2") {
@@ -253,7 +253,7 @@ func TestOverlayChurnDriftDeath(t *testing.T) {
 		fdb, neigh := ovKernel(t, h, ns)
 		return !strings.Contains(fdb, h3.Addr.String()) && !strings.Contains(neigh, moving+" ")
 	}
-	if !ovEventually(4*time.Second, func() bool { return gone(h1, ns1) && gone(h2, ns2) }) {
+	if !eventually(4*time.Second, func() bool { return gone(h1, ns1) && gone(h2, ns2) }) {
 		fdb1, neigh1 := ovKernel(t, h1, ns1)
 		fdb2, neigh2 := ovKernel(t, h2, ns2)
 		t.Fatalf("4 s (TTL + 2 s) after host 3 died, peers still hold entries for it:\nh1 fdb:\n%sh1 neigh:\n%sh2 fdb:\n%sh2 neigh:\n%s", fdb1, neigh1, fdb2, neigh2)
@@ -265,7 +265,7 @@ func TestOverlayChurnDriftDeath(t *testing.T) {
 
 	h3.Heal()
 	h3.Start()
-	if !ovEventually(10*time.Second, func() bool { return back(h1, ns1) && back(h2, ns2) }) {
+	if !eventually(10*time.Second, func() bool { return back(h1, ns1) && back(h2, ns2) }) {
 		fdb1, neigh1 := ovKernel(t, h1, ns1)
 		t.Fatalf("host 3's entries not back 10 s after restart:\nh1 fdb:\n%sh1 neigh:\n%s", fdb1, neigh1)
 	}
@@ -291,7 +291,7 @@ func TestOverlayIsolationAndCleanup(t *testing.T) {
 	const sinkIP, sinkPort = "10.97.1.77", 7777
 	ovRun(t, h1, "sink", "blue", "--ip", sinkIP)
 	sink := ovListenUDP(t, "/proc/"+strconv.Itoa(ovPid(t, h1, "sink"))+"/ns/net", sinkPort)
-	if !ovEventually(5*time.Second, func() bool { return ping(t, h1, "blue1", "blue2") }) || !ping(t, h2, "red2", "red1") {
+	if !eventually(5*time.Second, func() bool { return ping(t, h1, "blue1", "blue2") }) || !ping(t, h2, "red2", "red1") {
 		t.Fatal("containers on the same overlay network cannot ping each other across hosts")
 	}
 	for _, x := range []struct {
@@ -325,7 +325,7 @@ func TestOverlayIsolationAndCleanup(t *testing.T) {
 		ovSendUDP(t, c.Outside().Path, vtep, frame("FORGED\n"))
 	}
 	received := func() string { return strings.Join(sink.Received(), "") }
-	if !ovEventually(5*time.Second, func() bool {
+	if !eventually(5*time.Second, func() bool {
 		ovSendUDP(t, h2.Netns, vtep, frame("CONTROL\n"))
 		return strings.Contains(received(), "CONTROL")
 	}) {
@@ -346,7 +346,7 @@ func TestOverlayIsolationAndCleanup(t *testing.T) {
 	for i, h := range c.Hosts {
 		other := c.Host(1 - i).Addr.String()
 		var left []string
-		clean := ovEventually(5*time.Second, func() bool {
+		clean := eventually(5*time.Second, func() bool {
 			left = nil
 			if out, _ := h.Exec("ip", "-o", "-d", "link"); strings.Contains(out, "vxlan") {
 				left = append(left, "vxlan link: "+out)
