@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -190,5 +189,3 @@ func (a imagesAdapter) Import(name string, r io.Reader) (engine.ImageInfo, error
 	x := info(i)
 	return x, nil
 }
-
-var _ = fmt.Sprintf

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/vxnet/vxnet/internal/api"
+	"github.com/vxnet/vxnet/internal/driver/bridge"
 	"github.com/vxnet/vxnet/internal/model"
 )
 
@@ -75,7 +76,7 @@ func TestPredefinedNetworks(t *testing.T) {
 		wantErr(t, err, model.ErrForbidden, "predefined "+name)
 	}
 	br, _ := e.InspectNetwork(bg, "bridge", false)
-	if br.Network.IPAM[0].Subnet != pfx("172.17.0.0/16") || BridgeName(br.Network) != "vxnet0" {
+	if br.Network.IPAM[0].Subnet != pfx("172.17.0.0/16") || bridge.BridgeName(br.Network) != "vxnet0" {
 		t.Errorf("default bridge = %+v", br.Network)
 	}
 	names, err := e.PruneNetworks(bg)

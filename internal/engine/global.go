@@ -248,13 +248,13 @@ func (e *Engine) startPeerWatchLocked(n model.Network) {
 	}()
 }
 
+// stopPeerWatchLocked ends a network's watch. Its callers re-render the
+// firewall once the endpoint or network is gone, so the network's remote
+// VTEPs stop being accepted at once.
 func (e *Engine) stopPeerWatchLocked(netID string) {
 	if w, ok := e.peerWatches[netID]; ok {
 		w.cancel()
 		delete(e.peerWatches, netID)
-		// The network's remote VTEPs are no longer members for this host:
-		// stop accepting their VXLAN traffic now, not at the next change.
-		e.applyFirewallLocked(e.ctx)
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/vxnet/vxnet/internal/cluster"
 	"github.com/vxnet/vxnet/internal/driver"
+	"github.com/vxnet/vxnet/internal/driver/bridge"
 	"github.com/vxnet/vxnet/internal/firewall"
 	"github.com/vxnet/vxnet/internal/model"
 	"github.com/vxnet/vxnet/internal/store"
@@ -255,7 +255,7 @@ func (e *Engine) applyFirewallLocked(ctx context.Context) {
 		if n.Driver != "bridge" {
 			continue
 		}
-		f := firewall.Network{ID: n.ID, Bridge: BridgeName(n), Internal: n.Internal,
+		f := firewall.Network{ID: n.ID, Bridge: bridge.BridgeName(n), Internal: n.Internal,
 			ICC: bridgeOpt(n, model.OptICC, true), Masquerade: bridgeOpt(n, model.OptMasquerade, true)}
 		for _, c := range n.IPAM {
 			f.Subnets = append(f.Subnets, c.Subnet)
@@ -266,15 +266,6 @@ func (e *Engine) applyFirewallLocked(ctx context.Context) {
 	if err := e.opts.Firewall.Apply(ctx, cfg); err != nil {
 		e.log.Error("apply firewall", "err", err)
 	}
-}
-
-// BridgeName is the Linux bridge of a bridge network: the
-// com.docker.network.bridge.name option or "vx-" and 12 ID characters.
-func BridgeName(n model.Network) string {
-	if v := n.Options[model.OptBridgeName]; v != "" {
-		return v
-	}
-	return "vx-" + n.ID[:12]
 }
 
 // mtuFor is the container MTU on a network.
@@ -291,8 +282,6 @@ func (e *Engine) mtuFor(ctx context.Context, n model.Network) int {
 	}
 	return 1500
 }
-
-var _ = netip.Addr{}
 
 // loadPeersLocked reads the cached advertisement sets of global networks.
 func (e *Engine) loadPeersLocked() error {
