@@ -109,7 +109,7 @@ func (e *Engine) CreateContainer(ctx context.Context, req api.ContainerCreate) (
 		}
 		undo = append(undo, func() { e.deleteNetns(sb.NetnsPath) })
 	}
-	if err := e.writeSandboxFiles(c, nil); err != nil {
+	if err := e.writeSandboxFiles(c, sb, nil); err != nil {
 		return fail(err)
 	}
 	undo = append(undo, func() { os.RemoveAll(filepath.Join(e.filesDir(), id)) })
@@ -147,9 +147,7 @@ func (e *Engine) CreateContainer(ctx context.Context, req api.ContainerCreate) (
 	e.containers[id] = c
 	e.sandboxes[id] = sb
 	if ep != nil {
-		e.refreshHostsLocked(n.ID)
-	} else {
-		e.writeSandboxFiles(c, nil)
+		e.refreshHostsLocked(n.ID) // peers' files and this one's
 	}
 	e.log.Info("container created", "name", name, "id", id[:12], "network", n.Name)
 	return c, nil
@@ -529,7 +527,7 @@ func (e *Engine) DisconnectNetwork(ctx context.Context, netRef, ctrRef string, f
 	}
 	e.dropGatewayLocked(ctx, c, sb)
 	e.refreshHostsLocked(n.ID)
-	e.writeSandboxFiles(c, e.peersLocked(c.ID))
+	e.writeSandboxFiles(c, sb, e.peersLocked(c.ID))
 	return nil
 }
 

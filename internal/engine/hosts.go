@@ -98,7 +98,7 @@ func (e *Engine) refreshHostsLocked(netID string) {
 		}
 		done[ep.ContainerID] = true
 		if c, ok := e.containers[ep.ContainerID]; ok {
-			if err := e.writeSandboxFiles(c, e.peersLocked(c.ID)); err != nil {
+			if err := e.writeSandboxFiles(c, e.sandboxes[c.ID], e.peersLocked(c.ID)); err != nil {
 				e.log.Warn("write hosts", "name", c.Name, "err", err)
 			}
 		}
@@ -108,13 +108,13 @@ func (e *Engine) refreshHostsLocked(netID string) {
 // writeSandboxFiles writes the container's hosts, resolv.conf and hostname.
 // Files are rewritten in place: they are bind-mounted into the container,
 // which pins the inode, so a rename would not be seen inside.
-func (e *Engine) writeSandboxFiles(c model.Container, peers []HostEntry) error {
+func (e *Engine) writeSandboxFiles(c model.Container, sb model.Sandbox, peers []HostEntry) error {
 	dir := filepath.Join(e.filesDir(), c.ID)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
 	var hosts []byte
-	if e.sandboxes[c.ID].HostNetwork {
+	if sb.HostNetwork {
 		hosts, _ = os.ReadFile("/etc/hosts")
 	} else {
 		hosts = RenderHosts(e.selfEntriesLocked(c), peers)

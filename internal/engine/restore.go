@@ -124,7 +124,7 @@ func (e *Engine) Start(ctx context.Context) error {
 	}
 	for _, c := range e.containers {
 		if len(e.endpointsOfLocked(c.ID)) == 0 {
-			e.writeSandboxFiles(c, nil)
+			e.writeSandboxFiles(c, e.sandboxes[c.ID], nil)
 		}
 	}
 	e.applyFirewallLocked(ctx)
