@@ -44,6 +44,9 @@ func containerCreateRequest(name string, req container.CreateRequest) (Container
 	if strings.TrimSpace(req.Config.Image) == "" {
 		return ContainerCreate{}, apiErr(model.ErrInvalid, "no image given: an image name is required")
 	}
+	if err := checkCreateFields(req); err != nil {
+		return ContainerCreate{}, err
+	}
 	cc := ContainerCreate{
 		Name:     name,
 		Image:    req.Config.Image,

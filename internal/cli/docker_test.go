@@ -87,3 +87,76 @@ func TestDockerCLICompat(t *testing.T) {
 		t.Fatalf("docker version: %q", out)
 	}
 }
+
+// Every create option vxnet does not implement is refused naming its field
+// (exit 125, Docker's code for a daemon error in run), and nothing is left
+// behind; a missing network is named as such, not taken for a missing image.
+func TestDockerCLIRefusesUnsupportedOptions(t *testing.T) {
+	if _, err := os.Stat(dockerBin); err != nil {
+		t.Skip("docker CLI not installed at " + dockerBin)
+	}
+	d := newDaemon(t)
+	cfg := t.TempDir()
+	docker := func(args ...string) (string, int) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, dockerBin, append([]string{"-H", "unix://" + d.sock}, args...)...)
+		cmd.Env = []string{"HOME=" + cfg, "DOCKER_CONFIG=" + cfg, "PATH=/usr/bin:/bin"}
+		var errb strings.Builder
+		cmd.Stderr = &errb
+		err := cmd.Run()
+		if ee, ok := err.(*exec.ExitError); ok {
+			return errb.String(), ee.ExitCode()
+		} else if err != nil {
+			t.Fatalf("docker %v: %v", args, err)
+		}
+		return errb.String(), 0
+	}
+	cases := []struct {
+		flags []string
+		field string
+	}{
+		{[]string{"--memory", "1g"}, "HostConfig.Memory"},
+		{[]string{"--device", "/dev/null"}, "HostConfig.Devices"},
+		{[]string{"--cpus", "1.5"}, "HostConfig.NanoCpus"},
+		{[]string{"--restart", "always"}, "HostConfig.RestartPolicy.Name"},
+		{[]string{"--log-driver", "syslog"}, "HostConfig.LogConfig.Type"},
+		{[]string{"--pids-limit", "10"}, "HostConfig.PidsLimit"},
+		{[]string{"--oom-kill-disable"}, "HostConfig.OomKillDisable"},
+		{[]string{"--privileged"}, "HostConfig.Privileged"},
+		{[]string{"--read-only"}, "HostConfig.ReadonlyRootfs"},
+		{[]string{"--cap-add", "NET_ADMIN"}, "HostConfig.CapAdd"},
+		{[]string{"--security-opt", "no-new-privileges"}, "HostConfig.SecurityOpt"},
+		{[]string{"--tmpfs", "/run"}, "HostConfig.Tmpfs"},
+		{[]string{"-v", "/tmp:/x"}, "HostConfig.Binds"},
+		{[]string{"--user", "1000"}, "Config.User"},
+		{[]string{"-w", "/tmp"}, "Config.WorkingDir"},
+		{[]string{"--entrypoint", "sh"}, "Config.Entrypoint"},
+		{[]string{"--label", "a=b"}, "Config.Labels"},
+		{[]string{"-t"}, "Config.Tty"},
+		{[]string{"-p", "8080:80"}, "Config.ExposedPorts"},
+		{[]string{"--dns", "192.0.2.53"}, "HostConfig.Dns"},
+		{[]string{"--add-host", "h:192.0.2.1"}, "HostConfig.ExtraHosts"},
+		{[]string{"--mac-address", "02:42:ac:11:00:09"}, "NetworkingConfig.EndpointsConfig.MacAddress"},
+	}
+	for _, c := range cases {
+		args := append(append([]string{"run", "-d"}, c.flags...), "busybox", "sleep", "60")
+		errOut, code := docker(args...)
+		want := "vxnet does not support " + c.field
+		if code != 125 || !strings.Contains(errOut, want) {
+			t.Errorf("docker %s: exit %d, stderr %q; want 125 and %q", strings.Join(args, " "), code, errOut, want)
+		}
+	}
+	if errOut, code := docker("run", "-d", "--network", "nosuch", "busybox", "sleep", "60"); code != 125 ||
+		!strings.Contains(errOut, "network nosuch not found") || strings.Contains(errOut, "image") {
+		t.Errorf("docker run --network nosuch: exit %d, stderr %q", code, errOut)
+	}
+	if out := d.ok("ps", "-a", "-q"); out != "" {
+		t.Errorf("refused runs left containers behind:\n%s", out)
+	}
+	// The defaults the CLI sends for options not given are accepted.
+	if errOut, code := docker("run", "-d", "--restart", "no", "--log-driver", "json-file", "busybox", "sleep", "60"); code != 0 {
+		t.Errorf("docker run -d with default options: exit %d %q", code, errOut)
+	}
+}

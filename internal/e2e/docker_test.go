@@ -40,6 +40,17 @@ func TestDockerCLI(t *testing.T) {
 	if code == 0 || !strings.Contains(errOut, "pre-defined network") {
 		t.Errorf("docker network rm bridge: exit %d %q", code, errOut)
 	}
+	// A missing network is named as such (not taken for a missing image)
+	// and an option vxnet does not implement is refused, naming its field.
+	if _, errOut, code := h.Docker("run", "-d", "--network", "nosuch", "busybox", "true"); code != 125 || !strings.Contains(errOut, "network nosuch not found") {
+		t.Errorf("docker run --network nosuch: exit %d %q", code, errOut)
+	}
+	if _, errOut, code := h.Docker("run", "-d", "--network", "dnet", "--memory", "1g", "busybox", "true"); code != 125 || !strings.Contains(errOut, "vxnet does not support HostConfig.Memory") {
+		t.Errorf("docker run --memory 1g: exit %d %q", code, errOut)
+	}
+	if ps := h.MustDocker(t, "ps", "-a", "-q"); len(strings.Fields(ps)) != 2 {
+		t.Errorf("refused runs left containers behind:\n%s", ps)
+	}
 	h.MustDocker(t, "rm", "-f", "d1", "d2")
 	h.MustDocker(t, "network", "rm", "dnet")
 }

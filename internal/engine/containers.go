@@ -70,6 +70,11 @@ func (e *Engine) CreateContainer(ctx context.Context, req api.ContainerCreate) (
 	}
 	n, err := e.networkLocked(netRef)
 	if err != nil {
+		// Not 404: the docker CLI takes a 404 from create for a missing
+		// image and would try to pull it.
+		if errors.Is(err, model.ErrNotFound) {
+			return model.Container{}, errf(model.ErrInvalid, "network %s not found", netRef)
+		}
 		return model.Container{}, err
 	}
 	if err := e.checkEndpointRequest(n, req.Endpoint); err != nil {

@@ -195,7 +195,7 @@ func TestContainersAndHosts(t *testing.T) {
 	_, err = e.CreateContainer(bg, api.ContainerCreate{Image: "nginx", Cmd: []string{"true"}})
 	wantErr(t, err, model.ErrNotFound, "Unable to find image 'nginx:latest'")
 	_, err = e.CreateContainer(bg, api.ContainerCreate{Image: "busybox", Network: "nonet", Cmd: []string{"true"}})
-	wantErr(t, err, model.ErrNotFound, "network nonet not found")
+	wantErr(t, err, model.ErrInvalid, "network nonet not found")
 	_, err = e.CreateContainer(bg, api.ContainerCreate{Image: "busybox", Network: "front", Endpoint: api.EndpointRequest{IP: addr("10.1.0.50")}})
 	wantErr(t, err, model.ErrForbidden, "Address already in use")
 	_, err = e.CreateContainer(bg, api.ContainerCreate{Image: "busybox", Network: "front", Endpoint: api.EndpointRequest{IP: addr("10.9.0.5")}})

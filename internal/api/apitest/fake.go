@@ -19,6 +19,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net/netip"
@@ -440,6 +441,10 @@ func (f *Fake) CreateContainer(ctx context.Context, req api.ContainerCreate) (mo
 	}
 	if netName != model.NetHost && netName != model.NetNone {
 		n, err := f.network(netName)
+		if errors.Is(err, model.ErrNotFound) {
+			// As the engine: a 404 would make the docker CLI pull the image.
+			return model.Container{}, Errorf(model.ErrInvalid, "network %s not found", netName)
+		}
 		if err != nil {
 			return model.Container{}, err
 		}

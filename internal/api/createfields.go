@@ -1,0 +1,167 @@
+package api
+
+import (
+	"reflect"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/moby/moby/api/types/container"
+
+	"github.com/vxnet/vxnet/internal/model"
+)
+
+// A container create request carries some hundred fields. Each one is either
+// honoured or, when set to anything but its default, refused with 400 naming
+// it ("vxnet does not support HostConfig.Devices"): nothing is accepted and
+// dropped. The check walks the request types by reflection, so a field added
+// to them upstream is refused until someone implements it.
+//
+// Field names are the JSON names of the Engine API, prefixed by the part of
+// the request they belong to: Config.User, HostConfig.Memory (the embedded
+// Resources are HostConfig fields on the wire), and
+// NetworkingConfig.EndpointsConfig.MacAddress for endpoint settings.
+
+// supportedCreateFields are honoured by vxnet.
+var supportedCreateFields = map[string]bool{
+	"Config.Hostname": true,
+	"Config.Image":    true,
+	"Config.Cmd":      true,
+	"Config.Env":      true,
+	// Attach* and StdinOnce only say which streams a client will attach
+	// to; the attach request itself decides (Docker treats them the same).
+	"Config.AttachStdin":  true,
+	"Config.AttachStdout": true,
+	"Config.AttachStderr": true,
+	"Config.StdinOnce":    true,
+
+	"HostConfig.NetworkMode": true,
+	"HostConfig.AutoRemove":  true,
+	// The console size only matters with a TTY, which is refused below.
+	"HostConfig.ConsoleSize": true,
+
+	"NetworkingConfig.EndpointsConfig.IPAMConfig.IPv4Address": true,
+	"NetworkingConfig.EndpointsConfig.Aliases":                true,
+}
+
+// pendingCreateFields are refused today and being implemented in parallel
+// (published ports; DNS, names and several networks per container). When one
+// lands, move its line to supportedCreateFields and honour the field.
+var pendingCreateFields = map[string]string{
+	"Config.ExposedPorts":        "ports",
+	"HostConfig.PortBindings":    "ports",
+	"HostConfig.PublishAllPorts": "ports",
+
+	"HostConfig.Dns":        "dns",
+	"HostConfig.DnsOptions": "dns",
+	"HostConfig.DnsSearch":  "dns",
+	"HostConfig.ExtraHosts": "dns",
+	"HostConfig.Links":      "dns",
+	"NetworkingConfig.EndpointsConfig.Links":      "dns",
+	"NetworkingConfig.EndpointsConfig.MacAddress": "dns",
+	// Several entries in NetworkingConfig.EndpointsConfig are refused by
+	// containerCreateRequest ("dns" as well).
+}
+
+// defaultCreateValues are values the docker CLI sends for options not given,
+// which mean the same as the field's zero value.
+var defaultCreateValues = map[string]func(reflect.Value) bool{
+	"HostConfig.RestartPolicy.Name": func(v reflect.Value) bool { return v.String() == "no" },
+	"HostConfig.LogConfig.Type":     func(v reflect.Value) bool { return v.String() == "json-file" },
+	"HostConfig.Isolation":          func(v reflect.Value) bool { return v.String() == "default" },
+	"HostConfig.MemorySwappiness":   func(v reflect.Value) bool { return v.Elem().Int() == -1 },
+	"HostConfig.OomKillDisable":     func(v reflect.Value) bool { return !v.Elem().Bool() },
+	"HostConfig.PidsLimit":          func(v reflect.Value) bool { return v.Elem().Int() == 0 },
+}
+
+// checkCreateFields refuses the first field (in name order, so the answer is
+// stable) that is set and not supported.
+func checkCreateFields(req container.CreateRequest) error {
+	var set []string
+	if req.Config != nil {
+		set = append(set, setFields("Config", reflect.ValueOf(*req.Config))...)
+	}
+	if req.HostConfig != nil {
+		set = append(set, setFields("HostConfig", reflect.ValueOf(*req.HostConfig))...)
+	}
+	if req.NetworkingConfig != nil {
+		for _, es := range req.NetworkingConfig.EndpointsConfig {
+			if es != nil {
+				set = append(set, setFields("NetworkingConfig.EndpointsConfig", reflect.ValueOf(*es))...)
+			}
+		}
+	}
+	sort.Strings(set)
+	set = slices.Compact(set)
+	for _, f := range set {
+		if !supportedCreateFields[f] {
+			return apiErr(model.ErrInvalid, "vxnet does not support %s", f)
+		}
+	}
+	return nil
+}
+
+// setFields lists the fields of struct v (named prefix.JSONName) that hold
+// something other than their default. Nested structs (LogConfig,
+// RestartPolicy, IPAMConfig) are walked; embedded ones are flattened as JSON
+// does.
+func setFields(prefix string, v reflect.Value) []string {
+	var out []string
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		sf := t.Field(i)
+		if !sf.IsExported() {
+			continue
+		}
+		fv := v.Field(i)
+		if sf.Anonymous && sf.Type.Kind() == reflect.Struct {
+			out = append(out, setFields(prefix, fv)...)
+			continue
+		}
+		name := sf.Name
+		if tag, _, _ := strings.Cut(sf.Tag.Get("json"), ","); tag != "" && tag != "-" {
+			name = tag
+		}
+		path := prefix + "." + name
+		if supportedCreateFields[path] {
+			continue
+		}
+		switch {
+		case sf.Type.Kind() == reflect.Struct && !isLeafStruct(sf.Type):
+			out = append(out, setFields(path, fv)...)
+		case sf.Type.Kind() == reflect.Pointer && sf.Type.Elem().Kind() == reflect.Struct && !isLeafStruct(sf.Type.Elem()):
+			if !fv.IsNil() {
+				out = append(out, setFields(path, fv.Elem())...)
+			}
+		case !isUnset(path, fv):
+			out = append(out, path)
+		}
+	}
+	return out
+}
+
+// isLeafStruct is true for struct types that are values, not groups of
+// options (netip.Addr and the like).
+func isLeafStruct(t reflect.Type) bool {
+	return t.PkgPath() != "" && !strings.HasPrefix(t.PkgPath(), "github.com/moby/moby/api/")
+}
+
+func isUnset(path string, v reflect.Value) bool {
+	switch v.Kind() {
+	case reflect.Map, reflect.Slice:
+		if v.Len() == 0 {
+			return true
+		}
+	case reflect.Pointer:
+		if v.IsNil() {
+			return true
+		}
+	}
+	if v.IsZero() {
+		return true
+	}
+	if def := defaultCreateValues[path]; def != nil && def(v) {
+		return true
+	}
+	return false
+}
