@@ -52,11 +52,11 @@ var pendingCreateFields = map[string]string{
 	"HostConfig.PortBindings":    "ports",
 	"HostConfig.PublishAllPorts": "ports",
 
-	"HostConfig.Dns":        "dns",
-	"HostConfig.DnsOptions": "dns",
-	"HostConfig.DnsSearch":  "dns",
-	"HostConfig.ExtraHosts": "dns",
-	"HostConfig.Links":      "dns",
+	"HostConfig.Dns":                              "dns",
+	"HostConfig.DnsOptions":                       "dns",
+	"HostConfig.DnsSearch":                        "dns",
+	"HostConfig.ExtraHosts":                       "dns",
+	"HostConfig.Links":                            "dns",
 	"NetworkingConfig.EndpointsConfig.Links":      "dns",
 	"NetworkingConfig.EndpointsConfig.MacAddress": "dns",
 	// Several entries in NetworkingConfig.EndpointsConfig are refused by
