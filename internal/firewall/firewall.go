@@ -7,7 +7,8 @@
 //
 // Kernel objects owned: the table "inet <Options.Table>" and everything in it.
 // Nothing else (no other tables, no sysctls unless
-// Options.EnableBridgeNetfilter is set).
+// Options.EnableBridgeNetfilter is set), except route_localnet=1 on bridges
+// that carry published ports (see ports.go).
 //
 // Rule count is constant: per-network facts are elements of named sets, and
 // each set element carries a comment naming its network. Per network there are
@@ -21,12 +22,13 @@
 //	set vtep4/6    addr             AllowedVTEPs
 //
 //	chain forward (filter, hook forward, policy accept)
-//	  iifname @bridges oifname @bridges iifname . oifname != @same drop   isolation
 //	  iifname @internal iifname . oifname != @same drop                   internal: nothing out
 //	  oifname @internal iifname . oifname != @same drop                   internal: nothing in
+//	  oifname @bridges ct status dnat accept                              published ports
+//	  iifname @bridges ct status dnat accept                              ... and their answers
+//	  iifname @bridges oifname @bridges iifname . oifname != @same drop   isolation
 //	  iifname @icc_off iifname . oifname @same drop                       ICC=false
 //	  oifname @bridges ct state established,related accept                return traffic
-//	  oifname @bridges ct status dnat accept                              published ports
 //	  oifname @bridges iifname != @bridges drop                           no unsolicited inbound
 //	chain postrouting (nat, hook postrouting, srcnat)
 //	  ip saddr @masq4 oifname != @bridges masquerade
@@ -69,8 +71,8 @@
 //
 // # Not done here
 //
-// net.ipv4.ip_forward is left to the bridge driver. Port publishing (DNAT)
-// is not implemented yet; the forward chain already accepts DNAT'ed flows.
+// net.ipv4.ip_forward is left to the bridge driver. Published ports are
+// described in ports.go.
 //
 // # Namespaces
 //
@@ -124,6 +126,8 @@ type Config struct {
 	// they come from one of AllowedVTEPs (an empty list drops them all).
 	VXLANPort    int
 	AllowedVTEPs []netip.Addr
+	// Ports are the published ports (see ports.go).
+	Ports []PortMapping
 }
 
 // Options configure a Firewall.
@@ -213,11 +217,12 @@ func (f *Firewall) Apply(ctx context.Context, cfg Config) error {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var bnfErr error
+	var bnfErr, lnErr error
 	err = f.do(func() error {
 		if p.needBridgeNF() {
 			bnfErr = f.ensureBridgeNF(p.iccOffV6)
 		}
+		lnErr = f.ensureLocalnet(p.localnet)
 		tx := f.nft.NewTransaction()
 		p.render(tx)
 		return f.nft.Run(ctx, tx)
@@ -229,6 +234,9 @@ func (f *Firewall) Apply(ctx context.Context, cfg Config) error {
 		"vxlan_port", cfg.VXLANPort, "vteps", len(cfg.AllowedVTEPs))
 	if bnfErr != nil {
 		f.log.Warn("icc=false not enforced", "table", f.table, "err", bnfErr)
+	}
+	if lnErr != nil {
+		f.log.Warn("published ports not reachable on localhost", "table", f.table, "err", lnErr)
 	}
 	return bnfErr
 }

@@ -39,8 +39,10 @@ type element struct {
 type desired struct {
 	sets      map[string][]element
 	vxlanPort int
-	iccOff    bool // some network has ICC=false
-	iccOffV6  bool // ... and an IPv6 subnet
+	iccOff    bool            // some network has ICC=false
+	iccOffV6  bool            // ... and an IPv6 subnet
+	maps      []mapElement    // published ports (ports.go)
+	localnet  map[string]bool // bridges that need route_localnet=1
 }
 
 func (d *desired) needBridgeNF() bool { return d.iccOff }
@@ -51,7 +53,7 @@ func invalid(format string, args ...any) error {
 
 // plan validates cfg and computes the set contents.
 func plan(cfg Config) (*desired, error) {
-	d := &desired{sets: map[string][]element{}, vxlanPort: cfg.VXLANPort}
+	d := &desired{sets: map[string][]element{}, vxlanPort: cfg.VXLANPort, localnet: map[string]bool{}}
 	if cfg.VXLANPort < 0 || cfg.VXLANPort > 65535 {
 		return nil, invalid("vxlan port %d out of range", cfg.VXLANPort)
 	}
@@ -97,6 +99,9 @@ func plan(cfg Config) (*desired, error) {
 				d.add(setMasq6, c, p.String())
 			}
 		}
+	}
+	if err := d.planPorts(cfg.Ports, bridges); err != nil {
+		return nil, err
 	}
 	seen := map[netip.Addr]bool{}
 	for _, a := range cfg.AllowedVTEPs {
@@ -206,24 +211,28 @@ func (d *desired) render(tx *knftables.Transaction) {
 	rule := func(chain, comment string, parts ...any) {
 		tx.Add(&knftables.Rule{Chain: chain, Rule: knftables.Concat(parts...), Comment: knftables.PtrTo(comment)})
 	}
-	rule(chainForward, "vxnet: isolate bridges from each other",
-		"iifname", "@"+setBridges, "oifname", "@"+setBridges, "iifname . oifname", "!=", "@"+setSame, "drop")
 	rule(chainForward, "vxnet: internal networks, nothing out",
 		"iifname", "@"+setInternal, "iifname . oifname", "!=", "@"+setSame, "drop")
 	rule(chainForward, "vxnet: internal networks, nothing in",
 		"oifname", "@"+setInternal, "iifname . oifname", "!=", "@"+setSame, "drop")
+	rule(chainForward, "vxnet: published ports, from anywhere the host is reachable",
+		"oifname", "@"+setBridges, "ct status dnat", "accept")
+	rule(chainForward, "vxnet: published ports, return traffic",
+		"iifname", "@"+setBridges, "ct status dnat", "accept")
+	rule(chainForward, "vxnet: isolate bridges from each other",
+		"iifname", "@"+setBridges, "oifname", "@"+setBridges, "iifname . oifname", "!=", "@"+setSame, "drop")
 	rule(chainForward, "vxnet: icc=false (bridged traffic via br_netfilter)",
 		"iifname", "@"+setICCOff, "iifname . oifname", "@"+setSame, "drop")
 	rule(chainForward, "vxnet: return traffic",
 		"oifname", "@"+setBridges, "ct state established,related", "accept")
-	rule(chainForward, "vxnet: published ports",
-		"oifname", "@"+setBridges, "ct status dnat", "accept")
 	rule(chainForward, "vxnet: no unsolicited inbound",
 		"oifname", "@"+setBridges, "iifname", "!=", "@"+setBridges, "drop")
 	rule(chainPostrouting, "vxnet: masquerade egress",
 		"ip saddr", "@"+setMasq4, "oifname", "!=", "@"+setBridges, "masquerade")
 	rule(chainPostrouting, "vxnet: masquerade egress",
 		"ip6 saddr", "@"+setMasq6, "oifname", "!=", "@"+setBridges, "masquerade")
+
+	d.renderPorts(tx)
 
 	if d.vxlanPort != 0 {
 		tx.Add(&knftables.Chain{Name: chainInput, Type: knftables.PtrTo(knftables.FilterType),

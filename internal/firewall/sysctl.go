@@ -13,8 +13,20 @@ import (
 // namespace's own.
 type procSysctl struct{}
 
+// sysctlPath maps a sysctl name to its file. As sysctl(8) does, '.'
+// separates components and '/' stands for a '.' inside one (an interface
+// named eth0.5 is net.ipv4.conf.eth0/5.route_localnet).
 func sysctlPath(name string) string {
-	return filepath.Join("/proc/sys", strings.ReplaceAll(name, ".", "/"))
+	swapped := strings.Map(func(r rune) rune {
+		switch r {
+		case '.':
+			return '/'
+		case '/':
+			return '.'
+		}
+		return r
+	}, name)
+	return filepath.Join("/proc/sys", swapped)
 }
 
 func (procSysctl) get(name string) (string, error) {
