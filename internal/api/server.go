@@ -113,6 +113,7 @@ func (s *server) routes() {
 	m.HandleFunc("POST /images/create", s.imageCreate)
 
 	s.vxnetRoutes()
+	s.externalRoutes()
 
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, apiErr(model.ErrNotFound, "page not found"))

@@ -183,6 +183,11 @@ func (e *Engine) checkEndpointRequest(n model.Network, r api.EndpointRequest) er
 // attachLocked reserves an address on n, records the endpoint and plumbs
 // it into the sandbox. order is the interface index (eth<order>).
 func (e *Engine) attachLocked(ctx context.Context, n model.Network, c model.Container, sb model.Sandbox, r api.EndpointRequest, order int) (model.Endpoint, error) {
+	return e.attachNamedLocked(ctx, n, c, sb, r, order, fmt.Sprintf("eth%d", order))
+}
+
+// attachNamedLocked is attachLocked with the interface name given.
+func (e *Engine) attachNamedLocked(ctx context.Context, n model.Network, c model.Container, sb model.Sandbox, r api.EndpointRequest, order int, ifName string) (model.Endpoint, error) {
 	addr, err := e.allocate(ctx, n, r.IP)
 	if err != nil {
 		return model.Endpoint{}, err
@@ -190,7 +195,7 @@ func (e *Engine) attachLocked(ctx context.Context, n model.Network, c model.Cont
 	ep := model.Endpoint{
 		ID: newID(), NetworkID: n.ID, ContainerID: c.ID, Name: c.Name, Addr: addr,
 		MAC: model.MACForIP(addr.Addr()), Aliases: r.Aliases, StaticIP: r.IP.IsValid(),
-		IfName: fmt.Sprintf("eth%d", order), Order: order,
+		IfName: ifName, Order: order,
 	}
 	for _, cfg := range n.IPAM {
 		if cfg.Subnet.Contains(addr.Addr()) {

@@ -87,6 +87,9 @@ type Engine struct {
 	cl atomic.Pointer[cluster.Cluster]
 	// cachedPeers are the last advertisement sets, from the local store.
 	cachedPeers map[string][]cluster.Advert
+	// externals are namespaces attached by other runtimes, by ID
+	// (external.go).
+	externals map[string]model.External
 
 	ctx    context.Context
 	cancel context.CancelFunc

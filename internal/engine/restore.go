@@ -90,6 +90,7 @@ func (e *Engine) Start(ctx context.Context) error {
 		}
 	}
 	e.restoreGlobalLocked(ctx)
+	errs = append(errs, e.restoreExternalsLocked(ctx))
 
 	// Containers: refresh state, re-plumb sandboxes, watch running ones.
 	for _, c := range e.containers {

@@ -25,9 +25,11 @@ const (
 	Meta       = "meta"
 	// Peers holds the last advertisement set of each global network.
 	Peers = "peers"
+	// Externals holds namespaces attached by other runtimes (CNI, Docker).
+	Externals = "externals"
 )
 
-var buckets = []string{Networks, Endpoints, Sandboxes, Containers, IPAM, Meta, Peers}
+var buckets = []string{Networks, Endpoints, Sandboxes, Containers, IPAM, Meta, Peers, Externals}
 
 // Store is a bbolt database. It is safe for concurrent use.
 type Store struct {

@@ -1,0 +1,320 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/vxnet/vxnet/internal/api"
+	"github.com/vxnet/vxnet/internal/driver"
+	"github.com/vxnet/vxnet/internal/driver/bridge"
+	"github.com/vxnet/vxnet/internal/model"
+	"github.com/vxnet/vxnet/internal/netns"
+	"github.com/vxnet/vxnet/internal/store"
+)
+
+// External attachments: network namespaces made by another runtime (a CNI
+// runtime, or Docker Engine through the network plugin) attached to a vxnet
+// network. Each is an ordinary endpoint whose ContainerID is the
+// attachment's ID, so everything that works from endpoints works for them:
+// advertisement on overlays, the peer watch and reconciler, the dead-host
+// purge on the other hosts, the VXLAN filter, drift repair, hosts entries
+// of vxnet's containers and `network inspect -v`. The attachment record
+// (model.External, bucket store.Externals) is written before the endpoint
+// and removed after it, so a crash never leaves an endpoint nobody owns.
+
+var _ api.ExternalBackend = (*Engine)(nil)
+
+// AttachExternal attaches a namespace, or re-plumbs an existing attachment
+// with the same owner and key (idempotent, repairs a lost interface).
+func (e *Engine) AttachExternal(ctx context.Context, req api.ExternalAttach) (api.ExternalView, error) {
+	if err := checkExternalRequest(req); err != nil {
+		return api.ExternalView{}, err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n, err := e.networkLocked(req.Network)
+	if err != nil {
+		return api.ExternalView{}, err
+	}
+	if n.Driver != "bridge" && n.Driver != "overlay" {
+		return api.ExternalView{}, errf(model.ErrForbidden, "network %s has driver %s: only bridge and overlay networks take external attachments", n.Name, n.Driver)
+	}
+	if req.Owner == model.OwnerDocker && n.Driver != "overlay" {
+		return api.ExternalView{}, errf(model.ErrForbidden, "network %s has driver %s: Docker attaches only to overlay networks", n.Name, n.Driver)
+	}
+	if err := e.checkEndpointRequest(n, api.EndpointRequest{IP: req.IP, Aliases: req.Aliases}); err != nil {
+		return api.ExternalView{}, err
+	}
+	if x, ok := e.externalLocked(req.Owner, req.Key); ok {
+		if x.NetworkID != n.ID {
+			return api.ExternalView{}, errf(model.ErrConflict, "%s attachment %s is already on network %s", req.Owner, req.Key, e.networks[x.NetworkID].Name)
+		}
+		ep := e.endpoints[x.EndpointID]
+		if x.NetnsPath != req.NetnsPath || (req.IP.IsValid() && req.IP != ep.Addr.Addr()) {
+			return api.ExternalView{}, errf(model.ErrConflict, "%s attachment %s exists with another namespace or address", req.Owner, req.Key)
+		}
+		if x.NetnsPath != "" {
+			ji := driver.JoinInfo{Sandbox: externalSandbox(x), DefaultRoute: givesDefaultRoute(n)}
+			if err := e.drivers[n.Driver].Join(ctx, n, ep, ji); err != nil {
+				return api.ExternalView{}, fmt.Errorf("re-plumb %s attachment %s: %w", req.Owner, req.Key, err)
+			}
+		}
+		return e.externalViewLocked(x), nil
+	}
+	for _, c := range e.containers {
+		if c.Name == req.Name {
+			return api.ExternalView{}, errf(model.ErrConflict, "the name %q is already in use by container %q", req.Name, c.ID)
+		}
+	}
+	x := model.External{ID: newID(), Owner: req.Owner, Key: req.Key, NetworkID: n.ID, NetnsPath: req.NetnsPath, IfName: req.IfName}
+	if err := e.opts.Store.Put(store.Externals, x.ID, x); err != nil {
+		return api.ExternalView{}, err
+	}
+	forget := func() { e.opts.Store.Delete(store.Externals, x.ID) }
+	sb := externalSandbox(x)
+	staged := false
+	if x.NetnsPath == "" {
+		// Docker moves the interface itself: plumb it into a private
+		// staging namespace, then hand it over in the host namespace with
+		// no address, where dockerd finds it by name.
+		sb.NetnsPath = e.stagingNetns()
+		if err := e.createNetns(sb.NetnsPath); err != nil {
+			forget()
+			return api.ExternalView{}, err
+		}
+		staged = true
+	}
+	// The endpoint carries the attachment's name, like a container's, so
+	// it gets hosts entries and advertisements.
+	pseudo := model.Container{ID: x.ID, Name: req.Name}
+	ep, err := e.attachNamedLocked(ctx, n, pseudo, sb, api.EndpointRequest{IP: req.IP, Aliases: req.Aliases}, 0, req.IfName)
+	if err == nil && staged {
+		err = handOver(sb.NetnsPath, ep.IfName)
+	}
+	if err != nil {
+		if ep.ID != "" {
+			e.detachLocked(context.WithoutCancel(ctx), ep, sb)
+		}
+		forget()
+		return api.ExternalView{}, err
+	}
+	x.EndpointID = ep.ID
+	if err := e.opts.Store.Put(store.Externals, x.ID, x); err != nil {
+		e.detachLocked(context.WithoutCancel(ctx), ep, sb)
+		forget()
+		return api.ExternalView{}, err
+	}
+	e.externalsLocked()[x.ID] = x
+	e.refreshHostsLocked(n.ID)
+	e.log.Info("external namespace attached", "owner", x.Owner, "key", x.Key, "network", n.Name, "ip", ep.Addr)
+	return e.externalViewLocked(x), nil
+}
+
+// handOver moves an interface from the staging namespace to the host
+// namespace; the move drops its addresses and takes it down, as dockerd
+// expects of the interface it moves into the container.
+func handOver(stagingPath, ifName string) error {
+	h, err := netns.Handle(stagingPath)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	l, err := h.LinkByName(ifName)
+	if err != nil {
+		return fmt.Errorf("find %s in staging namespace: %w", ifName, err)
+	}
+	host, err := os.Open("/proc/self/ns/net")
+	if err != nil {
+		return err
+	}
+	defer host.Close()
+	if err := h.LinkSetNsFd(l, int(host.Fd())); err != nil {
+		return fmt.Errorf("move %s to the host namespace: %w", ifName, err)
+	}
+	return nil
+}
+
+// DetachExternal removes an attachment: its interface, address,
+// advertisement and record. A missing attachment is success.
+func (e *Engine) DetachExternal(ctx context.Context, owner, key string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	x, ok := e.externalLocked(owner, key)
+	if !ok {
+		return nil
+	}
+	return e.detachExternalLocked(ctx, x)
+}
+
+func (e *Engine) detachExternalLocked(ctx context.Context, x model.External) error {
+	if ep, ok := e.endpoints[x.EndpointID]; ok {
+		if err := e.detachLocked(ctx, ep, externalSandbox(x)); err != nil {
+			return err
+		}
+	}
+	if err := e.opts.Store.Delete(store.Externals, x.ID); err != nil {
+		return err
+	}
+	delete(e.externalsLocked(), x.ID)
+	e.refreshHostsLocked(x.NetworkID)
+	e.log.Info("external namespace detached", "owner", x.Owner, "key", x.Key)
+	return nil
+}
+
+// CheckExternal verifies that the attachment's interface exists in its
+// namespace as a veth with the endpoint's MAC and address.
+func (e *Engine) CheckExternal(ctx context.Context, owner, key string) (api.ExternalView, error) {
+	e.mu.Lock()
+	x, ok := e.externalLocked(owner, key)
+	var v api.ExternalView
+	if ok {
+		v = e.externalViewLocked(x)
+	}
+	e.mu.Unlock()
+	if !ok {
+		return api.ExternalView{}, errf(model.ErrNotFound, "no %s attachment %s", owner, key)
+	}
+	if x.NetnsPath == "" || e.opts.noNetns {
+		return v, nil
+	}
+	h, err := netns.Handle(x.NetnsPath)
+	if err != nil {
+		return v, errf(model.ErrNotFound, "namespace %s of attachment %s: %v", x.NetnsPath, key, err)
+	}
+	defer h.Close()
+	l, err := h.LinkByName(x.IfName)
+	if err != nil {
+		return v, errf(model.ErrNotFound, "interface %s of attachment %s is gone", x.IfName, key)
+	}
+	if l.Type() != "veth" || l.Attrs().HardwareAddr.String() != v.Endpoint.MAC.String() {
+		return v, errf(model.ErrConflict, "interface %s of attachment %s is not vxnet's veth (type %s, MAC %s)", x.IfName, key, l.Type(), l.Attrs().HardwareAddr)
+	}
+	addrs, err := h.AddrList(l, netlink.FAMILY_V4)
+	if err != nil {
+		return v, err
+	}
+	for _, a := range addrs {
+		if a.IPNet.String() == v.Endpoint.Addr.String() {
+			return v, nil
+		}
+	}
+	return v, errf(model.ErrConflict, "interface %s of attachment %s lost its address %s", x.IfName, key, v.Endpoint.Addr)
+}
+
+// ListExternal lists attachments of one owner ("" for all), by key.
+func (e *Engine) ListExternal(ctx context.Context, owner string) ([]api.ExternalView, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []api.ExternalView
+	for _, x := range e.externalsLocked() {
+		if owner == "" || x.Owner == owner {
+			out = append(out, e.externalViewLocked(x))
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].External.Key < out[j].External.Key })
+	return out, nil
+}
+
+func (e *Engine) externalsLocked() map[string]model.External {
+	if e.externals == nil {
+		e.externals = map[string]model.External{}
+	}
+	return e.externals
+}
+
+func (e *Engine) externalLocked(owner, key string) (model.External, bool) {
+	for _, x := range e.externalsLocked() {
+		if x.Owner == owner && x.Key == key {
+			return x, true
+		}
+	}
+	return model.External{}, false
+}
+
+func (e *Engine) externalViewLocked(x model.External) api.ExternalView {
+	n := e.networks[x.NetworkID]
+	ep := e.endpoints[x.EndpointID]
+	v := api.ExternalView{External: x, Endpoint: ep, Network: n, DefaultRoute: x.NetnsPath != "" && givesDefaultRoute(n)}
+	if n.Driver == "bridge" {
+		v.HostVeth = bridge.HostVethName(ep.ID)
+	}
+	return v
+}
+
+func externalSandbox(x model.External) model.Sandbox {
+	return model.Sandbox{ID: x.ID, ContainerID: x.ID, NetnsPath: x.NetnsPath}
+}
+
+// stagingNetns is where interfaces for Docker are made before the hand-over.
+func (e *Engine) stagingNetns() string { return filepath.Join(e.opts.ExecRoot, "plugin-staging") }
+
+// checkExternalRequest validates what a runtime sent.
+func checkExternalRequest(req api.ExternalAttach) error {
+	switch req.Owner {
+	case model.OwnerCNI:
+		if !filepath.IsAbs(req.NetnsPath) {
+			return errf(model.ErrInvalid, "netns path %q must be absolute", req.NetnsPath)
+		}
+	case model.OwnerDocker:
+		if req.NetnsPath != "" {
+			return errf(model.ErrInvalid, "Docker attachments take no netns path")
+		}
+	default:
+		return errf(model.ErrInvalid, "unknown attachment owner %q (want %s or %s)", req.Owner, model.OwnerCNI, model.OwnerDocker)
+	}
+	if req.Key == "" {
+		return errf(model.ErrInvalid, "attachment key must not be empty")
+	}
+	if req.Network == "" {
+		return errf(model.ErrInvalid, "network must not be empty")
+	}
+	if len(req.IfName) == 0 || len(req.IfName) > 15 || strings.ContainsAny(req.IfName, "/: \t\n") || req.IfName == "." || req.IfName == ".." {
+		return errf(model.ErrInvalid, "invalid interface name %q", req.IfName)
+	}
+	if !validName.MatchString(req.Name) {
+		return errf(model.ErrInvalid, "invalid attachment name %q: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", req.Name)
+	}
+	return nil
+}
+
+// restoreExternalsLocked loads the attachments at start, drops records
+// whose endpoint never got written (a crash mid-attach), and re-plumbs
+// CNI attachments whose namespace still exists (drift repair: a lost
+// interface comes back). Docker's interfaces live in its containers and
+// are left alone.
+func (e *Engine) restoreExternalsLocked(ctx context.Context) error {
+	xs, err := store.List[model.External](e.opts.Store, store.Externals)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, x := range xs {
+		ep, ok := e.endpoints[x.EndpointID]
+		if !ok {
+			for _, o := range e.endpoints {
+				if o.ContainerID == x.ID {
+					e.detachLocked(ctx, o, externalSandbox(x))
+				}
+			}
+			e.opts.Store.Delete(store.Externals, x.ID)
+			continue
+		}
+		e.externalsLocked()[x.ID] = x
+		n, ok := e.networks[x.NetworkID]
+		if !ok || x.NetnsPath == "" || !e.netnsPinned(x.NetnsPath) {
+			continue
+		}
+		ji := driver.JoinInfo{Sandbox: externalSandbox(x), DefaultRoute: givesDefaultRoute(n)}
+		if err := e.drivers[n.Driver].Join(ctx, n, ep, ji); err != nil {
+			errs = append(errs, fmt.Errorf("restore %s attachment %s: %w", x.Owner, x.Key, err))
+		}
+	}
+	return errors.Join(errs...)
+}
