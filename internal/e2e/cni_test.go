@@ -13,7 +13,9 @@ import (
 
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/types"
+	current "github.com/containernetworking/cni/pkg/types/100"
 
+	"github.com/vxnet/vxnet/internal/harness"
 	"github.com/vxnet/vxnet/internal/netns"
 )
 
@@ -286,4 +288,63 @@ func (n *cniNS) mustExec(t *testing.T, args ...string) string {
 		t.Fatalf("in %s: %v: exit %d: %s", n.path, args, code, out)
 	}
 	return out
+}
+
+// TestCNIChained: portmap and bandwidth from the CNI reference plugins
+// keep working after vxnet in a chain on a bridge network: a connection
+// from outside to the host's published port reaches the namespace, the
+// bandwidth plugin finds vxnet's host veth and shapes it, and DEL of the
+// chain removes the port mapping and the attachment.
+func TestCNIChained(t *testing.T) {
+	c := harness.New(t, harness.Options{})
+	a := c.Host(0)
+	a.Start()
+	cli(t, a, "network", "create", "--subnet", "10.83.0.0/24", "br83")
+	bin := cniBuild(t, "portmap", "bandwidth")
+	conf := fmt.Sprintf(`{"cniVersion":"1.1.0","name":"br83","plugins":[
+		{"type":"vxnet","socket":%q},
+		{"type":"portmap","capabilities":{"portMappings":true}},
+		{"type":"bandwidth","ingressRate":100000000,"ingressBurst":1000000,"egressRate":100000000,"egressBurst":1000000}]}`, a.Socket)
+	ch := newCNIHost(t, c, a, bin, conf)
+	ns := cniNetns(t, c, "chain0")
+	(&harness.NS{Name: "chain0", Path: ns}).StartEchoServer(t, 80)
+	rt := ch.rt("chain0", ns)
+	rt.CapabilityArgs = map[string]any{"portMappings": []map[string]any{{"hostPort": 8083, "containerPort": 80, "protocol": "tcp"}}}
+	r, err := ch.conf.AddNetworkList(context.Background(), ch.list, rt)
+	if err != nil {
+		t.Fatalf("ADD through vxnet, portmap, bandwidth: %v", err)
+	}
+	res, err := current.NewResultFromResult(r)
+	if err != nil || len(res.IPs) != 1 {
+		t.Fatalf("result: %v %+v", err, r)
+	}
+	views := externals(t, a)
+	if len(views) != 1 || views[0].HostVeth == "" {
+		t.Fatalf("attachments: %+v", views)
+	}
+	if out := a.MustExec(t, "tc", "qdisc", "show", "dev", views[0].HostVeth); !strings.Contains(out, "tbf") {
+		t.Errorf("bandwidth did not shape vxnet's host veth %s: %s", views[0].HostVeth, out)
+	}
+	dial := func() string {
+		out, _ := c.Outside().Exec("sh", "-c", fmt.Sprintf("echo hello | busybox nc -w 3 %s 8083", a.Addr))
+		return strings.TrimSpace(out)
+	}
+	if !eventually(10*time.Second, func() bool { return dial() == "hello" }) {
+		t.Fatalf("outside -> %s:8083 did not reach the namespace through portmap: %q", a.Addr, dial())
+	}
+	if err := ch.conf.CheckNetworkList(context.Background(), ch.list, rt); err != nil {
+		t.Errorf("CHECK of the chain: %v", err)
+	}
+	if err := ch.conf.DelNetworkList(context.Background(), ch.list, rt); err != nil {
+		t.Fatalf("DEL of the chain: %v", err)
+	}
+	if got := dial(); got == "hello" {
+		t.Errorf("port 8083 still reaches the namespace after DEL")
+	}
+	if got := externals(t, a); len(got) != 0 {
+		t.Errorf("DEL left attachments: %+v", got)
+	}
+	if err := ch.conf.DelNetworkList(context.Background(), ch.list, rt); err != nil {
+		t.Errorf("second DEL of the chain: %v", err)
+	}
 }
