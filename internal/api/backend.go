@@ -115,6 +115,9 @@ type Info struct {
 	ID, Name, Version           string
 	Containers, Running, Images int
 	DataRoot, ExecRoot          string
+	// Warnings are what is failing now (e.g. the firewall could not be
+	// applied), shown by `docker info`.
+	Warnings []string
 }
 
 // ExitWaiter is an optional Backend ability, found by type assertion, for

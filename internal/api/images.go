@@ -148,7 +148,7 @@ func (s *server) info(w http.ResponseWriter, r *http.Request) {
 		CgroupDriver:      "cgroupfs",
 		DefaultRuntime:    "runc",
 		Labels:            []string{},
-		Warnings:          []string{},
+		Warnings:          append([]string{}, in.Warnings...),
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/invoke"
 	current "github.com/containernetworking/cni/pkg/types/100"
 
 	"github.com/vxnet/vxnet/internal/api"
@@ -133,7 +134,10 @@ func newCNIHost(t *testing.T, c *harness.Cluster, h *harness.Host, bin string, c
 	if err != nil {
 		t.Fatalf("parse CNI config: %v", err)
 	}
-	return &cniHost{h: h, conf: libcni.NewCNIConfigWithCacheDir([]string{filepath.Join(dir, "bin")}, filepath.Join(dir, "cache"), nil), list: list}
+	return &cniHost{h: h, conf: libcni.NewCNIConfigWithCacheDir([]string{filepath.Join(dir, "bin")}, filepath.Join(dir, "cache"),
+		// An explicit exec: libcni sets its default lazily, a data race
+		// when one CNIConfig serves parallel ADDs.
+		&invoke.DefaultExec{RawExec: &invoke.RawExec{Stderr: os.Stderr}}), list: list}
 }
 
 func (ch *cniHost) rt(id, nsPath string) *libcni.RuntimeConf {

@@ -18,6 +18,15 @@ import (
 	"github.com/vxnet/vxnet/internal/store"
 )
 
+// Every container operation follows the same shape: resolve and reserve
+// under mu (names, in-flight attaches), do the I/O (netns, drivers,
+// allocation, runtime, store) unlocked under the container's op lock, and
+// commit to memory under mu only after the local store write succeeded.
+// A container, its sandbox and its endpoints are written in one bbolt
+// transaction; on removal they are deleted locally before anything is
+// released globally, so a crash in between leaks at most an address this
+// node owns (swept at start), never gives one address to two containers.
+
 // CreateContainer records a container, makes its sandbox (a pinned network
 // namespace), reserves its address and plumbs its first network, so the
 // address survives restarts. Nothing is left behind on failure.
@@ -46,40 +55,46 @@ func (e *Engine) CreateContainer(ctx context.Context, req api.ContainerCreate) (
 		netRef = model.NetBridge
 	}
 
+	// Reserve: the name and an in-flight attach on the network.
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	name := strings.TrimPrefix(req.Name, "/")
-	taken := func(s string) bool {
+	taken := func(s string) (string, bool) {
 		for _, c := range e.containers {
 			if c.Name == s {
-				return true
+				return c.ID, true
 			}
 		}
-		return false
+		return "", e.pendingNames[s]
 	}
 	if name == "" {
-		name = randomName(taken)
-	} else if taken(name) {
-		var other string
-		for _, c := range e.containers {
-			if c.Name == name {
-				other = c.ID
-			}
-		}
+		name = randomName(func(s string) bool { _, t := taken(s); return t })
+	} else if other, t := taken(name); t {
+		e.mu.Unlock()
 		return model.Container{}, errf(model.ErrConflict, "Conflict. The container name %q is already in use by container %q. You have to remove (or rename) that container to be able to reuse that name.", "/"+name, other)
 	}
-	n, err := e.networkLocked(netRef)
-	if err != nil {
+	n, err := e.attachableLocked(netRef)
+	if errors.Is(err, model.ErrNotFound) {
 		// Not 404: the docker CLI takes a 404 from create for a missing
 		// image and would try to pull it.
-		if errors.Is(err, model.ErrNotFound) {
-			return model.Container{}, errf(model.ErrInvalid, "network %s not found", netRef)
-		}
+		err = errf(model.ErrInvalid, "network %s not found", netRef)
+	}
+	if err == nil {
+		err = e.checkEndpointRequest(n, req.Endpoint)
+	}
+	if err != nil {
+		e.mu.Unlock()
 		return model.Container{}, err
 	}
-	if err := e.checkEndpointRequest(n, req.Endpoint); err != nil {
-		return model.Container{}, err
-	}
+	e.pendingNames[name] = true
+	e.attaching[n.ID]++
+	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		delete(e.pendingNames, name)
+		e.doneAttachingLocked(n.ID)
+		e.mu.Unlock()
+	}()
+
 	id := newID()
 	hostname := req.Hostname
 	if hostname == "" {
@@ -114,48 +129,103 @@ func (e *Engine) CreateContainer(ctx context.Context, req api.ContainerCreate) (
 		}
 		undo = append(undo, func() { e.deleteNetns(sb.NetnsPath) })
 	}
-	if err := e.writeSandboxFiles(c, sb, nil); err != nil {
+	if err := e.writeSandboxFiles(c, sb, nil, nil); err != nil {
 		return fail(err)
 	}
 	undo = append(undo, func() { os.RemoveAll(filepath.Join(e.filesDir(), id)) })
-	var ep *model.Endpoint
+	var eps []model.Endpoint
 	if n.Driver == "bridge" || n.Driver == "overlay" {
-		x, err := e.attachLocked(ctx, n, c, sb, req.Endpoint, 0)
+		ep, err := e.attach(ctx, n, c, sb, req.Endpoint, 0, givesDefaultRoute(n))
 		if err != nil {
 			return fail(err)
 		}
-		ep = &x
-		undo = append(undo, func() { e.detachLocked(bg, x, sb) })
-		gw, err := e.ensureGatewayLocked(ctx, n, c, sb)
+		eps = append(eps, ep)
+		undo = append(undo, func() { e.unplumb(bg, n, ep, sb) })
+		gw, err := e.gatewayEndpoint(ctx, n, c, sb, eps)
 		if err != nil {
 			return fail(err)
 		}
 		if gw != nil {
-			undo = append(undo, func() { e.detachLocked(bg, *gw, sb) })
+			eps = append(eps, gw.ep)
+			undo = append(undo, func() { e.unplumb(bg, gw.n, gw.ep, sb) })
+			defer gw.done()
 		}
 	}
+	e.crashPoint(CrashCreateAfterJoin)
 	spec := ContainerSpec{ID: id, Image: img.ID, Args: cmd, Env: req.Env, Hostname: hostname,
 		NetnsPath: sb.NetnsPath, Mounts: e.mounts(id)}
 	if err := e.opts.Runtime.Create(ctx, spec); err != nil {
 		return fail(fmt.Errorf("create container: %w", err))
 	}
 	undo = append(undo, func() { e.opts.Runtime.Delete(bg, id) })
+	e.crashPoint(CrashCreateAfterRuntime)
+	nets := e.networksOf(eps)
 	err = e.opts.Store.Update(func(tx *store.Tx) error {
 		if err := tx.Put(store.Containers, id, c); err != nil {
 			return err
 		}
-		return tx.Put(store.Sandboxes, id, sb)
+		if err := tx.Put(store.Sandboxes, id, sb); err != nil {
+			return err
+		}
+		for _, ep := range eps {
+			if err := tx.Put(store.Endpoints, ep.ID, ep); err != nil {
+				return err
+			}
+			if err := e.saveIPAM(tx, nets[ep.NetworkID]); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
-		return fail(err)
+		return fail(fmt.Errorf("record container: %w", err))
 	}
+	e.mu.Lock()
 	e.containers[id] = c
 	e.sandboxes[id] = sb
-	if ep != nil {
-		e.refreshHostsLocked(n.ID) // peers' files and this one's
+	for _, ep := range eps {
+		e.endpoints[ep.ID] = ep
 	}
+	e.mu.Unlock()
+	e.crashPoint(CrashCreateAfterCommit)
+	for _, ep := range eps {
+		e.afterJoin(nets[ep.NetworkID], ep)
+	}
+	e.refreshHosts(n.ID) // peers' files and this one's
 	e.log.Info("container created", "name", name, "id", id[:12], "network", n.Name)
 	return c, nil
+}
+
+// attachableLocked resolves a network that may take a new endpoint: not
+// being removed.
+func (e *Engine) attachableLocked(ref string) (model.Network, error) {
+	n, err := e.networkLocked(ref)
+	if err != nil {
+		return n, err
+	}
+	if e.removingNets[n.ID] {
+		return model.Network{}, errf(model.ErrNotFound, "network %s not found", ref)
+	}
+	return n, nil
+}
+
+func (e *Engine) doneAttachingLocked(netID string) {
+	if e.attaching[netID]--; e.attaching[netID] <= 0 {
+		delete(e.attaching, netID)
+	}
+}
+
+// networksOf returns the current networks of endpoints, by ID.
+func (e *Engine) networksOf(eps []model.Endpoint) map[string]model.Network {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := map[string]model.Network{}
+	for _, ep := range eps {
+		if n, ok := e.networks[ep.NetworkID]; ok {
+			out[n.ID] = n
+		}
+	}
+	return out
 }
 
 // checkEndpointRequest applies Docker's rules for --ip and --alias.
@@ -180,14 +250,16 @@ func (e *Engine) checkEndpointRequest(n model.Network, r api.EndpointRequest) er
 	return nil
 }
 
-// attachLocked reserves an address on n, records the endpoint and plumbs
-// it into the sandbox. order is the interface index (eth<order>).
-func (e *Engine) attachLocked(ctx context.Context, n model.Network, c model.Container, sb model.Sandbox, r api.EndpointRequest, order int) (model.Endpoint, error) {
-	return e.attachNamedLocked(ctx, n, c, sb, r, order, fmt.Sprintf("eth%d", order))
+// attach reserves an address on n and plumbs the endpoint into the
+// sandbox; it records nothing (the caller writes the endpoint in its own
+// transaction, then commits it to memory). order is the interface index
+// (eth<order>). On failure nothing is left.
+func (e *Engine) attach(ctx context.Context, n model.Network, c model.Container, sb model.Sandbox, r api.EndpointRequest, order int, defaultRoute bool) (model.Endpoint, error) {
+	return e.attachNamed(ctx, n, c, sb, r, order, fmt.Sprintf("eth%d", order), defaultRoute)
 }
 
-// attachNamedLocked is attachLocked with the interface name given.
-func (e *Engine) attachNamedLocked(ctx context.Context, n model.Network, c model.Container, sb model.Sandbox, r api.EndpointRequest, order int, ifName string) (model.Endpoint, error) {
+// attachNamed is attach with the interface name given.
+func (e *Engine) attachNamed(ctx context.Context, n model.Network, c model.Container, sb model.Sandbox, r api.EndpointRequest, order int, ifName string, defaultRoute bool) (model.Endpoint, error) {
 	addr, err := e.allocate(ctx, n, r.IP)
 	if err != nil {
 		return model.Endpoint{}, err
@@ -203,39 +275,31 @@ func (e *Engine) attachNamedLocked(ctx context.Context, n model.Network, c model
 		}
 	}
 	ep.MTU = e.mtuFor(ctx, n)
-	bg := context.WithoutCancel(ctx)
-	release := func() { e.release(bg, n, addr.Addr()) }
 	d := e.drivers[n.Driver]
-	ji := driver.JoinInfo{Sandbox: sb, DefaultRoute: e.wantsDefaultRouteLocked(n, c.ID)}
-	if err := d.Join(ctx, n, ep, ji); err != nil {
-		d.Leave(bg, n, ep, sb)
-		release()
+	if err := d.Join(ctx, n, ep, driver.JoinInfo{Sandbox: sb, DefaultRoute: defaultRoute}); err != nil {
+		e.unplumb(context.WithoutCancel(ctx), n, ep, sb)
 		return model.Endpoint{}, fmt.Errorf("join %s to network %s: %w", c.Name, n.Name, err)
 	}
-	err = e.opts.Store.Update(func(tx *store.Tx) error {
-		if err := tx.Put(store.Endpoints, ep.ID, ep); err != nil {
-			return err
-		}
-		return e.saveIPAMLocked(tx, n.ID)
-	})
-	if err != nil {
-		d.Leave(bg, n, ep, sb)
-		release()
-		return model.Endpoint{}, err
-	}
-	e.endpoints[ep.ID] = ep
-	e.afterJoinLocked(ctx, n, ep)
 	return ep, nil
 }
 
-// wantsDefaultRouteLocked: the first network with a gateway (and a way
-// out) gives the sandbox its default route.
-func (e *Engine) wantsDefaultRouteLocked(n model.Network, ctrID string) bool {
+// unplumb undoes attach for an endpoint that was never recorded.
+func (e *Engine) unplumb(ctx context.Context, n model.Network, ep model.Endpoint, sb model.Sandbox) {
+	if err := e.drivers[n.Driver].Leave(ctx, n, ep, sb); err != nil {
+		e.log.Warn("undo join", "network", n.Name, "err", err)
+	}
+	e.release(ctx, n, ep.Addr.Addr())
+}
+
+// wantsDefaultRoute: the first network with a gateway (and a way out)
+// gives the sandbox its default route.
+func (e *Engine) wantsDefaultRoute(n model.Network, have []model.Endpoint) bool {
 	if !givesDefaultRoute(n) {
 		return false
 	}
-	for _, ep := range e.endpointsOfLocked(ctrID) {
-		if o, ok := e.networks[ep.NetworkID]; ok && givesDefaultRoute(o) {
+	nets := e.networksOf(have)
+	for _, ep := range have {
+		if givesDefaultRoute(nets[ep.NetworkID]) {
 			return false
 		}
 	}
@@ -257,65 +321,92 @@ func hasGateway(n model.Network) bool {
 	return false
 }
 
-// detachLocked unplumbs an endpoint, releases its address and forgets it.
-func (e *Engine) detachLocked(ctx context.Context, ep model.Endpoint, sb model.Sandbox) error {
+// detach removes one recorded endpoint: it leaves the driver, deletes the
+// record, forgets it, and only then withdraws and releases its address.
+func (e *Engine) detach(ctx context.Context, ep model.Endpoint, sb model.Sandbox) error {
+	e.mu.Lock()
 	n, ok := e.networks[ep.NetworkID]
+	e.mu.Unlock()
 	if ok {
 		if err := e.drivers[n.Driver].Leave(ctx, n, ep, sb); err != nil {
 			return fmt.Errorf("leave network %s: %w", n.Name, err)
 		}
-		e.beforeReleaseLocked(ctx, n, ep)
+	}
+	if err := e.opts.Store.Delete(store.Endpoints, ep.ID); err != nil {
+		return fmt.Errorf("delete endpoint record: %w", err)
+	}
+	e.mu.Lock()
+	delete(e.endpoints, ep.ID)
+	e.mu.Unlock()
+	if ok {
+		e.released(ctx, n, []model.Endpoint{ep})
+	}
+	return nil
+}
+
+// released withdraws and frees the addresses of endpoints of n that are
+// already gone from the store and the view.
+func (e *Engine) released(ctx context.Context, n model.Network, eps []model.Endpoint) {
+	for _, ep := range eps {
+		e.beforeRelease(ctx, n, ep)
 		e.release(ctx, n, ep.Addr.Addr())
 	}
-	delete(e.endpoints, ep.ID)
-	err := e.opts.Store.Update(func(tx *store.Tx) error {
-		if err := tx.Delete(store.Endpoints, ep.ID); err != nil {
-			return err
+	if n.Scope == model.ScopeLocal {
+		if err := e.opts.Store.Update(func(tx *store.Tx) error { return e.saveIPAM(tx, n) }); err != nil {
+			e.log.Warn("save address state", "network", n.Name, "err", err)
 		}
-		return e.saveIPAMLocked(tx, ep.NetworkID)
-	})
-	if ok && n.Scope == model.ScopeGlobal {
-		e.applyFirewallLocked(ctx) // the VTEPs allowed follow the local endpoints
 	}
-	return err
 }
 
 // StartContainer starts a created or exited container.
 func (e *Engine) StartContainer(ctx context.Context, ref string) error {
-	e.mu.Lock()
-	c, err := e.containerLocked(ref)
+	c, unlock, err := e.lockContainer(ref)
 	if err != nil {
-		e.mu.Unlock()
 		return err
 	}
+	defer unlock()
 	if c.State == model.StateRunning {
-		e.mu.Unlock()
 		return errf(model.ErrConflict, "container %s is already running", c.Name)
 	}
 	// Re-plumb the sandbox in case it was lost (idempotent joins).
-	if err := e.ensureSandboxLocked(ctx, c); err != nil {
-		e.mu.Unlock()
+	if err := e.ensureSandbox(ctx, c); err != nil {
 		return err
 	}
-	e.mu.Unlock()
-
 	pid, err := e.opts.Runtime.Start(ctx, c.ID)
 	if err != nil {
 		return fmt.Errorf("start container %s: %w", c.Name, err)
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	c, ok := e.containers[c.ID]
-	if !ok {
-		return errf(model.ErrNotFound, "No such container: %s", ref)
-	}
 	c.State, c.Pid, c.StartedAt, c.ExitCode, c.FinishedAt = model.StateRunning, pid, e.now(), 0, time.Time{}
-	e.containers[c.ID] = c
 	if err := e.opts.Store.Put(store.Containers, c.ID, c); err != nil {
-		return err
+		return fmt.Errorf("record container state: %w", err)
+	}
+	e.mu.Lock()
+	if _, ok := e.containers[c.ID]; ok {
+		e.containers[c.ID] = c
 	}
 	e.watchExitLocked(c.ID)
+	e.mu.Unlock()
 	return nil
+}
+
+// lockContainer resolves ref, takes the container's op lock and returns
+// the container as it is under that lock.
+func (e *Engine) lockContainer(ref string) (model.Container, func(), error) {
+	e.mu.Lock()
+	c, err := e.containerLocked(ref)
+	e.mu.Unlock()
+	if err != nil {
+		return c, nil, err
+	}
+	unlock := e.ctrOps.lock(c.ID)
+	e.mu.Lock()
+	c, ok := e.containers[c.ID]
+	e.mu.Unlock()
+	if !ok {
+		unlock()
+		return c, nil, errf(model.ErrNotFound, "No such container: %s", strings.TrimPrefix(ref, "/"))
+	}
+	return c, unlock, nil
 }
 
 // watchExitLocked starts a goroutine that records the container's exit.
@@ -329,26 +420,53 @@ func (e *Engine) watchExitLocked(id string) {
 		defer e.wg.Done()
 		code, err := e.opts.Runtime.Wait(e.ctx, id)
 		e.mu.Lock()
-		defer e.mu.Unlock()
 		delete(e.waiters, id)
+		e.mu.Unlock()
 		if err != nil {
 			return // daemon stopping; the next daemon watches again
 		}
-		c, ok := e.containers[id]
+		unlock := e.ctrOps.lock(id)
+		defer unlock()
+		c, ok := e.setExited(id, code, time.Time{})
 		if !ok {
 			return
 		}
-		c.State, c.ExitCode, c.Pid, c.FinishedAt = model.StateExited, code, 0, e.now()
-		e.containers[id] = c
-		e.opts.Store.Put(store.Containers, id, c)
 		e.log.Info("container exited", "name", c.Name, "code", code)
-		e.notifyExitLocked(id, code, false)
 		if c.AutoRemove {
-			if err := e.removeContainerLocked(e.ctx, c, true); err != nil {
+			if err := e.removeContainer(e.ctx, c, true); err != nil {
 				e.log.Warn("auto-remove", "name", c.Name, "err", err)
 			}
 		}
 	}()
+}
+
+// setExited records that a running container exited (store first, then
+// memory) and wakes its waiters. The caller holds the container's op
+// lock. It returns the container and whether it changed.
+func (e *Engine) setExited(id string, code int, finished time.Time) (model.Container, bool) {
+	e.mu.Lock()
+	c, ok := e.containers[id]
+	e.mu.Unlock()
+	if !ok || c.State != model.StateRunning {
+		return c, false
+	}
+	if finished.IsZero() {
+		finished = e.now()
+	}
+	c.State, c.ExitCode, c.Pid, c.FinishedAt = model.StateExited, code, 0, finished
+	if err := e.opts.Store.Put(store.Containers, id, c); err != nil {
+		// Memory follows the store: keep "running" so a later exit or
+		// restart records it again.
+		e.log.Error("record container exit", "name", c.Name, "err", err)
+		return c, false
+	}
+	e.mu.Lock()
+	if _, ok := e.containers[id]; ok {
+		e.containers[id] = c
+	}
+	e.notifyExitLocked(id, code, false)
+	e.mu.Unlock()
+	return c, true
 }
 
 // StopContainer stops a running container (SIGTERM, then SIGKILL).
@@ -373,40 +491,30 @@ func (e *Engine) StopContainer(ctx context.Context, ref string, timeoutSeconds *
 // markExited refreshes a container's state from the runtime.
 func (e *Engine) markExited(ctx context.Context, id string) {
 	st, err := e.opts.Runtime.State(ctx, id)
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	c, ok := e.containers[id]
-	if !ok || c.State != model.StateRunning {
-		return
-	}
 	if err == nil && st.Status == "running" {
 		return
 	}
-	c.State, c.Pid = model.StateExited, 0
+	unlock := e.ctrOps.lock(id)
+	defer unlock()
+	code, finished := 0, time.Time{}
 	if err == nil {
-		c.ExitCode = st.ExitCode
-		c.FinishedAt = st.FinishedAt
+		code, finished = st.ExitCode, st.FinishedAt
 	}
-	if c.FinishedAt.IsZero() {
-		c.FinishedAt = e.now()
-	}
-	e.containers[id] = c
-	e.opts.Store.Put(store.Containers, id, c)
-	e.notifyExitLocked(id, c.ExitCode, false)
+	e.setExited(id, code, finished)
 }
 
 // RemoveContainer deletes a container, its sandbox and its endpoints.
 func (e *Engine) RemoveContainer(ctx context.Context, ref string, force bool) error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	c, err := e.containerLocked(ref)
+	c, unlock, err := e.lockContainer(ref)
 	if err != nil {
 		return err
 	}
-	return e.removeContainerLocked(ctx, c, force)
+	defer unlock()
+	return e.removeContainer(ctx, c, force)
 }
 
-func (e *Engine) removeContainerLocked(ctx context.Context, c model.Container, force bool) error {
+// removeContainer: the caller holds the container's op lock.
+func (e *Engine) removeContainer(ctx context.Context, c model.Container, force bool) error {
 	if c.State == model.StateRunning {
 		st, err := e.opts.Runtime.State(ctx, c.ID)
 		running := err != nil || st.Status == "running"
@@ -417,13 +525,20 @@ func (e *Engine) removeContainerLocked(ctx context.Context, c model.Container, f
 	if err := e.opts.Runtime.Delete(ctx, c.ID); err != nil {
 		return fmt.Errorf("remove container %s: %w", c.Name, err)
 	}
+	e.crashPoint(CrashRemoveAfterRuntime)
+	e.mu.Lock()
 	sb := e.sandboxes[c.ID]
+	eps := e.endpointsOfLocked(c.ID)
+	e.mu.Unlock()
+	nets := e.networksOf(eps)
 	var errs []error
-	touched := map[string]bool{}
-	for _, ep := range e.endpointsOfLocked(c.ID) {
-		touched[ep.NetworkID] = true
-		if err := e.detachLocked(ctx, ep, sb); err != nil {
-			errs = append(errs, err)
+	for _, ep := range eps {
+		if n, ok := nets[ep.NetworkID]; ok {
+			if err := e.drivers[n.Driver].Leave(ctx, n, ep, sb); err != nil {
+				// The record goes anyway; the kernel objects are the
+				// driver's to sweep at the next start.
+				errs = append(errs, fmt.Errorf("leave network %s: %w", n.Name, err))
+			}
 		}
 	}
 	if sb.NetnsPath != "" {
@@ -431,44 +546,85 @@ func (e *Engine) removeContainerLocked(ctx context.Context, c model.Container, f
 			errs = append(errs, err)
 		}
 	}
-	os.RemoveAll(filepath.Join(e.filesDir(), c.ID))
-	delete(e.containers, c.ID)
-	delete(e.sandboxes, c.ID)
 	err := e.opts.Store.Update(func(tx *store.Tx) error {
 		if err := tx.Delete(store.Containers, c.ID); err != nil {
 			return err
 		}
-		return tx.Delete(store.Sandboxes, c.ID)
+		if err := tx.Delete(store.Sandboxes, c.ID); err != nil {
+			return err
+		}
+		for _, ep := range eps {
+			if err := tx.Delete(store.Endpoints, ep.ID); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
-	errs = append(errs, err)
-	for netID := range touched {
-		e.refreshHostsLocked(netID)
+	if err != nil {
+		return errors.Join(append(errs, fmt.Errorf("delete container records: %w", err))...)
+	}
+	e.mu.Lock()
+	delete(e.containers, c.ID)
+	delete(e.sandboxes, c.ID)
+	for _, ep := range eps {
+		delete(e.endpoints, ep.ID)
 	}
 	e.notifyExitLocked(c.ID, c.ExitCode, true)
+	e.mu.Unlock()
+	e.crashPoint(CrashRemoveAfterLocal)
+	global := false
+	for netID, n := range nets {
+		var on []model.Endpoint
+		for _, ep := range eps {
+			if ep.NetworkID == netID {
+				on = append(on, ep)
+			}
+		}
+		e.released(ctx, n, on)
+		global = global || n.Scope == model.ScopeGlobal
+	}
+	if err := os.RemoveAll(filepath.Join(e.filesDir(), c.ID)); err != nil {
+		errs = append(errs, err)
+	}
+	for netID := range nets {
+		e.refreshHosts(netID)
+	}
+	if global {
+		// The VTEPs allowed follow the local endpoints.
+		errs = append(errs, e.applyFirewall())
+	}
 	e.log.Info("container removed", "name", c.Name, "id", c.ID[:12])
 	return errors.Join(errs...)
 }
 
 // ConnectNetwork attaches a container to one more network (eth<N>).
 func (e *Engine) ConnectNetwork(ctx context.Context, netRef, ctrRef string, r api.EndpointRequest) error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	n, err := e.networkLocked(netRef)
+	c, unlock, err := e.lockContainer(ctrRef)
 	if err != nil {
+		e.mu.Lock()
+		_, nerr := e.networkLocked(netRef)
+		e.mu.Unlock()
+		if nerr != nil {
+			return nerr
+		}
 		return err
 	}
-	c, err := e.containerLocked(ctrRef)
+	defer unlock()
+	e.mu.Lock()
+	n, err := e.attachableLocked(netRef)
 	if err != nil {
+		e.mu.Unlock()
 		return err
 	}
 	sb := e.sandboxes[c.ID]
+	eps := e.endpointsOfLocked(c.ID)
+	e.mu.Unlock()
 	if sb.HostNetwork || n.Driver == "host" {
 		return errf(model.ErrForbidden, "container sharing network namespace with another container or host cannot be connected to any other network")
 	}
 	if n.Driver == "null" {
 		return errf(model.ErrForbidden, "container cannot be disconnected from host network or connected to host network")
 	}
-	eps := e.endpointsOfLocked(c.ID)
 	order := 0
 	for _, ep := range eps {
 		if ep.NetworkID == n.ID {
@@ -484,121 +640,210 @@ func (e *Engine) ConnectNetwork(ctx context.Context, netRef, ctrRef string, r ap
 	if err := e.checkEndpointRequest(n, r); err != nil {
 		return err
 	}
-	ep, err := e.attachLocked(ctx, n, c, sb, r, order)
+	e.mu.Lock()
+	if _, err := e.attachableLocked(n.ID); err != nil {
+		e.mu.Unlock()
+		return err
+	}
+	e.attaching[n.ID]++
+	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		e.doneAttachingLocked(n.ID)
+		e.mu.Unlock()
+	}()
+	bg := context.WithoutCancel(ctx)
+	ep, err := e.attach(ctx, n, c, sb, r, order, e.wantsDefaultRoute(n, eps))
 	if err != nil {
 		return err
 	}
-	if _, err := e.ensureGatewayLocked(ctx, n, c, sb); err != nil {
-		e.detachLocked(context.WithoutCancel(ctx), ep, sb)
+	added := []model.Endpoint{ep}
+	gw, err := e.gatewayEndpoint(ctx, n, c, sb, append(eps, ep))
+	if err != nil {
+		e.unplumb(bg, n, ep, sb)
 		return err
 	}
-	e.refreshHostsLocked(n.ID)
+	if gw != nil {
+		defer gw.done()
+		added = append(added, gw.ep)
+	}
+	e.crashPoint(CrashConnectAfterJoin)
+	nets := e.networksOf(added)
+	err = e.opts.Store.Update(func(tx *store.Tx) error {
+		for _, x := range added {
+			if err := tx.Put(store.Endpoints, x.ID, x); err != nil {
+				return err
+			}
+			if err := e.saveIPAM(tx, nets[x.NetworkID]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		if gw != nil {
+			e.unplumb(bg, gw.n, gw.ep, sb)
+		}
+		e.unplumb(bg, n, ep, sb)
+		return fmt.Errorf("record endpoint: %w", err)
+	}
+	e.mu.Lock()
+	for _, x := range added {
+		e.endpoints[x.ID] = x
+	}
+	e.mu.Unlock()
+	for _, x := range added {
+		e.afterJoin(nets[x.NetworkID], x)
+	}
+	e.refreshHosts(n.ID)
 	return nil
 }
 
 // DisconnectNetwork detaches a container from a network.
 func (e *Engine) DisconnectNetwork(ctx context.Context, netRef, ctrRef string, force bool) error {
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	n, err := e.networkLocked(netRef)
+	e.mu.Unlock()
 	if err != nil {
 		return err
 	}
-	c, err := e.containerLocked(ctrRef)
+	c, unlock, err := e.lockContainer(ctrRef)
 	if err != nil {
 		if force {
 			return nil
 		}
 		return err
 	}
+	defer unlock()
+	e.mu.Lock()
 	var ep *model.Endpoint
 	for _, x := range e.endpointsOfLocked(c.ID) {
 		if x.NetworkID == n.ID {
 			ep = &x
 		}
 	}
+	sb := e.sandboxes[c.ID]
+	hadDefault := ep != nil && e.providesDefaultRouteLocked(*ep)
+	e.mu.Unlock()
 	if ep == nil {
 		return errf(model.ErrForbidden, "container %s is not connected to network %s", c.ID, n.Name)
 	}
-	sb := e.sandboxes[c.ID]
-	hadDefault := e.providesDefaultRouteLocked(*ep)
-	if err := e.detachLocked(ctx, *ep, sb); err != nil && !force {
+	if err := e.detach(ctx, *ep, sb); err != nil && !force {
 		return err
 	}
 	if hadDefault {
 		// Hand the default route to the next network with a gateway.
-		for _, o := range e.endpointsOfLocked(c.ID) {
-			on := e.networks[o.NetworkID]
-			if givesDefaultRoute(on) {
-				e.drivers[on.Driver].Join(ctx, on, o, driver.JoinInfo{Sandbox: sb, DefaultRoute: true})
+		e.mu.Lock()
+		rest := e.endpointsOfLocked(c.ID)
+		e.mu.Unlock()
+		nets := e.networksOf(rest)
+		for _, o := range rest {
+			if on := nets[o.NetworkID]; givesDefaultRoute(on) {
+				if err := e.drivers[on.Driver].Join(ctx, on, o, driver.JoinInfo{Sandbox: sb, DefaultRoute: true}); err != nil {
+					e.log.Warn("move default route", "name", c.Name, "network", on.Name, "err", err)
+				}
 				break
 			}
 		}
 	}
-	e.dropGatewayLocked(ctx, c, sb)
-	e.refreshHostsLocked(n.ID)
-	e.writeSandboxFiles(c, sb, e.peersLocked(c.ID))
+	e.dropGateway(ctx, c, sb)
+	e.refreshHosts(n.ID)
+	e.refreshContainerFiles(c.ID)
+	if n.Scope == model.ScopeGlobal {
+		return e.applyFirewall()
+	}
 	return nil
 }
 
-// ensureGatewayLocked gives a container on an overlay network (not
-// internal) an interface on the gateway bridge for egress, once.
-func (e *Engine) ensureGatewayLocked(ctx context.Context, n model.Network, c model.Container, sb model.Sandbox) (*model.Endpoint, error) {
+// gwAttach is a gateway bridge endpoint made for a container, not yet
+// recorded; done ends its in-flight reservation on the gateway network.
+type gwAttach struct {
+	n    model.Network
+	ep   model.Endpoint
+	done func()
+}
+
+// gatewayEndpoint gives a container on an overlay network (not internal)
+// an interface on the gateway bridge for egress, once. have are the
+// container's endpoints so far (recorded or not).
+func (e *Engine) gatewayEndpoint(ctx context.Context, n model.Network, c model.Container, sb model.Sandbox, have []model.Endpoint) (*gwAttach, error) {
 	if n.Driver != "overlay" || n.Internal {
 		return nil, nil
 	}
+	nets := e.networksOf(have)
 	order := 0
-	for _, ep := range e.endpointsOfLocked(c.ID) {
-		if e.networks[ep.NetworkID].Name == GatewayBridge {
+	for _, ep := range have {
+		if nets[ep.NetworkID].Name == GatewayBridge {
 			return nil, nil
 		}
 		if ep.Order >= order {
 			order = ep.Order + 1
 		}
 	}
-	gw, err := e.gatewayNetworkLocked(ctx)
+	gw, err := e.gatewayNetwork(ctx)
 	if err != nil {
 		return nil, err
 	}
-	ep, err := e.attachLocked(ctx, gw, c, sb, api.EndpointRequest{}, order)
+	e.mu.Lock()
+	e.attaching[gw.ID]++
+	e.mu.Unlock()
+	done := func() {
+		e.mu.Lock()
+		e.doneAttachingLocked(gw.ID)
+		e.mu.Unlock()
+	}
+	ep, err := e.attach(ctx, gw, c, sb, api.EndpointRequest{}, order, e.wantsDefaultRoute(gw, have))
 	if err != nil {
+		done()
 		return nil, err
 	}
-	return &ep, nil
+	return &gwAttach{n: gw, ep: ep, done: done}, nil
 }
 
-// dropGatewayLocked removes the gateway bridge interface of a container
-// that has no overlay network with a way out left.
-func (e *Engine) dropGatewayLocked(ctx context.Context, c model.Container, sb model.Sandbox) {
+// dropGateway removes the gateway bridge interface of a container that has
+// no overlay network with a way out left.
+func (e *Engine) dropGateway(ctx context.Context, c model.Container, sb model.Sandbox) {
+	e.mu.Lock()
 	var gw *model.Endpoint
 	for _, ep := range e.endpointsOfLocked(c.ID) {
 		n := e.networks[ep.NetworkID]
 		if n.Driver == "overlay" && !n.Internal {
+			e.mu.Unlock()
 			return
 		}
 		if n.Name == GatewayBridge {
 			gw = &ep
 		}
 	}
+	e.mu.Unlock()
 	if gw != nil {
-		e.detachLocked(ctx, *gw, sb)
+		if err := e.detach(ctx, *gw, sb); err != nil {
+			e.log.Warn("drop gateway interface", "name", c.Name, "err", err)
+		}
 	}
 }
 
-// gatewayNetworkLocked returns the gateway bridge network, creating it on
-// first use (masquerade on, inter-container traffic off).
-func (e *Engine) gatewayNetworkLocked(ctx context.Context) (model.Network, error) {
+// gatewayNetwork returns the gateway bridge network, creating it on first
+// use (masquerade on, inter-container traffic off).
+func (e *Engine) gatewayNetwork(ctx context.Context) (model.Network, error) {
+	e.gwMu.Lock()
+	defer e.gwMu.Unlock()
+	e.mu.Lock()
 	for _, n := range e.networks {
-		if n.Name == GatewayBridge && n.Scope == model.ScopeLocal {
+		if n.Name == GatewayBridge && n.Scope == model.ScopeLocal && !e.removingNets[n.ID] {
+			e.mu.Unlock()
 			return n, nil
 		}
 	}
+	e.mu.Unlock()
 	n := model.Network{ID: newID(), Name: GatewayBridge, Driver: "bridge", Scope: model.ScopeLocal, Created: e.now(),
 		Options: map[string]string{model.OptBridgeName: GatewayBridge, model.OptICC: "false", model.OptMasquerade: "true"}}
-	if err := e.createLocalNetworkLocked(ctx, e.drivers["bridge"], &n); err != nil {
+	if err := e.createLocalNetwork(ctx, e.drivers["bridge"], &n); err != nil {
 		return model.Network{}, fmt.Errorf("create %s: %w", GatewayBridge, err)
 	}
-	e.applyFirewallLocked(ctx)
+	if err := e.applyFirewall(); err != nil {
+		return model.Network{}, err
+	}
 	return n, nil
 }
 
@@ -699,9 +944,13 @@ func (e *Engine) Exec(ctx context.Context, ref string, cmd, env []string, stdout
 	return e.opts.Runtime.Exec(ctx, c.ID, cmd, env, stdout, stderr)
 }
 
-// ensureSandboxLocked re-creates a lost sandbox and re-joins endpoints.
-func (e *Engine) ensureSandboxLocked(ctx context.Context, c model.Container) error {
+// ensureSandbox re-creates a lost sandbox and re-joins endpoints. The
+// caller holds the container's op lock (or is Start).
+func (e *Engine) ensureSandbox(ctx context.Context, c model.Container) error {
+	e.mu.Lock()
 	sb := e.sandboxes[c.ID]
+	eps := e.endpointsOfLocked(c.ID)
+	e.mu.Unlock()
 	if sb.NetnsPath == "" {
 		return nil
 	}
@@ -709,9 +958,10 @@ func (e *Engine) ensureSandboxLocked(ctx context.Context, c model.Container) err
 	if err := e.createNetns(sb.NetnsPath); err != nil {
 		return err
 	}
+	nets := e.networksOf(eps)
 	first := true
-	for _, ep := range e.endpointsOfLocked(c.ID) {
-		n, ok := e.networks[ep.NetworkID]
+	for _, ep := range eps {
+		n, ok := nets[ep.NetworkID]
 		if !ok {
 			continue
 		}

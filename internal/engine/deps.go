@@ -25,9 +25,11 @@ type IPAM interface {
 	Allocate(netID string, static netip.Addr) (netip.Prefix, error)
 	Release(netID string, addr netip.Addr)
 	// Snapshot and Restore carry the allocator state of one network
-	// through the local store across daemon restarts.
+	// through the local store across daemon restarts. Restore makes the
+	// addresses in use exactly inUse (the endpoints that exist); state
+	// only carries what else the allocator keeps (the serial cursor).
 	Snapshot(netID string) ([]byte, error)
-	Restore(netID string, cfgs []model.IPAMConfig, state []byte) error
+	Restore(netID string, cfgs []model.IPAMConfig, state []byte, inUse []netip.Addr) error
 }
 
 // ContainerSpec is what the runtime needs to run a container.

@@ -2,10 +2,14 @@
 // sandboxes and containers of one host, decides what must exist, and asks
 // the drivers, the runtime, the allocator and the firewall to make it so.
 //
-// State lives in one place, the Engine, behind one mutex (mu). Values are
-// passed by ID and copied out; there are no back-pointers between objects.
-// Every mutation is written through to the local store before it is
-// reported, and the kernel is reconciled from the store at start.
+// State lives in one place, the Engine, behind one short-held mutex (mu)
+// that guards only the in-memory view: no store, runtime, netlink, nft or
+// file I/O happens while it is held, so reads (ps, network ls, inspect,
+// info) never wait for I/O. Mutations reserve under mu, do their I/O
+// unlocked (serialised per object by an op lock), and commit to memory
+// under mu only after the local store write succeeded. See
+// docs/concurrency.md for the lock order. Values are passed by ID and
+// copied out; there are no back-pointers between objects.
 package engine
 
 import (
@@ -72,6 +76,8 @@ type Engine struct {
 	opts Options
 	log  *slog.Logger
 
+	// mu guards the maps below and is the innermost lock: never held
+	// while taking another lock or doing I/O.
 	mu         sync.Mutex
 	networks   map[string]model.Network   // by ID
 	endpoints  map[string]model.Endpoint  // by ID
@@ -90,6 +96,29 @@ type Engine struct {
 	// externals are namespaces attached by other runtimes, by ID
 	// (external.go).
 	externals map[string]model.External
+	// Reservations of operations in flight (under mu): container names
+	// being created, in-flight attaches per network (network rm refuses),
+	// networks being removed (attaches refuse), local network names being
+	// created.
+	pendingNames    map[string]bool
+	attaching       map[string]int
+	removingNets    map[string]bool
+	pendingNetNames map[string]bool
+
+	// ctrOps serialises the operations on one container (create, start,
+	// stop, rm, connect, disconnect); outermost lock.
+	ctrOps keyedMutex
+	// gwMu serialises the creation of the gateway bridge network.
+	gwMu sync.Mutex
+	// hostsMu serialises writers of the per-container hosts files.
+	hostsMu sync.Mutex
+	// fw applies the firewall outside mu.
+	fw firewallApplier
+	// orphanGlobal are endpoints dropped at start whose global addresses
+	// the sweep releases (under mu).
+	orphanGlobal []model.Endpoint
+	// crash holds the armed crash points (VXNET_CRASHPOINT).
+	crash map[string]bool
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -118,6 +147,12 @@ func New(opts Options) (*Engine, error) {
 		waiters:     map[string]bool{},
 		peerWatches: map[string]*peerWatch{},
 		cachedPeers: map[string][]cluster.Advert{},
+
+		pendingNames:    map[string]bool{},
+		attaching:       map[string]int{},
+		removingNets:    map[string]bool{},
+		pendingNetNames: map[string]bool{},
+		crash:           crashPointsFromEnv(),
 	}
 	for _, d := range opts.Drivers {
 		e.drivers[d.Type()] = d
@@ -194,11 +229,9 @@ func (e *Engine) cluster() *cluster.Cluster { return e.cl.Load() }
 // daemon started while it was not): global networks are refreshed, local
 // overlay endpoints advertised and watched.
 func (e *Engine) AttachCluster(cl *cluster.Cluster) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
 	e.cl.Store(cl)
-	e.restoreGlobalLocked(e.ctx)
-	e.startBackgroundLocked()
-	e.applyFirewallLocked(e.ctx)
+	e.restoreGlobal(e.ctx)
+	e.startBackground()
+	e.applyFirewall()
 	e.log.Info("cluster store reached; cluster mode active")
 }

@@ -32,52 +32,68 @@ import (
 var _ api.ExternalBackend = (*Engine)(nil)
 
 // AttachExternal attaches a namespace, or re-plumbs an existing attachment
-// with the same owner and key (idempotent, repairs a lost interface).
+// with the same owner and key (idempotent, repairs a lost interface). The
+// attachment's op lock serialises calls for one owner and key; the engine
+// lock is held only to look up and commit (no I/O under it).
 func (e *Engine) AttachExternal(ctx context.Context, req api.ExternalAttach) (api.ExternalView, error) {
 	if err := checkExternalRequest(req); err != nil {
 		return api.ExternalView{}, err
 	}
+	unlock := e.ctrOps.lock("external/" + req.Owner + "/" + req.Key)
+	defer unlock()
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	n, err := e.networkLocked(req.Network)
+	n, err := e.attachableLocked(req.Network)
 	if err != nil {
+		e.mu.Unlock()
 		return api.ExternalView{}, err
 	}
 	if n.Driver != "bridge" && n.Driver != "overlay" {
+		e.mu.Unlock()
 		return api.ExternalView{}, errf(model.ErrForbidden, "network %s has driver %s: only bridge and overlay networks take external attachments", n.Name, n.Driver)
 	}
 	if req.Owner == model.OwnerDocker && n.Driver != "overlay" {
+		e.mu.Unlock()
 		return api.ExternalView{}, errf(model.ErrForbidden, "network %s has driver %s: Docker attaches only to overlay networks", n.Name, n.Driver)
 	}
 	if err := e.checkEndpointRequest(n, api.EndpointRequest{IP: req.IP, Aliases: req.Aliases}); err != nil {
+		e.mu.Unlock()
 		return api.ExternalView{}, err
 	}
 	if x, ok := e.externalLocked(req.Owner, req.Key); ok {
 		if x.NetworkID != n.ID {
+			e.mu.Unlock()
 			return api.ExternalView{}, errf(model.ErrConflict, "%s attachment %s is already on network %s", req.Owner, req.Key, e.networks[x.NetworkID].Name)
 		}
 		ep := e.endpoints[x.EndpointID]
 		if x.NetnsPath != req.NetnsPath || (req.IP.IsValid() && req.IP != ep.Addr.Addr()) {
+			e.mu.Unlock()
 			return api.ExternalView{}, errf(model.ErrConflict, "%s attachment %s exists with another namespace or address", req.Owner, req.Key)
 		}
+		e.mu.Unlock()
 		if x.NetnsPath != "" {
 			ji := driver.JoinInfo{Sandbox: externalSandbox(x), DefaultRoute: givesDefaultRoute(n)}
 			if err := e.drivers[n.Driver].Join(ctx, n, ep, ji); err != nil {
 				return api.ExternalView{}, fmt.Errorf("re-plumb %s attachment %s: %w", req.Owner, req.Key, err)
 			}
 		}
+		e.mu.Lock()
+		defer e.mu.Unlock()
 		return e.externalViewLocked(x), nil
 	}
 	for _, c := range e.containers {
 		if c.Name == req.Name {
+			e.mu.Unlock()
 			return api.ExternalView{}, errf(model.ErrConflict, "the name %q is already in use by container %q", req.Name, c.ID)
 		}
 	}
+	e.attaching[n.ID]++
+	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		e.doneAttachingLocked(n.ID)
+		e.mu.Unlock()
+	}()
 	x := model.External{ID: newID(), Owner: req.Owner, Key: req.Key, NetworkID: n.ID, NetnsPath: req.NetnsPath, IfName: req.IfName}
-	if err := e.opts.Store.Put(store.Externals, x.ID, x); err != nil {
-		return api.ExternalView{}, err
-	}
-	forget := func() { e.opts.Store.Delete(store.Externals, x.ID) }
 	sb := externalSandbox(x)
 	staged := false
 	if x.NetnsPath == "" {
@@ -86,7 +102,6 @@ func (e *Engine) AttachExternal(ctx context.Context, req api.ExternalAttach) (ap
 		// no address, where dockerd finds it by name.
 		sb.NetnsPath = e.stagingNetns()
 		if err := e.createNetns(sb.NetnsPath); err != nil {
-			forget()
 			return api.ExternalView{}, err
 		}
 		staged = true
@@ -94,26 +109,41 @@ func (e *Engine) AttachExternal(ctx context.Context, req api.ExternalAttach) (ap
 	// The endpoint carries the attachment's name, like a container's, so
 	// it gets hosts entries and advertisements.
 	pseudo := model.Container{ID: x.ID, Name: req.Name}
-	ep, err := e.attachNamedLocked(ctx, n, pseudo, sb, api.EndpointRequest{IP: req.IP, Aliases: req.Aliases}, 0, req.IfName)
+	bg := context.WithoutCancel(ctx)
+	ep, err := e.attachNamed(ctx, n, pseudo, sb, api.EndpointRequest{IP: req.IP, Aliases: req.Aliases}, 0, req.IfName, givesDefaultRoute(n))
 	if err == nil && staged {
-		err = handOver(sb.NetnsPath, ep.IfName)
+		if err = handOver(sb.NetnsPath, ep.IfName); err != nil {
+			e.unplumb(bg, n, ep, sb)
+		}
 	}
 	if err != nil {
-		if ep.ID != "" {
-			e.detachLocked(context.WithoutCancel(ctx), ep, sb)
-		}
-		forget()
 		return api.ExternalView{}, err
 	}
 	x.EndpointID = ep.ID
-	if err := e.opts.Store.Put(store.Externals, x.ID, x); err != nil {
-		e.detachLocked(context.WithoutCancel(ctx), ep, sb)
-		forget()
-		return api.ExternalView{}, err
+	// The attachment and its endpoint are recorded together, so a crash
+	// never leaves an endpoint nobody owns.
+	err = e.opts.Store.Update(func(tx *store.Tx) error {
+		if err := tx.Put(store.Externals, x.ID, x); err != nil {
+			return err
+		}
+		if err := tx.Put(store.Endpoints, ep.ID, ep); err != nil {
+			return err
+		}
+		return e.saveIPAM(tx, n)
+	})
+	if err != nil {
+		e.unplumb(bg, n, ep, sb)
+		return api.ExternalView{}, fmt.Errorf("record attachment: %w", err)
 	}
+	e.mu.Lock()
+	e.endpoints[ep.ID] = ep
 	e.externalsLocked()[x.ID] = x
-	e.refreshHostsLocked(n.ID)
+	e.mu.Unlock()
+	e.afterJoin(n, ep)
+	e.refreshHosts(n.ID)
 	e.log.Info("external namespace attached", "owner", x.Owner, "key", x.Key, "network", n.Name, "ip", ep.Addr)
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	return e.externalViewLocked(x), nil
 }
 
@@ -144,26 +174,33 @@ func handOver(stagingPath, ifName string) error {
 // DetachExternal removes an attachment: its interface, address,
 // advertisement and record. A missing attachment is success.
 func (e *Engine) DetachExternal(ctx context.Context, owner, key string) error {
+	unlock := e.ctrOps.lock("external/" + owner + "/" + key)
+	defer unlock()
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	x, ok := e.externalLocked(owner, key)
+	e.mu.Unlock()
 	if !ok {
 		return nil
 	}
-	return e.detachExternalLocked(ctx, x)
+	return e.detachExternal(ctx, x)
 }
 
-func (e *Engine) detachExternalLocked(ctx context.Context, x model.External) error {
-	if ep, ok := e.endpoints[x.EndpointID]; ok {
-		if err := e.detachLocked(ctx, ep, externalSandbox(x)); err != nil {
+func (e *Engine) detachExternal(ctx context.Context, x model.External) error {
+	e.mu.Lock()
+	ep, ok := e.endpoints[x.EndpointID]
+	e.mu.Unlock()
+	if ok {
+		if err := e.detach(ctx, ep, externalSandbox(x)); err != nil {
 			return err
 		}
 	}
 	if err := e.opts.Store.Delete(store.Externals, x.ID); err != nil {
 		return err
 	}
+	e.mu.Lock()
 	delete(e.externalsLocked(), x.ID)
-	e.refreshHostsLocked(x.NetworkID)
+	e.mu.Unlock()
+	e.refreshHosts(x.NetworkID)
 	e.log.Info("external namespace detached", "owner", x.Owner, "key", x.Key)
 	return nil
 }
@@ -284,31 +321,39 @@ func checkExternalRequest(req api.ExternalAttach) error {
 	return nil
 }
 
-// restoreExternalsLocked loads the attachments at start, drops records
-// whose endpoint never got written (a crash mid-attach), and re-plumbs
-// CNI attachments whose namespace still exists (drift repair: a lost
-// interface comes back). Docker's interfaces live in its containers and
-// are left alone.
-func (e *Engine) restoreExternalsLocked(ctx context.Context) error {
-	xs, err := store.List[model.External](e.opts.Store, store.Externals)
-	if err != nil {
-		return err
-	}
+// restoreExternals loads the attachments at start, drops records whose
+// endpoint never got written (a crash mid-attach), and re-plumbs CNI
+// attachments whose namespace still exists (drift repair: a lost interface
+// comes back). Docker's interfaces live in its containers and are left
+// alone.
+func (e *Engine) restoreExternals(ctx context.Context, xs []model.External) error {
 	var errs []error
 	for _, x := range xs {
+		e.mu.Lock()
 		ep, ok := e.endpoints[x.EndpointID]
+		var stray []model.Endpoint
 		if !ok {
 			for _, o := range e.endpoints {
 				if o.ContainerID == x.ID {
-					e.detachLocked(ctx, o, externalSandbox(x))
+					stray = append(stray, o)
 				}
 			}
-			e.opts.Store.Delete(store.Externals, x.ID)
+		}
+		n, nok := e.networks[x.NetworkID]
+		e.mu.Unlock()
+		if !ok {
+			for _, o := range stray {
+				errs = append(errs, e.detach(ctx, o, externalSandbox(x)))
+			}
+			if err := e.opts.Store.Delete(store.Externals, x.ID); err != nil {
+				errs = append(errs, fmt.Errorf("drop attachment record: %w", err))
+			}
 			continue
 		}
+		e.mu.Lock()
 		e.externalsLocked()[x.ID] = x
-		n, ok := e.networks[x.NetworkID]
-		if !ok || x.NetnsPath == "" || !e.netnsPinned(x.NetnsPath) {
+		e.mu.Unlock()
+		if !nok || x.NetnsPath == "" || !e.netnsPinned(x.NetnsPath) {
 			continue
 		}
 		ji := driver.JoinInfo{Sandbox: externalSandbox(x), DefaultRoute: givesDefaultRoute(n)}

@@ -27,6 +27,10 @@ type fakeDriver struct {
 	joined     map[string]driver.JoinInfo // endpoint ID -> join
 	failCreate error
 	failJoin   error
+	// joinGate, when set, makes Join wait for it to close (netlink that
+	// hangs); joining counts the joins waiting.
+	joinGate chan struct{}
+	joining  int
 }
 
 func newFakeDriver(typ, scope string) *fakeDriver {
@@ -52,6 +56,13 @@ func (d *fakeDriver) DeleteNetwork(ctx context.Context, n model.Network) error {
 }
 func (d *fakeDriver) Join(ctx context.Context, n model.Network, ep model.Endpoint, ji driver.JoinInfo) error {
 	d.mu.Lock()
+	if gate := d.joinGate; gate != nil {
+		d.joining++
+		d.mu.Unlock()
+		<-gate
+		d.mu.Lock()
+		d.joining--
+	}
 	defer d.mu.Unlock()
 	if d.failJoin != nil {
 		return d.failJoin
@@ -76,6 +87,10 @@ type fakeRuntime struct {
 	mu      sync.Mutex
 	created map[string]ContainerSpec
 	running map[string]chan int
+	// deleteGate, when set, makes Delete wait for it to close (a shim
+	// that takes its time); deleting counts the deletes waiting.
+	deleteGate chan struct{}
+	deleting   int
 }
 
 func newFakeRuntime() *fakeRuntime {
@@ -104,6 +119,15 @@ func (r *fakeRuntime) Stop(ctx context.Context, id string, t time.Duration) erro
 	return nil
 }
 func (r *fakeRuntime) Delete(ctx context.Context, id string) error {
+	r.mu.Lock()
+	if gate := r.deleteGate; gate != nil {
+		r.deleting++
+		r.mu.Unlock()
+		<-gate
+		r.mu.Lock()
+		r.deleting--
+	}
+	r.mu.Unlock()
 	r.Stop(ctx, id, 0)
 	r.mu.Lock()
 	defer r.mu.Unlock()

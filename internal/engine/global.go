@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/vxnet/vxnet/internal/cluster"
@@ -68,15 +69,22 @@ func (e *Engine) createGlobalNetwork(ctx context.Context, d driver.Driver, n mod
 		}
 		return model.Network{}, err
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.networks[created.ID] = created
-	e.opts.Store.Put(store.Networks, created.ID, created)
+	// The local copy follows the store write; if it fails, the network
+	// watch records it again.
+	if err := e.opts.Store.Put(store.Networks, created.ID, created); err != nil {
+		e.log.Error("record global network locally; the network watch retries", "name", n.Name, "err", err)
+	} else {
+		e.mu.Lock()
+		e.networks[created.ID] = created
+		e.mu.Unlock()
+	}
 	e.log.Info("global network created", "name", n.Name, "id", n.ID[:12], "vni", created.VNI)
 	return created, nil
 }
 
-func (e *Engine) removeGlobalNetworkLocked(ctx context.Context, n model.Network) error {
+// removeGlobalNetwork deletes a global network nobody uses any more; the
+// caller has marked it as being removed.
+func (e *Engine) removeGlobalNetwork(ctx context.Context, n model.Network) error {
 	g := e.cluster()
 	if g == nil {
 		return errf(model.ErrUnavailable, "cluster store unreachable: not in cluster mode")
@@ -91,22 +99,37 @@ func (e *Engine) removeGlobalNetworkLocked(ctx context.Context, n model.Network)
 	if err := g.DeleteNetwork(ctx, n.ID); err != nil && !errors.Is(err, model.ErrNotFound) {
 		return err
 	}
-	e.forgetGlobalLocked(ctx, n)
-	return nil
+	return e.forgetGlobal(n)
 }
 
-// forgetGlobalLocked drops a global network that is gone from the store.
-func (e *Engine) forgetGlobalLocked(ctx context.Context, n model.Network) {
+// forgetGlobal drops a global network that is gone from the store: its
+// watch, its kernel objects, its local records, then the view.
+func (e *Engine) forgetGlobal(n model.Network) error {
+	e.mu.Lock()
 	e.stopPeerWatchLocked(n.ID)
+	e.mu.Unlock()
+	var errs []error
 	if d, ok := e.drivers[n.Driver]; ok {
-		d.DeleteNetwork(ctx, n)
+		if err := d.DeleteNetwork(e.ctx, n); err != nil {
+			errs = append(errs, fmt.Errorf("remove network %s: %w", n.Name, err))
+		}
 	}
+	err := e.opts.Store.Update(func(tx *store.Tx) error {
+		if err := tx.Delete(store.Networks, n.ID); err != nil {
+			return err
+		}
+		return tx.Delete(store.Peers, n.ID)
+	})
+	if err != nil {
+		return errors.Join(append(errs, fmt.Errorf("delete network record %s: %w", n.Name, err))...)
+	}
+	e.mu.Lock()
 	delete(e.networks, n.ID)
 	delete(e.cachedPeers, n.ID)
-	e.opts.Store.Delete(store.Networks, n.ID)
-	e.opts.Store.Delete(store.Peers, n.ID)
-	e.applyFirewallLocked(ctx)
+	e.mu.Unlock()
+	errs = append(errs, e.applyFirewall())
 	e.log.Info("global network removed", "name", n.Name, "id", n.ID[:12])
+	return errors.Join(errs...)
 }
 
 func (e *Engine) globalInUse(ctx context.Context, n model.Network) bool {
@@ -137,9 +160,10 @@ func (e *Engine) releaseGlobal(ctx context.Context, n model.Network, a netip.Add
 	}
 }
 
-// restoreGlobalLocked refreshes the global networks from the cluster
-// store, keeping the local copies when the store is unreachable.
-func (e *Engine) restoreGlobalLocked(ctx context.Context) {
+// restoreGlobal refreshes the global networks from the cluster store,
+// keeping the local copies when the store is unreachable, and re-creates
+// the kernel objects of those with local endpoints.
+func (e *Engine) restoreGlobal(ctx context.Context) {
 	g := e.cluster()
 	if g == nil {
 		return
@@ -148,49 +172,76 @@ func (e *Engine) restoreGlobalLocked(ctx context.Context) {
 	if err != nil {
 		e.log.Warn("cluster store unreachable at start; using the local copy of global networks", "err", err)
 	} else {
-		e.syncGlobalLocked(ctx, nets)
+		e.syncGlobal(nets)
 	}
+	e.mu.Lock()
+	var used []model.Network
 	for _, n := range e.networks {
 		if n.Scope == model.ScopeGlobal && len(e.endpointsOnLocked(n.ID)) > 0 {
-			if err := e.drivers[n.Driver].CreateNetwork(ctx, n); err != nil {
-				e.log.Warn("restore overlay network", "name", n.Name, "err", err)
-			}
+			used = append(used, n)
+		}
+	}
+	e.mu.Unlock()
+	for _, n := range used {
+		if err := e.drivers[n.Driver].CreateNetwork(ctx, n); err != nil {
+			e.log.Warn("restore overlay network", "name", n.Name, "err", err)
 		}
 	}
 }
 
-// syncGlobalLocked makes the view's global networks match the store's.
-func (e *Engine) syncGlobalLocked(ctx context.Context, nets []model.Network) {
+// syncGlobal makes the view's global networks match the store's.
+func (e *Engine) syncGlobal(nets []model.Network) {
 	seen := map[string]bool{}
+	var put, same, forget []model.Network
+	e.mu.Lock()
 	for _, n := range nets {
 		seen[n.ID] = true
 		if old, ok := e.networks[n.ID]; !ok || old.Name != n.Name {
-			e.opts.Store.Put(store.Networks, n.ID, n)
+			put = append(put, n)
+		} else {
+			same = append(same, n)
 		}
-		e.networks[n.ID] = n
 	}
 	for id, n := range e.networks {
-		if n.Scope != model.ScopeGlobal || seen[id] {
+		if n.Scope != model.ScopeGlobal || seen[id] || e.removingNets[id] {
 			continue
 		}
-		if len(e.endpointsOnLocked(id)) > 0 {
+		if len(e.endpointsOnLocked(id)) > 0 || e.attaching[id] > 0 {
 			continue // still in use here; keep until the endpoints go
 		}
-		e.forgetGlobalLocked(ctx, n)
+		forget = append(forget, n)
+	}
+	e.mu.Unlock()
+	for _, n := range put {
+		if err := e.opts.Store.Put(store.Networks, n.ID, n); err != nil {
+			e.log.Error("record global network locally", "name", n.Name, "err", err)
+			continue
+		}
+		same = append(same, n)
+	}
+	e.mu.Lock()
+	for _, n := range same {
+		e.networks[n.ID] = n
+	}
+	e.mu.Unlock()
+	for _, n := range forget {
+		if err := e.forgetGlobal(n); err != nil {
+			e.log.Warn("forget global network", "name", n.Name, "err", err)
+		}
 	}
 }
 
-// afterJoinLocked advertises a new overlay endpoint and starts watching
-// the network's peers.
-func (e *Engine) afterJoinLocked(ctx context.Context, n model.Network, ep model.Endpoint) {
+// afterJoin advertises a new overlay endpoint and starts watching the
+// network's peers.
+func (e *Engine) afterJoin(n model.Network, ep model.Endpoint) {
 	if n.Scope != model.ScopeGlobal || e.cluster() == nil {
 		return
 	}
-	e.advertiseLocked(ctx, n, ep)
-	e.startPeerWatchLocked(n)
+	e.advertise(e.ctx, n, ep)
+	e.startPeerWatch(n)
 }
 
-func (e *Engine) advertiseLocked(ctx context.Context, n model.Network, ep model.Endpoint) {
+func (e *Engine) advertise(ctx context.Context, n model.Network, ep model.Endpoint) {
 	err := e.cluster().Advertise(ctx, cluster.Advert{NetworkID: n.ID, EndpointID: ep.ID,
 		IP: ep.Addr.Addr(), MAC: ep.MAC, VTEP: e.opts.VTEP, Name: ep.Name, Aliases: ep.Aliases})
 	if err != nil {
@@ -199,35 +250,38 @@ func (e *Engine) advertiseLocked(ctx context.Context, n model.Network, ep model.
 	}
 }
 
-// beforeReleaseLocked withdraws an overlay endpoint and stops watching the
-// network when it was the last local one.
-func (e *Engine) beforeReleaseLocked(ctx context.Context, n model.Network, ep model.Endpoint) {
+// beforeRelease withdraws an overlay endpoint (already gone from the view)
+// and stops watching the network when no local endpoint is left.
+func (e *Engine) beforeRelease(ctx context.Context, n model.Network, ep model.Endpoint) {
 	if n.Scope != model.ScopeGlobal || e.cluster() == nil {
 		return
 	}
 	if err := e.cluster().Withdraw(ctx, n.ID, ep.ID); err != nil {
 		e.log.Warn("withdraw endpoint", "network", n.Name, "err", err)
 	}
-	others := 0
-	for _, o := range e.endpointsOnLocked(n.ID) {
-		if o.ID != ep.ID {
-			others++
-		}
-	}
-	if others == 0 {
+	e.mu.Lock()
+	if len(e.endpointsOnLocked(n.ID)) == 0 && e.attaching[n.ID] == 0 {
 		e.stopPeerWatchLocked(n.ID)
 	}
+	e.mu.Unlock()
 }
 
 // peerWatch is the watch of one global network's advertisements.
 type peerWatch struct {
 	cancel context.CancelFunc
-	peers  []cluster.Advert // last set seen (all nodes, this one included)
-	rev    int64            // store revision of peers
-	err    error            // last programming error
+	// prog serialises the programming of this network (store cache,
+	// netlink); taken before Engine.mu. The fields below are under mu.
+	prog  sync.Mutex
+	peers []cluster.Advert // last set seen (all nodes, this one included)
+	rev   int64            // store revision of peers
+	err   error            // last programming error
 }
 
-func (e *Engine) startPeerWatchLocked(n model.Network) {
+// startPeerWatch starts watching a network's advertisements (or asks the
+// running watch for a reconcile).
+func (e *Engine) startPeerWatch(n model.Network) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	if _, ok := e.peerWatches[n.ID]; ok {
 		e.kickLocked(n.ID)
 		return
@@ -260,7 +314,11 @@ func (e *Engine) stopPeerWatchLocked(netID string) {
 
 // kickLocked asks for a reconcile of one network soon.
 func (e *Engine) kickLocked(netID string) {
-	go e.resyncNetwork(e.ctx, netID)
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		e.resyncNetwork(e.ctx, netID)
+	}()
 }
 
 // resyncNetwork lists the network's advertisements and reprograms the
@@ -278,18 +336,39 @@ func (e *Engine) resyncNetwork(ctx context.Context, netID string) {
 // driver and refreshes the firewall's list of member VTEPs. The watch and
 // the fresh lists of resyncNetwork race each other (and a busy watch lags
 // behind): a set older than the one applied last is dropped, else it would
-// remove newer peers from the kernel until the next change.
+// remove newer peers from the kernel until the next change. The network's
+// prog lock orders the programmings; mu is held only to read and record.
 func (e *Engine) programPeers(ctx context.Context, netID string, ads []cluster.Advert, rev int64) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	w, ok := e.peerWatches[netID]
+	e.mu.Unlock()
+	if !ok {
+		return
+	}
+	w.prog.Lock()
+	defer w.prog.Unlock()
+	e.mu.Lock()
+	cur, ok := e.peerWatches[netID]
 	n, nok := e.networks[netID]
-	if !ok || !nok || rev < w.rev {
+	if !ok || cur != w || !nok || rev < w.rev {
+		e.mu.Unlock()
 		return
 	}
 	w.peers, w.rev = ads, rev
-	e.cachePeersLocked(netID, ads)
-	e.refreshHostsLocked(netID)
+	changed := !sameAdverts(e.cachedPeers[netID], ads)
+	e.mu.Unlock()
+	if changed {
+		// Keep the last set in the local store (a restart during a store
+		// outage keeps peer names and the VXLAN filter).
+		if err := e.opts.Store.Put(store.Peers, netID, ads); err != nil {
+			e.log.Warn("cache peers", "err", err)
+		} else {
+			e.mu.Lock()
+			e.cachedPeers[netID] = ads
+			e.mu.Unlock()
+		}
+	}
+	e.refreshHosts(netID)
 	ps, ok := e.drivers[n.Driver].(PeerSetter)
 	if !ok {
 		return
@@ -300,16 +379,19 @@ func (e *Engine) programPeers(ctx context.Context, netID string, ads []cluster.A
 			remote = append(remote, a)
 		}
 	}
-	w.err = ps.SetPeers(ctx, n, remote)
-	if w.err != nil {
-		e.log.Warn("program overlay peers; will retry", "network", n.Name, "err", w.err)
-		e.retrySoonLocked(netID)
+	err := ps.SetPeers(ctx, n, remote)
+	e.mu.Lock()
+	w.err = err
+	e.mu.Unlock()
+	if err != nil {
+		e.log.Warn("program overlay peers; will retry", "network", n.Name, "err", err)
+		e.retrySoon(netID)
 	}
-	e.applyFirewallLocked(ctx)
+	e.applyFirewall()
 }
 
-// retrySoonLocked re-runs a network's reconcile after a netlink error.
-func (e *Engine) retrySoonLocked(netID string) {
+// retrySoon re-runs a network's reconcile after a netlink error.
+func (e *Engine) retrySoon(netID string) {
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
@@ -343,28 +425,37 @@ func (e *Engine) overlayFirewallLocked(cfg *firewall.Config) {
 	sort.Slice(cfg.AllowedVTEPs, func(i, j int) bool { return cfg.AllowedVTEPs[i].Less(cfg.AllowedVTEPs[j]) })
 }
 
-// startBackgroundLocked starts the global-network watch and the periodic
-// resync of the overlay data plane.
-func (e *Engine) startBackgroundLocked() {
+// startBackground advertises the local overlay endpoints, starts their
+// networks' watches, the global-network watch and the periodic resync of
+// the overlay data plane.
+func (e *Engine) startBackground() {
 	g := e.cluster()
 	if g == nil {
 		return
 	}
+	type netEps struct {
+		n   model.Network
+		eps []model.Endpoint
+	}
+	var used []netEps
+	e.mu.Lock()
 	for _, n := range e.networks {
-		if n.Scope == model.ScopeGlobal && len(e.endpointsOnLocked(n.ID)) > 0 {
-			for _, ep := range e.endpointsOnLocked(n.ID) {
-				e.advertiseLocked(e.ctx, n, ep)
-			}
-			e.startPeerWatchLocked(n)
+		if eps := e.endpointsOnLocked(n.ID); n.Scope == model.ScopeGlobal && len(eps) > 0 {
+			used = append(used, netEps{n, eps})
 		}
+	}
+	e.mu.Unlock()
+	for _, u := range used {
+		for _, ep := range u.eps {
+			e.advertise(e.ctx, u.n, ep)
+		}
+		e.startPeerWatch(u.n)
 	}
 	e.wg.Add(2)
 	go func() {
 		defer e.wg.Done()
 		err := g.WatchNetworks(e.ctx, 0, func(nets []model.Network, rev int64) {
-			e.mu.Lock()
-			defer e.mu.Unlock()
-			e.syncGlobalLocked(e.ctx, nets)
+			e.syncGlobal(nets)
 		})
 		if err != nil && e.ctx.Err() == nil {
 			e.log.Warn("watch global networks ended", "err", err)
@@ -519,17 +610,6 @@ func (e *Engine) knownPeersLocked(netID string) []cluster.Advert {
 		return w.peers
 	}
 	return e.cachedPeers[netID]
-}
-
-// cachePeersLocked keeps the last advertisement set in the local store.
-func (e *Engine) cachePeersLocked(netID string, ads []cluster.Advert) {
-	if sameAdverts(e.cachedPeers[netID], ads) {
-		return
-	}
-	e.cachedPeers[netID] = ads
-	if err := e.opts.Store.Put(store.Peers, netID, ads); err != nil {
-		e.log.Warn("cache peers", "err", err)
-	}
 }
 
 func sameAdverts(a, b []cluster.Advert) bool {

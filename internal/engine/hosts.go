@@ -89,8 +89,14 @@ func dedupe(in []string) []string {
 	return out
 }
 
-// refreshHostsLocked rewrites /etc/hosts of every container on a network.
-func (e *Engine) refreshHostsLocked(netID string) {
+// refreshHosts rewrites /etc/hosts of every container on a network. The
+// contents are computed under mu and written outside it; hostsMu keeps
+// writers in order, so the last write reflects the last change.
+func (e *Engine) refreshHosts(netID string) {
+	e.hostsMu.Lock()
+	defer e.hostsMu.Unlock()
+	e.mu.Lock()
+	var files []sandboxFiles
 	done := map[string]bool{}
 	for _, ep := range e.endpointsOnLocked(netID) {
 		if done[ep.ContainerID] {
@@ -98,17 +104,50 @@ func (e *Engine) refreshHostsLocked(netID string) {
 		}
 		done[ep.ContainerID] = true
 		if c, ok := e.containers[ep.ContainerID]; ok {
-			if err := e.writeSandboxFiles(c, e.sandboxes[c.ID], e.peersLocked(c.ID)); err != nil {
-				e.log.Warn("write hosts", "name", c.Name, "err", err)
-			}
+			files = append(files, e.sandboxFilesLocked(c))
 		}
 	}
+	e.mu.Unlock()
+	for _, f := range files {
+		if err := e.writeSandboxFiles(f.c, f.sb, f.self, f.peers); err != nil {
+			e.log.Warn("write hosts", "name", f.c.Name, "err", err)
+		}
+	}
+}
+
+// refreshContainerFiles rewrites one container's files.
+func (e *Engine) refreshContainerFiles(ctrID string) {
+	e.hostsMu.Lock()
+	defer e.hostsMu.Unlock()
+	e.mu.Lock()
+	c, ok := e.containers[ctrID]
+	var f sandboxFiles
+	if ok {
+		f = e.sandboxFilesLocked(c)
+	}
+	e.mu.Unlock()
+	if ok {
+		if err := e.writeSandboxFiles(f.c, f.sb, f.self, f.peers); err != nil {
+			e.log.Warn("write hosts", "name", f.c.Name, "err", err)
+		}
+	}
+}
+
+// sandboxFiles is what a container's files are rendered from.
+type sandboxFiles struct {
+	c           model.Container
+	sb          model.Sandbox
+	self, peers []HostEntry
+}
+
+func (e *Engine) sandboxFilesLocked(c model.Container) sandboxFiles {
+	return sandboxFiles{c: c, sb: e.sandboxes[c.ID], self: e.selfEntriesLocked(c), peers: e.peersLocked(c.ID)}
 }
 
 // writeSandboxFiles writes the container's hosts, resolv.conf and hostname.
 // Files are rewritten in place: they are bind-mounted into the container,
 // which pins the inode, so a rename would not be seen inside.
-func (e *Engine) writeSandboxFiles(c model.Container, sb model.Sandbox, peers []HostEntry) error {
+func (e *Engine) writeSandboxFiles(c model.Container, sb model.Sandbox, self, peers []HostEntry) error {
 	dir := filepath.Join(e.filesDir(), c.ID)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -117,7 +156,7 @@ func (e *Engine) writeSandboxFiles(c model.Container, sb model.Sandbox, peers []
 	if sb.HostNetwork {
 		hosts, _ = os.ReadFile("/etc/hosts")
 	} else {
-		hosts = RenderHosts(e.selfEntriesLocked(c), peers)
+		hosts = RenderHosts(self, peers)
 	}
 	files := map[string][]byte{
 		"hosts":       hosts,

@@ -34,19 +34,24 @@ func (e *Engine) ImportImage(ctx context.Context, name string, r io.Reader) (api
 	return api.Image{ID: i.ID, Name: i.Name, Created: i.Created.Unix(), Size: i.Size}, nil
 }
 
-// Info reports counts and roots.
+// Info reports counts and roots, and what is failing now (a firewall
+// that could not be applied) as warnings.
 func (e *Engine) Info(ctx context.Context) (api.Info, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
 	host, _ := os.Hostname()
-	in := api.Info{Name: host, Version: Version, DataRoot: e.opts.DataRoot, ExecRoot: e.opts.ExecRoot, Containers: len(e.containers)}
+	in := api.Info{Name: host, Version: Version, DataRoot: e.opts.DataRoot, ExecRoot: e.opts.ExecRoot}
+	e.mu.Lock()
+	in.Containers = len(e.containers)
 	for _, c := range e.containers {
 		if c.State == model.StateRunning {
 			in.Running++
 		}
 	}
+	e.mu.Unlock()
 	if imgs, err := e.opts.Images.List(); err == nil {
 		in.Images = len(imgs)
+	}
+	if s := e.firewallStatus(); s != "" {
+		in.Warnings = append(in.Warnings, "WARNING: "+s)
 	}
 	return in, nil
 }

@@ -52,14 +52,34 @@ func (l localIPAM) Snapshot(netID string) ([]byte, error) {
 	return json.Marshal(subs)
 }
 
-func (l localIPAM) Restore(netID string, cfgs []model.IPAMConfig, state []byte) error {
+func (l localIPAM) Restore(netID string, cfgs []model.IPAMConfig, state []byte, inUse []netip.Addr) error {
+	l.a.ReleasePool(netID)
 	if len(state) > 0 {
 		var subs []*ipam.Subnet
 		if err := json.Unmarshal(state, &subs); err == nil && len(subs) > 0 {
-			l.a.ReleasePool(netID)
+			// Keep the snapshot's cursor, but the addresses in use are
+			// those of the endpoints: a snapshot written after an address
+			// was reserved, or before it was released, must not leak it.
+			want := map[netip.Addr]bool{}
+			for _, a := range inUse {
+				want[a] = true
+			}
+			for _, s := range subs {
+				for _, a := range s.InUse() {
+					if !want[a] {
+						s.Release(a)
+					}
+				}
+				for _, a := range inUse {
+					if s.Contains(a) && !s.Allocated(a) {
+						if _, err := s.Allocate(a); err != nil {
+							return err
+						}
+					}
+				}
+			}
 			return l.a.Load(netID, subs)
 		}
 	}
-	l.a.ReleasePool(netID)
-	return l.a.Restore(netID, cfgs, nil)
+	return l.a.Restore(netID, cfgs, inUse)
 }

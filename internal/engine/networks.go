@@ -65,22 +65,41 @@ func (e *Engine) CreateNetwork(ctx context.Context, req api.NetworkCreate) (mode
 	}
 
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	for _, o := range e.networks {
 		if o.Name == n.Name {
+			e.mu.Unlock()
 			return model.Network{}, errf(model.ErrConflict, "network with name %s already exists", n.Name)
 		}
 	}
-	if err := e.createLocalNetworkLocked(ctx, d, &n); err != nil {
+	if e.pendingNetNames[n.Name] {
+		e.mu.Unlock()
+		return model.Network{}, errf(model.ErrConflict, "network with name %s already exists", n.Name)
+	}
+	e.pendingNetNames[n.Name] = true
+	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		delete(e.pendingNetNames, n.Name)
+		e.mu.Unlock()
+	}()
+	if err := e.createLocalNetwork(ctx, d, &n); err != nil {
 		return model.Network{}, err
 	}
-	e.applyFirewallLocked(ctx)
+	if err := e.applyFirewall(); err != nil {
+		// Docker's rule: a network whose isolation could not be set up is
+		// not created.
+		if rerr := e.removeNetwork(context.WithoutCancel(ctx), n.ID); rerr != nil {
+			e.log.Warn("undo network create", "name", n.Name, "err", rerr)
+		}
+		return model.Network{}, fmt.Errorf("create network %s: %w", n.Name, err)
+	}
 	return n, nil
 }
 
-// createLocalNetworkLocked reserves the pool, makes the kernel objects and
-// persists the network, undoing everything on failure.
-func (e *Engine) createLocalNetworkLocked(ctx context.Context, d driver.Driver, n *model.Network) error {
+// createLocalNetwork reserves the pool, makes the kernel objects and
+// persists the network, undoing everything on failure. The caller has
+// reserved the name.
+func (e *Engine) createLocalNetwork(ctx context.Context, d driver.Driver, n *model.Network) error {
 	var routes []netip.Prefix
 	if e.opts.HostRoutes != nil {
 		r, err := e.opts.HostRoutes()
@@ -97,39 +116,48 @@ func (e *Engine) createLocalNetworkLocked(ctx context.Context, d driver.Driver, 
 		n.IPAM = cfgs
 	}
 	undo := func() { e.opts.IPAM.ReleasePool(n.ID) }
-	if err := e.drivers[n.Driver].CreateNetwork(ctx, *n); err != nil {
+	if err := d.CreateNetwork(ctx, *n); err != nil {
 		undo()
-		e.drivers[n.Driver].DeleteNetwork(context.WithoutCancel(ctx), *n)
+		d.DeleteNetwork(context.WithoutCancel(ctx), *n)
 		return fmt.Errorf("create network %s: %w", n.Name, err)
 	}
-	state, _ := e.opts.IPAM.Snapshot(n.ID)
-	err := e.opts.Store.Update(func(tx *store.Tx) error {
-		if err := tx.Put(store.Networks, n.ID, n); err != nil {
-			return err
-		}
-		return tx.Put(store.IPAM, n.ID, state)
-	})
+	state, err := e.opts.IPAM.Snapshot(n.ID)
+	if err == nil {
+		err = e.opts.Store.Update(func(tx *store.Tx) error {
+			if err := tx.Put(store.Networks, n.ID, n); err != nil {
+				return err
+			}
+			if state == nil {
+				return nil
+			}
+			return tx.Put(store.IPAM, n.ID, state)
+		})
+	}
 	if err != nil {
 		d.DeleteNetwork(context.WithoutCancel(ctx), *n)
 		undo()
-		return err
+		return fmt.Errorf("record network %s: %w", n.Name, err)
 	}
+	e.mu.Lock()
 	e.networks[n.ID] = *n
+	e.mu.Unlock()
 	e.log.Info("network created", "name", n.Name, "id", n.ID[:12], "driver", n.Driver)
 	return nil
 }
 
-// saveIPAMLocked persists the allocator state of a local network.
-func (e *Engine) saveIPAMLocked(tx *store.Tx, netID string) error {
-	n, ok := e.networks[netID]
-	if !ok || n.Scope != model.ScopeLocal {
+// saveIPAM persists the allocator state of a local network in tx.
+func (e *Engine) saveIPAM(tx *store.Tx, n model.Network) error {
+	if n.ID == "" || n.Scope != model.ScopeLocal {
 		return nil
 	}
-	state, err := e.opts.IPAM.Snapshot(netID)
-	if err != nil || state == nil {
+	state, err := e.opts.IPAM.Snapshot(n.ID)
+	if err != nil {
+		return fmt.Errorf("snapshot address state of %s: %w", n.Name, err)
+	}
+	if state == nil {
 		return nil
 	}
-	return tx.Put(store.IPAM, netID, state)
+	return tx.Put(store.IPAM, n.ID, state)
 }
 
 // ListNetworks returns every network with its local endpoints.
@@ -167,23 +195,39 @@ func (e *Engine) InspectNetwork(ctx context.Context, ref string, verbose bool) (
 // RemoveNetwork deletes a user-defined network without endpoints.
 func (e *Engine) RemoveNetwork(ctx context.Context, ref string) error {
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	n, err := e.networkLocked(ref)
+	e.mu.Unlock()
 	if err != nil {
 		return err
 	}
-	return e.removeNetworkLocked(ctx, n)
+	return e.removeNetwork(ctx, n.ID)
 }
 
-func (e *Engine) removeNetworkLocked(ctx context.Context, n model.Network) error {
-	if n.Predefined {
+// removeNetwork marks the network as being removed (new attaches refuse),
+// deletes its kernel objects and records, then forgets it.
+func (e *Engine) removeNetwork(ctx context.Context, id string) error {
+	e.mu.Lock()
+	n, ok := e.networks[id]
+	switch {
+	case !ok || e.removingNets[id]:
+		e.mu.Unlock()
+		return errf(model.ErrNotFound, "network %s not found", id)
+	case n.Predefined:
+		e.mu.Unlock()
 		return errf(model.ErrForbidden, "%s is a pre-defined network and cannot be removed", n.Name)
-	}
-	if eps := e.endpointsOnLocked(n.ID); len(eps) > 0 {
+	case len(e.endpointsOnLocked(n.ID)) > 0 || e.attaching[n.ID] > 0:
+		e.mu.Unlock()
 		return errf(model.ErrForbidden, "error while removing network: network %s id %s has active endpoints", n.Name, n.ID)
 	}
+	e.removingNets[id] = true
+	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		delete(e.removingNets, id)
+		e.mu.Unlock()
+	}()
 	if n.Scope == model.ScopeGlobal {
-		return e.removeGlobalNetworkLocked(ctx, n)
+		return e.removeGlobalNetwork(ctx, n)
 	}
 	if err := e.drivers[n.Driver].DeleteNetwork(ctx, n); err != nil {
 		return fmt.Errorf("remove network %s: %w", n.Name, err)
@@ -195,30 +239,37 @@ func (e *Engine) removeNetworkLocked(ctx context.Context, n model.Network) error
 		return tx.Delete(store.IPAM, n.ID)
 	})
 	if err != nil {
-		return err
+		return fmt.Errorf("delete network record %s: %w", n.Name, err)
 	}
-	e.opts.IPAM.ReleasePool(n.ID)
+	e.mu.Lock()
 	delete(e.networks, n.ID)
-	e.applyFirewallLocked(ctx)
+	e.mu.Unlock()
+	e.opts.IPAM.ReleasePool(n.ID)
 	e.log.Info("network removed", "name", n.Name, "id", n.ID[:12])
-	return nil
+	return e.applyFirewall()
 }
 
 // PruneNetworks removes every user-defined network without endpoints.
 func (e *Engine) PruneNetworks(ctx context.Context) ([]string, error) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	var names []string
-	var errs []error
+	var cands []model.Network
 	for _, n := range e.networks {
-		if n.Predefined || len(e.endpointsOnLocked(n.ID)) > 0 {
+		if n.Predefined || len(e.endpointsOnLocked(n.ID)) > 0 || e.attaching[n.ID] > 0 {
 			continue
 		}
+		cands = append(cands, n)
+	}
+	e.mu.Unlock()
+	var names []string
+	var errs []error
+	for _, n := range cands {
 		if n.Scope == model.ScopeGlobal && e.globalInUse(ctx, n) {
 			continue
 		}
-		if err := e.removeNetworkLocked(ctx, n); err != nil {
-			errs = append(errs, err)
+		if err := e.removeNetwork(ctx, n.ID); err != nil {
+			if !errors.Is(err, model.ErrForbidden) && !errors.Is(err, model.ErrNotFound) {
+				errs = append(errs, err)
+			}
 			continue
 		}
 		names = append(names, n.Name)

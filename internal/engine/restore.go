@@ -4,15 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
+	"time"
 
 	"github.com/vxnet/vxnet/internal/cluster"
 	"github.com/vxnet/vxnet/internal/driver"
-	"github.com/vxnet/vxnet/internal/driver/bridge"
-	"github.com/vxnet/vxnet/internal/firewall"
 	"github.com/vxnet/vxnet/internal/model"
 	"github.com/vxnet/vxnet/internal/store"
 )
@@ -20,10 +20,11 @@ import (
 // Start loads the local store, makes sure the predefined networks exist,
 // reconciles the kernel with the store (re-creating what is missing,
 // sweeping what carries our marks but is unknown) and resumes watching
-// running containers. It is safe after a crash (kill -9).
+// running containers. It is safe after a crash (kill -9): records that
+// lost their owner in a crash window (endpoints and sandboxes without a
+// container) are deleted, and the kernel objects, namespaces and runtime
+// containers that no record names are swept.
 func (e *Engine) Start(ctx context.Context) error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
 	s := e.opts.Store
 	nets, err := store.List[model.Network](s, store.Networks)
 	if err != nil {
@@ -41,24 +42,39 @@ func (e *Engine) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	xs, err := store.List[model.External](s, store.Externals)
+	if err != nil {
+		return err
+	}
+	orphans, err := e.dropOrphanRecords(ctrs, xs, sbs, eps)
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
 	for _, n := range nets {
 		e.networks[n.ID] = n
 	}
 	for _, ep := range eps {
-		e.endpoints[ep.ID] = ep
+		if !orphans[ep.ID] {
+			e.endpoints[ep.ID] = ep
+		}
 	}
 	for _, c := range ctrs {
 		e.containers[c.ID] = c
 	}
 	for _, sb := range sbs {
-		e.sandboxes[sb.ContainerID] = sb
+		if !orphans[sb.ContainerID+"/sandbox"] {
+			e.sandboxes[sb.ContainerID] = sb
+		}
 	}
-	if err := e.loadPeersLocked(); err != nil {
+	e.mu.Unlock()
+	if err := e.loadPeers(); err != nil {
 		return err
 	}
 
-	// IPAM state first, so nothing is handed out twice.
-	for _, n := range e.networks {
+	// IPAM state first, so nothing is handed out twice: the addresses in
+	// use are exactly those of the endpoints that exist.
+	for _, n := range nets {
 		if n.Scope != model.ScopeLocal || len(n.IPAM) == 0 {
 			continue
 		}
@@ -66,22 +82,25 @@ func (e *Engine) Start(ctx context.Context) error {
 		if err := s.Get(store.IPAM, n.ID, &state); err != nil && !errors.Is(err, model.ErrNotFound) {
 			return err
 		}
-		if err := e.opts.IPAM.Restore(n.ID, n.IPAM, state); err != nil {
-			return fmt.Errorf("restore address state of %s: %w", n.Name, err)
-		}
-		// Endpoints written after the last snapshot still hold their addresses.
-		for _, ep := range e.endpoints {
-			if ep.NetworkID == n.ID {
-				e.opts.IPAM.Allocate(n.ID, ep.Addr.Addr())
+		var inUse []netip.Addr
+		for _, ep := range eps {
+			if ep.NetworkID == n.ID && !orphans[ep.ID] {
+				inUse = append(inUse, ep.Addr.Addr())
 			}
 		}
+		if err := e.opts.IPAM.Restore(n.ID, n.IPAM, state, inUse); err != nil {
+			return fmt.Errorf("restore address state of %s: %w", n.Name, err)
+		}
 	}
-	if err := e.ensurePredefinedLocked(ctx); err != nil {
+	if err := e.ensurePredefined(ctx); err != nil {
 		return err
 	}
 
 	var errs []error
-	for _, n := range e.sortedNetworksLocked() {
+	e.mu.Lock()
+	sorted := e.sortedNetworksLocked()
+	e.mu.Unlock()
+	for _, n := range sorted {
 		if n.Scope != model.ScopeLocal {
 			continue
 		}
@@ -89,52 +108,128 @@ func (e *Engine) Start(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("restore network %s: %w", n.Name, err))
 		}
 	}
-	e.restoreGlobalLocked(ctx)
-	errs = append(errs, e.restoreExternalsLocked(ctx))
+	e.restoreGlobal(ctx)
+	errs = append(errs, e.restoreExternals(ctx, xs))
 
 	// Containers: refresh state, re-plumb sandboxes, watch running ones.
-	for _, c := range e.containers {
+	for _, c := range ctrs {
 		st, err := e.opts.Runtime.State(ctx, c.ID)
 		running := err == nil && st.Status == "running"
 		if c.State == model.StateRunning && !running {
-			c.State, c.Pid = model.StateExited, 0
+			code, finished := 0, time.Time{}
 			if err == nil {
-				c.ExitCode, c.FinishedAt = st.ExitCode, st.FinishedAt
+				code, finished = st.ExitCode, st.FinishedAt
 			}
-			if c.FinishedAt.IsZero() {
-				c.FinishedAt = e.now()
-			}
-			e.containers[c.ID] = c
-			s.Put(store.Containers, c.ID, c)
+			e.setExited(c.ID, code, finished)
 		}
-		if err := e.ensureSandboxLocked(ctx, c); err != nil {
+		if err := e.ensureSandbox(ctx, c); err != nil {
 			errs = append(errs, err)
 		}
 		if running {
+			e.mu.Lock()
 			e.watchExitLocked(c.ID)
+			e.mu.Unlock()
 		}
 	}
+	e.mu.Lock()
+	var autoRemove []model.Container
 	for _, c := range e.containers {
 		if c.AutoRemove && c.State == model.StateExited {
-			errs = append(errs, e.removeContainerLocked(ctx, c, true))
+			autoRemove = append(autoRemove, c)
 		}
 	}
-	errs = append(errs, e.sweepLocked(ctx))
+	e.mu.Unlock()
+	for _, c := range autoRemove {
+		unlock := e.ctrOps.lock(c.ID)
+		errs = append(errs, e.removeContainer(ctx, c, true))
+		unlock()
+	}
+	errs = append(errs, e.sweep(ctx))
+	e.mu.Lock()
+	var netIDs, bare []string
 	for netID := range e.networks {
-		e.refreshHostsLocked(netID)
+		netIDs = append(netIDs, netID)
 	}
 	for _, c := range e.containers {
 		if len(e.endpointsOfLocked(c.ID)) == 0 {
-			e.writeSandboxFiles(c, e.sandboxes[c.ID], nil)
+			bare = append(bare, c.ID)
 		}
 	}
-	e.applyFirewallLocked(ctx)
-	e.startBackgroundLocked()
+	e.mu.Unlock()
+	for _, id := range netIDs {
+		e.refreshHosts(id)
+	}
+	for _, id := range bare {
+		e.refreshContainerFiles(id)
+	}
+	errs = append(errs, e.applyFirewall())
+	e.startBackground()
 	if err := errors.Join(errs...); err != nil {
 		e.log.Warn("restore finished with errors", "err", err)
 	}
-	e.log.Info("engine started", "networks", len(e.networks), "containers", len(e.containers))
+	e.mu.Lock()
+	nn, nc := len(e.networks), len(e.containers)
+	e.mu.Unlock()
+	e.log.Info("engine started", "networks", nn, "containers", nc)
 	return nil
+}
+
+// dropOrphanRecords deletes, in one transaction, the records a crash left
+// without their owner: endpoints whose container (or external attachment)
+// is not recorded, and sandboxes whose container is not. Their kernel objects are swept with the other unknown ones;
+// their global addresses are released after the local delete. It returns
+// the IDs dropped (endpoint IDs, and "<container ID>/sandbox").
+func (e *Engine) dropOrphanRecords(ctrs []model.Container, xs []model.External, sbs []model.Sandbox, eps []model.Endpoint) (map[string]bool, error) {
+	have := map[string]bool{}
+	for _, c := range ctrs {
+		have[c.ID] = true
+	}
+	owners := map[string]bool{}
+	for _, x := range xs {
+		owners[x.ID] = true
+	}
+	drop := map[string]bool{}
+	var dropEps []model.Endpoint
+	for _, ep := range eps {
+		if !have[ep.ContainerID] && !owners[ep.ContainerID] {
+			drop[ep.ID] = true
+			dropEps = append(dropEps, ep)
+		}
+	}
+	var dropSbs []string
+	for _, sb := range sbs {
+		if !have[sb.ContainerID] {
+			drop[sb.ContainerID+"/sandbox"] = true
+			dropSbs = append(dropSbs, sb.ContainerID)
+		}
+	}
+	if len(drop) == 0 {
+		return drop, nil
+	}
+	err := e.opts.Store.Update(func(tx *store.Tx) error {
+		for _, ep := range dropEps {
+			if err := tx.Delete(store.Endpoints, ep.ID); err != nil {
+				return err
+			}
+		}
+		for _, id := range dropSbs {
+			if err := tx.Delete(store.Sandboxes, id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("drop orphaned records: %w", err)
+	}
+	for _, ep := range dropEps {
+		e.log.Info("dropped endpoint without container", "endpoint", ep.ID[:12], "addr", ep.Addr)
+	}
+	for _, id := range dropSbs {
+		e.log.Info("dropped sandbox without container", "container", id[:12])
+	}
+	e.orphanGlobal = dropEps
+	return drop, nil
 }
 
 func (e *Engine) sortedNetworksLocked() []model.Network {
@@ -146,26 +241,41 @@ func (e *Engine) sortedNetworksLocked() []model.Network {
 	return out
 }
 
-// ensurePredefinedLocked creates bridge, host and none once per host; their
-// IDs are kept in the store.
-func (e *Engine) ensurePredefinedLocked(ctx context.Context) error {
+// ensurePredefined creates bridge, host and none once per host; their
+// IDs are kept in the store. Start runs it before anything else can.
+func (e *Engine) ensurePredefined(ctx context.Context) error {
 	have := map[string]model.Network{}
+	e.mu.Lock()
 	for _, n := range e.networks {
 		if n.Predefined {
 			have[n.Name] = n
 		}
 	}
+	e.mu.Unlock()
 	// The default bridge follows --bip: if it changed, re-make the network.
 	if br, ok := have[model.NetBridge]; ok {
 		want := e.opts.BridgeIP
 		if len(br.IPAM) == 0 || br.IPAM[0].Gateway != want.Addr() || br.IPAM[0].Subnet != want.Masked() {
-			if len(e.endpointsOnLocked(br.ID)) == 0 {
-				e.drivers["bridge"].DeleteNetwork(ctx, br)
+			e.mu.Lock()
+			inUse := len(e.endpointsOnLocked(br.ID)) > 0
+			e.mu.Unlock()
+			if !inUse {
+				if err := e.drivers["bridge"].DeleteNetwork(ctx, br); err != nil {
+					return fmt.Errorf("remake default bridge: %w", err)
+				}
+				err := e.opts.Store.Update(func(tx *store.Tx) error {
+					if err := tx.Delete(store.Networks, br.ID); err != nil {
+						return err
+					}
+					return tx.Delete(store.IPAM, br.ID)
+				})
+				if err != nil {
+					return fmt.Errorf("remake default bridge: %w", err)
+				}
 				e.opts.IPAM.ReleasePool(br.ID)
-				s := e.opts.Store
-				s.Delete(store.Networks, br.ID)
-				s.Delete(store.IPAM, br.ID)
+				e.mu.Lock()
 				delete(e.networks, br.ID)
+				e.mu.Unlock()
 				delete(have, model.NetBridge)
 			} else {
 				e.log.Warn("--bip differs from the default bridge in use; keeping the old one until its containers are gone")
@@ -184,7 +294,7 @@ func (e *Engine) ensurePredefinedLocked(ctx context.Context) error {
 				model.OptBridgeName: DefaultBridgeName, model.OptDefaultBridge: "true",
 				model.OptICC: "true", model.OptMasquerade: "true", model.OptMTU: "1500",
 			}
-			if err := e.createLocalNetworkLocked(ctx, e.drivers["bridge"], &n); err != nil {
+			if err := e.createLocalNetwork(ctx, e.drivers["bridge"], &n); err != nil {
 				return fmt.Errorf("create default bridge: %w", err)
 			}
 			continue
@@ -192,38 +302,49 @@ func (e *Engine) ensurePredefinedLocked(ctx context.Context) error {
 		if err := e.opts.Store.Put(store.Networks, n.ID, n); err != nil {
 			return err
 		}
+		e.mu.Lock()
 		e.networks[n.ID] = n
+		e.mu.Unlock()
 	}
 	return nil
 }
 
-// sweepLocked removes kernel objects, namespaces and runc containers that
-// carry our marks but that the store does not know (crash leftovers).
-func (e *Engine) sweepLocked(ctx context.Context) error {
+// sweep removes kernel objects, namespaces and runtime containers that
+// carry our marks but that the store does not know (crash leftovers), and
+// releases the global addresses of endpoints dropped as orphans.
+func (e *Engine) sweep(ctx context.Context) error {
 	var errs []error
 	var nets []model.Network
 	var eps []model.Endpoint
+	known := map[string]bool{}
+	ctrs := map[string]bool{}
+	e.mu.Lock()
 	for _, n := range e.networks {
 		nets = append(nets, n)
 	}
 	for _, ep := range e.endpoints {
 		eps = append(eps, ep)
 	}
-	for _, d := range e.drivers {
-		if sw, ok := d.(driver.Sweeper); ok {
-			errs = append(errs, sw.Sweep(ctx, nets, eps))
-		}
-	}
-	known := map[string]bool{}
 	for _, sb := range e.sandboxes {
 		if sb.NetnsPath != "" {
 			known[filepath.Base(sb.NetnsPath)] = true
 		}
 	}
+	for id := range e.containers {
+		ctrs[id] = true
+	}
+	orphans := e.orphanGlobal
+	e.orphanGlobal = nil
+	e.mu.Unlock()
+	for _, d := range e.drivers {
+		if sw, ok := d.(driver.Sweeper); ok {
+			errs = append(errs, sw.Sweep(ctx, nets, eps))
+		}
+	}
 	// Namespaces drivers pin in the same directory (overlay's ov-*) are
 	// theirs: the driver's Sweep above already removed those of unknown
 	// networks.
-	for _, n := range e.networks {
+	for _, n := range nets {
 		if p, ok := e.drivers[n.Driver].(interface{ NetnsPath(model.Network) string }); ok {
 			known[filepath.Base(p.NetnsPath(n))] = true
 		}
@@ -238,35 +359,21 @@ func (e *Engine) sweepLocked(ctx context.Context) error {
 	ids, err := e.opts.Runtime.List(ctx)
 	errs = append(errs, err)
 	for _, id := range ids {
-		if _, ok := e.containers[id]; !ok {
-			e.log.Info("sweeping unknown runc container", "id", id)
+		if !ctrs[id] {
+			e.log.Info("sweeping unknown runtime container", "id", id)
 			errs = append(errs, e.opts.Runtime.Delete(ctx, id))
 		}
 	}
+	byID := map[string]model.Network{}
+	for _, n := range nets {
+		byID[n.ID] = n
+	}
+	for _, ep := range orphans {
+		if n, ok := byID[ep.NetworkID]; ok && n.Scope == model.ScopeGlobal {
+			e.releaseGlobal(ctx, n, ep.Addr.Addr())
+		}
+	}
 	return errors.Join(errs...)
-}
-
-// applyFirewallLocked renders the firewall from the bridge networks.
-func (e *Engine) applyFirewallLocked(ctx context.Context) {
-	if e.opts.Firewall == nil {
-		return
-	}
-	var cfg firewall.Config
-	for _, n := range e.sortedNetworksLocked() {
-		if n.Driver != "bridge" {
-			continue
-		}
-		f := firewall.Network{ID: n.ID, Bridge: bridge.BridgeName(n), Internal: n.Internal,
-			ICC: bridgeOpt(n, model.OptICC, true), Masquerade: bridgeOpt(n, model.OptMasquerade, true)}
-		for _, c := range n.IPAM {
-			f.Subnets = append(f.Subnets, c.Subnet)
-		}
-		cfg.Networks = append(cfg.Networks, f)
-	}
-	e.overlayFirewallLocked(&cfg)
-	if err := e.opts.Firewall.Apply(ctx, cfg); err != nil {
-		e.log.Error("apply firewall", "err", err)
-	}
 }
 
 // mtuFor is the container MTU on a network.
@@ -284,15 +391,22 @@ func (e *Engine) mtuFor(ctx context.Context, n model.Network) int {
 	return 1500
 }
 
-// loadPeersLocked reads the cached advertisement sets of global networks.
-func (e *Engine) loadPeersLocked() error {
-	for id := range e.networks {
-		if e.networks[id].Scope != model.ScopeGlobal {
-			continue
+// loadPeers reads the cached advertisement sets of global networks.
+func (e *Engine) loadPeers() error {
+	e.mu.Lock()
+	var ids []string
+	for id, n := range e.networks {
+		if n.Scope == model.ScopeGlobal {
+			ids = append(ids, id)
 		}
+	}
+	e.mu.Unlock()
+	for _, id := range ids {
 		var ads []cluster.Advert
 		if err := e.opts.Store.Get(store.Peers, id, &ads); err == nil {
+			e.mu.Lock()
 			e.cachedPeers[id] = ads
+			e.mu.Unlock()
 		} else if !errors.Is(err, model.ErrNotFound) {
 			return err
 		}
