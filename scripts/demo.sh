@@ -56,9 +56,11 @@ start() {
 	for _ in $(seq 150); do "$BIN" -H unix://$DIR/h$h/sock version >/dev/null 2>&1 && return; sleep 0.2; done
 	echo "daemon on host$h did not start:"; tail -20 $DIR/h$h/log; exit 1
 }
-say "Start the daemons: host1 starts an embedded etcd cluster, host2 joins it"
+say "Start the daemons: host1 starts an embedded etcd cluster (with its own CA), host2 joins it with the join token"
 start 1 --cluster-init
-start 2 --cluster-join 192.0.2.11
+run 1 node token
+run 1 node token -q >$DIR/join-token
+start 2 --cluster-join 192.0.2.11 --join-token-file $DIR/join-token
 run 1 node ls
 
 say "Create the overlay network on host1; host2 sees it with the same ID"

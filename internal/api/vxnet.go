@@ -17,13 +17,27 @@ type Node struct {
 	LastSeen time.Time `json:"LastSeen"`
 	Role     string    `json:"Role"`
 	Self     bool      `json:"Self,omitempty"`
+	// CertExpiry is when the node's cluster certificate runs out (zero
+	// on an external store).
+	CertExpiry time.Time `json:"CertExpiry,omitzero"`
+}
+
+// JoinToken is the answer of GET|POST /vxnet/token.
+type JoinToken struct {
+	Token string `json:"Token"`
+	// JoinAddr is this host's join service, ADDR:PORT.
+	JoinAddr string `json:"JoinAddr"`
 }
 
 // ClusterBackend is the optional ability of a Backend in cluster mode,
 // served under the vxnet-only prefix /vxnet/.
 type ClusterBackend interface {
 	Nodes(ctx context.Context) ([]Node, error)
-	RemoveNode(ctx context.Context, ref string) error
+	// RemoveNode removes a node; force removes it even while it is up.
+	RemoveNode(ctx context.Context, ref string, force bool) error
+	// JoinToken returns the cluster's join token; rotate replaces its
+	// secret first.
+	JoinToken(ctx context.Context, rotate bool) (JoinToken, error)
 	// Leave leaves the cluster cleanly; the daemon stops afterwards.
 	Leave(ctx context.Context) error
 }
@@ -32,6 +46,21 @@ func (s *server) vxnetRoutes() {
 	s.mux.HandleFunc("GET /vxnet/nodes", s.nodeList)
 	s.mux.HandleFunc("DELETE /vxnet/nodes/{id}", s.nodeRemove)
 	s.mux.HandleFunc("POST /vxnet/leave", s.leave)
+	s.mux.HandleFunc("GET /vxnet/token", s.joinToken)
+	s.mux.HandleFunc("POST /vxnet/token/rotate", s.joinToken)
+}
+
+func (s *server) joinToken(w http.ResponseWriter, r *http.Request) {
+	cb, ok := s.cluster(w)
+	if !ok {
+		return
+	}
+	tok, err := cb.JoinToken(r.Context(), r.Method == http.MethodPost)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, tok)
 }
 
 func (s *server) leave(w http.ResponseWriter, r *http.Request) {
@@ -75,7 +104,7 @@ func (s *server) nodeRemove(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if err := cb.RemoveNode(r.Context(), r.PathValue("id")); err != nil {
+	if err := cb.RemoveNode(r.Context(), r.PathValue("id"), boolParam(r, "force")); err != nil {
 		writeError(w, err)
 		return
 	}

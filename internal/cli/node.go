@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -69,7 +70,7 @@ func newNode(e *env) *cobra.Command {
 				return nil
 			}
 			tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
-			fmt.Fprintln(tw, "ID\tHOSTNAME\tADDRESS\tSTATE\tLAST SEEN\tETCD ROLE")
+			fmt.Fprintln(tw, "ID\tHOSTNAME\tADDRESS\tSTATE\tLAST SEEN\tETCD ROLE\tCERT EXPIRES")
 			for _, n := range nodes {
 				id := n.ID
 				if len(id) > 12 {
@@ -82,19 +83,33 @@ func newNode(e *env) *cobra.Command {
 				if !n.LastSeen.IsZero() {
 					seen = api.HumanDuration(time.Since(n.LastSeen)) + " ago"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", id, n.Hostname, n.Addr, n.State, seen, n.Role)
+				expiry := "-"
+				if !n.CertExpiry.IsZero() {
+					expiry = n.CertExpiry.UTC().Format(time.RFC3339)
+					if d := time.Until(n.CertExpiry); d > 0 {
+						expiry += " (in " + api.HumanDuration(d) + ")"
+					} else {
+						expiry += " (expired)"
+					}
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", id, n.Hostname, n.Addr, n.State, seen, n.Role, expiry)
 			}
 			return tw.Flush()
 		},
 	}
 	ls.Flags().BoolVarP(&quiet, "quiet", "q", false, "Only display IDs")
+	var force bool
 	rm := &cobra.Command{
-		Use: "rm NODE [NODE...]", Aliases: []string{"remove"}, Short: "Remove hosts from the cluster",
+		Use: "rm [OPTIONS] NODE [NODE...]", Aliases: []string{"remove"}, Short: "Remove hosts from the cluster (their certificates are revoked)",
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var failed bool
 			for _, a := range args {
-				if err := e.vxnetCall(cmd.Context(), http.MethodDelete, "/vxnet/nodes/"+a, nil); err != nil {
+				path := "/vxnet/nodes/" + url.PathEscape(a)
+				if force {
+					path += "?force=1"
+				}
+				if err := e.vxnetCall(cmd.Context(), http.MethodDelete, path, nil); err != nil {
 					fmt.Fprintln(cmd.ErrOrStderr(), err.Error())
 					failed = true
 					continue
@@ -107,12 +122,40 @@ func newNode(e *env) *cobra.Command {
 			return nil
 		},
 	}
+	rm.Flags().BoolVarP(&force, "force", "f", false, "Force-remove a node that is up")
+	var rotate, tokQuiet bool
+	token := &cobra.Command{
+		Use: "token [OPTIONS]", Short: "Print (or rotate) the token other hosts join the cluster with", Args: noArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			method, path := http.MethodGet, "/vxnet/token"
+			if rotate {
+				method, path = http.MethodPost, "/vxnet/token/rotate"
+			}
+			var tok api.JoinToken
+			if err := e.vxnetCall(cmd.Context(), method, path, &tok); err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			if tokQuiet {
+				fmt.Fprintln(w, tok.Token)
+				return nil
+			}
+			if rotate {
+				fmt.Fprintln(w, "Successfully rotated the join token; the previous one is refused from now on.")
+				fmt.Fprintln(w)
+			}
+			fmt.Fprintf(w, "To add a host to this cluster, run on it (--join-token-file keeps the token out of ps):\n\n    vxnet daemon --cluster-join %s --join-token %s --advertise-addr <its address>\n\n", tok.JoinAddr, tok.Token)
+			return nil
+		},
+	}
+	token.Flags().BoolVar(&rotate, "rotate", false, "Rotate the join token")
+	token.Flags().BoolVarP(&tokQuiet, "quiet", "q", false, "Only display the token")
 	leave := &cobra.Command{
 		Use: "leave", Short: "Leave the cluster cleanly (this host's daemon stops afterwards)", Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return e.vxnetCall(cmd.Context(), http.MethodPost, "/vxnet/leave", nil)
 		},
 	}
-	node.AddCommand(ls, rm, leave)
+	node.AddCommand(ls, rm, token, leave)
 	return node
 }

@@ -63,11 +63,30 @@ func decodeAdvert(b []byte) (Advert, error) {
 	return Advert{j.NetworkID, j.EndpointID, j.IP, mac, j.VTEP, j.NodeID, j.Name, j.Aliases}, nil
 }
 
+// advertKey is the key of one of this node's advertisements, or with epID
+// "" the prefix of its advertisements in a network.
 func (c *Cluster) advertKey(netID, epID string) string {
 	if epID == "" {
-		return c.key("adverts", netID)
+		return c.key("adverts", c.opts.NodeID, netID)
 	}
-	return c.key("adverts", netID, epID)
+	return c.key("adverts", c.opts.NodeID, netID, epID)
+}
+
+// advertsPrefix is the prefix of every node's advertisements.
+func (c *Cluster) advertsPrefix() string { return c.key("adverts") + "/" }
+
+// advertInNetwork returns a filter of the keys under advertsPrefix that
+// belong to network netID (adverts/<node>/<network>/<endpoint>).
+func (c *Cluster) advertInNetwork(netID string) func(string) bool {
+	p := c.advertsPrefix()
+	return func(key string) bool {
+		rest, ok := strings.CutPrefix(key, p)
+		if !ok {
+			return false
+		}
+		parts := strings.SplitN(rest, "/", 3)
+		return len(parts) == 3 && parts[1] == netID
+	}
 }
 
 // Advertise publishes an endpoint of this node under the node lease, so it
@@ -193,12 +212,16 @@ func (c *Cluster) Adverts(ctx context.Context, netID string) ([]Advert, int64, e
 	}
 	rctx, cancel := c.reqCtx(ctx)
 	defer cancel()
-	resp, err := c.cli.Get(rctx, c.advertKey(netID, "")+"/", clientv3.WithPrefix())
+	resp, err := c.cli.Get(rctx, c.advertsPrefix(), clientv3.WithPrefix())
 	if err != nil {
 		return nil, 0, unavailable("list advertisements", err)
 	}
+	keep := c.advertInNetwork(netID)
 	out := make([]Advert, 0, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
+		if !keep(string(kv.Key)) {
+			continue
+		}
 		if a, ok := c.decodeAdvertKV(string(kv.Key), kv.Value); ok {
 			out = append(out, a)
 		}
@@ -229,7 +252,7 @@ func sortAdverts(as []Advert) {
 // changes. Disconnects resume from the last revision; compaction past it
 // makes it list again and call fn. fn runs on the caller's goroutine.
 func (c *Cluster) WatchAdverts(ctx context.Context, netID string, fromRev int64, fn func([]Advert, int64)) error {
-	return watchSet(ctx, c, c.advertKey(netID, "")+"/", fromRev, c.decodeAdvertKV, func(as []Advert, rev int64) {
+	return watchSet(ctx, c, c.advertsPrefix(), c.advertInNetwork(netID), fromRev, c.decodeAdvertKV, func(as []Advert, rev int64) {
 		sortAdverts(as)
 		fn(as, rev)
 	})

@@ -9,16 +9,24 @@
 // Options.Voters of them, later ones are plain clients. A member that
 // restarts with its data directory rejoins with its data.
 //
-// Key layout, under Options.Prefix (default /vxnet/v1):
+// The embedded cluster is secured by its own CA (package pki): every link to
+// etcd, client and peer, is mutual TLS with member certificates, a new host
+// joins through a voting member's join service with a join token (see
+// joinsvc.go), and etcd's authentication maps each certificate to a user
+// allowed to write only its own records and the global ones (security.go).
 //
-//	nodes/<node>              durable node record (hostname, address, last seen)
-//	alive/<node>              leased: present while the node keeps its lease
-//	networks/id/<id>          durable network definition (model.Network JSON)
-//	networks/name/<name>      durable: network ID, makes names unique
-//	vni/<vni>                 durable: network ID, makes VNIs unique
-//	ipam/pools/<subnet>       durable: network ID, makes subnets disjoint
-//	ipam/subnets/<id>/<nnn>   durable: ipam.Subnet state of the nnn-th subnet
-//	adverts/<network>/<ep>    leased: endpoint IP, MAC, VTEP, node
+// Key layout, under Options.Prefix (default /vxnet/v1); the per-node parts
+// come first in the node's own keys, so etcd range permissions can say "this
+// node's keys":
+//
+//	nodes/<node>                  durable node record (hostname, address, last seen)
+//	alive/<node>                  leased: present while the node keeps its lease
+//	adverts/<node>/<network>/<ep> leased: endpoint IP, MAC, VTEP, node
+//	networks/id/<id>              durable network definition (model.Network JSON)
+//	networks/name/<name>          durable: network ID, makes names unique
+//	vni/<vni>                     durable: network ID, makes VNIs unique
+//	ipam/pools/<subnet>           durable: network ID, makes subnets disjoint
+//	ipam/subnets/<id>/<nnn>       durable: ipam.Subnet state of the nnn-th subnet
 //
 // Writes that must not collide use transactions on revisions. Liveness is a
 // node lease with a short TTL; a host's advertisements hang off that lease,
@@ -39,6 +47,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -47,6 +56,7 @@ import (
 	"go.etcd.io/etcd/server/v3/embed"
 
 	"github.com/vxnet/vxnet/internal/model"
+	"github.com/vxnet/vxnet/internal/pki"
 )
 
 // Defaults for Options.
@@ -93,10 +103,16 @@ type Options struct {
 	// Embedded mode.
 	DataDir    string // e.g. <data-root>/etcd
 	Init       bool   // start a new cluster
-	Join       string // ADDR[:PORT] of an existing member's client URL
+	Join       string // ADDR[:PORT] of a voting member's join service
 	ClientPort int    // default 2379
 	PeerPort   int    // default 2380
 	Voters     int    // voting members wanted, odd; default 3
+
+	// Embedded mode security (see package pki).
+	PKIDir     string        // certificates and keys; default <DataDir>/../cluster
+	JoinToken  string        // needed by Join while PKIDir holds no certificate
+	JoinPort   int           // join service port of voting members, default 2377
+	CertExpiry time.Duration // lifetime of member certificates, default 90 days
 
 	Prefix         string        // key prefix, default /vxnet/v1
 	NodeTTL        time.Duration // node lease TTL, default 10 s
@@ -119,11 +135,17 @@ type Cluster struct {
 	cli    *clientv3.Client
 	etcd   *embed.Etcd // nil unless this host runs a member
 	member uint64      // etcd member ID when etcd != nil
+	id     *identity   // embedded mode: this member's certificates
+	// admin acts as etcd's root user (membership, users, the join
+	// token); only on voting members, which hold the CA key.
+	admin *clientv3.Client
 
 	ctx       context.Context // cancelled by Close
 	cancel    context.CancelFunc
 	closeOnce sync.Once
 	stopLease func() // stops the lease goroutine and waits for it
+	stopJoin  func() // stops the join service
+	bgDone    chan struct{}
 
 	// pubMu serialises writes of leased keys (advertisements) with lease
 	// changes, so a re-registration never races an Advertise or Withdraw.
@@ -181,7 +203,19 @@ func Open(ctx context.Context, opts Options) (*Cluster, error) {
 	if err := c.register(ctx); err != nil {
 		return nil, err
 	}
+	if c.admin != nil {
+		if err := c.startJoinService(); err != nil {
+			return nil, err
+		}
+	}
 	c.startLeaseLoop()
+	if c.id != nil {
+		c.bgDone = make(chan struct{})
+		go func() {
+			defer close(c.bgDone)
+			c.certLoop(c.ctx)
+		}()
+	}
 	ok = true
 	return c, nil
 }
@@ -222,6 +256,18 @@ func withDefaults(o Options) (Options, error) {
 	}
 	if o.Voters < 1 || o.Voters%2 == 0 {
 		return o, fmt.Errorf("cluster: open: %w: voters must be odd, not %d", model.ErrInvalid, o.Voters)
+	}
+	if o.JoinPort == 0 {
+		o.JoinPort = DefaultJoinPort
+	}
+	if o.CertExpiry == 0 {
+		o.CertExpiry = pki.DefaultCertExpiry
+	}
+	if o.CertExpiry < 10*time.Second {
+		return o, fmt.Errorf("cluster: open: %w: certificate expiry %s is below 10s", model.ErrInvalid, o.CertExpiry)
+	}
+	if o.PKIDir == "" && o.DataDir != "" {
+		o.PKIDir = filepath.Join(filepath.Dir(filepath.Clean(o.DataDir)), "cluster")
 	}
 	if o.Prefix == "" {
 		o.Prefix = DefaultPrefix
@@ -269,14 +315,23 @@ func (c *Cluster) shutdown() {
 func (c *Cluster) doShutdown() {
 	c.mu.Lock()
 	c.closed = true
-	stop := c.stopLease
+	stop, stopJoin := c.stopLease, c.stopJoin
 	c.mu.Unlock()
 	c.cancel()
+	if stopJoin != nil {
+		stopJoin()
+	}
 	if stop != nil {
 		stop()
 	}
+	if c.bgDone != nil {
+		<-c.bgDone
+	}
 	if c.cli != nil {
 		c.cli.Close()
+	}
+	if c.admin != nil {
+		c.admin.Close()
 	}
 	if c.etcd != nil {
 		c.etcd.Close()

@@ -19,17 +19,23 @@ type member struct {
 	c    *Cluster
 }
 
-// embeddedOpts returns options for host i of a test cluster whose first
-// member listens on seedPort.
-func embeddedOpts(t *testing.T, root string, i int, seedPort int) Options {
-	p := freePorts(t, 2)
+// embeddedOpts returns options for host i of a test cluster: it starts the
+// cluster if seed is nil, else joins through seed's join service with its
+// current token.
+func embeddedOpts(t *testing.T, root string, i int, seed *Cluster) Options {
+	p := freePorts(t, 3)
 	o := baseOpts(t, fmt.Sprintf("node%d", i))
 	o.DataDir = filepath.Join(root, fmt.Sprintf("n%d", i), "etcd")
-	o.ClientPort, o.PeerPort = p[0], p[1]
-	if i == 1 {
+	o.ClientPort, o.PeerPort, o.JoinPort = p[0], p[1], p[2]
+	if seed == nil {
 		o.Init = true
 	} else {
-		o.Join = fmt.Sprintf("127.0.0.1:%d", seedPort)
+		o.Join = fmt.Sprintf("127.0.0.1:%d", seed.opts.JoinPort)
+		tok, err := seed.JoinToken(context.Background(), false)
+		if err != nil {
+			t.Fatalf("join token of %s: %v", seed.opts.NodeID, err)
+		}
+		o.JoinToken = tok
 	}
 	t.Cleanup(func() { checkPortsFree(t, p...) })
 	return o
@@ -58,9 +64,9 @@ func TestEmbeddedCluster(t *testing.T) {
 	root := t.TempDir()
 	ms := make([]*member, 5)
 	for i := 1; i <= 4; i++ {
-		seed := 0
+		var seed *Cluster
 		if i > 1 {
-			seed = ms[1].opts.ClientPort
+			seed = ms[1].c
 		}
 		o := embeddedOpts(t, root, i, seed)
 		ms[i] = &member{opts: o, c: open(t, o)}
@@ -213,18 +219,18 @@ func TestEmbeddedCluster(t *testing.T) {
 
 	t.Run("remove-and-leave", func(t *testing.T) {
 		c1, c2, c3, c4 := ms[1].c, ms[2].c, ms[3].c, ms[4].c
-		if err := c1.RemoveNode(ctx, "node3"); !errors.Is(err, model.ErrConflict) {
+		if err := c1.RemoveNode(ctx, "node3", false); !errors.Is(err, model.ErrConflict) {
 			t.Fatalf("remove an up node: %v, want conflict", err)
 		}
-		if err := c1.RemoveNode(ctx, "node1"); !errors.Is(err, model.ErrInvalid) {
+		if err := c1.RemoveNode(ctx, "node1", false); !errors.Is(err, model.ErrInvalid) {
 			t.Fatalf("remove self: %v, want invalid", err)
 		}
 		c3.Close()
 		eventually(t, 5*time.Second, "node3 down", wantState(ctx, c1, "node3", StateDown))
-		if err := c1.RemoveNode(ctx, "node3"); err != nil {
+		if err := c1.RemoveNode(ctx, "node3", false); err != nil {
 			t.Fatal(err)
 		}
-		if err := c1.RemoveNode(ctx, "node3"); !errors.Is(err, model.ErrNotFound) {
+		if err := c1.RemoveNode(ctx, "node3", false); !errors.Is(err, model.ErrNotFound) {
 			t.Fatalf("remove twice: %v, want not found", err)
 		}
 		if v, _ := memberCount(t, c1); v != 2 {
@@ -256,7 +262,7 @@ func TestEmbeddedCluster(t *testing.T) {
 		if _, err := c1.CreateNetwork(ctx, testNet("after")); err != nil {
 			t.Fatal(err)
 		}
-		o := embeddedOpts(top, root, 5, ms[1].opts.ClientPort)
+		o := embeddedOpts(top, root, 5, ms[1].c)
 		c5 := open(top, o)
 		if c5.etcd == nil {
 			t.Fatal("new host did not become a member although there are fewer than 3")

@@ -218,7 +218,7 @@ func TestExternalEtcd(t *testing.T) {
 		}
 		b.Close()
 		eventually(t, 5*time.Second, "closed node down", wantState(ctx, a, "ext-b", StateDown))
-		if err := a.RemoveNode(ctx, "ext-b"); err != nil {
+		if err := a.RemoveNode(ctx, "ext-b", false); err != nil {
 			t.Fatal(err)
 		}
 		ns, err := a.Nodes(ctx)
@@ -228,7 +228,7 @@ func TestExternalEtcd(t *testing.T) {
 		if len(ns) != 1 || ns[0].ID != "ext-a" {
 			t.Fatalf("nodes %+v, want ext-a only", ns)
 		}
-		if err := a.RemoveNode(ctx, "ext-c"); !errors.Is(err, model.ErrNotFound) {
+		if err := a.RemoveNode(ctx, "ext-c", false); !errors.Is(err, model.ErrNotFound) {
 			t.Fatalf("remove a node that left: %v, want not found", err)
 		}
 	})

@@ -25,12 +25,25 @@ import (
 	grpcbackoff "google.golang.org/grpc/backoff"
 
 	"github.com/vxnet/vxnet/internal/model"
+	"github.com/vxnet/vxnet/internal/pki"
 )
 
-// newClient connects to endpoints (host:port or URLs). It does not wait for
-// the store to answer.
-// With autoSync the endpoints follow the etcd membership.
+// newClient connects to endpoints (host:port or URLs) as this member (or
+// with the external store's TLS files). It does not wait for the store to
+// answer. With autoSync the endpoints follow the etcd membership.
 func (c *Cluster) newClient(eps []string, autoSync bool) (*clientv3.Client, error) {
+	return c.newClientAs(eps, autoSync, false)
+}
+
+// newAdminClient connects to endpoints as etcd's root user.
+func (c *Cluster) newAdminClient(eps []string) (*clientv3.Client, error) {
+	if c.id == nil || c.id.ca.Key == nil {
+		return c.newClient(eps, false)
+	}
+	return c.newClientAs(eps, false, true)
+}
+
+func (c *Cluster) newClientAs(eps []string, autoSync, root bool) (*clientv3.Client, error) {
 	cfg := clientv3.Config{
 		DialTimeout:          c.opts.RequestTimeout,
 		DialKeepAliveTime:    5 * time.Second,
@@ -48,7 +61,11 @@ func (c *Cluster) newClient(eps []string, autoSync bool) (*clientv3.Client, erro
 		cfg.AutoSyncInterval = 30 * time.Second
 	}
 	scheme := "http://"
-	if c.opts.CAFile != "" || c.opts.CertFile != "" {
+	switch {
+	case c.id != nil:
+		cfg.TLS = c.id.clientTLS(root)
+		scheme = "https://"
+	case c.opts.CAFile != "" || c.opts.CertFile != "":
 		info := transport.TLSInfo{CertFile: c.opts.CertFile, KeyFile: c.opts.KeyFile, TrustedCAFile: c.opts.CAFile}
 		tc, err := info.ClientConfig()
 		if err != nil {
@@ -71,8 +88,9 @@ func (c *Cluster) newClient(eps []string, autoSync bool) (*clientv3.Client, erro
 	return cli, nil
 }
 
+// urlFor is the URL of an embedded etcd listener: always TLS.
 func urlFor(a netip.Addr, port int) *url.URL {
-	return &url.URL{Scheme: "http", Host: netip.AddrPortFrom(a, uint16(port)).String()}
+	return &url.URL{Scheme: "https", Host: netip.AddrPortFrom(a, uint16(port)).String()}
 }
 
 // memberDirExists reports whether dataDir holds an etcd member from an
@@ -91,99 +109,63 @@ func (c *Cluster) openEmbedded(ctx context.Context) error {
 	switch {
 	case memberDirExists(o.DataDir):
 		c.log.Info("restarting embedded etcd member", "dir", o.DataDir)
+		var err error
+		if c.id, err = loadIdentity(pki.Dir(o.PKIDir)); err != nil {
+			return fmt.Errorf("cluster: restart member: %w (the etcd data in %s needs this member's certificates in %s)", err, o.DataDir, o.PKIDir)
+		}
 		if err := c.startMember(ctx, embed.ClusterStateFlagExisting, o.NodeID+"="+peer.String()); err != nil {
 			return err
 		}
 		return c.connectMember(ctx)
 	case o.Init:
 		c.log.Info("starting new embedded etcd cluster", "peer", peer.String(), "client", client.String())
+		var err error
+		if c.id, err = c.newPKI(); err != nil {
+			return fmt.Errorf("cluster: init: %w", err)
+		}
 		if err := c.startMember(ctx, embed.ClusterStateFlagNew, o.NodeID+"="+peer.String()); err != nil {
 			return err
 		}
-		return c.connectMember(ctx)
+		if err := c.connectMember(ctx); err != nil {
+			return err
+		}
+		return c.setupAuth(ctx)
 	case o.Join != "":
 		return c.join(ctx)
 	}
 	return fmt.Errorf("cluster: open: %w: data directory %s holds no member; init or join a cluster", model.ErrInvalid, o.DataDir)
 }
 
-// join contacts the member at Options.Join and becomes a voting member if
-// the cluster has fewer than Options.Voters members, else a client.
+// join asks a voting member's join service to admit this host, then starts
+// its etcd member (the voter said it is to vote) or connects as a client.
 func (c *Cluster) join(ctx context.Context) error {
 	o := c.opts
-	ep, err := hostPort(o.Join, DefaultClientPort)
-	if err != nil {
-		return fmt.Errorf("cluster: join %q: %w", o.Join, err)
-	}
-	seed, err := c.newClient([]string{ep}, false)
+	resp, err := c.requestJoin(ctx)
 	if err != nil {
 		return err
 	}
-	defer seed.Close()
-	peer := urlFor(o.AdvertiseAddr, o.PeerPort).String()
-	deadline := time.Now().Add(o.StartTimeout)
-	for attempt := 0; ; attempt++ {
-		rctx, cancel := c.reqCtx(ctx)
-		ml, err := seed.MemberList(rctx)
-		cancel()
-		if err != nil {
-			return unavailable("join "+ep, err)
+	if !resp.Voter {
+		c.log.Info("joined as a client", "voters", len(resp.Endpoints))
+		if c.cli, err = c.newClient(resp.Endpoints, true); err != nil {
+			return err
 		}
-		if len(ml.Members) >= o.Voters {
-			c.log.Info("joining as a client", "members", len(ml.Members))
-			eps := voterClientURLs(ml.Members, "")
-			if len(eps) == 0 {
-				eps = []string{ep}
-			}
-			if c.cli, err = c.newClient(eps, true); err != nil {
-				return err
-			}
-			return nil
-		}
-		rctx, cancel = c.reqCtx(ctx)
-		add, err := seed.MemberAddAsLearner(rctx, []string{peer})
-		cancel()
-		if (errors.Is(err, rpctypes.ErrTooManyLearners) || errors.Is(err, rpctypes.ErrUnhealthy)) && time.Now().Before(deadline) {
-			// Another host is joining right now (etcd takes one learner
-			// at a time) or a member joined just now (etcd wants the
-			// cluster healthy for a few seconds before changing it again).
-			if err := sleepCtx(ctx, time.Duration(200+100*min(attempt, 10))*time.Millisecond); err != nil {
-				return err
-			}
-			continue
-		}
-		if err != nil {
-			return unavailable("join: add member", err)
-		}
-		c.member = add.Member.ID
-		var initial string
-		for _, m := range add.Members {
-			name := m.Name
-			if m.ID == add.Member.ID {
-				name = o.NodeID
-			}
-			if name == "" {
-				continue // another member still starting
-			}
-			for _, u := range m.PeerURLs {
-				if initial != "" {
-					initial += ","
-				}
-				initial += name + "=" + u
-			}
-		}
-		c.log.Info("joining as a learner", "member", strconv.FormatUint(add.Member.ID, 16), "initial-cluster", initial)
-		if err := c.startMember(ctx, embed.ClusterStateFlagExisting, initial); err != nil {
+		return nil
+	}
+	c.member = resp.MemberID
+	c.log.Info("joining as a learner", "member", strconv.FormatUint(resp.MemberID, 16), "initial-cluster", resp.InitialCluster)
+	if err := c.startMember(ctx, embed.ClusterStateFlagExisting, resp.InitialCluster); err != nil {
+		if admin, aerr := c.newAdminClient(resp.Endpoints); aerr == nil {
 			rctx, cancel := c.reqCtx(context.Background())
-			if _, rerr := seed.MemberRemove(rctx, add.Member.ID); rerr != nil {
+			if _, rerr := admin.MemberRemove(rctx, resp.MemberID); rerr != nil {
 				c.log.Warn("could not undo member add", "err", rerr)
 			}
 			cancel()
-			os.RemoveAll(o.DataDir)
-			return err
+			admin.Close()
 		}
-		return c.connectMember(ctx)
+		os.RemoveAll(o.DataDir)
+		return err
 	}
+	return c.connectMember(ctx)
 }
 
 // voterClientURLs returns the client URLs of started voting members, those
@@ -216,7 +198,15 @@ func (c *Cluster) startMember(ctx context.Context, state, initial string) error 
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*peer}, []url.URL{*peer}
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*client}, []url.URL{*client}
 	cfg.InitialCluster = initial
-	cfg.InitialClusterToken = "vxnet"
+	// Distinct per cluster: members of another cluster are refused.
+	cfg.InitialClusterToken = "vxnet-" + c.id.ca.Digest()[:16]
+	tlsInfo := transport.TLSInfo{
+		CertFile:       c.id.dir.NodeCertPath(),
+		KeyFile:        c.id.dir.NodeKeyPath(),
+		TrustedCAFile:  c.id.dir.CACertPath(),
+		ClientCertAuth: true,
+	}
+	cfg.ClientTLSInfo, cfg.PeerTLSInfo = tlsInfo, tlsInfo
 	cfg.ClusterState = state
 	cfg.AutoCompactionMode = embed.CompactorModePeriodic
 	cfg.AutoCompactionRetention = "1h"
@@ -268,12 +258,21 @@ func (c *Cluster) connectMember(ctx context.Context) error {
 	if c.cli, err = c.newClient(eps, false); err != nil {
 		return err
 	}
+	if c.id.ca.Key != nil {
+		if c.admin, err = c.newAdminClient(eps); err != nil {
+			return err
+		}
+	}
 	if err := c.promote(ctx); err != nil {
 		return err
 	}
 	// A voting member's host talks to its own member only: it is in the same
 	// process, and other hosts' watch streams would slow down its shutdown.
-	c.cli.SetEndpoints(urlFor(c.opts.AdvertiseAddr, c.opts.ClientPort).String())
+	own := urlFor(c.opts.AdvertiseAddr, c.opts.ClientPort).String()
+	c.cli.SetEndpoints(own)
+	if c.admin != nil {
+		c.admin.SetEndpoints(own)
+	}
 	return nil
 }
 
@@ -285,8 +284,11 @@ func (c *Cluster) promote(ctx context.Context) error {
 		if !c.etcd.Server.IsLearner() {
 			return nil
 		}
+		if c.admin == nil {
+			return fmt.Errorf("cluster: promote member: %w", errNotVoter)
+		}
 		rctx, cancel := c.reqCtx(ctx)
-		_, err := c.cli.MemberPromote(rctx, c.member)
+		_, err := c.admin.MemberPromote(rctx, c.member)
 		cancel()
 		if err == nil {
 			c.log.Info("promoted to voting member")
@@ -326,9 +328,13 @@ func roleOf(ms []*etcdserverpb.Member, nodeID string) string {
 // few seconds after the previous one; removeMember waits for that.
 func (c *Cluster) removeMember(ctx context.Context, nodeID string) error {
 	deadline := time.Now().Add(c.opts.StartTimeout)
+	lister := c.cli
+	if c.admin != nil {
+		lister = c.admin
+	}
 	for attempt := 0; ; attempt++ {
 		rctx, cancel := c.reqCtx(ctx)
-		ml, err := c.cli.MemberList(rctx)
+		ml, err := lister.MemberList(rctx)
 		cancel()
 		if err != nil {
 			return unavailable("list members", err)
@@ -351,7 +357,7 @@ func (c *Cluster) removeMember(ctx context.Context, nodeID string) error {
 		if len(others) == 0 {
 			return unavailable("remove member", errors.New("no other voting member to ask"))
 		}
-		cli, err := c.newClient(others, false)
+		cli, err := c.newAdminClient(others)
 		if err != nil {
 			return err
 		}

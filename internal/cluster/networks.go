@@ -205,6 +205,8 @@ func (c *Cluster) DeleteNetwork(ctx context.Context, id string) error {
 		ops := []clientv3.Op{
 			clientv3.OpDelete(c.netIDKey(id)),
 			clientv3.OpDelete(c.key("ipam", "subnets", id)+"/", clientv3.WithPrefix()),
+			// This node's own advertisements; the others' are theirs to
+			// withdraw (and vanish with their leases).
 			clientv3.OpDelete(c.advertKey(id, "")+"/", clientv3.WithPrefix()),
 		}
 		// The name and VNI keys go only if they still point at this network.
@@ -243,7 +245,7 @@ func (c *Cluster) DeleteNetwork(ctx context.Context, id string) error {
 // ListNetworks to see only later changes; see watchSet for how outages and
 // compaction are handled. fn runs on the caller's goroutine.
 func (c *Cluster) WatchNetworks(ctx context.Context, fromRev int64, fn func([]model.Network, int64)) error {
-	return watchSet(ctx, c, c.key("networks", "id")+"/", fromRev, c.decodeNetwork, func(ns []model.Network, rev int64) {
+	return watchSet(ctx, c, c.key("networks", "id")+"/", nil, fromRev, c.decodeNetwork, func(ns []model.Network, rev int64) {
 		sortNetworks(ns)
 		fn(ns, rev)
 	})

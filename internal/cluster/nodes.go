@@ -35,6 +35,9 @@ type Node struct {
 	// Role is "voter" or "learner" for hosts running an etcd member,
 	// "client" for the others (and for every host on an external store).
 	Role string `json:"Role"`
+	// CertExpiry is when the node's cluster certificate runs out (zero on
+	// an external store); nodes renew it before.
+	CertExpiry time.Time `json:"CertExpiry"`
 }
 
 // nodeRecord is the durable record under nodes/<id>.
@@ -44,6 +47,9 @@ type nodeRecord struct {
 	Addr     netip.Addr `json:"Addr"`
 	Role     string     `json:"Role"`
 	LastSeen time.Time  `json:"LastSeen"`
+	// JoinPort is the port of the node's join service (voting members).
+	JoinPort   int       `json:"JoinPort,omitempty"`
+	CertExpiry time.Time `json:"CertExpiry,omitzero"`
 }
 
 func (c *Cluster) record() []byte {
@@ -54,10 +60,14 @@ func (c *Cluster) record() []byte {
 			role = RoleLearner
 		}
 	}
-	b, _ := json.Marshal(nodeRecord{
+	r := nodeRecord{
 		ID: c.opts.NodeID, Hostname: c.opts.Hostname, Addr: c.opts.AdvertiseAddr,
-		Role: role, LastSeen: time.Now().UTC(),
-	})
+		Role: role, LastSeen: time.Now().UTC(), CertExpiry: c.CertExpiry().UTC(),
+	}
+	if c.admin != nil {
+		r.JoinPort = c.opts.JoinPort
+	}
+	b, _ := json.Marshal(r)
 	return b
 }
 
@@ -248,7 +258,7 @@ func (c *Cluster) Nodes(ctx context.Context) ([]Node, error) {
 			c.log.Warn("skipping malformed node record", "key", string(kv.Key), "err", err)
 			continue
 		}
-		n := Node{ID: r.ID, Hostname: r.Hostname, Addr: r.Addr, LastSeen: r.LastSeen, Role: r.Role, State: StateDown}
+		n := Node{ID: r.ID, Hostname: r.Hostname, Addr: r.Addr, LastSeen: r.LastSeen, Role: r.Role, State: StateDown, CertExpiry: r.CertExpiry}
 		if alive[r.ID] {
 			n.State = StateUp
 		}
@@ -263,36 +273,60 @@ func (c *Cluster) Nodes(ctx context.Context) ([]Node, error) {
 	return out, nil
 }
 
-// RemoveNode forgets a node that is down: its etcd membership (if it ran a
-// member) and its record. It refuses this node (use Leave) and nodes that
-// are up (stop them first). A node unknown to both the records and the
-// etcd membership is not found.
-func (c *Cluster) RemoveNode(ctx context.Context, nodeID string) error {
+// RemoveNode forgets a node: its etcd user (so its certificate can
+// neither read nor write any more), its lease with every advertisement,
+// its etcd membership (if it ran a member) and its record. It refuses this
+// node (use Leave) and, unless force, nodes that are up (stop them first).
+// A node unknown to both the records and the etcd membership is not
+// found. In an embedded cluster only voting members can remove nodes.
+func (c *Cluster) RemoveNode(ctx context.Context, nodeID string, force bool) error {
 	if err := c.checkOpen(); err != nil {
 		return err
 	}
 	if nodeID == c.opts.NodeID {
 		return fmt.Errorf("cluster: remove node %s: %w: this is the local node; leave the cluster instead", nodeID, model.ErrInvalid)
 	}
+	admin := c.cli
+	if c.id != nil {
+		if c.admin == nil {
+			return fmt.Errorf("cluster: remove node %s: %w: %v; run it on a voting member", nodeID, model.ErrForbidden, errNotVoter)
+		}
+		admin = c.admin
+	}
 	rctx, cancel := c.reqCtx(ctx)
 	defer cancel()
-	resp, err := c.cli.Txn(rctx).Then(
+	resp, err := admin.Txn(rctx).Then(
 		clientv3.OpGet(c.key("nodes", nodeID)),
 		clientv3.OpGet(c.key("alive", nodeID)),
 	).Commit()
 	if err != nil {
 		return unavailable("remove node", err)
 	}
-	if resp.Responses[1].GetResponseRange().Count > 0 {
-		return fmt.Errorf("cluster: remove node %s: %w: the node is up; stop it first", nodeID, model.ErrConflict)
+	alive := resp.Responses[1].GetResponseRange().Kvs
+	if len(alive) > 0 && !force {
+		return fmt.Errorf("cluster: remove node %s: %w: the node is up; stop it first or use --force", nodeID, model.ErrConflict)
 	}
-	ml, err := c.cli.MemberList(rctx)
+	ml, err := admin.MemberList(rctx)
 	if err != nil {
 		return unavailable("remove node", err)
 	}
 	isMember := roleOf(ml.Members, nodeID) != RoleClient
 	if resp.Responses[0].GetResponseRange().Count == 0 && !isMember {
 		return fmt.Errorf("cluster: remove node %s: %w", nodeID, model.ErrNotFound)
+	}
+	// The user first: from now on the node can change nothing.
+	if c.id != nil {
+		if err := c.revokeMember(rctx, admin, nodeID); err != nil {
+			return unavailable("remove node", err)
+		}
+	}
+	for _, kv := range alive {
+		if kv.Lease == 0 {
+			continue
+		}
+		if _, err := admin.Revoke(rctx, clientv3.LeaseID(kv.Lease)); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			return unavailable("remove node: revoke its lease", err)
+		}
 	}
 	if isMember {
 		if err := c.removeMember(ctx, nodeID); err != nil {
@@ -302,7 +336,12 @@ func (c *Cluster) RemoveNode(ctx context.Context, nodeID string) error {
 			return err
 		}
 	}
-	if _, err := c.cli.Delete(rctx, c.key("nodes", nodeID)); err != nil {
+	adverts := c.key("adverts", nodeID) + "/"
+	if _, err := admin.Txn(rctx).Then(
+		clientv3.OpDelete(c.key("nodes", nodeID)),
+		clientv3.OpDelete(c.key("alive", nodeID)),
+		clientv3.OpDelete(adverts, clientv3.WithPrefix()),
+	).Commit(); err != nil {
 		return unavailable("remove node", err)
 	}
 	return nil
@@ -347,6 +386,20 @@ func (c *Cluster) Leave(ctx context.Context) error {
 	if _, err := c.cli.Delete(rctx, c.key("nodes", c.opts.NodeID)); err != nil {
 		return unavailable("leave: delete node record", err)
 	}
+	// The etcd user goes too, so this certificate is useless afterwards:
+	// voting members delete it as root (before leaving etcd, while their
+	// own member still answers), the others ask a voting member.
+	if c.id != nil {
+		var err error
+		if c.admin != nil {
+			err = c.revokeMember(rctx, c.admin, c.opts.NodeID)
+		} else {
+			err = c.callVoters(ctx, "/v1/leave", struct{}{}, nil)
+		}
+		if err != nil {
+			c.log.Warn("leave: could not delete this node's etcd user", "err", err)
+		}
+	}
 	if c.etcd != nil {
 		if err := c.removeMember(ctx, c.opts.NodeID); err != nil && !errors.Is(err, errLastMember) {
 			return err
@@ -358,6 +411,9 @@ func (c *Cluster) Leave(ctx context.Context) error {
 		if err := os.RemoveAll(c.opts.DataDir); err != nil {
 			return fmt.Errorf("cluster: leave: remove etcd data: %w", err)
 		}
+	}
+	if err := c.removePKI(); err != nil {
+		return fmt.Errorf("cluster: leave: remove certificates: %w", err)
 	}
 	return nil
 }

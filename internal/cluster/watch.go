@@ -9,7 +9,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// watchSet follows the set of keys under prefix and calls fn with the whole
+// watchSet follows the set of keys under prefix (those keep accepts; nil
+// keeps all) and calls fn with the whole
 // decoded set and the revision it reflects, each time the set changes. It
 // never gives up: after a disconnect it resumes from the last revision seen,
 // and if etcd compacted past that revision it lists the set again and calls
@@ -19,7 +20,7 @@ import (
 // fromRev > 0 the caller already holds the set as of fromRev (from a list
 // call): fn is called only for later changes, or at once if fromRev was
 // compacted (the caller may have missed changes).
-func watchSet[T any](ctx context.Context, c *Cluster, prefix string, fromRev int64,
+func watchSet[T any](ctx context.Context, c *Cluster, prefix string, keep func(string) bool, fromRev int64,
 	decode func(key string, val []byte) (T, bool), fn func([]T, int64)) error {
 	if err := c.checkOpen(); err != nil {
 		return err
@@ -29,6 +30,9 @@ func watchSet[T any](ctx context.Context, c *Cluster, prefix string, fromRev int
 	stop := context.AfterFunc(c.ctx, cancel)
 	defer stop()
 
+	if keep == nil {
+		keep = func(string) bool { return true }
+	}
 	state := make(map[string][]byte)
 	var rev int64
 	deliver := func() {
@@ -55,7 +59,9 @@ func watchSet[T any](ctx context.Context, c *Cluster, prefix string, fromRev int
 		}
 		clear(state)
 		for _, kv := range resp.Kvs {
-			state[string(kv.Key)] = kv.Value
+			if keep(string(kv.Key)) {
+				state[string(kv.Key)] = kv.Value
+			}
 		}
 		rev = resp.Header.Revision
 		if at > 0 {
@@ -93,7 +99,7 @@ func watchSet[T any](ctx context.Context, c *Cluster, prefix string, fromRev int
 			needList = false
 			deliver()
 		}
-		compacted, err := c.follow(ctx, prefix, &rev, state, deliver)
+		compacted, err := c.follow(ctx, prefix, keep, &rev, state, deliver)
 		if compacted {
 			c.countRelist()
 			needList = true
@@ -112,7 +118,7 @@ func watchSet[T any](ctx context.Context, c *Cluster, prefix string, fromRev int
 
 // follow applies watch events after *rev to state until the watch breaks.
 // It reports whether etcd compacted past *rev.
-func (c *Cluster) follow(ctx context.Context, prefix string, rev *int64, state map[string][]byte, deliver func()) (bool, error) {
+func (c *Cluster) follow(ctx context.Context, prefix string, keep func(string) bool, rev *int64, state map[string][]byte, deliver func()) (bool, error) {
 	wctx, wcancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer wcancel()
 	wch := c.cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(*rev+1))
@@ -123,16 +129,21 @@ func (c *Cluster) follow(ctx context.Context, prefix string, rev *int64, state m
 		if err := resp.Err(); err != nil {
 			return false, err
 		}
+		changed := false
 		for _, ev := range resp.Events {
+			*rev = ev.Kv.ModRevision
+			if !keep(string(ev.Kv.Key)) {
+				continue
+			}
+			changed = true
 			switch ev.Type {
 			case clientv3.EventTypePut:
 				state[string(ev.Kv.Key)] = ev.Kv.Value
 			case clientv3.EventTypeDelete:
 				delete(state, string(ev.Kv.Key))
 			}
-			*rev = ev.Kv.ModRevision
 		}
-		if len(resp.Events) > 0 {
+		if changed {
 			deliver()
 		}
 	}

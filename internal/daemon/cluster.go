@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -41,6 +42,10 @@ func wireCluster(ctx context.Context, cfg Config, eopts *engine.Options, drivers
 	if cc.Voters < 1 || cc.Voters%2 == 0 {
 		return fmt.Errorf("invalid --cluster-voters %d: want an odd number", cc.Voters)
 	}
+	token, err := joinToken(cc)
+	if err != nil {
+		return err
+	}
 	addr, err := advertiseAddr(cc.AdvertiseAddr)
 	if err != nil {
 		return err
@@ -55,6 +60,8 @@ func wireCluster(ctx context.Context, cfg Config, eopts *engine.Options, drivers
 		CAFile: cc.StoreCA, CertFile: cc.StoreCert, KeyFile: cc.StoreKey,
 		DataDir: filepath.Join(cfg.DataRoot, "etcd"), Init: cc.Init, Join: cc.Join,
 		ClientPort: cc.ClientPort, PeerPort: cc.PeerPort, Voters: cc.Voters,
+		JoinToken: token, JoinPort: cc.JoinPort, CertExpiry: cc.CertExpiry,
+		PKIDir: filepath.Join(cfg.DataRoot, "cluster"),
 		Prefix: cc.Prefix, NodeTTL: cc.NodeTTL, Logger: log.With("component", "cluster"),
 	}
 	if cc.Store != "" {
@@ -90,6 +97,29 @@ func wireCluster(ctx context.Context, cfg Config, eopts *engine.Options, drivers
 		return fmt.Errorf("open cluster store: %w", err)
 	}
 	return nil
+}
+
+// joinToken reads --join-token or --join-token-file, which only go with
+// --cluster-join.
+func joinToken(cc ClusterConfig) (string, error) {
+	if cc.JoinToken != "" && cc.JoinTokenFile != "" {
+		return "", errors.New("--join-token and --join-token-file are mutually exclusive")
+	}
+	if (cc.JoinToken != "" || cc.JoinTokenFile != "") && cc.Join == "" {
+		return "", errors.New("--join-token and --join-token-file go with --cluster-join")
+	}
+	if cc.JoinTokenFile == "" {
+		return cc.JoinToken, nil
+	}
+	b, err := os.ReadFile(cc.JoinTokenFile)
+	if err != nil {
+		return "", fmt.Errorf("invalid --join-token-file: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", fmt.Errorf("invalid --join-token-file %s: the file is empty", cc.JoinTokenFile)
+	}
+	return tok, nil
 }
 
 // retryCluster opens the cluster store in the background until it answers,

@@ -49,6 +49,10 @@ type ClusterConfig struct {
 	Prefix         string
 	Init           bool
 	Join           string
+	JoinToken      string
+	JoinTokenFile  string
+	JoinPort       int
+	CertExpiry     time.Duration
 	Voters         int
 	AdvertiseAddr  string
 	ClientPort     int
@@ -68,6 +72,13 @@ func NewCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if cfg.Cluster.Store != "" {
+				for _, n := range []string{"cert-expiry", "cluster-join-port"} {
+					if cmd.Flags().Changed(n) {
+						return fmt.Errorf("--%s belongs to an embedded cluster (--cluster-init, --cluster-join), not to --cluster-store", n)
+					}
+				}
+			}
 			return Run(cmd.Context(), cfg)
 		},
 	}
@@ -85,7 +96,11 @@ func NewCommand() *cobra.Command {
 	f.StringVar(&c.StoreKey, "cluster-store-key", "", "Client key for the cluster store's TLS")
 	f.StringVar(&c.Prefix, "cluster-prefix", "/vxnet/v1", "Key prefix in the cluster store")
 	f.BoolVar(&c.Init, "cluster-init", false, "Start a new embedded etcd cluster on this host")
-	f.StringVar(&c.Join, "cluster-join", "", "Join the embedded etcd cluster of ADDR[:PORT]")
+	f.StringVar(&c.Join, "cluster-join", "", "Join the embedded etcd cluster through a voting member's join service, ADDR[:PORT] (port 2377)")
+	f.StringVar(&c.JoinToken, "join-token", "", "Token to join the cluster with (vxnet node token prints it)")
+	f.StringVar(&c.JoinTokenFile, "join-token-file", "", "File holding the join token (keeps it out of ps)")
+	f.IntVar(&c.JoinPort, "cluster-join-port", 2377, "Port of this host's join service (voting members)")
+	f.DurationVar(&c.CertExpiry, "cert-expiry", 90*24*time.Hour, "Lifetime of the member certificates this host signs (and of its own)")
 	f.IntVar(&c.Voters, "cluster-voters", 3, "Number of voting etcd members (odd)")
 	f.StringVar(&c.AdvertiseAddr, "advertise-addr", "", "Underlay address (IP or interface) of this host")
 	f.IntVar(&c.ClientPort, "cluster-client-port", 2379, "Embedded etcd client port")

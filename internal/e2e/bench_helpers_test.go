@@ -83,7 +83,7 @@ func bnOverlayHosts(n int, extra ...string) func(int, *harness.Host) []string {
 		if i == 0 {
 			return append(args, "--cluster-init")
 		}
-		return append(args, "--cluster-join", "192.0.2.10")
+		return append(args, h.JoinArgs(0)...)
 	}
 }
 

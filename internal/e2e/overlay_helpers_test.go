@@ -19,15 +19,13 @@ import (
 // its underlay address, with a 2 s node TTL and a 2 s overlay resync.
 func ovCluster(t *testing.T, n int) *harness.Cluster {
 	t.Helper()
-	var first netip.Addr
 	c := harness.New(t, harness.Options{Hosts: n, DaemonArgs: func(i int, h *harness.Host) []string {
 		args := []string{"--advertise-addr", h.Addr.String(), "--node-ttl", "2s", "--resync-interval", "2s"}
 		if i == 0 {
 			return append(args, "--cluster-init")
 		}
-		return append(args, "--cluster-join", first.String())
+		return append(args, h.JoinArgs(0)...)
 	}})
-	first = c.Host(0).Addr
 	for _, h := range c.Hosts {
 		h.Start()
 	}

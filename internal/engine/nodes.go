@@ -26,15 +26,29 @@ func (e *Engine) Nodes(ctx context.Context) ([]api.Node, error) {
 	out := make([]api.Node, 0, len(nodes))
 	for _, n := range nodes {
 		out = append(out, api.Node{ID: n.ID, Hostname: n.Hostname, Addr: n.Addr.String(), State: n.State,
-			LastSeen: n.LastSeen, Role: n.Role, Self: n.ID == g.NodeID()})
+			LastSeen: n.LastSeen, Role: n.Role, Self: n.ID == g.NodeID(), CertExpiry: n.CertExpiry})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Addr < out[j].Addr })
 	return out, nil
 }
 
+// JoinToken returns the cluster's join token (rotate: a new secret first).
+func (e *Engine) JoinToken(ctx context.Context, rotate bool) (api.JoinToken, error) {
+	g := e.cluster()
+	if g == nil {
+		return api.JoinToken{}, e.notClustered()
+	}
+	tok, err := g.JoinToken(ctx, rotate)
+	if err != nil {
+		return api.JoinToken{}, err
+	}
+	return api.JoinToken{Token: tok, JoinAddr: g.JoinAddr()}, nil
+}
+
 // RemoveNode removes a host (by ID, unique ID prefix or hostname) from the
-// cluster: its etcd membership and its records.
-func (e *Engine) RemoveNode(ctx context.Context, ref string) error {
+// cluster: its etcd user, lease, membership and records. force removes a
+// host that is up.
+func (e *Engine) RemoveNode(ctx context.Context, ref string, force bool) error {
 	g := e.cluster()
 	if g == nil {
 		return e.notClustered()
@@ -63,7 +77,7 @@ func (e *Engine) RemoveNode(ctx context.Context, ref string) error {
 	if match[0] == g.NodeID() {
 		return errf(model.ErrForbidden, "node %s is this host: stop its daemon with a clean leave instead", ref)
 	}
-	return g.RemoveNode(ctx, match[0])
+	return g.RemoveNode(ctx, match[0], force)
 }
 
 // Leave is a clean leave of the cluster: this node's lease and record go,

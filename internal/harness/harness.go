@@ -118,6 +118,7 @@ type Cluster struct {
 	t       *testing.T
 	opts    Options
 	token   string
+	tokenMu sync.Mutex // the join token file (Host.JoinArgs)
 	sw      *NS
 	outside *NS
 	// namespaces made so far, for teardown

@@ -290,3 +290,59 @@ func (h *Host) LogTail(n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// JoinArgs returns the daemon arguments that join the embedded cluster of
+// host seed (started with --cluster-init): "--cluster-join <seed's address>
+// --join-token-file FILE". The token file is in the cluster directory; it
+// is refreshed from the first running host that prints the token ("vxnet
+// node token -q", seed first), and kept as it was when none can (a
+// restarting member holds its certificate and needs no token).
+func (h *Host) JoinArgs(seed int) []string {
+	c := h.c
+	c.tokenMu.Lock()
+	defer c.tokenMu.Unlock()
+	file := filepath.Join(c.Dir, "join-token")
+	order := append([]*Host{c.Hosts[seed]}, c.Hosts...)
+	for _, s := range order {
+		if s == h || !s.Running() {
+			continue
+		}
+		out, _, code := s.CLI("node", "token", "-q")
+		if tok := strings.TrimSpace(out); code == 0 && tok != "" {
+			if err := os.WriteFile(file, []byte(tok+"\n"), 0o600); err != nil {
+				c.t.Fatalf("harness: write join token: %v", err)
+			}
+			break
+		}
+	}
+	return []string{"--cluster-join", c.Hosts[seed].Addr.String(), "--join-token-file", file}
+}
+
+// RunDaemonToExit runs the daemon with extraArgs in the host's namespace
+// in the foreground, for a start that must fail, and returns its combined
+// output and exit code (-1 if it was still running after timeout, then it
+// is killed). The host must not be running a daemon.
+func (h *Host) RunDaemonToExit(timeout time.Duration, extraArgs ...string) (string, int) {
+	t := h.c.t
+	t.Helper()
+	if h.Running() {
+		t.Fatalf("harness: %s: RunDaemonToExit: daemon already running", h.Name)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "nsenter", append([]string{"--net=" + h.Netns, "--", h.c.binary(t)}, h.DaemonArgs(extraArgs...)...)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		return string(out), -1
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return string(out), ee.ExitCode()
+	}
+	if err != nil {
+		t.Fatalf("harness: %s: run daemon: %v", h.Name, err)
+	}
+	return string(out), 0
+}
