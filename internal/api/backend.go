@@ -77,6 +77,10 @@ type ContainerCreate struct {
 	// Network is the network (or host/none) to attach at start; "" means bridge.
 	Network  string
 	Endpoint EndpointRequest
+	// ExposedPorts (--expose), PortBindings (-p) and PublishAll (-P).
+	ExposedPorts []model.Port
+	PortBindings []model.PortBinding
+	PublishAll   bool
 }
 
 // NetworkView is a network with its endpoints on this host, for inspect and ls.

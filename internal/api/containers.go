@@ -55,9 +55,15 @@ func containerCreateRequest(name string, req container.CreateRequest) (Container
 		Hostname: req.Config.Hostname,
 	}
 	mode := ""
+	var bindings network.PortMap
+	publishAll := false
 	if req.HostConfig != nil {
 		cc.AutoRemove = req.HostConfig.AutoRemove
 		mode = string(req.HostConfig.NetworkMode)
+		bindings, publishAll = req.HostConfig.PortBindings, req.HostConfig.PublishAllPorts
+	}
+	if err := portRequest(&cc, req.Config.ExposedPorts, bindings, publishAll); err != nil {
+		return ContainerCreate{}, err
 	}
 	if mode == network.NetworkDefault {
 		mode = ""
@@ -135,7 +141,7 @@ func toSummary(v ContainerView, now time.Time) container.Summary {
 		Image:   c.Image,
 		Command: strings.Join(c.Cmd, " "),
 		Created: c.Created.Unix(),
-		Ports:   []container.PortSummary{},
+		Ports:   portSummaries(c),
 		Labels:  map[string]string{},
 		State:   container.ContainerState(c.State),
 		Status:  statusText(c, now),
@@ -285,21 +291,25 @@ func toInspect(v ContainerView) container.InspectResponse {
 		Platform:       "linux",
 		ExecIDs:        nil,
 		HostConfig: &container.HostConfig{
-			NetworkMode: container.NetworkMode(networkMode(c)),
-			AutoRemove:  c.AutoRemove,
+			NetworkMode:     container.NetworkMode(networkMode(c)),
+			AutoRemove:      c.AutoRemove,
+			PortBindings:    portBindingsOf(c),
+			PublishAllPorts: c.PublishAll,
 		},
 		Mounts: []container.MountPoint{},
 		Config: &container.Config{
-			Hostname: c.Hostname,
-			Env:      slices.Clone(c.Env),
-			Cmd:      slices.Clone(c.Cmd),
-			Image:    c.Image,
-			Labels:   map[string]string{},
+			Hostname:     c.Hostname,
+			Env:          slices.Clone(c.Env),
+			Cmd:          slices.Clone(c.Cmd),
+			Image:        c.Image,
+			Labels:       map[string]string{},
+			ExposedPorts: exposedOf(c),
 		},
 		NetworkSettings: &container.NetworkSettings{
 			SandboxID:  c.ID,
 			SandboxKey: v.SandboxKey,
 			Networks:   endpointSettings(v.Endpoints),
+			Ports:      portsOf(c),
 		},
 	}
 	if len(c.Cmd) > 0 {

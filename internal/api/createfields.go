@@ -40,18 +40,18 @@ var supportedCreateFields = map[string]bool{
 	// The console size only matters with a TTY, which is refused below.
 	"HostConfig.ConsoleSize": true,
 
+	"Config.ExposedPorts":        true,
+	"HostConfig.PortBindings":    true,
+	"HostConfig.PublishAllPorts": true,
+
 	"NetworkingConfig.EndpointsConfig.IPAMConfig.IPv4Address": true,
 	"NetworkingConfig.EndpointsConfig.Aliases":                true,
 }
 
 // pendingCreateFields are refused today and being implemented in parallel
-// (published ports; DNS, names and several networks per container). When one
+// (DNS, names and several networks per container). When one
 // lands, move its line to supportedCreateFields and honour the field.
 var pendingCreateFields = map[string]string{
-	"Config.ExposedPorts":        "ports",
-	"HostConfig.PortBindings":    "ports",
-	"HostConfig.PublishAllPorts": "ports",
-
 	"HostConfig.Dns":                              "dns",
 	"HostConfig.DnsOptions":                       "dns",
 	"HostConfig.DnsSearch":                        "dns",

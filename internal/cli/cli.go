@@ -109,7 +109,7 @@ func NewRootCommand() *cobra.Command {
 	image.AddCommand(newImageList(e), newImageImport(e))
 
 	root.AddCommand(network, image,
-		newRun(e), newExec(e), newPs(e), newRm(e), newInspect(e), newLogs(e),
+		newRun(e), newPort(e), newExec(e), newPs(e), newRm(e), newInspect(e), newLogs(e),
 		newStart(e), newStop(e), newVersion(e), newNode(e),
 	)
 	return root

@@ -28,9 +28,9 @@ func runFailed(err error) error {
 
 func newRun(e *env) *cobra.Command {
 	var (
-		detach, autoRemove  bool
-		name, net, ip, host string
-		aliases, envs       []string
+		detach, autoRemove, publishAll bool
+		name, net, ip, host            string
+		aliases, envs, publish, expose []string
 	)
 	cmd := &cobra.Command{
 		Use:   "run [OPTIONS] IMAGE [COMMAND] [ARG...]",
@@ -49,6 +49,10 @@ func newRun(e *env) *cobra.Command {
 				}
 				es.IPAMConfig = &network.EndpointIPAMConfig{IPv4Address: a}
 			}
+			exposed, bindings, err := parsePorts(publish, expose)
+			if err != nil {
+				return &StatusError{Status: err.Error(), Code: exitRunFailed}
+			}
 			c, err := e.client()
 			if err != nil {
 				return err
@@ -57,15 +61,17 @@ func newRun(e *env) *cobra.Command {
 			opts := client.ContainerCreateOptions{
 				Name: name,
 				Config: &container.Config{
-					Image:    args[0],
-					Cmd:      args[1:],
-					Env:      envList,
-					Hostname: host,
+					Image:        args[0],
+					Cmd:          args[1:],
+					Env:          envList,
+					Hostname:     host,
+					ExposedPorts: exposed,
 				},
 				// An attached run removes the container itself once it has
 				// all output and the exit code; the daemon's AutoRemove
 				// could remove it before the output is fetched.
-				HostConfig: &container.HostConfig{AutoRemove: autoRemove && detach, NetworkMode: container.NetworkMode(net)},
+				HostConfig: &container.HostConfig{AutoRemove: autoRemove && detach, NetworkMode: container.NetworkMode(net),
+					PortBindings: bindings, PublishAllPorts: publishAll},
 			}
 			if net != "" || ip != "" || len(aliases) > 0 {
 				key := net
@@ -106,6 +112,9 @@ func newRun(e *env) *cobra.Command {
 	f.StringArrayVar(&aliases, "network-alias", nil, "Add network-scoped alias for the container")
 	f.StringVarP(&host, "hostname", "h", "", "Container host name")
 	f.StringArrayVarP(&envs, "env", "e", nil, "Set environment variables")
+	f.StringArrayVarP(&publish, "publish", "p", nil, "Publish a container's port(s) to the host")
+	f.BoolVarP(&publishAll, "publish-all", "P", false, "Publish all exposed ports to random ports")
+	f.StringArrayVar(&expose, "expose", nil, "Expose a port or a range of ports")
 	return cmd
 }
 
@@ -238,7 +247,7 @@ func newPs(e *env) *cobra.Command {
 				return nil
 			}
 			t := newTable(out)
-			fmt.Fprintln(t, "CONTAINER ID\tIMAGE\tCOMMAND\tCREATED\tSTATUS\tNAMES")
+			fmt.Fprintln(t, "CONTAINER ID\tIMAGE\tCOMMAND\tCREATED\tSTATUS\tPORTS\tNAMES")
 			for _, ct := range res.Items {
 				command := ct.Command
 				if !noTrunc {
@@ -248,8 +257,8 @@ func newPs(e *env) *cobra.Command {
 				for _, n := range ct.Names {
 					names = append(names, strings.TrimPrefix(n, "/"))
 				}
-				fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%s\n", id(ct.ID), ct.Image, strconv.Quote(command),
-					since(ct.Created), ct.Status, strings.Join(names, ","))
+				fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", id(ct.ID), ct.Image, strconv.Quote(command),
+					since(ct.Created), ct.Status, portsColumn(ct.Ports), strings.Join(names, ","))
 			}
 			return t.Flush()
 		},

@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -17,6 +19,7 @@ import (
 	"github.com/vxnet/vxnet/internal/engine"
 	"github.com/vxnet/vxnet/internal/firewall"
 	"github.com/vxnet/vxnet/internal/ipam"
+	"github.com/vxnet/vxnet/internal/model"
 	"github.com/vxnet/vxnet/internal/runtime"
 	"github.com/vxnet/vxnet/internal/runtime/image"
 	"github.com/vxnet/vxnet/internal/store"
@@ -151,7 +154,26 @@ func info(i image.Image) engine.ImageInfo {
 	if len(i.RepoTags) > 0 {
 		name = i.RepoTags[0]
 	}
-	return engine.ImageInfo{ID: i.ID, Name: name, Created: i.Created, Size: i.Size, Cmd: i.Config.Cmd}
+	return engine.ImageInfo{ID: i.ID, Name: name, Created: i.Created, Size: i.Size, Cmd: i.Config.Cmd,
+		ExposedPorts: exposedPorts(i.Config.ExposedPorts)}
+}
+
+// exposedPorts decodes an image's exposed ports ("80/tcp", "53/udp", "8080"
+// meaning tcp); entries that are not ports are skipped.
+func exposedPorts(m map[string]struct{}) []model.Port {
+	var out []model.Port
+	for k := range m {
+		num, proto, _ := strings.Cut(k, "/")
+		if proto == "" {
+			proto = "tcp"
+		}
+		n, err := strconv.ParseUint(num, 10, 16)
+		if err != nil || n == 0 || (proto != "tcp" && proto != "udp" && proto != "sctp") {
+			continue
+		}
+		out = append(out, model.Port{Num: uint16(n), Proto: proto})
+	}
+	return out
 }
 
 func (a imagesAdapter) Get(ref string) (engine.ImageInfo, error) {

@@ -81,6 +81,10 @@ func (e *Engine) CreateContainer(ctx context.Context, req api.ContainerCreate) (
 	if err == nil {
 		err = e.checkEndpointRequest(n, req.Endpoint)
 	}
+	var exposed []model.Port
+	if err == nil {
+		exposed, err = checkExposure(n, req, img.ExposedPorts)
+	}
 	if err != nil {
 		e.mu.Unlock()
 		return model.Container{}, err
@@ -106,6 +110,7 @@ func (e *Engine) CreateContainer(ctx context.Context, req api.ContainerCreate) (
 	c := model.Container{
 		ID: id, Name: name, Image: img.Name, Cmd: cmd, Env: req.Env, Hostname: hostname,
 		Created: e.now(), AutoRemove: req.AutoRemove, NetworkMode: n.Name, State: model.StateCreated,
+		ExposedPorts: exposed, PortBindings: req.PortBindings, PublishAll: req.PublishAll,
 	}
 	sb := model.Sandbox{ID: id, ContainerID: id}
 	if n.Driver == "host" {
@@ -372,8 +377,15 @@ func (e *Engine) StartContainer(ctx context.Context, ref string) error {
 	if err := e.ensureSandbox(ctx, c); err != nil {
 		return err
 	}
+	// Take the published host ports before the process starts.
+	if err := e.publish(&c); err != nil {
+		return err
+	}
 	pid, err := e.opts.Runtime.Start(ctx, c.ID)
 	if err != nil {
+		if e.releasePorts(c.ID) {
+			e.applyFirewall()
+		}
 		return fmt.Errorf("start container %s: %w", c.Name, err)
 	}
 	c.State, c.Pid, c.StartedAt, c.ExitCode, c.FinishedAt = model.StateRunning, pid, e.now(), 0, time.Time{}
@@ -454,6 +466,8 @@ func (e *Engine) setExited(id string, code int, finished time.Time) (model.Conta
 		finished = e.now()
 	}
 	c.State, c.ExitCode, c.Pid, c.FinishedAt = model.StateExited, code, 0, finished
+	hadPorts := len(c.Ports) > 0
+	c.Ports = nil // a stopped container holds no host port
 	if err := e.opts.Store.Put(store.Containers, id, c); err != nil {
 		// Memory follows the store: keep "running" so a later exit or
 		// restart records it again.
@@ -466,6 +480,9 @@ func (e *Engine) setExited(id string, code int, finished time.Time) (model.Conta
 	}
 	e.notifyExitLocked(id, code, false)
 	e.mu.Unlock()
+	if hadPorts {
+		e.applyFirewall()
+	}
 	return c, true
 }
 
@@ -589,8 +606,9 @@ func (e *Engine) removeContainer(ctx context.Context, c model.Container, force b
 	for netID := range nets {
 		e.refreshHosts(netID)
 	}
-	if global {
-		// The VTEPs allowed follow the local endpoints.
+	if global || len(c.Ports) > 0 {
+		// The VTEPs allowed follow the local endpoints; published ports
+		// go with the container.
 		errs = append(errs, e.applyFirewall())
 	}
 	e.log.Info("container removed", "name", c.Name, "id", c.ID[:12])
@@ -696,6 +714,9 @@ func (e *Engine) ConnectNetwork(ctx context.Context, netRef, ctrRef string, r ap
 		e.afterJoin(nets[x.NetworkID], x)
 	}
 	e.refreshHosts(n.ID)
+	if len(c.Ports) > 0 {
+		return e.applyFirewall() // the published ports may lead here now
+	}
 	return nil
 }
 
@@ -749,8 +770,8 @@ func (e *Engine) DisconnectNetwork(ctx context.Context, netRef, ctrRef string, f
 	e.dropGateway(ctx, c, sb)
 	e.refreshHosts(n.ID)
 	e.refreshContainerFiles(c.ID)
-	if n.Scope == model.ScopeGlobal {
-		return e.applyFirewall()
+	if n.Scope == model.ScopeGlobal || len(c.Ports) > 0 {
+		return e.applyFirewall() // allowed VTEPs; where published ports lead
 	}
 	return nil
 }

@@ -74,6 +74,8 @@ type ImageInfo struct {
 	Created  time.Time
 	Size     int64
 	Cmd      []string
+	// ExposedPorts are the image's exposed ports (published by -P).
+	ExposedPorts []model.Port
 }
 
 // Images is the local image store.

@@ -69,6 +69,8 @@ type Options struct {
 
 	// noNetns makes sandboxes without namespaces (unit tests without root).
 	noNetns bool
+	// portCheck replaces the bind test of host ports (unit tests).
+	portCheck portCheck
 }
 
 // Engine is the core of one daemon.
@@ -84,6 +86,7 @@ type Engine struct {
 	containers map[string]model.Container // by ID
 	sandboxes  map[string]model.Sandbox   // by container ID
 	drivers    map[string]driver.Driver
+	portCheck  portCheck
 	waiters    map[string]bool // containers with an exit watcher
 	exitSubs   map[string][]exitSub
 	// peerWatches are the advertisement watches of global networks with
@@ -104,6 +107,8 @@ type Engine struct {
 	attaching       map[string]int
 	removingNets    map[string]bool
 	pendingNetNames map[string]bool
+	// pendingPorts are host ports chosen by starts in flight (ports.go).
+	pendingPorts map[string][]model.PortMapping
 
 	// ctrOps serialises the operations on one container (create, start,
 	// stop, rm, connect, disconnect); outermost lock.
@@ -152,10 +157,15 @@ func New(opts Options) (*Engine, error) {
 		attaching:       map[string]int{},
 		removingNets:    map[string]bool{},
 		pendingNetNames: map[string]bool{},
+		pendingPorts:    map[string][]model.PortMapping{},
 		crash:           crashPointsFromEnv(),
 	}
 	for _, d := range opts.Drivers {
 		e.drivers[d.Type()] = d
+	}
+	e.portCheck = bindCheck
+	if opts.portCheck != nil {
+		e.portCheck = opts.portCheck
 	}
 	for _, dir := range []string{e.netnsDir(), e.filesDir()} {
 		if err := os.MkdirAll(dir, 0o755); err != nil {

@@ -188,15 +188,23 @@ func (fakeImages) Import(name string, r io.Reader) (ImageInfo, error) {
 }
 
 type fakeFirewall struct {
-	mu   sync.Mutex
-	last []firewall.Network
+	mu    sync.Mutex
+	last  []firewall.Network
+	ports []firewall.PortMapping
 }
 
 func (f *fakeFirewall) Apply(ctx context.Context, cfg firewall.Config) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.last = cfg.Networks
+	f.ports = cfg.Ports
 	return nil
+}
+
+func (f *fakeFirewall) published() []firewall.PortMapping {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.ports
 }
 
 type testEnv struct {

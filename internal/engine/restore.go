@@ -122,6 +122,9 @@ func (e *Engine) Start(ctx context.Context) error {
 			}
 			e.setExited(c.ID, code, finished)
 		}
+		if !running {
+			e.releasePorts(c.ID) // the firewall is applied below
+		}
 		if err := e.ensureSandbox(ctx, c); err != nil {
 			errs = append(errs, err)
 		}

@@ -119,6 +119,14 @@ type Container struct {
 	AutoRemove bool `json:"AutoRemove,omitempty"`
 	// NetworkMode is the network named at run time (--net).
 	NetworkMode string `json:"NetworkMode"`
+	// ExposedPorts are the container's ports (--expose, the image's, and
+	// those of PortBindings); PortBindings the publications asked for (-p);
+	// PublishAll is -P (every exposed port on a random host port).
+	ExposedPorts []Port        `json:"ExposedPorts,omitempty"`
+	PortBindings []PortBinding `json:"PortBindings,omitempty"`
+	PublishAll   bool          `json:"PublishAll,omitempty"`
+	// Ports are the host ports held while the container runs.
+	Ports []PortMapping `json:"Ports,omitempty"`
 	// Requested endpoint settings for the first network (--ip, --network-alias).
 	State      string    `json:"State"`
 	Pid        int       `json:"Pid,omitempty"`

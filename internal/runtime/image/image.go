@@ -40,6 +40,8 @@ var (
 type Config struct {
 	Cmd []string `json:"Cmd,omitempty"`
 	Env []string `json:"Env,omitempty"`
+	// ExposedPorts as in the OCI image config: {"80/tcp": {}}.
+	ExposedPorts map[string]struct{} `json:"ExposedPorts,omitempty"`
 }
 
 // Image is one local image.

@@ -1,0 +1,151 @@
+package engine
+
+import (
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/vxnet/vxnet/internal/api"
+	"github.com/vxnet/vxnet/internal/model"
+)
+
+func tcp(n uint16) model.Port { return model.Port{Num: n, Proto: "tcp"} }
+
+func bind(p model.Port, first, last uint16) model.PortBinding {
+	return model.PortBinding{Port: p, HostPortFirst: first, HostPortLast: last}
+}
+
+// freePort returns a TCP port nobody listens on right now.
+func freePort(t *testing.T) uint16 {
+	t.Helper()
+	l, err := net.Listen("tcp4", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return uint16(l.Addr().(*net.TCPAddr).Port)
+}
+
+func TestPublishedPortsAllocation(t *testing.T) {
+	env := newTestEngine(t, t.TempDir(), newFakeRuntime())
+	e := env.e
+	mustNet(t, e, api.NetworkCreate{Name: "n", IPAM: []model.IPAMConfig{{Subnet: pfx("10.4.0.0/24")}}})
+	p := freePort(t)
+	a := mustRun(t, e, api.ContainerCreate{Name: "a", Network: "n", PortBindings: []model.PortBinding{bind(tcp(80), p, p)}})
+	fw := env.fw.published()
+	if len(fw) != 1 || fw[0].HostPort != p || fw[0].ContainerPort != 80 || fw[0].ContainerIP != addr("10.4.0.2") {
+		t.Fatalf("firewall ports = %+v", fw)
+	}
+
+	// The same port again: refused at start with Docker's words, nothing held.
+	b, err := e.CreateContainer(bg, api.ContainerCreate{Name: "b", Image: "busybox", Cmd: []string{"sleep", "1d"}, Network: "n",
+		PortBindings: []model.PortBinding{bind(tcp(81), 0, 0), bind(tcp(80), p, p)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = e.StartContainer(bg, b.ID)
+	if err == nil || !strings.Contains(err.Error(), "driver failed programming external connectivity on endpoint b") ||
+		!strings.Contains(err.Error(), "Bind for 0.0.0.0:"+itoa(p)+" failed: port is already allocated") {
+		t.Fatalf("second start: %v", err)
+	}
+	if v, _ := e.InspectContainer(bg, "b"); v.Container.State == model.StateRunning || len(v.Container.Ports) != 0 {
+		t.Errorf("refused container: state %s ports %v", v.Container.State, v.Container.Ports)
+	}
+	if len(env.fw.published()) != 1 {
+		t.Errorf("firewall ports after refusal = %+v", env.fw.published())
+	}
+	// A UDP port with the same number is another port.
+	mustRun(t, e, api.ContainerCreate{Name: "u", Network: "n", PortBindings: []model.PortBinding{
+		bind(model.Port{Num: 53, Proto: "udp"}, p, p)}})
+
+	// Stopping a gives the port back; b now starts with it and a random one.
+	if err := e.StopContainer(bg, "a", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.StartContainer(bg, b.ID); err != nil {
+		t.Fatal(err)
+	}
+	v, _ := e.InspectContainer(bg, "b")
+	if len(v.Container.Ports) != 2 || v.Container.Ports[1].HostPort != p || v.Container.Ports[0].HostPort == 0 {
+		t.Errorf("b ports = %+v", v.Container.Ports)
+	}
+	if err := e.StartContainer(bg, a.ID); err == nil {
+		t.Error("a restarted onto b's port")
+	}
+
+	// A process on the host holding a port keeps it.
+	l, err := net.Listen("tcp4", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	held := uint16(l.Addr().(*net.TCPAddr).Port)
+	c, _ := e.CreateContainer(bg, api.ContainerCreate{Name: "c", Image: "busybox", Cmd: []string{"sleep", "1d"}, Network: "n",
+		PortBindings: []model.PortBinding{bind(tcp(80), held, held)}})
+	if err := e.StartContainer(bg, c.ID); err == nil || !strings.Contains(err.Error(), "address already in use") {
+		t.Errorf("start on a port a process holds: %v", err)
+	}
+	// A range skips what is taken.
+	d := mustRun(t, e, api.ContainerCreate{Name: "d", Network: "n", PortBindings: []model.PortBinding{bind(tcp(80), held, held+1)}})
+	v, _ = e.InspectContainer(bg, d.ID)
+	if len(v.Container.Ports) != 1 || v.Container.Ports[0].HostPort != held+1 {
+		t.Errorf("range binding got %+v, want port %d", v.Container.Ports, held+1)
+	}
+	// Removing a container gives its ports back.
+	if err := e.RemoveContainer(bg, "d", true); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range env.fw.published() {
+		if m.ID == d.ID {
+			t.Errorf("removed container still published: %+v", m)
+		}
+	}
+}
+
+func TestPublishedPortsRefused(t *testing.T) {
+	env := newTestEngine(t, t.TempDir(), newFakeRuntime())
+	e := env.e
+	mustNet(t, e, api.NetworkCreate{Name: "in", Internal: true})
+	pb := []model.PortBinding{bind(tcp(80), 8080, 8080)}
+	for net, want := range map[string]string{
+		"host": "network mode host", "none": "network mode none", "in": "internal network in",
+	} {
+		_, err := e.CreateContainer(bg, api.ContainerCreate{Image: "busybox", Network: net, PortBindings: pb})
+		wantErr(t, err, model.ErrInvalid, want)
+	}
+	_, err := e.CreateContainer(bg, api.ContainerCreate{Image: "busybox", PortBindings: []model.PortBinding{
+		{Port: tcp(80), HostIP: netip.MustParseAddr("2001:db8::1"), HostPortFirst: 80, HostPortLast: 80}}})
+	wantErr(t, err, model.ErrInvalid, "IPv4 host addresses only")
+	if cs, _ := e.ListContainers(bg, true); len(cs) != 0 {
+		t.Errorf("refused creates left %d containers", len(cs))
+	}
+}
+
+// -P publishes every exposed port on a random port; a daemon restart keeps
+// the ports of running containers.
+func TestPublishAllAndRestart(t *testing.T) {
+	dir := t.TempDir()
+	rt := newFakeRuntime()
+	env := newTestEngine(t, dir, rt)
+	c := mustRun(t, env.e, api.ContainerCreate{Name: "c", PublishAll: true,
+		ExposedPorts: []model.Port{tcp(80), {Num: 53, Proto: "udp"}}})
+	v, _ := env.e.InspectContainer(bg, c.ID)
+	if len(v.Container.Ports) != 2 {
+		t.Fatalf("-P ports = %+v", v.Container.Ports)
+	}
+	before := v.Container.Ports
+	env.e.Close()
+	env.st.Close()
+	env2 := newTestEngine(t, dir, rt)
+	v, _ = env2.e.InspectContainer(bg, c.ID)
+	if len(v.Container.Ports) != 2 || v.Container.Ports[0] != before[0] || v.Container.Ports[1] != before[1] {
+		t.Errorf("ports after restart = %+v, want %+v", v.Container.Ports, before)
+	}
+	if len(env2.fw.published()) != 2 {
+		t.Errorf("firewall after restart = %+v", env2.fw.published())
+	}
+}
+
+func itoa(p uint16) string { return strconv.Itoa(int(p)) }
