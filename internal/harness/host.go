@@ -29,6 +29,9 @@ type Host struct {
 	ExecRoot string     // --exec-root
 	Socket   string     // the daemon's API socket (-H unix://Socket)
 	LogPath  string     // daemon stdout and stderr, appended across restarts
+	// Env is added to the daemon's environment at the next Start (after
+	// Options.Env), e.g. VXNET_CRASHPOINT for one run of one daemon.
+	Env []string
 
 	c      *Cluster
 	ns     *NS
@@ -89,7 +92,7 @@ func (h *Host) Start(extraArgs ...string) {
 	os.Remove(h.Socket) // a killed daemon leaves its socket behind
 	cmd := exec.Command("nsenter", append([]string{"--net=" + h.Netns, "--", bin}, args...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = append(os.Environ(), h.c.opts.Env...)
+	cmd.Env = append(append(os.Environ(), h.c.opts.Env...), h.Env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("harness: %s: start daemon: %v", h.Name, err)
