@@ -38,7 +38,9 @@ func crashInvariants(t *testing.T, h *harness.Host) {
 	api := bnClient(h)
 	var ctrs []struct {
 		Names           []string
-		NetworkSettings struct{ Networks map[string]struct{ EndpointID string } }
+		NetworkSettings struct {
+			Networks map[string]struct{ EndpointID string }
+		}
 	}
 	api.must(t, "GET", "/containers/json?all=1", nil, &ctrs)
 	eps := 0
