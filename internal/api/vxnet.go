@@ -20,6 +20,10 @@ type Node struct {
 	// CertExpiry is when the node's cluster certificate runs out (zero
 	// on an external store).
 	CertExpiry time.Time `json:"CertExpiry,omitzero"`
+	// Stale is set when the cluster store did not answer: the list is the
+	// daemon's last view, read at AsOf.
+	Stale bool      `json:"Stale,omitempty"`
+	AsOf  time.Time `json:"AsOf"`
 }
 
 // JoinToken is the answer of GET|POST /vxnet/token.

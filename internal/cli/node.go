@@ -63,6 +63,13 @@ func newNode(e *env) *cobra.Command {
 				return err
 			}
 			w := cmd.OutOrStdout()
+			for _, n := range nodes {
+				if n.Stale {
+					fmt.Fprintf(cmd.ErrOrStderr(), "WARNING: cluster store unreachable; this is the daemon's last view, from %s (STALE)\n",
+						n.AsOf.Local().Format(time.RFC3339))
+					break
+				}
+			}
 			if quiet {
 				for _, n := range nodes {
 					fmt.Fprintln(w, n.ID)
@@ -83,6 +90,10 @@ func newNode(e *env) *cobra.Command {
 				if !n.LastSeen.IsZero() {
 					seen = api.HumanDuration(time.Since(n.LastSeen)) + " ago"
 				}
+				state := n.State
+				if n.Stale {
+					state += " (stale)"
+				}
 				expiry := "-"
 				if !n.CertExpiry.IsZero() {
 					expiry = n.CertExpiry.UTC().Format(time.RFC3339)
@@ -92,7 +103,7 @@ func newNode(e *env) *cobra.Command {
 						expiry += " (expired)"
 					}
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", id, n.Hostname, n.Addr, n.State, seen, n.Role, expiry)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", id, n.Hostname, n.Addr, state, seen, n.Role, expiry)
 			}
 			return tw.Flush()
 		},

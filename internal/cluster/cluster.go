@@ -5,9 +5,11 @@
 // The store is etcd itself, never a home-made replication. It is either
 // external (Options.Endpoints, from --cluster-store etcd://H1:2379,H2:2379)
 // or embedded: the first host starts a one-member cluster (Options.Init),
-// the next ones join it (Options.Join) as voting members until there are
-// Options.Voters of them, later ones are plain clients. A member that
-// restarts with its data directory rejoins with its data.
+// the next ones join it (Options.Join) as learners, promoted two at a time
+// so that the number of voters stays odd (1, 3, 5, up to Options.Voters);
+// two learners are kept as spares that replace a voter down for longer than
+// Options.VoterGrace, later hosts are plain clients (membership.go). A member
+// that restarts with its data directory rejoins with its data.
 //
 // The embedded cluster is secured by its own CA (package pki): every link to
 // etcd, client and peer, is mutual TLS with member certificates, a new host
@@ -107,6 +109,9 @@ type Options struct {
 	ClientPort int    // default 2379
 	PeerPort   int    // default 2380
 	Voters     int    // voting members wanted, odd; default 3
+	// VoterGrace is how long a voter may be down before a learner takes
+	// its place; default 30 s.
+	VoterGrace time.Duration
 
 	// Embedded mode security (see package pki).
 	PKIDir     string        // certificates and keys; default <DataDir>/../cluster
@@ -146,6 +151,9 @@ type Cluster struct {
 	stopLease func() // stops the lease goroutine and waits for it
 	stopJoin  func() // stops the join service
 	bgDone    chan struct{}
+	// stopMembership stops the membership goroutine (hosts running a
+	// member) and waits for it.
+	stopMembership func()
 
 	// pubMu serialises writes of leased keys (advertisements) with lease
 	// changes, so a re-registration never races an Advertise or Withdraw.
@@ -163,6 +171,12 @@ type Cluster struct {
 	callbacks  map[int]func(context.Context)
 	nextCB     int
 	closed     bool
+
+	// Store health (health.go) and the last node list read, served
+	// marked stale while the store does not answer.
+	lastContact time.Time
+	lastErr     string
+	lastNodes   []Node
 
 	// relists counts watch re-lists after compaction (for tests).
 	relists int
@@ -215,6 +229,11 @@ func Open(ctx context.Context, opts Options) (*Cluster, error) {
 			defer close(c.bgDone)
 			c.certLoop(c.ctx)
 		}()
+	}
+	c.Nodes(ctx) // a first view, served stale if the store goes away
+	go c.watchHealth(c.ctx.Done())
+	if c.etcd != nil {
+		c.startMembershipLoop()
 	}
 	ok = true
 	return c, nil
@@ -269,6 +288,12 @@ func withDefaults(o Options) (Options, error) {
 	if o.PKIDir == "" && o.DataDir != "" {
 		o.PKIDir = filepath.Join(filepath.Dir(filepath.Clean(o.DataDir)), "cluster")
 	}
+	if o.VoterGrace == 0 {
+		o.VoterGrace = DefaultVoterGrace
+	}
+	if o.VoterGrace < 0 {
+		return o, fmt.Errorf("cluster: open: %w: voter grace period %s is negative", model.ErrInvalid, o.VoterGrace)
+	}
 	if o.Prefix == "" {
 		o.Prefix = DefaultPrefix
 	}
@@ -315,7 +340,7 @@ func (c *Cluster) shutdown() {
 func (c *Cluster) doShutdown() {
 	c.mu.Lock()
 	c.closed = true
-	stop, stopJoin := c.stopLease, c.stopJoin
+	stop, stopJoin, stopM := c.stopLease, c.stopJoin, c.stopMembership
 	c.mu.Unlock()
 	c.cancel()
 	if stopJoin != nil {
@@ -323,6 +348,9 @@ func (c *Cluster) doShutdown() {
 	}
 	if stop != nil {
 		stop()
+	}
+	if stopM != nil {
+		stopM()
 	}
 	if c.bgDone != nil {
 		<-c.bgDone

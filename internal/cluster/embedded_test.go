@@ -76,20 +76,16 @@ func TestEmbeddedCluster(t *testing.T) {
 	t.Cleanup(cancel)
 
 	t.Run("roles", func(t *testing.T) {
-		if v, l := memberCount(t, c1); v != 3 || l != 0 {
-			t.Fatalf("%d voters, %d learners, want 3 and 0", v, l)
-		}
-		if c4.etcd != nil {
-			t.Fatal("fourth host runs an etcd member, want a client")
-		}
-		if _, err := os.Stat(filepath.Join(ms[4].opts.DataDir, "member")); err == nil {
-			t.Error("client host has an etcd member directory")
+		// Voters 1 -> 3 (two learners promoted), the fourth a spare.
+		eventually(t, 20*time.Second, "three voters and a learner", wantMembers(ctx, c1, 3, 1))
+		if c4.etcd == nil || !c4.etcd.Server.IsLearner() {
+			t.Fatal("fourth host is not a learner")
 		}
 		nodes, err := c4.Nodes(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := map[string]string{"node1": RoleVoter, "node2": RoleVoter, "node3": RoleVoter, "node4": RoleClient}
+		want := map[string]string{"node1": RoleVoter, "node2": RoleVoter, "node3": RoleVoter, "node4": RoleLearner}
 		if len(nodes) != 4 {
 			t.Fatalf("nodes %+v", nodes)
 		}
@@ -106,11 +102,11 @@ func TestEmbeddedCluster(t *testing.T) {
 	t.Run("adverts", func(t *testing.T) { scenarioAdverts(t, c2, c4) })
 	t.Run("compaction", func(t *testing.T) { scenarioWatchCompaction(t, c3) })
 	t.Run("lease-loss", func(t *testing.T) { scenarioLeaseLoss(t, c4, c1) })
-	t.Run("crash-client", func(t *testing.T) {
+	t.Run("crash-learner", func(t *testing.T) {
 		ms[4].c = scenarioCrash(t, c1, c4, func() *Cluster { return open(top, ms[4].opts) })
 		c4 = ms[4].c
-		if c4.etcd != nil {
-			t.Error("reopened client became a member")
+		if c4.etcd == nil || !c4.etcd.Server.IsLearner() {
+			t.Error("reopened learner is not a learner")
 		}
 	})
 
@@ -233,9 +229,8 @@ func TestEmbeddedCluster(t *testing.T) {
 		if err := c1.RemoveNode(ctx, "node3", false); !errors.Is(err, model.ErrNotFound) {
 			t.Fatalf("remove twice: %v, want not found", err)
 		}
-		if v, _ := memberCount(t, c1); v != 2 {
-			t.Fatalf("%d voters after removing node3, want 2", v)
-		}
+		// Two voters is even: the spare is promoted.
+		eventually(t, 20*time.Second, "three voters after removing node3", wantMembers(ctx, c1, 3, 0))
 		if err := c4.Leave(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -258,17 +253,18 @@ func TestEmbeddedCluster(t *testing.T) {
 		if _, err := c2.Nodes(ctx); !errors.Is(err, model.ErrUnavailable) {
 			t.Fatalf("use after leave: %v, want unavailable", err)
 		}
-		// The single member still writes, and a new host joins as a voter.
+		// The single member still writes, and a new host joins as a
+		// learner (two voters would be worse than one).
 		if _, err := c1.CreateNetwork(ctx, testNet("after")); err != nil {
 			t.Fatal(err)
 		}
 		o := embeddedOpts(top, root, 5, ms[1].c)
 		c5 := open(top, o)
-		if c5.etcd == nil {
-			t.Fatal("new host did not become a member although there are fewer than 3")
+		if c5.etcd == nil || !c5.etcd.Server.IsLearner() {
+			t.Fatal("new host is not a learner")
 		}
-		if v, l := memberCount(t, c1); v != 2 || l != 0 {
-			t.Fatalf("%d voters %d learners, want 2 and 0", v, l)
+		if v, l := memberCount(t, c1); v != 1 || l != 1 {
+			t.Fatalf("%d voters %d learners, want 1 and 1", v, l)
 		}
 		if _, err := c5.GetNetwork(ctx, "id-after"); err != nil {
 			t.Fatal(err)

@@ -165,8 +165,12 @@ func TestExternalEtcd(t *testing.T) {
 		if d := time.Since(start); d > a.opts.RequestTimeout+time.Second {
 			t.Errorf("write to a dead store failed after %s", d)
 		}
-		_, err = a.Nodes(ctx)
+		_, err = a.FreshNodes(ctx)
 		wantUnavailable(t, err)
+		// Nodes answers from its last view, marked stale.
+		if ns, err := a.Nodes(ctx); err != nil || len(ns) == 0 || !ns[0].Stale {
+			t.Errorf("nodes while the store is down: %+v %v, want the last view marked stale", ns, err)
+		}
 		err = a.Advertise(ctx, advert("out-net", "oep", "10.6.0.2"))
 		wantUnavailable(t, err)
 		t.Logf("store down: %v", err)

@@ -213,9 +213,23 @@ func (c *Cluster) serveJoin(w http.ResponseWriter, r *http.Request) {
 		writeJoinError(w, http.StatusConflict, "node %s already runs an etcd member; restart it with its data directory", req.NodeID)
 		return
 	}
+	// While the learner slots are full only because promotions are due,
+	// wait a little for them (see joinRole).
+	role := joinRole(ml.Members, c.opts.Voters)
+	for i := 0; role == "wait" && i < 20; i++ {
+		if err := sleepCtx(ctx, 500*time.Millisecond); err != nil {
+			writeJoinError(w, http.StatusServiceUnavailable, "join: %v", err)
+			return
+		}
+		if ml, err = c.admin.MemberList(ctx); err != nil {
+			writeJoinError(w, http.StatusServiceUnavailable, "cluster store unreachable: %v", err)
+			return
+		}
+		role = joinRole(ml.Members, c.opts.Voters)
+	}
 	resp := joinResponse{CACert: c.id.ca.CertPEM, Endpoints: voterClientURLs(ml.Members, "")}
 	var added uint64
-	if len(ml.Members) < c.opts.Voters {
+	if role == RoleLearner {
 		peer := urlFor(req.Addr, req.PeerPort).String()
 		add, err := c.addLearner(ctx, peer)
 		if err != nil {

@@ -136,8 +136,9 @@ func (c *Cluster) openEmbedded(ctx context.Context) error {
 	return fmt.Errorf("cluster: open: %w: data directory %s holds no member; init or join a cluster", model.ErrInvalid, o.DataDir)
 }
 
-// join asks a voting member's join service to admit this host, then starts
-// its etcd member (the voter said it is to vote) or connects as a client.
+// join asks a member's join service to admit this host, then starts its
+// etcd member as a learner (the leader's membership loop promotes it when
+// that keeps the number of voters odd) or connects as a client (joinRole).
 func (c *Cluster) join(ctx context.Context) error {
 	o := c.opts
 	resp, err := c.requestJoin(ctx)
@@ -210,6 +211,7 @@ func (c *Cluster) startMember(ctx context.Context, state, initial string) error 
 	cfg.ClusterState = state
 	cfg.AutoCompactionMode = embed.CompactorModePeriodic
 	cfg.AutoCompactionRetention = "1h"
+	cfg.MaxLearners = maxLearners
 	cfg.Logger = "zap"
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(newZapLogger(o.Logger, *o.EtcdLogLevel))
 	e, err := embed.StartEtcd(cfg)
@@ -234,23 +236,12 @@ func (c *Cluster) startMember(ctx context.Context, state, initial string) error 
 	}
 }
 
-// connectMember creates the client of a host running a member, promotes the
-// member if it is a learner, and points the client at all voting members.
+// connectMember creates the clients of a host running a member: its own
+// member once it votes, the voting members while it is a learner (a learner
+// serves no writes). The membership loop keeps the endpoints right as the
+// role changes (membership.go); the raft leader's loop promotes learners.
 func (c *Cluster) connectMember(ctx context.Context) error {
-	// A learner serves no writes (nor its own promotion): talk to the
-	// voting members it knows of, own URL first once it votes.
-	var first, rest []string
-	for _, m := range c.etcd.Server.Cluster().Members() {
-		if m.IsLearner || m.Name == "" {
-			continue
-		}
-		if uint64(m.ID) == c.member {
-			first = append(first, m.ClientURLs...)
-		} else {
-			rest = append(rest, m.ClientURLs...)
-		}
-	}
-	eps := append(first, rest...)
+	eps := c.memberEndpoints()
 	if len(eps) == 0 {
 		eps = []string{urlFor(c.opts.AdvertiseAddr, c.opts.ClientPort).String()}
 	}
@@ -263,51 +254,7 @@ func (c *Cluster) connectMember(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := c.promote(ctx); err != nil {
-		return err
-	}
-	// A voting member's host talks to its own member only: it is in the same
-	// process, and other hosts' watch streams would slow down its shutdown.
-	own := urlFor(c.opts.AdvertiseAddr, c.opts.ClientPort).String()
-	c.cli.SetEndpoints(own)
-	if c.admin != nil {
-		c.admin.SetEndpoints(own)
-	}
 	return nil
-}
-
-// promote makes this learner a voting member once it has caught up with the
-// leader. It returns at once if the member already votes.
-func (c *Cluster) promote(ctx context.Context) error {
-	deadline := time.Now().Add(c.opts.StartTimeout)
-	for attempt := 0; ; attempt++ {
-		if !c.etcd.Server.IsLearner() {
-			return nil
-		}
-		if c.admin == nil {
-			return fmt.Errorf("cluster: promote member: %w", errNotVoter)
-		}
-		rctx, cancel := c.reqCtx(ctx)
-		_, err := c.admin.MemberPromote(rctx, c.member)
-		cancel()
-		if err == nil {
-			c.log.Info("promoted to voting member")
-			// The local server learns about its promotion when it applies
-			// the change; wait for that so IsLearner is accurate.
-			for i := 0; i < 50 && c.etcd.Server.IsLearner(); i++ {
-				if err := sleepCtx(ctx, 100*time.Millisecond); err != nil {
-					return err
-				}
-			}
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return unavailable("promote member", err)
-		}
-		if err := sleepCtx(ctx, time.Duration(100+50*min(attempt, 10))*time.Millisecond); err != nil {
-			return err
-		}
-	}
 }
 
 // roleOf returns this node's role from the member list.

@@ -38,6 +38,10 @@ type Node struct {
 	// CertExpiry is when the node's cluster certificate runs out (zero on
 	// an external store); nodes renew it before.
 	CertExpiry time.Time `json:"CertExpiry"`
+	// Stale is set when the store did not answer and this is the last
+	// view read from it, at AsOf.
+	Stale bool      `json:"Stale,omitempty"`
+	AsOf  time.Time `json:"AsOf"`
 }
 
 // nodeRecord is the durable record under nodes/<id>.
@@ -104,6 +108,7 @@ func (c *Cluster) register(ctx context.Context) error {
 	c.lease = g.ID
 	clear(c.pendingPut) // all written just now
 	c.mu.Unlock()
+	c.contact()
 	return nil
 }
 
@@ -176,6 +181,7 @@ func (c *Cluster) keepAlive(ctx context.Context, ka <-chan *clientv3.LeaseKeepAl
 			if !ok {
 				return
 			}
+			c.contact()
 		case <-tick.C:
 			rctx, cancel := c.reqCtx(ctx)
 			_, err := c.cli.Put(rctx, c.key("nodes", c.opts.NodeID), string(c.record()))
@@ -183,6 +189,8 @@ func (c *Cluster) keepAlive(ctx context.Context, ka <-chan *clientv3.LeaseKeepAl
 			if err != nil {
 				c.log.Debug("refresh node record", "err", err)
 			}
+			// Keep a recent view for node lists during an outage.
+			c.Nodes(ctx)
 		case <-ctx.Done():
 			return
 		}
@@ -202,9 +210,11 @@ func (c *Cluster) recoverLease(ctx context.Context) {
 		ttl, err := c.cli.TimeToLive(rctx, c.currentLease())
 		cancel()
 		if err != nil {
+			c.contactFailed(err)
 			c.log.Debug("check node lease", "err", err)
 			continue
 		}
+		c.contact()
 		if ttl.TTL > 0 {
 			return // still alive: keep it
 		}
@@ -229,11 +239,41 @@ func (c *Cluster) recoverLease(ctx context.Context) {
 	}
 }
 
-// Nodes lists every node with a record, sorted by hostname then ID.
+// Nodes lists every node with a record, sorted by hostname then ID. When the
+// store does not answer, it returns the last list it read, every node marked
+// Stale (AsOf says when it was read); without one it fails with an
+// unavailable error.
 func (c *Cluster) Nodes(ctx context.Context) ([]Node, error) {
 	if err := c.checkOpen(); err != nil {
 		return nil, err
 	}
+	out, err := c.readNodes(ctx)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err == nil {
+		c.lastNodes = slices.Clone(out)
+		return out, nil
+	}
+	if c.lastNodes == nil || !errors.Is(err, model.ErrUnavailable) {
+		return nil, err
+	}
+	stale := slices.Clone(c.lastNodes)
+	for i := range stale {
+		stale[i].Stale = true
+	}
+	return stale, nil
+}
+
+// FreshNodes is Nodes without the stale fallback: it fails when the store
+// does not answer.
+func (c *Cluster) FreshNodes(ctx context.Context) ([]Node, error) {
+	if err := c.checkOpen(); err != nil {
+		return nil, err
+	}
+	return c.readNodes(ctx)
+}
+
+func (c *Cluster) readNodes(ctx context.Context) ([]Node, error) {
 	rctx, cancel := c.reqCtx(ctx)
 	defer cancel()
 	resp, err := c.cli.Txn(rctx).Then(
@@ -247,6 +287,7 @@ func (c *Cluster) Nodes(ctx context.Context) ([]Node, error) {
 	if ml, err := c.cli.MemberList(rctx); err == nil {
 		members = ml.Members
 	}
+	now := time.Now().UTC()
 	alive := make(map[string]bool)
 	for _, kv := range resp.Responses[1].GetResponseRange().Kvs {
 		alive[strings.TrimPrefix(string(kv.Key), c.key("alive")+"/")] = true
@@ -258,7 +299,7 @@ func (c *Cluster) Nodes(ctx context.Context) ([]Node, error) {
 			c.log.Warn("skipping malformed node record", "key", string(kv.Key), "err", err)
 			continue
 		}
-		n := Node{ID: r.ID, Hostname: r.Hostname, Addr: r.Addr, LastSeen: r.LastSeen, Role: r.Role, State: StateDown, CertExpiry: r.CertExpiry}
+		n := Node{ID: r.ID, Hostname: r.Hostname, Addr: r.Addr, LastSeen: r.LastSeen, Role: r.Role, State: StateDown, CertExpiry: r.CertExpiry, AsOf: now}
 		if alive[r.ID] {
 			n.State = StateUp
 		}

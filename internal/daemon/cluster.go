@@ -46,6 +46,9 @@ func wireCluster(ctx context.Context, cfg Config, eopts *engine.Options, drivers
 	if err != nil {
 		return err
 	}
+	if cc.VoterGrace <= 0 {
+		return fmt.Errorf("invalid --cluster-voter-grace %s: want a positive duration", cc.VoterGrace)
+	}
 	addr, err := advertiseAddr(cc.AdvertiseAddr)
 	if err != nil {
 		return err
@@ -61,8 +64,9 @@ func wireCluster(ctx context.Context, cfg Config, eopts *engine.Options, drivers
 		DataDir: filepath.Join(cfg.DataRoot, "etcd"), Init: cc.Init, Join: cc.Join,
 		ClientPort: cc.ClientPort, PeerPort: cc.PeerPort, Voters: cc.Voters,
 		JoinToken: token, JoinPort: cc.JoinPort, CertExpiry: cc.CertExpiry,
-		PKIDir: filepath.Join(cfg.DataRoot, "cluster"),
-		Prefix: cc.Prefix, NodeTTL: cc.NodeTTL, Logger: log.With("component", "cluster"),
+		VoterGrace: cc.VoterGrace,
+		PKIDir:     filepath.Join(cfg.DataRoot, "cluster"),
+		Prefix:     cc.Prefix, NodeTTL: cc.NodeTTL, Logger: log.With("component", "cluster"),
 	}
 	if cc.Store != "" {
 		eps, err := cluster.ParseStoreURL(cc.Store)

@@ -54,6 +54,7 @@ type ClusterConfig struct {
 	JoinPort       int
 	CertExpiry     time.Duration
 	Voters         int
+	VoterGrace     time.Duration
 	AdvertiseAddr  string
 	ClientPort     int
 	PeerPort       int
@@ -102,6 +103,7 @@ func NewCommand() *cobra.Command {
 	f.IntVar(&c.JoinPort, "cluster-join-port", 2377, "Port of this host's join service (voting members)")
 	f.DurationVar(&c.CertExpiry, "cert-expiry", 90*24*time.Hour, "Lifetime of the member certificates this host signs (and of its own)")
 	f.IntVar(&c.Voters, "cluster-voters", 3, "Number of voting etcd members (odd)")
+	f.DurationVar(&c.VoterGrace, "cluster-voter-grace", 30*time.Second, "How long a voting etcd member may be down before a learner replaces it")
 	f.StringVar(&c.AdvertiseAddr, "advertise-addr", "", "Underlay address (IP or interface) of this host")
 	f.IntVar(&c.ClientPort, "cluster-client-port", 2379, "Embedded etcd client port")
 	f.IntVar(&c.PeerPort, "cluster-peer-port", 2380, "Embedded etcd peer port")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestSocketPath(t *testing.T) {
@@ -57,5 +58,10 @@ func TestClusterFlagsExclusive(t *testing.T) {
 	err = wireCluster(context.Background(), Config{Cluster: cc}, nil, nil, nil, nil)
 	if err == nil || !strings.Contains(err.Error(), "odd") {
 		t.Errorf("even voters: %v", err)
+	}
+	cc = ClusterConfig{Init: true, Voters: 3, VoterGrace: -time.Second}
+	err = wireCluster(context.Background(), Config{Cluster: cc}, nil, nil, nil, nil)
+	if err == nil || !strings.Contains(err.Error(), "--cluster-voter-grace") {
+		t.Errorf("negative grace: %v", err)
 	}
 }

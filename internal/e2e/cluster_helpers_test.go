@@ -39,7 +39,26 @@ func clusterEmbedded(t *testing.T) *harness.Cluster {
 	for _, h := range c.Hosts {
 		h.Start()
 	}
+	// The joining hosts are learners until the first voter promotes them
+	// both (voters go 1 -> 3, never 2).
+	waitRoles(t, c.Host(0), 3, 0)
 	return c
+}
+
+// waitRoles waits until node ls on h shows voters voters and learners
+// learners.
+func waitRoles(t *testing.T, h *harness.Host, voters, learners int) {
+	t.Helper()
+	var got map[string]int
+	if !eventually(30*time.Second, func() bool {
+		got = map[string]int{}
+		for _, n := range nodes(t, h) {
+			got[n.Role]++
+		}
+		return got["voter"] == voters && got["learner"] == learners
+	}) {
+		t.Fatalf("node ls on %s: roles %v, want %d voters and %d learners", h.Name, got, voters, learners)
+	}
 }
 
 // clusterExternal starts a real etcd (Debian's /usr/bin/etcd) inside host

@@ -508,14 +508,19 @@ func (e *Engine) verbose(ctx context.Context, n model.Network) map[string]any {
 		}
 	}
 	self := ""
-	if e.cluster() != nil {
+	var store cluster.StoreStatus
+	if g := e.cluster(); g != nil {
 		self = e.opts.NodeID
+		store = g.Status()
 	}
 	e.mu.Unlock()
+	if self != "" && !store.Reachable {
+		out["StoreUnreachable"] = store.Unreachable()
+	}
 	type peerRow struct {
 		IP, MAC, VTEP, Node string
 		Local               bool   `json:",omitempty"`
-		Status              string // programmed, missing, local
+		Status              string // programmed, MISSING, local, unverified since T
 	}
 	fdb, neigh, err := e.programmed(ctx, n)
 	if err != nil {
@@ -530,10 +535,15 @@ func (e *Engine) verbose(ctx context.Context, n model.Network) map[string]any {
 		} else {
 			key := a.MAC.String() + "@" + a.VTEP.String()
 			wantFDB[key] = true
-			if fdb[key] && neigh[a.IP.String()+"@"+a.MAC.String()] {
-				r.Status = "programmed"
-			} else {
+			switch {
+			case !(fdb[key] && neigh[a.IP.String()+"@"+a.MAC.String()]):
 				r.Status = "MISSING"
+			case !store.Reachable:
+				// The kernel holds the entry, but whether the peer
+				// still exists is unknown until the store answers.
+				r.Status = "unverified since " + store.LastContact.UTC().Format(time.RFC3339)
+			default:
+				r.Status = "programmed"
 			}
 		}
 		rows = append(rows, r)

@@ -53,6 +53,13 @@ func (e *Engine) Info(ctx context.Context) (api.Info, error) {
 	if s := e.firewallStatus(); s != "" {
 		in.Warnings = append(in.Warnings, "WARNING: "+s)
 	}
+	if g := e.cluster(); g != nil {
+		if s := g.Status(); !s.Reachable {
+			in.Warnings = append(in.Warnings, "WARNING: "+s.Unreachable())
+		}
+	} else if e.opts.ClusterPending {
+		in.Warnings = append(in.Warnings, "WARNING: cluster store unreachable since the daemon started: global networks are not available yet")
+	}
 	return in, nil
 }
 

@@ -26,7 +26,8 @@ func (e *Engine) Nodes(ctx context.Context) ([]api.Node, error) {
 	out := make([]api.Node, 0, len(nodes))
 	for _, n := range nodes {
 		out = append(out, api.Node{ID: n.ID, Hostname: n.Hostname, Addr: n.Addr.String(), State: n.State,
-			LastSeen: n.LastSeen, Role: n.Role, Self: n.ID == g.NodeID(), CertExpiry: n.CertExpiry})
+			LastSeen: n.LastSeen, Role: n.Role, Self: n.ID == g.NodeID(), CertExpiry: n.CertExpiry,
+			Stale: n.Stale, AsOf: n.AsOf})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Addr < out[j].Addr })
 	return out, nil

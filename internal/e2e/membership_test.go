@@ -1,0 +1,122 @@
+package e2e
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vxnet/vxnet/internal/harness"
+)
+
+// The seed's two-host walk-through (init on h1, join on h2): h2 is a
+// learner, not a second voter. kill -9 of h2's daemon and its containers
+// (its underlay cut): h1 purges h2's entries within TTL + 2 s. Then the
+// single voter's daemon dies: h2's data plane stays as it is, global writes
+// are refused clearly, node ls answers from the last view marked stale,
+// inspect -v marks the remote peer unverified, /info warns; when h1 returns
+// everything reconverges.
+func TestMembershipTwoHostWalkthrough(t *testing.T) {
+	t0 := time.Now()
+	step := func(msg string) { t.Logf("%5.1fs %s", time.Since(t0).Seconds(), msg) }
+	c := ovCluster(t, 2)
+	h1, h2 := c.Host(0), c.Host(1)
+	waitRoles(t, h1, 1, 1)
+	cli(t, h1, "network", "create", "-d", "overlay", "--subnet", "10.98.0.0/24", "prod")
+	ovRun(t, h1, "a", "prod")
+	ovRun(t, h2, "b", "prod")
+	aIP, bIP := ipOf(t, h1, "a", "prod"), ipOf(t, h2, "b", "prod")
+	if !eventually(5*time.Second, func() bool { return ping(t, h1, "a", "b") }) {
+		t.Fatal("a cannot ping b")
+	}
+
+	// The learner's host dies with its containers.
+	step("kill -9 h2 and cut it off")
+	h2.Kill()
+	h2.Cut()
+	killed := time.Now()
+	ns1 := ovInspect(t, h1, "prod").VXNet.Namespace
+	if !eventually(clusterTTL+2*time.Second, func() bool {
+		fdb, neigh := ovKernel(t, h1, ns1)
+		return !strings.Contains(fdb, h2.Addr.String()) && !strings.Contains(neigh, bIP+" ")
+	}) {
+		fdb, neigh := ovKernel(t, h1, ns1)
+		t.Fatalf("h1 still holds h2's entries %v after the kill:\n%s%s", time.Since(killed).Round(100*time.Millisecond), fdb, neigh)
+	}
+	step("h2's entries purged on h1")
+	cli(t, h1, "network", "create", "-d", "overlay", "after-learner")
+
+	step("h2 back")
+	h2.Heal()
+	h2.Start()
+	if !eventually(10*time.Second, func() bool { return ping(t, h1, "a", "b") && ping(t, h2, "b", "a") }) {
+		t.Fatal("a and b cannot reach each other after h2's restart")
+	}
+
+	// The voter's daemon dies (its containers live on).
+	step("kill -9 h1 (the single voter)")
+	h1.Kill()
+	if !ping(t, h2, "b", "a") {
+		t.Error("b cannot ping a right after the voter's daemon died")
+	}
+	code := cliFails(t, h2, "cluster store unreachable", "network", "create", "-d", "overlay", "refused")
+	if code != 1 {
+		t.Errorf("global create without the voter: exit %d, want 1", code)
+	}
+	var peers []ovPeer
+	if !eventually(10*time.Second, func() bool {
+		peers = ovInspect(t, h2, "prod").VXNet.Peers
+		for _, p := range peers {
+			if p.Node != "" && p.IP == aIP {
+				return strings.HasPrefix(p.Status, "unverified since ")
+			}
+		}
+		return false
+	}) {
+		t.Errorf("inspect -v on h2 without the store: peers %+v, want a's row unverified", peers)
+	}
+	out, errOut, code := h2.CLI("node", "ls")
+	if code != 0 || !strings.Contains(errOut, "cluster store unreachable") || !strings.Contains(out, "(stale)") {
+		t.Errorf("node ls without the store: exit %d, out %q, err %q; want the last view marked stale", code, out, errOut)
+	}
+	resp, err := apiClient(h2).Get("http://vxnet/info")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info struct{ Warnings []string }
+	json.NewDecoder(resp.Body).Decode(&info)
+	resp.Body.Close()
+	if len(info.Warnings) == 0 || !strings.Contains(strings.Join(info.Warnings, " "), "cluster store unreachable") {
+		t.Errorf("/info warnings without the store: %q", info.Warnings)
+	}
+	if !ping(t, h2, "b", "a") {
+		t.Error("b cannot ping a while the voter's daemon is down")
+	}
+
+	step("h1 back")
+	h1.Start()
+	back := time.Now()
+	if !eventually(20*time.Second, func() bool {
+		_, _, code := h2.CLI("network", "create", "-d", "overlay", "after-voter")
+		return code == 0
+	}) {
+		t.Fatal("h2 cannot create a global network 20 s after the voter's return")
+	}
+	t.Logf("global writes from h2 work %v after the voter's restart", time.Since(back).Round(100*time.Millisecond))
+	if !eventually(10*time.Second, func() bool {
+		for _, p := range ovInspect(t, h2, "prod").VXNet.Peers {
+			if p.Status != "programmed" && p.Status != "local" {
+				return false
+			}
+		}
+		out, errOut, _ := h2.CLI("node", "ls")
+		return !strings.Contains(out, "stale") && errOut == ""
+	}) {
+		t.Error("h2 still reports stale or unverified state after the voter's return")
+	}
+	for _, h := range []*harness.Host{h1, h2} {
+		if networkID(t, h, "refused") != "" {
+			t.Errorf("%s lists the network whose create was refused", h.Name)
+		}
+	}
+}
