@@ -27,6 +27,10 @@ type ExternalAttach struct {
 	Aliases []string `json:"Aliases,omitempty"`
 	// IP asks for a static address (zero: allocate one).
 	IP netip.Addr `json:"IP,omitzero"`
+	// Reserved says IP was reserved with ReserveAddress (Docker's IPAM
+	// hands out the address before the endpoint exists); the attachment
+	// takes the reservation over.
+	Reserved bool `json:"Reserved,omitempty"`
 }
 
 // ExternalView is one attachment with its endpoint and network.

@@ -36,6 +36,10 @@ type Config struct {
 	// each daemon runs in its own network namespace).
 	FirewallTable string
 	Cluster       ClusterConfig
+	// DockerPluginDir is where the Docker plugin socket vxnet.sock is
+	// served ("" turns it off); see dockerplugin.go.
+	DockerPluginDir    string
+	dockerPluginDirSet bool
 
 	onLeave func() // stops the daemon after a clean leave of the cluster
 }
@@ -73,6 +77,7 @@ func NewCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg.dockerPluginDirSet = cmd.Flags().Changed("docker-plugin-dir")
 			if cfg.Cluster.Store != "" {
 				for _, n := range []string{"cert-expiry", "cluster-join-port"} {
 					if cmd.Flags().Changed(n) {
@@ -90,6 +95,8 @@ func NewCommand() *cobra.Command {
 	f.StringVar(&cfg.BIP, "bip", "172.17.0.1/16", "Default bridge gateway address with prefix length")
 	f.StringVar(&cfg.LogLevel, "log-level", "info", `Log level ("debug"|"info"|"warn"|"error")`)
 	f.StringVar(&cfg.FirewallTable, "firewall-table", "vxnet", "Name of the nftables table the daemon owns")
+	f.StringVar(&cfg.DockerPluginDir, "docker-plugin-dir", DefaultDockerPluginDir,
+		`Serve the Docker network/IPAM/authorization plugin as vxnet.sock here (default: only if the directory exists; "" for never)`)
 	c := &cfg.Cluster
 	f.StringVar(&c.Store, "cluster-store", "", "External etcd cluster, etcd://HOST:PORT[,HOST:PORT...]")
 	f.StringVar(&c.StoreCA, "cluster-store-ca", "", "CA file for the cluster store's TLS")
@@ -187,6 +194,12 @@ func Run(ctx context.Context, cfg Config) error {
 	for _, f := range w.afterStart {
 		f(eng)
 	}
+
+	stopPlugin, err := serveDockerPlugin(ctx, cfg, eng, log)
+	if err != nil {
+		return err
+	}
+	defer stopPlugin()
 
 	ln, err := api.ListenUnix(sock)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
@@ -110,6 +111,10 @@ func (e *Engine) AttachExternal(ctx context.Context, req api.ExternalAttach) (ap
 	// it gets hosts entries and advertisements.
 	pseudo := model.Container{ID: x.ID, Name: req.Name}
 	bg := context.WithoutCancel(ctx)
+	if req.Reserved && req.IP.IsValid() {
+		// The attach allocates the address again, as a static one.
+		e.release(ctx, n, req.IP)
+	}
 	ep, err := e.attachNamed(ctx, n, pseudo, sb, api.EndpointRequest{IP: req.IP, Aliases: req.Aliases}, 0, req.IfName, givesDefaultRoute(n))
 	if err == nil && staged {
 		if err = handOver(sb.NetnsPath, ep.IfName); err != nil {
@@ -117,6 +122,9 @@ func (e *Engine) AttachExternal(ctx context.Context, req api.ExternalAttach) (ap
 		}
 	}
 	if err != nil {
+		if req.Reserved && req.IP.IsValid() {
+			e.allocate(bg, n, req.IP) // give the reservation back to its owner
+		}
 		return api.ExternalView{}, err
 	}
 	x.EndpointID = ep.ID
@@ -133,6 +141,9 @@ func (e *Engine) AttachExternal(ctx context.Context, req api.ExternalAttach) (ap
 	})
 	if err != nil {
 		e.unplumb(bg, n, ep, sb)
+		if req.Reserved {
+			e.allocate(bg, n, req.IP) // give the reservation back to its owner
+		}
 		return api.ExternalView{}, fmt.Errorf("record attachment: %w", err)
 	}
 	e.mu.Lock()
@@ -362,4 +373,32 @@ func (e *Engine) restoreExternals(ctx context.Context, xs []model.External) erro
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// ReserveAddress reserves an address on a network without an endpoint
+// (Docker's IpamDriver.RequestAddress); a zero ip picks one. The holder
+// either hands it to AttachExternal (Reserved) or releases it.
+func (e *Engine) ReserveAddress(ctx context.Context, netRef string, ip netip.Addr) (netip.Prefix, error) {
+	e.mu.Lock()
+	n, err := e.networkLocked(netRef)
+	e.mu.Unlock()
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	if n.Scope != model.ScopeGlobal {
+		return netip.Prefix{}, errf(model.ErrForbidden, "network %s is not a cluster network: addresses are reserved only on overlay networks", n.Name)
+	}
+	return e.allocate(ctx, n, ip)
+}
+
+// ReleaseAddress gives back an address reserved with ReserveAddress.
+func (e *Engine) ReleaseAddress(ctx context.Context, netRef string, ip netip.Addr) error {
+	e.mu.Lock()
+	n, err := e.networkLocked(netRef)
+	e.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	e.release(ctx, n, ip)
+	return nil
 }
