@@ -51,7 +51,7 @@ func dockerCluster(t *testing.T) *harness.Cluster {
 		if i == 0 {
 			return append(args, "--cluster-init")
 		}
-		return append(args, "--cluster-join", "192.0.2.10")
+		return append(args, h.JoinArgs(0)...)
 	}})
 	for _, h := range c.Hosts {
 		h.Start()
