@@ -713,7 +713,14 @@ func bnHandVXLAN(t *testing.T, c *harness.Cluster) [2]string {
 // iperf3 is the machine's binary, run inside the namespaces with nsenter.
 func bnIperf(t *testing.T, srv, cliNS, dst string, secs int) float64 {
 	t.Helper()
-	server := exec.Command("nsenter", "--net="+srv, "iperf3", "-s", "-1", "-p", "5201")
+	return bnIperfPort(t, srv, cliNS, dst, 5201, 5201, secs)
+}
+
+// bnIperfPort is bnIperf with the server listening on port and the client
+// connecting to dstPort (different when a published port is in between).
+func bnIperfPort(t *testing.T, srv, cliNS, dst string, port, dstPort, secs int) float64 {
+	t.Helper()
+	server := exec.Command("nsenter", "--net="+srv, "iperf3", "-s", "-1", "-p", fmt.Sprint(port))
 	if err := server.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -736,7 +743,7 @@ func bnIperf(t *testing.T, srv, cliNS, dst string, secs int) float64 {
 		Error string `json:"error"`
 	}
 	for try := 0; ; try++ {
-		out, _ := exec.Command("nsenter", "--net="+cliNS, "iperf3", "-c", dst, "-p", "5201", "-t", fmt.Sprint(secs), "-J").Output()
+		out, _ := exec.Command("nsenter", "--net="+cliNS, "iperf3", "-c", dst, "-p", fmt.Sprint(dstPort), "-t", fmt.Sprint(secs), "-J").Output()
 		res.Error = ""
 		if err := json.Unmarshal(out, &res); err != nil {
 			t.Fatalf("iperf3 to %s: %v: %s", dst, err, out)
