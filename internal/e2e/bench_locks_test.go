@@ -17,7 +17,10 @@ func TestBenchReadLatency(t *testing.T) {
 	bnGate(t)
 	const n = 20
 	_, et, api := locksSetup(t, n, bnDaemonArgs...)
-	paths := []string{"/containers/json?all=1", "/networks", "/containers/c0/json", "/networks/ov"}
+	if _, err := api.run("keep", "ov", netip.Addr{}); err != nil {
+		t.Fatal(err)
+	}
+	paths := []string{"/containers/json?all=1", "/networks", "/containers/keep/json", "/networks/ov"}
 	read := func(i int) time.Duration {
 		t0 := time.Now()
 		if _, err := api.do("GET", paths[i%len(paths)], nil, nil); err != nil {
