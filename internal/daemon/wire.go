@@ -15,6 +15,7 @@ import (
 	"github.com/vxnet/vxnet/internal/driver"
 	"github.com/vxnet/vxnet/internal/driver/bridge"
 	"github.com/vxnet/vxnet/internal/driver/host"
+	"github.com/vxnet/vxnet/internal/driver/macvlan"
 	"github.com/vxnet/vxnet/internal/driver/null"
 	"github.com/vxnet/vxnet/internal/engine"
 	"github.com/vxnet/vxnet/internal/firewall"
@@ -82,10 +83,13 @@ func wire(ctx context.Context, cfg Config, bip netip.Prefix, st *store.Store, lo
 	if err != nil {
 		return nil, err
 	}
+	mv := macvlan.New(macvlan.Options{Logger: log.With("component", "macvlan")})
 	drivers := []driver.Driver{
 		bridge.New(bridge.Options{Logger: log.With("component", "bridge")}),
 		host.New(),
 		null.New(),
+		mv,
+		macvlan.NewIPVlan(mv),
 	}
 	eopts := engine.Options{
 		DataRoot: cfg.DataRoot, ExecRoot: cfg.ExecRoot, BridgeIP: bip, Store: st,

@@ -139,7 +139,7 @@ func (e *Engine) CreateContainer(ctx context.Context, req api.ContainerCreate) (
 	}
 	undo = append(undo, func() { os.RemoveAll(filepath.Join(e.filesDir(), id)) })
 	var eps []model.Endpoint
-	if n.Driver == "bridge" || n.Driver == "overlay" {
+	if n.Driver == "bridge" || n.Driver == "overlay" || n.Driver == "macvlan" {
 		ep, err := e.attach(ctx, n, c, sb, req.Endpoint, 0, givesDefaultRoute(n))
 		if err != nil {
 			return fail(err)

@@ -108,7 +108,7 @@ func (e *Engine) createLocalNetwork(ctx context.Context, d driver.Driver, n *mod
 		}
 		routes = r
 	}
-	if n.Driver == "bridge" || len(n.IPAM) > 0 {
+	if n.Driver == "bridge" || n.Driver == "macvlan" || len(n.IPAM) > 0 {
 		cfgs, err := e.opts.IPAM.RequestPool(n.ID, n.IPAM, routes)
 		if err != nil {
 			return classify(err, model.ErrInvalid)
