@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/vxnet/vxnet/internal/model"
@@ -32,7 +33,16 @@ type Advert struct {
 	// peers on other hosts can resolve it.
 	Name    string
 	Aliases []string
+
+	// Where the advertisement was read from (empty for one not read from
+	// the store): its key, and the store revision that created it.
+	key     string
+	created int64
 }
+
+// Key is the store key the advertisement was read from ("" if it was not
+// read from the store).
+func (a Advert) Key() string { return a.key }
 
 // advertJSON is the stored form (the MAC as text, not base64).
 type advertJSON struct {
@@ -60,7 +70,7 @@ func decodeAdvert(b []byte) (Advert, error) {
 	if err != nil {
 		return Advert{}, err
 	}
-	return Advert{j.NetworkID, j.EndpointID, j.IP, mac, j.VTEP, j.NodeID, j.Name, j.Aliases}, nil
+	return Advert{NetworkID: j.NetworkID, EndpointID: j.EndpointID, IP: j.IP, MAC: mac, VTEP: j.VTEP, NodeID: j.NodeID, Name: j.Name, Aliases: j.Aliases}, nil
 }
 
 // advertKey is the key of one of this node's advertisements, or with epID
@@ -222,7 +232,7 @@ func (c *Cluster) Adverts(ctx context.Context, netID string) ([]Advert, int64, e
 		if !keep(string(kv.Key)) {
 			continue
 		}
-		if a, ok := c.decodeAdvertKV(string(kv.Key), kv.Value); ok {
+		if a, ok := c.decodeAdvertKV(kv); ok {
 			out = append(out, a)
 		}
 	}
@@ -230,12 +240,23 @@ func (c *Cluster) Adverts(ctx context.Context, netID string) ([]Advert, int64, e
 	return out, resp.Header.Revision, nil
 }
 
-func (c *Cluster) decodeAdvertKV(key string, val []byte) (Advert, bool) {
-	a, err := decodeAdvert(val)
-	if err != nil {
-		c.log.Warn("skipping malformed advertisement", "key", key, "err", err)
-		return a, false
+// decodeAdvertKV decodes and validates an advertisement read from the
+// store; an invalid one is logged with its key and skipped.
+func (c *Cluster) decodeAdvertKV(kv *mvccpb.KeyValue) (Advert, bool) {
+	key := string(kv.Key)
+	a, err := decodeAdvert(kv.Value)
+	if err == nil {
+		parts := strings.SplitN(strings.TrimPrefix(key, c.advertsPrefix()), "/", 3)
+		for len(parts) < 3 {
+			parts = append(parts, "")
+		}
+		err = ValidateAdvert(parts[0], parts[1], parts[2], a)
 	}
+	if err != nil {
+		c.logInvalid(key, kv.ModRevision, "advertisement", err)
+		return Advert{}, false
+	}
+	a.key, a.created = key, kv.CreateRevision
 	return a, true
 }
 
@@ -256,4 +277,32 @@ func (c *Cluster) WatchAdverts(ctx context.Context, netID string, fromRev int64,
 		sortAdverts(as)
 		fn(as, rev)
 	})
+}
+
+// CheckAdverts returns the advertisements of network n that can be
+// trusted together (see FilterAdverts), judged against the registered node
+// addresses this Cluster keeps. The rejected ones are logged with their
+// keys. It does no store call.
+func (c *Cluster) CheckAdverts(n model.Network, ads []Advert) []Advert {
+	// An advertisement naming this node that this node did not make is
+	// forged: it must not win conflicts as "ours".
+	c.mu.Lock()
+	mine := make([]Advert, 0, len(ads))
+	var forged []Rejected
+	for _, a := range ads {
+		if a.NodeID == c.opts.NodeID {
+			if _, ok := c.adverts[a.key]; !ok {
+				forged = append(forged, Rejected{Key: a.key, Advert: a, Reason: badf("names this node, which does not advertise it (stale or forged)")})
+				continue
+			}
+		}
+		mine = append(mine, a)
+	}
+	c.mu.Unlock()
+	kept, rejected := FilterAdverts(n, mine, c.NodeAddrs(), c.opts.NodeID, nil)
+	rejected = append(rejected, forged...)
+	for _, r := range rejected {
+		c.logInvalid(r.Key, r.Advert.created, "advertisement", r.Reason)
+	}
+	return kept
 }

@@ -180,6 +180,14 @@ type Cluster struct {
 
 	// relists counts watch re-lists after compaction (for tests).
 	relists int
+
+	// invalid remembers the store revision of each invalid record already
+	// logged, so a watch re-delivering its set does not log it again.
+	invalid map[string]int64
+
+	nodeAddrs map[string]netip.Addr // registered node addresses (valid records)
+	nodeCBs   map[int]func()
+	bg        sync.WaitGroup // the node watch
 }
 
 // Open connects to the cluster store (starting or joining the embedded etcd
@@ -199,6 +207,8 @@ func Open(ctx context.Context, opts Options) (*Cluster, error) {
 		pendingDel: make(map[string]bool),
 		callbacks:  make(map[int]func(context.Context)),
 		ipamLock:   make(chan struct{}, 1),
+		invalid:    make(map[string]int64),
+		nodeCBs:    make(map[int]func()),
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	ok := false
@@ -222,6 +232,11 @@ func Open(ctx context.Context, opts Options) (*Cluster, error) {
 			return nil, err
 		}
 	}
+	rev, err := c.loadNodes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c.watchNodes(rev)
 	c.startLeaseLoop()
 	if c.id != nil {
 		c.bgDone = make(chan struct{})
@@ -355,6 +370,7 @@ func (c *Cluster) doShutdown() {
 	if c.bgDone != nil {
 		<-c.bgDone
 	}
+	c.bg.Wait()
 	if c.cli != nil {
 		c.cli.Close()
 	}
@@ -411,4 +427,21 @@ func unavailable(op string, err error) error {
 		return err
 	}
 	return &unavailableError{op: op, cause: err}
+}
+
+// logInvalid logs an invalid record read from the store (kind: "network",
+// "advertisement", ...) with its key, once per key and revision.
+func (c *Cluster) logInvalid(key string, rev int64, kind string, err error) {
+	c.mu.Lock()
+	seen, ok := c.invalid[key]
+	if !ok || seen != rev {
+		if len(c.invalid) >= 10000 {
+			clear(c.invalid)
+		}
+		c.invalid[key] = rev
+	}
+	c.mu.Unlock()
+	if !ok || seen != rev {
+		c.log.Warn("skipping invalid "+kind+" read from the cluster store", "key", key, "rev", rev, "err", err)
+	}
 }

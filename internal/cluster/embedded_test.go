@@ -85,7 +85,7 @@ func TestEmbeddedCluster(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := map[string]string{"node1": RoleVoter, "node2": RoleVoter, "node3": RoleVoter, "node4": RoleLearner}
+		want := map[string]string{nid("node1"): RoleVoter, nid("node2"): RoleVoter, nid("node3"): RoleVoter, nid("node4"): RoleLearner}
 		if len(nodes) != 4 {
 			t.Fatalf("nodes %+v", nodes)
 		}
@@ -162,7 +162,7 @@ func TestEmbeddedCluster(t *testing.T) {
 		for range 2 {
 			if c := <-done; c != nil {
 				top.Cleanup(func() { c.Close() })
-				if c.NodeID() == "node2" {
+				if c.NodeID() == nid("node2") {
 					ms[2].c = c
 				} else {
 					ms[3].c = c
@@ -201,9 +201,9 @@ func TestEmbeddedCluster(t *testing.T) {
 			return nil
 		})
 		for _, i := range []int{1, 2, 3, 4} {
-			eventually(t, 10*time.Second, "all up", wantState(ctx, ms[1].c, fmt.Sprintf("node%d", i), StateUp))
+			eventually(t, 10*time.Second, "all up", wantState(ctx, ms[1].c, nid(fmt.Sprintf("node%d", i)), StateUp))
 		}
-		for _, id := range []string{"id-q1", "id-q2"} {
+		for _, id := range []string{oid("id-q1"), oid("id-q2")} {
 			if err := c1.DeleteNetwork(ctx, id); err != nil {
 				t.Fatal(err)
 			}
@@ -215,18 +215,18 @@ func TestEmbeddedCluster(t *testing.T) {
 
 	t.Run("remove-and-leave", func(t *testing.T) {
 		c1, c2, c3, c4 := ms[1].c, ms[2].c, ms[3].c, ms[4].c
-		if err := c1.RemoveNode(ctx, "node3", false); !errors.Is(err, model.ErrConflict) {
+		if err := c1.RemoveNode(ctx, nid("node3"), false); !errors.Is(err, model.ErrConflict) {
 			t.Fatalf("remove an up node: %v, want conflict", err)
 		}
-		if err := c1.RemoveNode(ctx, "node1", false); !errors.Is(err, model.ErrInvalid) {
+		if err := c1.RemoveNode(ctx, nid("node1"), false); !errors.Is(err, model.ErrInvalid) {
 			t.Fatalf("remove self: %v, want invalid", err)
 		}
 		c3.Close()
-		eventually(t, 5*time.Second, "node3 down", wantState(ctx, c1, "node3", StateDown))
-		if err := c1.RemoveNode(ctx, "node3", false); err != nil {
+		eventually(t, 5*time.Second, "node3 down", wantState(ctx, c1, nid("node3"), StateDown))
+		if err := c1.RemoveNode(ctx, nid("node3"), false); err != nil {
 			t.Fatal(err)
 		}
-		if err := c1.RemoveNode(ctx, "node3", false); !errors.Is(err, model.ErrNotFound) {
+		if err := c1.RemoveNode(ctx, nid("node3"), false); !errors.Is(err, model.ErrNotFound) {
 			t.Fatalf("remove twice: %v, want not found", err)
 		}
 		// Two voters is even: the spare is promoted.
@@ -247,7 +247,7 @@ func TestEmbeddedCluster(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(nodes) != 1 || nodes[0].ID != "node1" {
+		if len(nodes) != 1 || nodes[0].ID != nid("node1") {
 			t.Fatalf("nodes after leaving %+v, want node1 only", nodes)
 		}
 		if _, err := c2.Nodes(ctx); !errors.Is(err, model.ErrUnavailable) {
@@ -266,7 +266,7 @@ func TestEmbeddedCluster(t *testing.T) {
 		if v, l := memberCount(t, c1); v != 1 || l != 1 {
 			t.Fatalf("%d voters %d learners, want 1 and 1", v, l)
 		}
-		if _, err := c5.GetNetwork(ctx, "id-after"); err != nil {
+		if _, err := c5.GetNetwork(ctx, oid("id-after")); err != nil {
 			t.Fatal(err)
 		}
 	})

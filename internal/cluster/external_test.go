@@ -171,7 +171,7 @@ func TestExternalEtcd(t *testing.T) {
 		if ns, err := a.Nodes(ctx); err != nil || len(ns) == 0 || !ns[0].Stale {
 			t.Errorf("nodes while the store is down: %+v %v, want the last view marked stale", ns, err)
 		}
-		err = a.Advertise(ctx, advert("out-net", "oep", "10.6.0.2"))
+		err = a.Advertise(ctx, advert(oid("out-net"), "oep", "10.6.0.2"))
 		wantUnavailable(t, err)
 		t.Logf("store down: %v", err)
 		// Longer than the TTL: leases are kept by the server across its
@@ -200,19 +200,19 @@ func TestExternalEtcd(t *testing.T) {
 			eventually(t, 10*time.Second, "node up after the outage", wantState(ctx, a, cl.NodeID(), StateUp))
 		}
 		eventually(t, 10*time.Second, "advert made during the outage published", func() error {
-			as, _, err := b.Adverts(ctx, "out-net")
+			as, _, err := b.Adverts(ctx, oid("out-net"))
 			if err != nil {
 				return err
 			}
-			if len(as) != 1 || as[0].EndpointID != "oep" {
+			if len(as) != 1 || as[0].EndpointID != oid("oep") {
 				return fmt.Errorf("adverts %+v", as)
 			}
 			return nil
 		})
-		if err := a.Withdraw(ctx, "out-net", "oep"); err != nil {
+		if err := a.Withdraw(ctx, oid("out-net"), oid("oep")); err != nil {
 			t.Fatal(err)
 		}
-		if err := a.DeleteNetwork(ctx, "id-out1"); err != nil {
+		if err := a.DeleteNetwork(ctx, oid("id-out1")); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -221,18 +221,18 @@ func TestExternalEtcd(t *testing.T) {
 			t.Fatal(err)
 		}
 		b.Close()
-		eventually(t, 5*time.Second, "closed node down", wantState(ctx, a, "ext-b", StateDown))
-		if err := a.RemoveNode(ctx, "ext-b", false); err != nil {
+		eventually(t, 5*time.Second, "closed node down", wantState(ctx, a, nid("ext-b"), StateDown))
+		if err := a.RemoveNode(ctx, nid("ext-b"), false); err != nil {
 			t.Fatal(err)
 		}
 		ns, err := a.Nodes(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(ns) != 1 || ns[0].ID != "ext-a" {
+		if len(ns) != 1 || ns[0].ID != nid("ext-a") {
 			t.Fatalf("nodes %+v, want ext-a only", ns)
 		}
-		if err := a.RemoveNode(ctx, "ext-c", false); !errors.Is(err, model.ErrNotFound) {
+		if err := a.RemoveNode(ctx, nid("ext-c"), false); !errors.Is(err, model.ErrNotFound) {
 			t.Fatalf("remove a node that left: %v, want not found", err)
 		}
 	})

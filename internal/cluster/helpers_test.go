@@ -2,6 +2,8 @@ package cluster
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -71,8 +73,8 @@ func baseOpts(t *testing.T, id string) Options {
 	}
 	return Options{
 		EtcdLogLevel:   lvl,
-		NodeID:         id,
-		Hostname:       "host-" + id,
+		NodeID:         nid(id),
+		Hostname:       "host-" + nid(id),
 		AdvertiseAddr:  loopback,
 		NodeTTL:        2 * time.Second,
 		RequestTimeout: 2 * time.Second,
@@ -152,6 +154,16 @@ func wantUnavailable(t *testing.T, err error) {
 	}
 }
 
+// nid and oid turn a test's readable name into a node ID (32 hex digits)
+// or a network or endpoint ID (64), as records must carry.
+func nid(name string) string { return tid(name, NodeIDLen) }
+func oid(name string) string { return tid(name, ObjectIDLen) }
+
+func tid(name string, n int) string {
+	h := sha256.Sum256([]byte(name))
+	return hex.EncodeToString(h[:])[:n]
+}
+
 func testNet(name string) model.Network {
-	return model.Network{ID: "id-" + name, Name: name, Driver: "overlay", Created: time.Now().UTC().Truncate(time.Second)}
+	return model.Network{ID: oid("id-" + name), IPAM: []model.IPAMConfig{{Subnet: netip.MustParsePrefix("10.99.0.0/24")}}, VNI: 0, Name: name, Driver: "overlay", Created: time.Now().UTC().Truncate(time.Second)}
 }

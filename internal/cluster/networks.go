@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/vxnet/vxnet/internal/model"
@@ -133,9 +134,9 @@ func (c *Cluster) GetNetwork(ctx context.Context, id string) (model.Network, err
 	if len(resp.Kvs) == 0 {
 		return model.Network{}, fmt.Errorf("cluster: get network %s: %w", id, model.ErrNotFound)
 	}
-	var n model.Network
-	if err := json.Unmarshal(resp.Kvs[0].Value, &n); err != nil {
-		return model.Network{}, fmt.Errorf("cluster: get network %s: decode: %w", id, err)
+	n, ok := c.decodeNetwork(resp.Kvs[0])
+	if !ok {
+		return model.Network{}, fmt.Errorf("cluster: get network %s: %w: the stored record is invalid", id, model.ErrNotFound)
 	}
 	return n, nil
 }
@@ -154,7 +155,7 @@ func (c *Cluster) ListNetworks(ctx context.Context) ([]model.Network, int64, err
 	}
 	out := make([]model.Network, 0, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
-		if n, ok := c.decodeNetwork(string(kv.Key), kv.Value); ok {
+		if n, ok := c.decodeNetwork(kv); ok {
 			out = append(out, n)
 		}
 	}
@@ -166,11 +167,18 @@ func sortNetworks(ns []model.Network) {
 	slices.SortFunc(ns, func(a, b model.Network) int { return strings.Compare(a.Name, b.Name) })
 }
 
-func (c *Cluster) decodeNetwork(key string, val []byte) (model.Network, bool) {
+// decodeNetwork decodes and validates a network record; an invalid one is
+// logged with its key and skipped.
+func (c *Cluster) decodeNetwork(kv *mvccpb.KeyValue) (model.Network, bool) {
+	key := string(kv.Key)
 	var n model.Network
-	if err := json.Unmarshal(val, &n); err != nil {
-		c.log.Warn("skipping malformed network", "key", key, "err", err)
-		return n, false
+	err := json.Unmarshal(kv.Value, &n)
+	if err == nil {
+		err = ValidateNetwork(strings.TrimPrefix(key, c.key("networks", "id")+"/"), n)
+	}
+	if err != nil {
+		c.logInvalid(key, kv.ModRevision, "network", err)
+		return model.Network{}, false
 	}
 	return n, true
 }

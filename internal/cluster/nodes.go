@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -294,9 +295,8 @@ func (c *Cluster) readNodes(ctx context.Context) ([]Node, error) {
 	}
 	var out []Node
 	for _, kv := range resp.Responses[0].GetResponseRange().Kvs {
-		var r nodeRecord
-		if err := json.Unmarshal(kv.Value, &r); err != nil {
-			c.log.Warn("skipping malformed node record", "key", string(kv.Key), "err", err)
+		r, ok := c.decodeNode(kv)
+		if !ok {
 			continue
 		}
 		n := Node{ID: r.ID, Hostname: r.Hostname, Addr: r.Addr, LastSeen: r.LastSeen, Role: r.Role, State: StateDown, CertExpiry: r.CertExpiry, AsOf: now}
@@ -457,4 +457,98 @@ func (c *Cluster) Leave(ctx context.Context) error {
 		return fmt.Errorf("cluster: leave: remove certificates: %w", err)
 	}
 	return nil
+}
+
+// decodeNode decodes and validates a node record; an invalid one is logged
+// with its key and skipped.
+func (c *Cluster) decodeNode(kv *mvccpb.KeyValue) (nodeRecord, bool) {
+	key := string(kv.Key)
+	var r nodeRecord
+	err := json.Unmarshal(kv.Value, &r)
+	if err == nil {
+		err = validateNode(strings.TrimPrefix(key, c.key("nodes")+"/"), r)
+	}
+	if err != nil {
+		c.logInvalid(key, kv.ModRevision, "node record", err)
+		return nodeRecord{}, false
+	}
+	return r, true
+}
+
+// NodeAddrs returns the registered address of every node with a valid
+// record, from a watch the Cluster keeps (no store call).
+func (c *Cluster) NodeAddrs() map[string]netip.Addr {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.nodeAddrs)
+}
+
+// OnNodes registers fn to be called when the registered node addresses
+// change (a node registers, goes or changes address): advertisements
+// rejected for an unknown node or VTEP may be valid now. fn runs on the
+// watch goroutine and must not block for long. The returned func
+// unregisters fn.
+func (c *Cluster) OnNodes(fn func()) (unregister func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	id := c.nextCB
+	c.nextCB++
+	c.nodeCBs[id] = fn
+	return func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		delete(c.nodeCBs, id)
+	}
+}
+
+// loadNodes fills the node address cache from a fresh list and returns the
+// revision it reflects.
+func (c *Cluster) loadNodes(ctx context.Context) (int64, error) {
+	rctx, cancel := c.reqCtx(ctx)
+	defer cancel()
+	resp, err := c.cli.Get(rctx, c.key("nodes")+"/", clientv3.WithPrefix())
+	if err != nil {
+		return 0, unavailable("list nodes", err)
+	}
+	rs := make([]nodeRecord, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		if r, ok := c.decodeNode(kv); ok {
+			rs = append(rs, r)
+		}
+	}
+	c.setNodes(rs)
+	return resp.Header.Revision, nil
+}
+
+// watchNodes keeps the node address cache until the Cluster closes.
+func (c *Cluster) watchNodes(fromRev int64) {
+	c.bg.Add(1)
+	go func() {
+		defer c.bg.Done()
+		watchSet(c.ctx, c, c.key("nodes")+"/", nil, fromRev, c.decodeNode, func(rs []nodeRecord, _ int64) {
+			c.setNodes(rs)
+		})
+	}()
+}
+
+// setNodes replaces the node address cache and tells the OnNodes callbacks
+// if it changed.
+func (c *Cluster) setNodes(rs []nodeRecord) {
+	m := make(map[string]netip.Addr, len(rs))
+	for _, r := range rs {
+		m[r.ID] = r.Addr
+	}
+	c.mu.Lock()
+	changed := !maps.Equal(m, c.nodeAddrs)
+	c.nodeAddrs = m
+	var cbs []func()
+	if changed {
+		for _, id := range slices.Sorted(maps.Keys(c.nodeCBs)) {
+			cbs = append(cbs, c.nodeCBs[id])
+		}
+	}
+	c.mu.Unlock()
+	for _, fn := range cbs {
+		fn()
+	}
 }

@@ -82,7 +82,7 @@ func scenarioConcurrentName(t *testing.T, a, b *Cluster) {
 			go func() {
 				defer wg.Done()
 				n := testNet(name)
-				n.ID = fmt.Sprintf("id-%s-%d", name, i) // different IDs, same name
+				n.ID = oid(fmt.Sprintf("id-%s-%d", name, i)) // different IDs, same name
 				<-start
 				_, errs[i] = c.CreateNetwork(ctx, n)
 			}()
@@ -148,7 +148,7 @@ func scenarioVNIs(t *testing.T, cs ...*Cluster) {
 		t.Fatalf("%d distinct VNIs, want %d", len(vnis), per*len(cs))
 	}
 	for _, name := range vnis {
-		if err := cs[0].DeleteNetwork(ctx, "id-"+name); err != nil {
+		if err := cs[0].DeleteNetwork(ctx, oid("id-"+name)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -320,7 +320,11 @@ func (w *advertWatcher) has(eps ...string) func() error {
 		for _, a := range w.last {
 			got = append(got, a.EndpointID)
 		}
-		if strings.Join(got, ",") != strings.Join(eps, ",") {
+		var want []string
+		for _, ep := range eps {
+			want = append(want, oid(ep))
+		}
+		if strings.Join(got, ",") != strings.Join(want, ",") {
 			return fmt.Errorf("watched adverts %v, want %v", got, eps)
 		}
 		return nil
@@ -329,14 +333,14 @@ func (w *advertWatcher) has(eps ...string) func() error {
 
 func advert(netID, ep string, ip string) Advert {
 	a := netip.MustParseAddr(ip)
-	return Advert{NetworkID: netID, EndpointID: ep, IP: a, MAC: model.MACForIP(a)}
+	return Advert{NetworkID: netID, EndpointID: oid(ep), IP: a, MAC: model.MACForIP(a)}
 }
 
 // scenarioAdverts: a host's adverts are seen by another host's watch, and
 // withdrawn ones disappear.
 func scenarioAdverts(t *testing.T, a, b *Cluster) {
 	ctx := ctxT(t)
-	const netID = "adv-net"
+	netID := oid("adv-net")
 	w := watchAdverts(t, b, netID, 0)
 	if err := a.Advertise(ctx, advert(netID, "ep1", "10.9.0.2")); err != nil {
 		t.Fatal(err)
@@ -355,7 +359,7 @@ func scenarioAdverts(t *testing.T, a, b *Cluster) {
 	}
 	// A watch resuming from that revision sees later changes only.
 	w2 := watchAdverts(t, a, netID, rev)
-	if err := a.Withdraw(ctx, netID, "ep1"); err != nil {
+	if err := a.Withdraw(ctx, netID, oid("ep1")); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 5*time.Second, "watch sees the withdrawal", w.has("ep2"))
@@ -365,10 +369,10 @@ func scenarioAdverts(t *testing.T, a, b *Cluster) {
 		t.Errorf("resumed watch called %d times, want 1", w2.calls)
 	}
 	w2.mu.Unlock()
-	if err := b.Withdraw(ctx, netID, "ep2"); err != nil {
+	if err := b.Withdraw(ctx, netID, oid("ep2")); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Withdraw(ctx, netID, "ep2"); err != nil {
+	if err := b.Withdraw(ctx, netID, oid("ep2")); err != nil {
 		t.Fatalf("withdraw twice: %v", err)
 	}
 	eventually(t, 5*time.Second, "watch sees no adverts", w.has())
@@ -387,7 +391,7 @@ func scenarioWatchCompaction(t *testing.T, c *Cluster) {
 	if _, err := c.CreateNetwork(ctx, testNet("cmp-b")); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.DeleteNetwork(ctx, "id-cmp-a"); err != nil {
+	if err := c.DeleteNetwork(ctx, oid("id-cmp-a")); err != nil {
 		t.Fatal(err)
 	}
 	_, nowRev, err := c.ListNetworks(ctx)
@@ -447,7 +451,7 @@ func scenarioWatchCompaction(t *testing.T, c *Cluster) {
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Errorf("watch ended with %v, want canceled", err)
 	}
-	for _, id := range []string{"id-cmp-b", "id-cmp-c"} {
+	for _, id := range []string{oid("id-cmp-b"), oid("id-cmp-c")} {
 		if err := c.DeleteNetwork(ctx, id); err != nil {
 			t.Fatal(err)
 		}
@@ -458,7 +462,7 @@ func scenarioWatchCompaction(t *testing.T, c *Cluster) {
 // registers again, re-publishes its adverts and calls OnLease.
 func scenarioLeaseLoss(t *testing.T, c, observer *Cluster) {
 	ctx := ctxT(t)
-	const netID = "lease-net"
+	netID := oid("lease-net")
 	if err := c.Advertise(ctx, advert(netID, "lep", "10.8.0.2")); err != nil {
 		t.Fatal(err)
 	}
@@ -487,7 +491,7 @@ func scenarioLeaseLoss(t *testing.T, c, observer *Cluster) {
 	}
 	eventually(t, 5*time.Second, "node up again", wantState(ctx, observer, c.NodeID(), StateUp))
 	eventually(t, 5*time.Second, "advert re-published", w.has("lep"))
-	if err := c.Withdraw(ctx, netID, "lep"); err != nil {
+	if err := c.Withdraw(ctx, netID, oid("lep")); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 5*time.Second, "advert withdrawn", w.has())
@@ -499,7 +503,7 @@ func scenarioCrash(t *testing.T, observer, victim *Cluster, reopen func() *Clust
 	ctx := ctxT(t)
 	id := victim.NodeID()
 	eventually(t, 5*time.Second, "victim up", wantState(ctx, observer, id, StateUp))
-	const netID = "crash-net"
+	netID := oid("crash-net")
 	if err := victim.Advertise(ctx, advert(netID, "cep", "10.7.0.2")); err != nil {
 		t.Fatal(err)
 	}

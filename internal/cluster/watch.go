@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -21,7 +22,7 @@ import (
 // call): fn is called only for later changes, or at once if fromRev was
 // compacted (the caller may have missed changes).
 func watchSet[T any](ctx context.Context, c *Cluster, prefix string, keep func(string) bool, fromRev int64,
-	decode func(key string, val []byte) (T, bool), fn func([]T, int64)) error {
+	decode func(kv *mvccpb.KeyValue) (T, bool), fn func([]T, int64)) error {
 	if err := c.checkOpen(); err != nil {
 		return err
 	}
@@ -33,12 +34,12 @@ func watchSet[T any](ctx context.Context, c *Cluster, prefix string, keep func(s
 	if keep == nil {
 		keep = func(string) bool { return true }
 	}
-	state := make(map[string][]byte)
+	state := make(map[string]*mvccpb.KeyValue)
 	var rev int64
 	deliver := func() {
 		out := make([]T, 0, len(state))
-		for k, v := range state {
-			if t, ok := decode(k, v); ok {
+		for _, kv := range state {
+			if t, ok := decode(kv); ok {
 				out = append(out, t)
 			}
 		}
@@ -60,7 +61,7 @@ func watchSet[T any](ctx context.Context, c *Cluster, prefix string, keep func(s
 		clear(state)
 		for _, kv := range resp.Kvs {
 			if keep(string(kv.Key)) {
-				state[string(kv.Key)] = kv.Value
+				state[string(kv.Key)] = kv
 			}
 		}
 		rev = resp.Header.Revision
@@ -118,7 +119,7 @@ func watchSet[T any](ctx context.Context, c *Cluster, prefix string, keep func(s
 
 // follow applies watch events after *rev to state until the watch breaks.
 // It reports whether etcd compacted past *rev.
-func (c *Cluster) follow(ctx context.Context, prefix string, keep func(string) bool, rev *int64, state map[string][]byte, deliver func()) (bool, error) {
+func (c *Cluster) follow(ctx context.Context, prefix string, keep func(string) bool, rev *int64, state map[string]*mvccpb.KeyValue, deliver func()) (bool, error) {
 	wctx, wcancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer wcancel()
 	wch := c.cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(*rev+1))
@@ -138,7 +139,7 @@ func (c *Cluster) follow(ctx context.Context, prefix string, keep func(string) b
 			changed = true
 			switch ev.Type {
 			case clientv3.EventTypePut:
-				state[string(ev.Kv.Key)] = ev.Kv.Value
+				state[string(ev.Kv.Key)] = ev.Kv
 			case clientv3.EventTypeDelete:
 				delete(state, string(ev.Kv.Key))
 			}

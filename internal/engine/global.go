@@ -194,7 +194,17 @@ func (e *Engine) syncGlobal(nets []model.Network) {
 	seen := map[string]bool{}
 	var put, same, forget []model.Network
 	e.mu.Lock()
+	local := map[string]bool{}
+	for _, n := range e.networks {
+		if n.Scope != model.ScopeGlobal {
+			local[n.Name] = true
+		}
+	}
 	for _, n := range nets {
+		if old, ok := e.networks[n.ID]; (ok && old.Scope != model.ScopeGlobal) || local[n.Name] {
+			e.log.Warn("skipping global network that clashes with a local one", "name", n.Name, "id", n.ID)
+			continue
+		}
 		seen[n.ID] = true
 		if old, ok := e.networks[n.ID]; !ok || old.Name != n.Name {
 			put = append(put, n)
@@ -354,6 +364,9 @@ func (e *Engine) programPeers(ctx context.Context, netID string, ads []cluster.A
 		e.mu.Unlock()
 		return
 	}
+	// Records are untrusted: keep only what is valid together (addresses
+	// in the subnet, VTEPs of registered nodes, no address claimed twice).
+	ads = e.cluster().CheckAdverts(n, ads)
 	w.peers, w.rev = ads, rev
 	changed := !sameAdverts(e.cachedPeers[netID], ads)
 	e.mu.Unlock()
@@ -451,6 +464,23 @@ func (e *Engine) startBackground() {
 		}
 		e.startPeerWatch(u.n)
 	}
+	// A node registering (or changing address) may make advertisements
+	// rejected for an unknown VTEP valid: reconcile the watched networks.
+	// The callback runs on the cluster's watch goroutine: never wait for
+	// the engine lock there.
+	unregister := g.OnNodes(func() {
+		go func() {
+			e.mu.Lock()
+			defer e.mu.Unlock()
+			if e.ctx.Err() != nil {
+				return
+			}
+			for id := range e.peerWatches {
+				e.kickLocked(id)
+			}
+		}()
+	})
+	context.AfterFunc(e.ctx, unregister)
 	e.wg.Add(2)
 	go func() {
 		defer e.wg.Done()

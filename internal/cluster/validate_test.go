@@ -1,0 +1,263 @@
+package cluster
+
+import (
+	"encoding/json"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+
+	"github.com/vxnet/vxnet/internal/model"
+)
+
+var (
+	vNet  = oid("v-net")
+	vEP1  = oid("v-ep1")
+	vEP2  = oid("v-ep2")
+	vEP3  = oid("v-ep3")
+	vSelf = nid("v-self")
+	vPeer = nid("v-peer")
+	vEvil = nid("v-evil")
+)
+
+func vNetwork() model.Network {
+	return model.Network{ID: vNet, Name: "prod", Driver: "overlay", Scope: model.ScopeGlobal, VNI: 4096,
+		IPAM: []model.IPAMConfig{{Subnet: netip.MustParsePrefix("10.5.0.0/24"), Gateway: netip.MustParseAddr("10.5.0.1")}}}
+}
+
+func vAdvert(ep, node, ip, vtep string) Advert {
+	a := netip.MustParseAddr(ip)
+	return Advert{NetworkID: vNet, EndpointID: ep, IP: a, MAC: model.MACForIP(a), VTEP: netip.MustParseAddr(vtep),
+		NodeID: node, Name: "c1", key: "/vxnet/v1/adverts/" + node + "/" + vNet + "/" + ep}
+}
+
+func TestValidateNetwork(t *testing.T) {
+	ok := vNetwork()
+	if err := ValidateNetwork(vNet, ok); err != nil {
+		t.Fatalf("valid network refused: %v", err)
+	}
+	for name, mutate := range map[string]func(*model.Network){
+		"short ID":          func(n *model.Network) { n.ID = "abc" },
+		"upper-case ID":     func(n *model.Network) { n.ID = strings.ToUpper(n.ID) },
+		"ID not the key's":  func(n *model.Network) { n.ID = oid("other") },
+		"name with newline": func(n *model.Network) { n.Name = "prod\n10.0.0.1 evil" },
+		"empty name":        func(n *model.Network) { n.Name = "" },
+		"name with space":   func(n *model.Network) { n.Name = "a b" },
+		"local scope":       func(n *model.Network) { n.Scope = model.ScopeLocal },
+		"predefined":        func(n *model.Network) { n.Predefined = true },
+		"VNI 0":             func(n *model.Network) { n.VNI = 0 },
+		"VNI too big":       func(n *model.Network) { n.VNI = 1 << 24 },
+		"no subnet":         func(n *model.Network) { n.IPAM = nil },
+		"gateway outside": func(n *model.Network) {
+			n.IPAM[0].Gateway = netip.MustParseAddr("10.6.0.1")
+		},
+		"overlapping subnets": func(n *model.Network) {
+			n.IPAM = append(n.IPAM, model.IPAMConfig{Subnet: netip.MustParsePrefix("10.5.0.128/25")})
+		},
+		"host bits in subnet": func(n *model.Network) { n.IPAM[0].Subnet = netip.MustParsePrefix("10.5.0.7/24") },
+		"option with newline": func(n *model.Network) { n.Options = map[string]string{"a": "b\nc"} },
+		"driver with space":   func(n *model.Network) { n.Driver = "over lay" },
+	} {
+		t.Run(name, func(t *testing.T) {
+			n := vNetwork()
+			mutate(&n)
+			if err := ValidateNetwork(vNet, n); err == nil || !IsInvalidRecord(err) {
+				t.Fatalf("ValidateNetwork accepted %+v (err %v)", n, err)
+			}
+		})
+	}
+}
+
+func TestValidateAdvert(t *testing.T) {
+	good := vAdvert(vEP1, vPeer, "10.5.0.2", "192.0.2.2")
+	if err := ValidateAdvert(vPeer, vNet, vEP1, good); err != nil {
+		t.Fatalf("valid advert refused: %v", err)
+	}
+	for name, mutate := range map[string]func(*Advert){
+		"short network ID":   func(a *Advert) { a.NetworkID = "0123" },
+		"other network":      func(a *Advert) { a.NetworkID = oid("x") },
+		"short endpoint ID":  func(a *Advert) { a.EndpointID = "ep" },
+		"endpoint not key":   func(a *Advert) { a.EndpointID = vEP2 },
+		"node ID":            func(a *Advert) { a.NodeID = "n1" },
+		"node not the key's": func(a *Advert) { a.NodeID = vEvil },
+		"no IP":              func(a *Advert) { a.IP = netip.Addr{} },
+		"multicast IP":       func(a *Advert) { a.IP = netip.MustParseAddr("224.0.0.1") },
+		"loopback IP":        func(a *Advert) { a.IP = netip.MustParseAddr("127.0.0.1") },
+		"zero MAC":           func(a *Advert) { a.MAC = make([]byte, 6) },
+		"multicast MAC":      func(a *Advert) { a.MAC = []byte{1, 0, 0x5e, 0, 0, 1} },
+		"long MAC":           func(a *Advert) { a.MAC = make([]byte, 8) },
+		"no VTEP":            func(a *Advert) { a.VTEP = netip.Addr{} },
+		"name with newline":  func(a *Advert) { a.Name = "web\n10.5.0.9 bank" },
+		"alias with space":   func(a *Advert) { a.Aliases = []string{"a b"} },
+		"too many aliases":   func(a *Advert) { a.Aliases = make([]string, 100) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			a := vAdvert(vEP1, vPeer, "10.5.0.2", "192.0.2.2")
+			mutate(&a)
+			if err := ValidateAdvert(vPeer, vNet, vEP1, a); err == nil || !IsInvalidRecord(err) {
+				t.Fatalf("ValidateAdvert accepted %+v (err %v)", a, err)
+			}
+		})
+	}
+}
+
+func TestValidateNode(t *testing.T) {
+	r := nodeRecord{ID: vPeer, Hostname: "host-1", Addr: netip.MustParseAddr("192.0.2.2"), Role: RoleVoter}
+	if err := validateNode(vPeer, r); err != nil {
+		t.Fatal(err)
+	}
+	for name, mutate := range map[string]func(*nodeRecord){
+		"short ID":      func(r *nodeRecord) { r.ID = "n" },
+		"ID not key's":  func(r *nodeRecord) { r.ID = vEvil },
+		"no address":    func(r *nodeRecord) { r.Addr = netip.Addr{} },
+		"any address":   func(r *nodeRecord) { r.Addr = netip.IPv4Unspecified() },
+		"hostname \\n":  func(r *nodeRecord) { r.Hostname = "h\nx" },
+		"unknown role":  func(r *nodeRecord) { r.Role = "king" },
+		"multicast VTE": func(r *nodeRecord) { r.Addr = netip.MustParseAddr("239.1.1.1") },
+	} {
+		t.Run(name, func(t *testing.T) {
+			x := r
+			mutate(&x)
+			if err := validateNode(vPeer, x); err == nil {
+				t.Fatalf("validateNode accepted %+v", x)
+			}
+		})
+	}
+}
+
+func advKeys(ads []Advert) string {
+	var out []string
+	for _, a := range ads {
+		out = append(out, a.EndpointID[:4]+"@"+a.NodeID[:4])
+	}
+	return strings.Join(out, ",")
+}
+
+func TestFilterAdverts(t *testing.T) {
+	n := vNetwork()
+	nodes := map[string]netip.Addr{
+		vSelf: netip.MustParseAddr("192.0.2.1"),
+		vPeer: netip.MustParseAddr("192.0.2.2"),
+		vEvil: netip.MustParseAddr("192.0.2.3"),
+	}
+	mine := vAdvert(vEP1, vSelf, "10.5.0.2", "192.0.2.1")
+	mine.created = 50
+	peer := vAdvert(vEP2, vPeer, "10.5.0.3", "192.0.2.2")
+	peer.created = 10
+
+	tests := []struct {
+		name string
+		ads  []Advert
+		want string
+	}{
+		{"all good", []Advert{mine, peer}, advKeys([]Advert{mine, peer})},
+		{"address outside the subnet", []Advert{mine, with(peer, func(a *Advert) { a.IP = netip.MustParseAddr("10.6.0.3") })}, advKeys([]Advert{mine})},
+		{"gateway address", []Advert{with(peer, func(a *Advert) { a.IP = netip.MustParseAddr("10.5.0.1") })}, ""},
+		{"broadcast address", []Advert{with(peer, func(a *Advert) { a.IP = netip.MustParseAddr("10.5.0.255") })}, ""},
+		{"unregistered node", []Advert{with(peer, func(a *Advert) { a.NodeID = nid("ghost") })}, ""},
+		{"VTEP not the node's", []Advert{with(peer, func(a *Advert) { a.VTEP = netip.MustParseAddr("203.0.113.9") })}, ""},
+		{"another member claims my address (created earlier)", []Advert{mine, vAdvert(vEP3, vEvil, "10.5.0.2", "192.0.2.3")}, advKeys([]Advert{mine})},
+		{"a later claim on a peer's address", []Advert{peer, with(vAdvert(vEP3, vEvil, "10.5.0.3", "192.0.2.3"), func(a *Advert) { a.created = 20 })}, advKeys([]Advert{peer})},
+		{"a claim on a peer's MAC", []Advert{peer, with(vAdvert(vEP3, vEvil, "10.5.0.9", "192.0.2.3"), func(a *Advert) { a.created = 20; a.MAC = peer.MAC })}, advKeys([]Advert{peer})},
+		{"a claim on a peer's endpoint", []Advert{peer, with(vAdvert(vEP2, vEvil, "10.5.0.9", "192.0.2.3"), func(a *Advert) { a.created = 20; a.key += "x" })}, advKeys([]Advert{peer})},
+		{"wrong network", []Advert{with(peer, func(a *Advert) { a.NetworkID = oid("x") })}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			kept, rejected := FilterAdverts(n, tt.ads, nodes, vSelf, nil)
+			if got := advKeys(kept); got != tt.want {
+				t.Fatalf("kept %s, want %s (rejected %+v)", got, tt.want, rejected)
+			}
+			if len(kept)+len(rejected) != len(tt.ads) {
+				t.Fatalf("%d kept + %d rejected != %d given", len(kept), len(rejected), len(tt.ads))
+			}
+			for _, r := range rejected {
+				if r.Key == "" || !IsInvalidRecord(r.Reason) {
+					t.Fatalf("rejection without key or reason: %+v", r)
+				}
+			}
+		})
+	}
+	t.Run("owner record wins over the first claim", func(t *testing.T) {
+		evil := with(vAdvert(vEP3, vEvil, "10.5.0.3", "192.0.2.3"), func(a *Advert) { a.created = 5 })
+		owners := map[netip.Addr]string{peer.IP: vPeer}
+		kept, _ := FilterAdverts(n, []Advert{peer, evil}, nodes, vSelf, owners)
+		if advKeys(kept) != advKeys([]Advert{peer}) {
+			t.Fatalf("kept %s", advKeys(kept))
+		}
+		kept, _ = FilterAdverts(n, []Advert{evil}, nodes, vSelf, owners)
+		if len(kept) != 0 {
+			t.Fatalf("an advert for an address owned by another node was kept: %s", advKeys(kept))
+		}
+	})
+}
+
+func with(a Advert, f func(*Advert)) Advert {
+	f(&a)
+	return a
+}
+
+// The decoders take whatever a member wrote; they must never panic, and
+// what they accept must be valid.
+func FuzzDecodeAdvert(f *testing.F) {
+	good := string(encodeAdvert(vAdvert(vEP1, vPeer, "10.5.0.2", "192.0.2.2")))
+	for _, s := range []string{good, "", "{", "null", `{"MAC":"zz"}`, `{"IP":"1.2.3.4","MAC":"00:00:00:00:00:00"}`,
+		strings.Replace(good, `"c1"`, `"c1\n10.5.0.9 bank"`, 1), strings.Replace(good, vEP1, "ab", 1)} {
+		f.Add("/vxnet/v1/adverts/"+vPeer+"/"+vNet+"/"+vEP1, s)
+	}
+	c := &Cluster{opts: Options{Prefix: DefaultPrefix}, log: nopLog(), invalid: map[string]int64{}}
+	f.Fuzz(func(t *testing.T, key, val string) {
+		a, ok := c.decodeAdvertKV(&mvccpb.KeyValue{Key: []byte(key), Value: []byte(val), CreateRevision: 1, ModRevision: 1})
+		if !ok {
+			return
+		}
+		parts := strings.SplitN(strings.TrimPrefix(key, DefaultPrefix+"/adverts/"), "/", 3)
+		if err := ValidateAdvert(parts[0], parts[1], parts[2], a); err != nil {
+			t.Fatalf("decoded an invalid advert: %v", err)
+		}
+		if strings.ContainsAny(a.Name+strings.Join(a.Aliases, ""), "\n\r\t ") {
+			t.Fatalf("name with white space accepted: %q", a.Name)
+		}
+		kept, rej := FilterAdverts(vNetwork(), []Advert{a, a}, map[string]netip.Addr{a.NodeID: a.VTEP}, vSelf, nil)
+		if len(kept)+len(rej) != 2 {
+			t.Fatal("FilterAdverts lost an advert")
+		}
+	})
+}
+
+func FuzzDecodeNetwork(f *testing.F) {
+	good, _ := json.Marshal(vNetwork())
+	for _, s := range []string{string(good), "", "[]", `{"ID":"abc"}`, strings.Replace(string(good), `"prod"`, `"a\nb"`, 1)} {
+		f.Add("/vxnet/v1/networks/id/"+vNet, s)
+	}
+	c := &Cluster{opts: Options{Prefix: DefaultPrefix}, log: nopLog(), invalid: map[string]int64{}}
+	f.Fuzz(func(t *testing.T, key, val string) {
+		n, ok := c.decodeNetwork(&mvccpb.KeyValue{Key: []byte(key), Value: []byte(val), ModRevision: 1})
+		if !ok {
+			return
+		}
+		if len(n.ID) != ObjectIDLen || !ValidName(n.Name) || len(n.IPAM) == 0 {
+			t.Fatalf("decoded an invalid network %+v", n)
+		}
+		_ = n.ID[:12] // what the engine logs
+	})
+}
+
+func FuzzDecodeNode(f *testing.F) {
+	good, _ := json.Marshal(nodeRecord{ID: vPeer, Hostname: "h", Addr: netip.MustParseAddr("192.0.2.2"), Role: RoleClient, LastSeen: time.Unix(1, 0)})
+	for _, s := range []string{string(good), "", "{}", `{"ID":"` + vPeer + `","Addr":"::"}`} {
+		f.Add("/vxnet/v1/nodes/"+vPeer, s)
+	}
+	c := &Cluster{opts: Options{Prefix: DefaultPrefix}, log: nopLog(), invalid: map[string]int64{}}
+	f.Fuzz(func(t *testing.T, key, val string) {
+		r, ok := c.decodeNode(&mvccpb.KeyValue{Key: []byte(key), Value: []byte(val), ModRevision: 1})
+		if ok && (!ValidHexID(r.ID, NodeIDLen) || !r.Addr.IsValid()) {
+			t.Fatalf("decoded an invalid node %+v", r)
+		}
+	})
+}
+
+func nopLog() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -1,0 +1,139 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vxnet/vxnet/internal/cluster"
+	"github.com/vxnet/vxnet/internal/harness"
+	"github.com/vxnet/vxnet/internal/pki"
+)
+
+// etcdPut writes key=val into the cluster store as host h would: from h's
+// namespace, to host 0's embedded etcd, with h's member certificate.
+func etcdPut(t *testing.T, c *harness.Cluster, h *harness.Host, key, val string) {
+	t.Helper()
+	ca, err := pki.Dir(filepath.Join(c.Host(0).DataRoot, "cluster")).LoadCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli := secEtcd(t, h, c.Host(0).Addr.String()+":2379", ca, memberCert(t, h))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := cli.Put(ctx, key, val); err != nil {
+		t.Fatalf("put %s as %s: %v", key, h.Name, err)
+	}
+}
+
+// A member writing garbage into the store (bad JSON, names with newlines,
+// another member's container address, short IDs, a network record that
+// used to panic every daemon's watch) leaves every other daemon up, changes
+// no hosts file and no FDB or neighbour entry, and each bad key is named
+// in a log line of the daemons that read it.
+func TestGarbageRecordsFromAMember(t *testing.T) {
+	c := ovCluster(t, 3)
+	h0, h1, evil := c.Host(0), c.Host(1), c.Host(2)
+	netID := cli(t, h0, "network", "create", "-d", "overlay", "--subnet", "10.96.0.0/24", "prod")
+	ovRun(t, h0, "a", "prod")
+	ovRun(t, h1, "b", "prod")
+	ovRun(t, evil, "e", "prod")
+	if !eventually(10*time.Second, func() bool { return ping(t, h0, "a", "b") && ping(t, h1, "b", "a") }) {
+		t.Fatal("a and b cannot ping each other before the attack")
+	}
+	nsOf := func(h *harness.Host) string { return ovInspect(t, h, "prod").VXNet.Namespace }
+	snapshot := func() map[string]string {
+		m := map[string]string{}
+		m["h0 hosts of a"] = cli(t, h0, "exec", "a", "cat", "/etc/hosts")
+		m["h1 hosts of b"] = cli(t, h1, "exec", "b", "cat", "/etc/hosts")
+		for _, h := range []*harness.Host{h0, h1} {
+			fdb, neigh := ovKernel(t, h, nsOf(h))
+			// Only what vxnet programs on vxlan0 ("self"), not what br0
+			// learns and ages out.
+			var own []string
+			for _, l := range strings.Split(fdb, "\n") {
+				if strings.Contains(l, " self ") {
+					own = append(own, l)
+				}
+			}
+			slices.Sort(own)
+			m[h.Name+" fdb"], m[h.Name+" neigh"] = strings.Join(own, "\n"), neigh
+		}
+		return m
+	}
+	before := snapshot()
+	// The snapshot must show b's entry, or "unchanged" proves nothing.
+	bIP := ipOf(t, h1, "b", "prod")
+	if !strings.Contains(before["h0 neigh"], bIP) || !strings.Contains(before["h0 hosts of a"], bIP) {
+		t.Fatalf("h0 does not hold b (%s) before the attack:\n%v", bIP, before)
+	}
+
+	evilID := nodeID(t, evil)
+	p := cluster.DefaultPrefix
+	hexID := func(c byte) string { return strings.Repeat(string(c), 64) }
+	adv := func(ep, ip, mac, name string) string {
+		b, _ := json.Marshal(map[string]any{"NetworkID": netID, "EndpointID": ep, "IP": ip, "MAC": mac,
+			"VTEP": evil.Addr.String(), "NodeID": evilID, "Name": name})
+		return string(b)
+	}
+	bad := map[string]string{
+		// Bad JSON.
+		p + "/adverts/" + evilID + "/" + netID + "/" + hexID('1'): `{"IP": "10.96.0.50",`,
+		// A name with a newline: a hosts-file line for a bank.
+		p + "/adverts/" + evilID + "/" + netID + "/" + hexID('2'): adv(hexID('2'), "10.96.0.51", "02:42:0a:60:00:33", "x\n10.96.0.51 bank.example"),
+		// b's address (on h1), claimed from the evil host's VTEP.
+		p + "/adverts/" + evilID + "/" + netID + "/" + hexID('3'): adv(hexID('3'), bIP, "02:00:00:00:66:66", "b"),
+		// A short endpoint ID.
+		p + "/adverts/" + netID + "/ab": adv("ab", "10.96.0.52", "02:42:0a:60:00:34", "short"),
+		// A network record with a short ID (panicked every watch at n.ID[:12]).
+		p + "/networks/id/abc": `{"ID":"abc","Name":"evilnet","Driver":"overlay","Scope":"global","VNI":9999,"IPAM":[{"Subnet":"10.95.0.0/24"}]}`,
+	}
+	for k, v := range bad {
+		etcdPut(t, c, evil, k, v)
+	}
+	for _, h := range []*harness.Host{h0, h1} {
+		var missing []string
+		ok := eventually(15*time.Second, func() bool {
+			log, _ := os.ReadFile(h.LogPath)
+			missing = nil
+			for k := range bad {
+				if !strings.Contains(string(log), "key="+k) {
+					missing = append(missing, k)
+				}
+			}
+			return len(missing) == 0
+		})
+		if !ok {
+			t.Errorf("%s logged no line naming %v", h.Name, missing)
+		}
+	}
+	// Let a resync pass (2 s) so anything that would be programmed is.
+	time.Sleep(3 * time.Second)
+	for _, h := range []*harness.Host{h0, h1} {
+		if !h.Running() {
+			t.Fatalf("%s's daemon died after the garbage records; log tail:\n%s", h.Name, h.LogTail(40))
+		}
+		if out, _, code := h.CLI("network", "ls"); code != 0 || strings.Contains(out, "evilnet") {
+			t.Errorf("%s: network ls exit %d, lists the invalid network: %s", h.Name, code, out)
+		}
+	}
+	after := snapshot()
+	for k, v := range before {
+		if after[k] != v {
+			t.Errorf("%s changed after the garbage records:\nbefore:\n%s\nafter:\n%s", k, v, after[k])
+		}
+	}
+	for k, v := range after {
+		if strings.Contains(v, "bank") || strings.Contains(v, "66:66") {
+			t.Errorf("%s holds what the evil member wrote:\n%s", k, v)
+		}
+	}
+	if !ping(t, h0, "a", "b") || !ping(t, h1, "b", "a") {
+		t.Error("a and b cannot ping each other after the attack")
+	}
+}
