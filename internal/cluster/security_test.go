@@ -262,11 +262,11 @@ func TestSecurity(t *testing.T) {
 	})
 
 	t.Run("remove-revokes", func(t *testing.T) {
-		a := Advert{NetworkID: "n1", EndpointID: "e3", IP: netip.MustParseAddr("10.0.0.3"), MAC: []byte{2, 0x42, 10, 0, 0, 3}}
+		a := Advert{NetworkID: oid("n1"), EndpointID: oid("e3"), IP: netip.MustParseAddr("10.0.0.3"), MAC: []byte{2, 0x42, 10, 0, 0, 3}}
 		if err := c3.Advertise(ctx, a); err != nil {
 			t.Fatal(err)
 		}
-		if as, _, err := c2.Adverts(ctx, "n1"); err != nil || len(as) != 1 {
+		if as, _, err := c2.Adverts(ctx, oid("n1")); err != nil || len(as) != 1 {
 			t.Fatalf("adverts %v %v, want node3's", as, err)
 		}
 		if err := c1.RemoveNode(ctx, o3.NodeID, false); !errors.Is(err, model.ErrConflict) {
@@ -280,7 +280,7 @@ func TestSecurity(t *testing.T) {
 			t.Fatal(err)
 		}
 		eventually(t, o3.NodeTTL+2*time.Second-time.Since(removed), "node3's adverts gone", func() error {
-			if as, _, err := c2.Adverts(ctx, "n1"); err != nil || len(as) != 0 {
+			if as, _, err := c2.Adverts(ctx, oid("n1")); err != nil || len(as) != 0 {
 				return fmt.Errorf("adverts %v %v", as, err)
 			}
 			return nil

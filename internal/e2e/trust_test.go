@@ -89,7 +89,7 @@ func TestGarbageRecordsFromAMember(t *testing.T) {
 		// b's address (on h1), claimed from the evil host's VTEP.
 		p + "/adverts/" + evilID + "/" + netID + "/" + hexID('3'): adv(hexID('3'), bIP, "02:00:00:00:66:66", "b"),
 		// A short endpoint ID.
-		p + "/adverts/" + netID + "/ab": adv("ab", "10.96.0.52", "02:42:0a:60:00:34", "short"),
+		p + "/adverts/" + evilID + "/" + netID + "/ab": adv("ab", "10.96.0.52", "02:42:0a:60:00:34", "short"),
 		// A network record with a short ID (panicked every watch at n.ID[:12]).
 		p + "/networks/id/abc": `{"ID":"abc","Name":"evilnet","Driver":"overlay","Scope":"global","VNI":9999,"IPAM":[{"Subnet":"10.95.0.0/24"}]}`,
 	}
