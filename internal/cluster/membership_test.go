@@ -129,16 +129,16 @@ func TestMembershipTwoHosts(t *testing.T) {
 	if _, err := c2.CreateNetwork(ctx, testNet("two")); err != nil {
 		t.Fatal(err)
 	}
-	n, err := nodeState(ctx, c1, "node2")
+	n, err := nodeState(ctx, c1, nid("node2"))
 	if err != nil || n.Role != RoleLearner || n.Stale {
 		t.Fatalf("node2 %+v %v, want a fresh learner", n, err)
 	}
 
 	// The learner dies: purged within TTL + 2 s.
-	if err := c2.Advertise(ctx, advert("two-net", "ep2", "10.7.0.2")); err != nil {
+	if err := c2.Advertise(ctx, advert(oid("two-net"), "ep2", "10.7.0.2")); err != nil {
 		t.Fatal(err)
 	}
-	w := watchAdverts(t, c1, "two-net", 0)
+	w := watchAdverts(t, c1, oid("two-net"), 0)
 	eventually(t, 5*time.Second, "advert seen", w.has("ep2"))
 	c2.Close()
 	start := time.Now()
@@ -150,7 +150,7 @@ func TestMembershipTwoHosts(t *testing.T) {
 
 	// The learner comes back; then the voter dies.
 	c2 = open(t, o2)
-	eventually(t, 10*time.Second, "learner back up", wantState(ctx, c1, "node2", StateUp))
+	eventually(t, 10*time.Second, "learner back up", wantState(ctx, c1, nid("node2"), StateUp))
 	if _, err := c2.Nodes(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -210,15 +210,15 @@ func TestMembershipHeals(t *testing.T) {
 	ctx := ctxT(t)
 	eventually(t, 20*time.Second, "three voters and a spare", wantMembers(ctx, ms[0], 3, 1))
 	_, learners, _ := voterNames(ctx, ms[0])
-	if len(learners) != 1 || learners[0] != "node4" {
+	if len(learners) != 1 || learners[0] != nid("node4") {
 		t.Fatalf("learners %v, want node4", learners)
 	}
 	// Kill a voter other than the one observing.
 	victim := ms[1]
-	if err := victim.Advertise(ctx, advert("heal-net", "ep", "10.7.0.9")); err != nil {
+	if err := victim.Advertise(ctx, advert(oid("heal-net"), "ep", "10.7.0.9")); err != nil {
 		t.Fatal(err)
 	}
-	w := watchAdverts(t, ms[3], "heal-net", 0)
+	w := watchAdverts(t, ms[3], oid("heal-net"), 0)
 	eventually(t, 5*time.Second, "advert seen", w.has("ep"))
 	start := time.Now()
 	// Close waits up to etcd's request timeout for other hosts' watch
@@ -234,7 +234,7 @@ func TestMembershipHeals(t *testing.T) {
 			return fmt.Errorf("voters %v learners %v", v, l)
 		}
 		for _, n := range v {
-			if n == "node2" {
+			if n == nid("node2") {
 				return fmt.Errorf("voters %v still hold node2", v)
 			}
 		}
