@@ -49,6 +49,14 @@ func TestMacvlan(t *testing.T) {
 		t.Errorf("outside's neighbour entry for %s is %q, want MAC %s", ip, neigh, mac)
 	}
 	cliFails(t, h, "not supported on macvlan network mv", "run", "-d", "--net", "mv", "-p", "8080:80", "busybox", "sleep", "1d")
+	// kill -9 and restart: the container keeps its interface and address.
+	h.Restart()
+	if !eventually(10*time.Second, func() bool { _, code := c.Outside().Exec("ping", "-c1", "-W1", ip); return code == 0 }) {
+		t.Errorf("outside cannot ping m1 (%s) after a daemon restart", ip)
+	}
+	if got := cli(t, h, "exec", "m1", "cat", "/sys/class/net/eth0/address"); got != mac {
+		t.Errorf("m1's MAC after restart = %s, want %s", got, mac)
+	}
 
 	// Internal, no parent: the containers reach each other only.
 	cli(t, h, "network", "create", "-d", "macvlan", "--internal", "--subnet", "10.93.0.0/24", "iso")

@@ -69,8 +69,16 @@ func TestPublishedPorts(t *testing.T) {
 	cfg := Config{Networks: []Network{netA, netB}, Ports: []PortMapping{
 		{ID: "c1", Proto: "tcp", HostPort: 8080, ContainerIP: c1, ContainerPort: 80, Bridge: "br-a"},
 		{ID: "c3", Proto: "tcp", HostIP: netip.MustParseAddr(addrHost), HostPort: 8081, ContainerIP: c3, ContainerPort: 81, Bridge: "br-b"},
+		{ID: "c1", Proto: "udp", HostPort: 5353, ContainerIP: c1, ContainerPort: 53, Bridge: "br-a"},
 	}}
 	tp.apply(f, cfg)
+
+	// UDP: a datagram to the host's port reaches the container's.
+	u := tp.udpListen(tp.c1, "0.0.0.0:53")
+	tp.udpSend(tp.out, "", addrHost+":5353", "udp-published")
+	if from, ok := udpRecv(t, u, "udp-published"); !ok || from.String() != addrOut {
+		t.Errorf("udp 5353: received=%v from %v, want from %s", ok, from, addrOut)
+	}
 
 	cases := []struct{ name, ns, dst, wantSrc string }{
 		{"outside", tp.out, addrHost + ":8080", addrOut},
