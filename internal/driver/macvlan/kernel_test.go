@@ -1,0 +1,145 @@
+package macvlan
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/vxnet/vxnet/internal/driver"
+	"github.com/vxnet/vxnet/internal/model"
+	"github.com/vxnet/vxnet/internal/netns"
+)
+
+func newNS(t *testing.T) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates network namespaces and links")
+	}
+	b := make([]byte, 6)
+	rand.Read(b)
+	p := filepath.Join(t.TempDir(), "ns-"+hex.EncodeToString(b))
+	if err := netns.Create(p); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := netns.Delete(p); err != nil {
+			t.Errorf("delete %s: %v", p, err)
+		}
+	})
+	return p
+}
+
+func ping(ns string, to string) bool {
+	return exec.Command("nsenter", "--net="+ns, "--", "ping", "-c1", "-W1", to).Run() == nil ||
+		exec.Command("nsenter", "--net="+ns, "--", "ping", "-c1", "-W2", to).Run() == nil
+}
+
+func endpoint(n model.Network, id string, host byte, ifName string) model.Endpoint {
+	a := n.IPAM[0].Subnet.Addr().As4()
+	a[3] = host
+	addr := netip.AddrFrom4(a)
+	return model.Endpoint{ID: id, NetworkID: n.ID, Addr: netip.PrefixFrom(addr, n.IPAM[0].Subnet.Bits()),
+		Gateway: n.IPAM[0].Gateway, MAC: model.MACForIP(addr), IfName: ifName}
+}
+
+// Two sandboxes on a macvlan network over a veth parent reach a machine on
+// the parent's segment and each other; joining again changes nothing;
+// Leave removes the interface; an isolated network's parent bridge comes
+// and goes with the network, and Sweep removes one whose network is gone.
+func TestKernelJoinLeaveSweep(t *testing.T) {
+	ctx := context.Background()
+	host, seg, sb1, sb2 := newNS(t), newNS(t), newNS(t), newNS(t)
+	hh, err := netns.Handle(host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hh.Close()
+	// host:up0 <-> seg:eth0 (198.51.100.254), the "segment" machine.
+	segFd, err := netns.HandleFd(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer segFd.Close()
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "up0"}, PeerName: "eth0", PeerNamespace: netlink.NsFd(int(segFd))}
+	if err := hh.LinkAdd(veth); err != nil {
+		t.Fatal(err)
+	}
+	if err := hh.LinkSetUp(veth); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"addr", "add", "198.51.100.254/24", "dev", "eth0"}, {"link", "set", "eth0", "up"}} {
+		if out, err := exec.Command("nsenter", append([]string{"--net=" + seg, "--", "ip"}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v %s", args, err, out)
+		}
+	}
+
+	d := New(Options{HostNetns: host})
+	n := model.Network{ID: "net1", Driver: Type, Options: map[string]string{OptParent: "up0"},
+		IPAM: []model.IPAMConfig{{Subnet: netip.MustParsePrefix("198.51.100.0/24"), Gateway: netip.MustParseAddr("198.51.100.254")}}}
+	if err := d.CreateNetwork(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	ep1, ep2 := endpoint(n, "ep1", 10, "eth0"), endpoint(n, "ep2", 11, "eth0")
+	for _, j := range []struct {
+		ep model.Endpoint
+		sb string
+	}{{ep1, sb1}, {ep2, sb2}, {ep1, sb1}} { // ep1 twice: idempotent
+		ji := driver.JoinInfo{Sandbox: model.Sandbox{ID: j.ep.ID, NetnsPath: j.sb}, DefaultRoute: true}
+		if err := d.Join(ctx, n, j.ep, ji); err != nil {
+			t.Fatalf("join %s: %v", j.ep.ID, err)
+		}
+	}
+	if !ping(sb1, "198.51.100.254") || !ping(seg, "198.51.100.11") || !ping(sb1, "198.51.100.11") {
+		t.Fatal("macvlan sandboxes do not reach the segment and each other")
+	}
+	if err := d.Leave(ctx, n, ep2, model.Sandbox{NetnsPath: sb2}); err != nil {
+		t.Fatal(err)
+	}
+	if ping(seg, "198.51.100.11") {
+		t.Error("ep2 answers after Leave")
+	}
+	if err := d.Leave(ctx, n, ep2, model.Sandbox{NetnsPath: sb2}); err != nil {
+		t.Errorf("second Leave: %v", err)
+	}
+	if err := d.DeleteNetwork(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hh.LinkByName("up0"); err != nil {
+		t.Errorf("the user's parent up0 was removed with the network: %v", err)
+	}
+
+	// Isolated networks: the parent bridge follows the network; Sweep
+	// removes the one of an unknown network and keeps the known one.
+	iso := func(id string) model.Network {
+		return model.Network{ID: id, Driver: Type, Internal: true,
+			IPAM: []model.IPAMConfig{{Subnet: netip.MustParsePrefix("10.9.0.0/24")}}}
+	}
+	keep, gone := iso("keep"), iso("gone")
+	for _, x := range []model.Network{keep, gone} {
+		if err := d.CreateNetwork(ctx, x); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := d.Sweep(ctx, []model.Network{keep, n}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hh.LinkByName(IsolatedParentName("keep")); err != nil {
+		t.Errorf("sweep removed a known network's parent: %v", err)
+	}
+	if _, err := hh.LinkByName(IsolatedParentName("gone")); err == nil {
+		t.Error("sweep left an unknown network's parent")
+	}
+	if err := d.DeleteNetwork(ctx, keep); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hh.LinkByName(IsolatedParentName("keep")); err == nil {
+		t.Error("isolated parent left after DeleteNetwork")
+	}
+}
