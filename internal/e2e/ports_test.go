@@ -99,6 +99,14 @@ func TestPublishedPortsBridge(t *testing.T) {
 	}
 	wantAnswer(t, "random host port", want, func() string { return fetch(c.Outside(), h.Addr.String()+":"+random) })
 
+	// -P publishes the exposed ports (--expose here) on random host ports.
+	h.MustDocker(t, append([]string{"run", "-d", "--name", "allp", "--network", "n1", "-P", "--expose", "80", "busybox"}, httpdCmd("allp")...)...)
+	allp, _ := strings.CutPrefix(strings.TrimSpace(h.MustDocker(t, "port", "allp", "80/tcp")), "0.0.0.0:")
+	if allp == "" || strings.Contains(allp, "\n") {
+		t.Fatalf("docker port allp 80/tcp: %q", allp)
+	}
+	wantAnswer(t, "-P port", "hello from allp", func() string { return fetch(c.Outside(), h.Addr.String()+":"+allp) })
+
 	// Taken by another container: refused with Docker's message.
 	_, errOut, code := h.Docker("run", "-d", "--name", "web2", "--network", "n1", "-p", "8080:80", "busybox", "sleep", "1d")
 	if code != 125 || !strings.Contains(errOut, "Bind for 0.0.0.0:8080 failed: port is already allocated") {
