@@ -120,3 +120,27 @@ func TestCrashPoints(t *testing.T) {
 	}
 	crashInvariants(t, h)
 }
+
+// The same windows on an overlay network, where the address lives in the
+// cluster store: an address allocated before the crash and never recorded,
+// or unrecorded and not yet released, is released at the next start, so
+// the same --ip works again at once (and no address is ever given twice).
+func TestCrashPointsOverlay(t *testing.T) {
+	c := ovCluster(t, 1)
+	h := c.Host(0)
+	cli(t, h, "network", "create", "-d", "overlay", "--subnet", "10.66.0.0/24", "ov")
+	cli(t, h, "run", "-d", "--name", "peer", "--net", "ov", "busybox", "sleep", "1d")
+	run := func(name string) []string {
+		return []string{"run", "-d", "--name", name, "--net", "ov", "--ip", "10.66.0.50", "busybox", "sleep", "1d"}
+	}
+	crashAt(t, h, engine.CrashCreateAfterJoin, run("x")...)
+	cli(t, h, run("x")...)
+	cli(t, h, "rm", "-f", "x")
+	cli(t, h, run("y")...)
+	crashAt(t, h, engine.CrashRemoveAfterLocal, "rm", "-f", "y")
+	cliFails(t, h, "No such object: y", "inspect", "y")
+	cli(t, h, run("z")...)
+	if !eventually(10*time.Second, func() bool { return ping(t, h, "peer", "10.66.0.50") }) {
+		t.Error("the address released after the crashes does not work for a new container")
+	}
+}

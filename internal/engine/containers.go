@@ -176,6 +176,9 @@ func (e *Engine) CreateContainer(ctx context.Context, req api.ContainerCreate) (
 			if err := tx.Put(store.Endpoints, ep.ID, ep); err != nil {
 				return err
 			}
+			if err := unholdTx(tx, nets[ep.NetworkID], ep); err != nil {
+				return err
+			}
 			if err := e.saveIPAM(tx, nets[ep.NetworkID]); err != nil {
 				return err
 			}
@@ -279,6 +282,12 @@ func (e *Engine) attachNamed(ctx context.Context, n model.Network, c model.Conta
 			ep.Gateway = cfg.Gateway
 		}
 	}
+	if n.Scope == model.ScopeGlobal {
+		if err := e.hold(n, addr.Addr()); err != nil {
+			e.release(context.WithoutCancel(ctx), n, addr.Addr())
+			return model.Endpoint{}, err
+		}
+	}
 	ep.MTU = e.mtuFor(ctx, n)
 	d := e.drivers[n.Driver]
 	if err := d.Join(ctx, n, ep, driver.JoinInfo{Sandbox: sb, DefaultRoute: defaultRoute}); err != nil {
@@ -292,6 +301,10 @@ func (e *Engine) attachNamed(ctx context.Context, n model.Network, c model.Conta
 func (e *Engine) unplumb(ctx context.Context, n model.Network, ep model.Endpoint, sb model.Sandbox) {
 	if err := e.drivers[n.Driver].Leave(ctx, n, ep, sb); err != nil {
 		e.log.Warn("undo join", "network", n.Name, "err", err)
+	}
+	if n.Scope == model.ScopeGlobal {
+		e.releaseHeld(ctx, n, ep.Addr.Addr())
+		return
 	}
 	e.release(ctx, n, ep.Addr.Addr())
 }
@@ -337,7 +350,13 @@ func (e *Engine) detach(ctx context.Context, ep model.Endpoint, sb model.Sandbox
 			return fmt.Errorf("leave network %s: %w", n.Name, err)
 		}
 	}
-	if err := e.opts.Store.Delete(store.Endpoints, ep.ID); err != nil {
+	err := e.opts.Store.Update(func(tx *store.Tx) error {
+		if err := tx.Delete(store.Endpoints, ep.ID); err != nil {
+			return err
+		}
+		return holdTx(tx, n, ep)
+	})
+	if err != nil {
 		return fmt.Errorf("delete endpoint record: %w", err)
 	}
 	e.mu.Lock()
@@ -352,9 +371,14 @@ func (e *Engine) detach(ctx context.Context, ep model.Endpoint, sb model.Sandbox
 // released withdraws and frees the addresses of endpoints of n that are
 // already gone from the store and the view.
 func (e *Engine) released(ctx context.Context, n model.Network, eps []model.Endpoint) {
+	ctx = context.WithoutCancel(ctx)
 	for _, ep := range eps {
 		e.beforeRelease(ctx, n, ep)
-		e.release(ctx, n, ep.Addr.Addr())
+		if n.Scope == model.ScopeGlobal {
+			e.releaseHeld(ctx, n, ep.Addr.Addr())
+		} else {
+			e.release(ctx, n, ep.Addr.Addr())
+		}
 	}
 	if n.Scope == model.ScopeLocal {
 		if err := e.opts.Store.Update(func(tx *store.Tx) error { return e.saveIPAM(tx, n) }); err != nil {
@@ -574,6 +598,9 @@ func (e *Engine) removeContainer(ctx context.Context, c model.Container, force b
 			if err := tx.Delete(store.Endpoints, ep.ID); err != nil {
 				return err
 			}
+			if err := holdTx(tx, nets[ep.NetworkID], ep); err != nil {
+				return err
+			}
 		}
 		return nil
 	})
@@ -690,6 +717,9 @@ func (e *Engine) ConnectNetwork(ctx context.Context, netRef, ctrRef string, r ap
 	err = e.opts.Store.Update(func(tx *store.Tx) error {
 		for _, x := range added {
 			if err := tx.Put(store.Endpoints, x.ID, x); err != nil {
+				return err
+			}
+			if err := unholdTx(tx, nets[x.NetworkID], x); err != nil {
 				return err
 			}
 			if err := e.saveIPAM(tx, nets[x.NetworkID]); err != nil {
@@ -1012,10 +1042,10 @@ func (e *Engine) allocate(ctx context.Context, n model.Network, static netip.Add
 	return p, nil
 }
 
-func (e *Engine) release(ctx context.Context, n model.Network, a netip.Addr) {
+func (e *Engine) release(ctx context.Context, n model.Network, a netip.Addr) error {
 	if n.Scope == model.ScopeGlobal {
-		e.releaseGlobal(ctx, n, a)
-		return
+		return e.releaseGlobal(ctx, n, a)
 	}
 	e.opts.IPAM.Release(n.ID, a)
+	return nil
 }

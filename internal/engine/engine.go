@@ -119,9 +119,6 @@ type Engine struct {
 	hostsMu sync.Mutex
 	// fw applies the firewall outside mu.
 	fw firewallApplier
-	// orphanGlobal are endpoints dropped at start whose global addresses
-	// the sweep releases (under mu).
-	orphanGlobal []model.Endpoint
 	// crash holds the armed crash points (VXNET_CRASHPOINT).
 	crash map[string]bool
 
@@ -241,6 +238,9 @@ func (e *Engine) cluster() *cluster.Cluster { return e.cl.Load() }
 func (e *Engine) AttachCluster(cl *cluster.Cluster) {
 	e.cl.Store(cl)
 	e.restoreGlobal(e.ctx)
+	if err := e.sweepHeld(e.ctx); err != nil {
+		e.log.Warn("release held global addresses", "err", err)
+	}
 	e.startBackground()
 	e.applyFirewall()
 	e.log.Info("cluster store reached; cluster mode active")

@@ -137,6 +137,9 @@ func (e *Engine) AttachExternal(ctx context.Context, req api.ExternalAttach) (ap
 		if err := tx.Put(store.Endpoints, ep.ID, ep); err != nil {
 			return err
 		}
+		if err := unholdTx(tx, n, ep); err != nil {
+			return err
+		}
 		return e.saveIPAM(tx, n)
 	})
 	if err != nil {
@@ -399,6 +402,5 @@ func (e *Engine) ReleaseAddress(ctx context.Context, netRef string, ip netip.Add
 	if err != nil {
 		return err
 	}
-	e.release(ctx, n, ip)
-	return nil
+	return e.release(ctx, n, ip)
 }

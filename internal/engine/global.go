@@ -151,13 +151,15 @@ func (e *Engine) allocateGlobal(ctx context.Context, n model.Network, static net
 	return p, nil
 }
 
-func (e *Engine) releaseGlobal(ctx context.Context, n model.Network, a netip.Addr) {
+func (e *Engine) releaseGlobal(ctx context.Context, n model.Network, a netip.Addr) error {
 	if e.cluster() == nil {
-		return
+		return errf(model.ErrUnavailable, "cluster store unreachable: not in cluster mode")
 	}
 	if err := e.cluster().ReleaseAddress(ctx, n.ID, a); err != nil {
 		e.log.Warn("release global address", "network", n.Name, "addr", a, "err", err)
+		return err
 	}
+	return nil
 }
 
 // restoreGlobal refreshes the global networks from the cluster store,

@@ -46,7 +46,7 @@ func (e *Engine) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	orphans, err := e.dropOrphanRecords(ctrs, xs, sbs, eps)
+	orphans, err := e.dropOrphanRecords(nets, ctrs, xs, sbs, eps)
 	if err != nil {
 		return err
 	}
@@ -109,6 +109,7 @@ func (e *Engine) Start(ctx context.Context) error {
 		}
 	}
 	e.restoreGlobal(ctx)
+	errs = append(errs, e.sweepHeld(ctx))
 	errs = append(errs, e.restoreExternals(ctx, xs))
 
 	// Containers: refresh state, re-plumb sandboxes, watch running ones.
@@ -182,7 +183,7 @@ func (e *Engine) Start(ctx context.Context) error {
 // is not recorded, and sandboxes whose container is not. Their kernel objects are swept with the other unknown ones;
 // their global addresses are released after the local delete. It returns
 // the IDs dropped (endpoint IDs, and "<container ID>/sandbox").
-func (e *Engine) dropOrphanRecords(ctrs []model.Container, xs []model.External, sbs []model.Sandbox, eps []model.Endpoint) (map[string]bool, error) {
+func (e *Engine) dropOrphanRecords(nets []model.Network, ctrs []model.Container, xs []model.External, sbs []model.Sandbox, eps []model.Endpoint) (map[string]bool, error) {
 	have := map[string]bool{}
 	for _, c := range ctrs {
 		have[c.ID] = true
@@ -209,9 +210,17 @@ func (e *Engine) dropOrphanRecords(ctrs []model.Container, xs []model.External, 
 	if len(drop) == 0 {
 		return drop, nil
 	}
+	byID := map[string]model.Network{}
+	for _, n := range nets {
+		byID[n.ID] = n
+	}
 	err := e.opts.Store.Update(func(tx *store.Tx) error {
 		for _, ep := range dropEps {
 			if err := tx.Delete(store.Endpoints, ep.ID); err != nil {
+				return err
+			}
+			// Its global address is released by sweepHeld.
+			if err := holdTx(tx, byID[ep.NetworkID], ep); err != nil {
 				return err
 			}
 		}
@@ -231,7 +240,6 @@ func (e *Engine) dropOrphanRecords(ctrs []model.Container, xs []model.External, 
 	for _, id := range dropSbs {
 		e.log.Info("dropped sandbox without container", "container", id[:12])
 	}
-	e.orphanGlobal = dropEps
 	return drop, nil
 }
 
@@ -313,8 +321,7 @@ func (e *Engine) ensurePredefined(ctx context.Context) error {
 }
 
 // sweep removes kernel objects, namespaces and runtime containers that
-// carry our marks but that the store does not know (crash leftovers), and
-// releases the global addresses of endpoints dropped as orphans.
+// carry our marks but that the store does not know (crash leftovers).
 func (e *Engine) sweep(ctx context.Context) error {
 	var errs []error
 	var nets []model.Network
@@ -336,8 +343,6 @@ func (e *Engine) sweep(ctx context.Context) error {
 	for id := range e.containers {
 		ctrs[id] = true
 	}
-	orphans := e.orphanGlobal
-	e.orphanGlobal = nil
 	e.mu.Unlock()
 	for _, d := range e.drivers {
 		if sw, ok := d.(driver.Sweeper); ok {
@@ -365,15 +370,6 @@ func (e *Engine) sweep(ctx context.Context) error {
 		if !ctrs[id] {
 			e.log.Info("sweeping unknown runtime container", "id", id)
 			errs = append(errs, e.opts.Runtime.Delete(ctx, id))
-		}
-	}
-	byID := map[string]model.Network{}
-	for _, n := range nets {
-		byID[n.ID] = n
-	}
-	for _, ep := range orphans {
-		if n, ok := byID[ep.NetworkID]; ok && n.Scope == model.ScopeGlobal {
-			e.releaseGlobal(ctx, n, ep.Addr.Addr())
 		}
 	}
 	return errors.Join(errs...)

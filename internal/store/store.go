@@ -27,9 +27,13 @@ const (
 	Peers = "peers"
 	// Externals holds namespaces attached by other runtimes (CNI, Docker).
 	Externals = "externals"
+	// Held lists the global addresses this node holds without an endpoint
+	// record (allocated, not yet recorded; or unrecorded, not yet
+	// released), so a crash in between does not leak them.
+	Held = "held"
 )
 
-var buckets = []string{Networks, Endpoints, Sandboxes, Containers, IPAM, Meta, Peers, Externals}
+var buckets = []string{Networks, Endpoints, Sandboxes, Containers, IPAM, Meta, Peers, Externals, Held}
 
 // Store is a bbolt database. It is safe for concurrent use.
 type Store struct {
