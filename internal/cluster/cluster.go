@@ -52,6 +52,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -124,6 +125,18 @@ type Options struct {
 	RequestTimeout time.Duration // deadline of every store call, default 3 s
 	StartTimeout   time.Duration // embedded member start and promotion, default 60 s
 
+	// IPAMGCInterval is the period of the address garbage collector run by
+	// one elected member (default 30 s); IPAMGrace is how long a down
+	// node's addresses, and an endpoint's address without its
+	// advertisement, are kept (default 60 s). Addresses of removed nodes
+	// go at the next run.
+	IPAMGCInterval time.Duration
+	IPAMGrace      time.Duration
+
+	// singleKeyIPAM selects the allocator before blocks (one key per
+	// subnet), for the benchmark comparing both.
+	singleKeyIPAM bool
+
 	// Logger receives the package's logs and etcd's own; nil discards.
 	Logger *slog.Logger
 	// EtcdLogLevel is the lowest level of etcd's own messages that are
@@ -154,12 +167,14 @@ type Cluster struct {
 	// stopMembership stops the membership goroutine (hosts running a
 	// member) and waits for it.
 	stopMembership func()
+	gcDone         chan struct{} // closed when the address collector stops
 
 	// pubMu serialises writes of leased keys (advertisements) with lease
 	// changes, so a re-registration never races an Advertise or Withdraw.
 	pubMu sync.Mutex
 
-	ipamLock chan struct{} // one global allocation at a time from this host
+	ipamLock  chan struct{}         // one global allocation at a time from this host
+	ipamCache map[string]*ipamCache // by network ID, under ipamLock (blocks.go)
 
 	mu      sync.Mutex
 	lease   clientv3.LeaseID
@@ -177,6 +192,10 @@ type Cluster struct {
 	lastContact time.Time
 	lastErr     string
 	lastNodes   []Node
+
+	// casLost counts allocations that lost a compare-and-swap (for the
+	// benchmark).
+	casLost atomic.Int64
 
 	// relists counts watch re-lists after compaction (for tests).
 	relists int
@@ -209,6 +228,7 @@ func Open(ctx context.Context, opts Options) (*Cluster, error) {
 		ipamLock:   make(chan struct{}, 1),
 		invalid:    make(map[string]int64),
 		nodeCBs:    make(map[int]func()),
+		ipamCache:  make(map[string]*ipamCache),
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	ok := false
@@ -247,6 +267,7 @@ func Open(ctx context.Context, opts Options) (*Cluster, error) {
 	}
 	c.Nodes(ctx) // a first view, served stale if the store goes away
 	go c.watchHealth(c.ctx.Done())
+	c.startIPAMGC()
 	if c.etcd != nil {
 		c.startMembershipLoop()
 	}
@@ -309,6 +330,15 @@ func withDefaults(o Options) (Options, error) {
 	if o.VoterGrace < 0 {
 		return o, fmt.Errorf("cluster: open: %w: voter grace period %s is negative", model.ErrInvalid, o.VoterGrace)
 	}
+	if o.IPAMGCInterval == 0 {
+		o.IPAMGCInterval = 30 * time.Second
+	}
+	if o.IPAMGrace == 0 {
+		o.IPAMGrace = time.Minute
+	}
+	if o.IPAMGCInterval < 0 || o.IPAMGrace < 0 {
+		return o, fmt.Errorf("cluster: open: %w: IPAM garbage collection interval and grace must be positive", model.ErrInvalid)
+	}
 	if o.Prefix == "" {
 		o.Prefix = DefaultPrefix
 	}
@@ -355,7 +385,7 @@ func (c *Cluster) shutdown() {
 func (c *Cluster) doShutdown() {
 	c.mu.Lock()
 	c.closed = true
-	stop, stopJoin, stopM := c.stopLease, c.stopJoin, c.stopMembership
+	stop, stopJoin, stopM, gcDone := c.stopLease, c.stopJoin, c.stopMembership, c.gcDone
 	c.mu.Unlock()
 	c.cancel()
 	if stopJoin != nil {
@@ -366,6 +396,9 @@ func (c *Cluster) doShutdown() {
 	}
 	if stopM != nil {
 		stopM()
+	}
+	if gcDone != nil {
+		<-gcDone
 	}
 	if c.bgDone != nil {
 		<-c.bgDone

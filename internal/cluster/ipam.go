@@ -1,10 +1,11 @@
 package cluster
 
-// Global IPAM: subnets of global networks are disjoint across the cluster,
-// and addresses are allocated with compare-and-swap on each subnet's state.
+// Global IPAM: subnets of global networks are disjoint across the cluster;
+// addresses are given out from per-host blocks (blocks.go).
 //
 // ipam/pools/<subnet>          -> network ID (one key per subnet in use)
-// ipam/subnets/<netID>/<nnn>   -> ipam.Subnet JSON, nnn the subnet's index
+// ipam/subnets/<netID>/<nnn>   -> ipam.Subnet JSON (the subnet's config), nnn its index
+// ipam/blocks/<netID>/<block>  -> blockRecord JSON (affinity and owned addresses)
 //
 // Errors from the rules (overlap, exhausted, address in use, unknown
 // network) are the ipam package's, as from its local Allocator, so the
@@ -54,85 +55,9 @@ func (c *Cluster) RequestPool(ctx context.Context, netID string, cfgs []model.IP
 	rctx, cancel := c.reqCtx(ctx)
 	defer cancel()
 	for attempt := range maxTxnRetries {
-		resp, err := c.cli.Txn(rctx).Then(
-			clientv3.OpGet(c.poolsPrefix(), clientv3.WithPrefix()),
-			clientv3.OpGet(c.subnetsPrefix(netID), clientv3.WithPrefix(), clientv3.WithCountOnly()),
-		).Commit()
+		cmps, ops, out, err := c.planPools(rctx, netID, cfgs)
 		if err != nil {
-			return nil, unavailable("request pool", err)
-		}
-		if resp.Responses[1].GetResponseRange().Count > 0 {
-			return nil, fmt.Errorf("cluster: request pool: %w: network %s already holds pools", ipam.ErrInvalid, netID)
-		}
-		type owned struct {
-			p     netip.Prefix
-			netID string
-		}
-		var used []owned
-		for _, kv := range resp.Responses[0].GetResponseRange().Kvs {
-			p, err := netip.ParsePrefix(strings.TrimPrefix(string(kv.Key), c.poolsPrefix()))
-			if err != nil {
-				c.log.Warn("skipping malformed pool key", "key", string(kv.Key))
-				continue
-			}
-			used = append(used, owned{p, string(kv.Value)})
-		}
-		subs := make([]*ipam.Subnet, len(cfgs))
-		for i, cfg := range cfgs {
-			if !cfg.Subnet.IsValid() {
-				if cfg.IPRange.IsValid() || cfg.Gateway.IsValid() || len(cfg.AuxAddress) > 0 {
-					return nil, fmt.Errorf("cluster: request pool: %w: ip-range, gateway and aux-address need a subnet", ipam.ErrInvalid)
-				}
-				continue
-			}
-			s, err := ipam.NewSubnet(cfg)
-			if err != nil {
-				return nil, err
-			}
-			for _, u := range used {
-				if s.Prefix().Overlaps(u.p) {
-					if u.netID == netID {
-						return nil, fmt.Errorf("%w: %s overlaps %s of the same request", ipam.ErrPoolOverlap, s.Prefix(), u.p)
-					}
-					return nil, fmt.Errorf("%w: %s overlaps %s of network %s", ipam.ErrPoolOverlap, s.Prefix(), u.p, u.netID)
-				}
-			}
-			used = append(used, owned{s.Prefix(), netID})
-			subs[i] = s
-		}
-		for i := range cfgs {
-			if subs[i] != nil {
-				continue
-			}
-			avoid := make([]netip.Prefix, len(used))
-			for j, u := range used {
-				avoid[j] = u.p
-			}
-			p, err := ipam.PickPool(ipam.DefaultGlobalPools(), nil, avoid)
-			if err != nil {
-				return nil, err
-			}
-			if subs[i], err = ipam.NewSubnet(model.IPAMConfig{Subnet: p}); err != nil {
-				return nil, err
-			}
-			used = append(used, owned{p, netID})
-		}
-		rev := resp.Header.Revision
-		cmps := []clientv3.Cmp{
-			clientv3.Compare(clientv3.ModRevision(c.poolsPrefix()), "<", rev+1).WithPrefix(),
-			clientv3.Compare(clientv3.CreateRevision(c.subnetsPrefix(netID)), "=", 0).WithPrefix(),
-		}
-		var ops []clientv3.Op
-		out := make([]model.IPAMConfig, len(subs))
-		for i, s := range subs {
-			b, err := json.Marshal(s)
-			if err != nil {
-				return nil, fmt.Errorf("cluster: request pool: %w", err)
-			}
-			ops = append(ops,
-				clientv3.OpPut(c.poolsPrefix()+s.Prefix().String(), netID),
-				clientv3.OpPut(c.subnetsPrefix(netID)+fmt.Sprintf("%03d", i), string(b)))
-			out[i] = s.Config()
+			return nil, err
 		}
 		tr, err := c.cli.Txn(rctx).If(cmps...).Then(ops...).Commit()
 		if err != nil {
@@ -148,6 +73,99 @@ func (c *Cluster) RequestPool(ctx context.Context, netID string, cfgs []model.IP
 	return nil, unavailable("request pool", errors.New("too much contention"))
 }
 
+// planPools reads the pools in use and returns the conditions and writes
+// that reserve cfgs for netID, with the effective configs. The conditions
+// hold while no pool changed since the read.
+func (c *Cluster) planPools(rctx context.Context, netID string, cfgs []model.IPAMConfig) ([]clientv3.Cmp, []clientv3.Op, []model.IPAMConfig, error) {
+	if len(cfgs) == 0 {
+		cfgs = []model.IPAMConfig{{}}
+	}
+	if len(cfgs) > 100 {
+		return nil, nil, nil, fmt.Errorf("cluster: request pool: %w: too many subnets", ipam.ErrInvalid)
+	}
+	resp, err := c.cli.Txn(rctx).Then(
+		clientv3.OpGet(c.poolsPrefix(), clientv3.WithPrefix()),
+		clientv3.OpGet(c.subnetsPrefix(netID), clientv3.WithPrefix(), clientv3.WithCountOnly()),
+	).Commit()
+	if err != nil {
+		return nil, nil, nil, unavailable("request pool", err)
+	}
+	if resp.Responses[1].GetResponseRange().Count > 0 {
+		return nil, nil, nil, fmt.Errorf("cluster: request pool: %w: network %s already holds pools", ipam.ErrInvalid, netID)
+	}
+	type owned struct {
+		p     netip.Prefix
+		netID string
+	}
+	var used []owned
+	for _, kv := range resp.Responses[0].GetResponseRange().Kvs {
+		p, err := netip.ParsePrefix(strings.TrimPrefix(string(kv.Key), c.poolsPrefix()))
+		if err != nil {
+			c.log.Warn("skipping malformed pool key", "key", string(kv.Key))
+			continue
+		}
+		used = append(used, owned{p, string(kv.Value)})
+	}
+	subs := make([]*ipam.Subnet, len(cfgs))
+	for i, cfg := range cfgs {
+		if !cfg.Subnet.IsValid() {
+			if cfg.IPRange.IsValid() || cfg.Gateway.IsValid() || len(cfg.AuxAddress) > 0 {
+				return nil, nil, nil, fmt.Errorf("cluster: request pool: %w: ip-range, gateway and aux-address need a subnet", ipam.ErrInvalid)
+			}
+			continue
+		}
+		s, err := ipam.NewSubnet(cfg)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		for _, u := range used {
+			if s.Prefix().Overlaps(u.p) {
+				if u.netID == netID {
+					return nil, nil, nil, fmt.Errorf("%w: %s overlaps %s of the same request", ipam.ErrPoolOverlap, s.Prefix(), u.p)
+				}
+				return nil, nil, nil, fmt.Errorf("%w: %s overlaps %s of network %s", ipam.ErrPoolOverlap, s.Prefix(), u.p, u.netID)
+			}
+		}
+		used = append(used, owned{s.Prefix(), netID})
+		subs[i] = s
+	}
+	for i := range cfgs {
+		if subs[i] != nil {
+			continue
+		}
+		avoid := make([]netip.Prefix, len(used))
+		for j, u := range used {
+			avoid[j] = u.p
+		}
+		p, err := ipam.PickPool(ipam.DefaultGlobalPools(), nil, avoid)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		if subs[i], err = ipam.NewSubnet(model.IPAMConfig{Subnet: p}); err != nil {
+			return nil, nil, nil, err
+		}
+		used = append(used, owned{p, netID})
+	}
+	rev := resp.Header.Revision
+	cmps := []clientv3.Cmp{
+		clientv3.Compare(clientv3.ModRevision(c.poolsPrefix()), "<", rev+1).WithPrefix(),
+		clientv3.Compare(clientv3.CreateRevision(c.subnetsPrefix(netID)), "=", 0).WithPrefix(),
+	}
+	var ops []clientv3.Op
+	out := make([]model.IPAMConfig, len(subs))
+	for i, s := range subs {
+		b, err := json.Marshal(s)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("cluster: request pool: %w", err)
+		}
+		ops = append(ops,
+			clientv3.OpPut(c.poolsPrefix()+s.Prefix().String(), netID),
+			clientv3.OpPut(c.subnetsPrefix(netID)+fmt.Sprintf("%03d", i), string(b)))
+		out[i] = s.Config()
+	}
+	return cmps, ops, out, nil
+}
+
 // ReleasePool frees a global network's subnets and addresses. Releasing a
 // network without pools is harmless. DeleteNetwork does this too.
 func (c *Cluster) ReleasePool(ctx context.Context, netID string) error {
@@ -160,7 +178,8 @@ func (c *Cluster) ReleasePool(ctx context.Context, netID string) error {
 	if err != nil {
 		return unavailable("release pool", err)
 	}
-	ops := []clientv3.Op{clientv3.OpDelete(c.subnetsPrefix(netID), clientv3.WithPrefix())}
+	ops := []clientv3.Op{clientv3.OpDelete(c.subnetsPrefix(netID), clientv3.WithPrefix()),
+		clientv3.OpDelete(c.blocksPrefix(netID), clientv3.WithPrefix())}
 	var cmps []clientv3.Cmp
 	for _, kv := range resp.Kvs {
 		var s ipam.Subnet
@@ -173,7 +192,7 @@ func (c *Cluster) ReleasePool(ctx context.Context, netID string) error {
 	}
 	// If a pool key no longer names this network, someone else owns it now:
 	// delete only the subnets.
-	if _, err := c.cli.Txn(rctx).If(cmps...).Then(ops...).Else(ops[0]).Commit(); err != nil {
+	if _, err := c.cli.Txn(rctx).If(cmps...).Then(ops...).Else(ops[0], ops[1]).Commit(); err != nil {
 		return unavailable("release pool", err)
 	}
 	return nil
@@ -220,13 +239,12 @@ func (c *Cluster) loadSubnets(ctx context.Context, netID string) ([]storedSubnet
 	return out, resp.Header.Revision, nil
 }
 
-// AllocateAddress gives out an address of a global network, with its
-// subnet's prefix length. A valid static address goes to the subnet
-// containing it; otherwise the subnets are tried in order, each serially
-// (a released address comes back only after the subnet wraps). The subnet
-// state is read, changed and written back only if unchanged meanwhile,
-// retried on contention. Allocations are durable.
-func (c *Cluster) AllocateAddress(ctx context.Context, netID string, static netip.Addr) (netip.Prefix, error) {
+// allocateSingleKey is the allocator before address blocks (one key per
+// subnet holding every allocation, CAS on it), kept for the benchmark that
+// compares both (Options.singleKeyIPAM). A valid static address goes to the
+// subnet containing it; otherwise the subnets are tried in order, each
+// serially.
+func (c *Cluster) allocateSingleKey(ctx context.Context, netID string, static netip.Addr) (netip.Prefix, error) {
 	if err := c.checkOpen(); err != nil {
 		return netip.Prefix{}, err
 	}
@@ -285,6 +303,7 @@ func (c *Cluster) AllocateAddress(ctx context.Context, netID string, static neti
 		if ok {
 			return netip.PrefixFrom(ip, chosen.sub.Prefix().Bits()), nil
 		}
+		c.casLost.Add(1)
 		if err := casPause(actx, attempt); err != nil {
 			return netip.Prefix{}, unavailable("allocate address", err)
 		}
@@ -292,9 +311,8 @@ func (c *Cluster) AllocateAddress(ctx context.Context, netID string, static neti
 	return netip.Prefix{}, unavailable("allocate address", errors.New("too much contention"))
 }
 
-// ReleaseAddress frees an address of a global network. Releasing a free
-// address is harmless; an address in none of its subnets is ErrInvalid.
-func (c *Cluster) ReleaseAddress(ctx context.Context, netID string, addr netip.Addr) error {
+// releaseSingleKey frees an address allocated by allocateSingleKey.
+func (c *Cluster) releaseSingleKey(ctx context.Context, netID string, addr netip.Addr) error {
 	if err := c.checkOpen(); err != nil {
 		return err
 	}

@@ -213,6 +213,7 @@ func (c *Cluster) DeleteNetwork(ctx context.Context, id string) error {
 		ops := []clientv3.Op{
 			clientv3.OpDelete(c.netIDKey(id)),
 			clientv3.OpDelete(c.key("ipam", "subnets", id)+"/", clientv3.WithPrefix()),
+			clientv3.OpDelete(c.blocksPrefix(id), clientv3.WithPrefix()),
 			// This node's own advertisements; the others' are theirs to
 			// withdraw (and vanish with their leases).
 			clientv3.OpDelete(c.advertKey(id, "")+"/", clientv3.WithPrefix()),
@@ -257,4 +258,79 @@ func (c *Cluster) WatchNetworks(ctx context.Context, fromRev int64, fn func([]mo
 		sortNetworks(ns)
 		fn(ns, rev)
 	})
+}
+
+// CreateNetworkWithPool stores a global network and reserves its subnets
+// (n.IPAM, as RequestPool takes them) in the same transaction, so a network
+// never exists without its pool nor a pool without its network. It checks
+// the block-size option (OptBlockSize). It returns the network as stored,
+// with its VNI and effective IPAM configs.
+func (c *Cluster) CreateNetworkWithPool(ctx context.Context, n model.Network) (model.Network, error) {
+	if err := c.checkOpen(); err != nil {
+		return model.Network{}, err
+	}
+	if n.ID == "" || n.Name == "" || strings.Contains(n.ID, "/") {
+		return model.Network{}, fmt.Errorf("cluster: create network: %w: network needs an ID without slashes and a name", model.ErrInvalid)
+	}
+	if n.VNI != 0 && (n.VNI < MinVNI || n.VNI > MaxVNI) {
+		return model.Network{}, fmt.Errorf("cluster: create network %s: %w: VNI %d outside %d-%d", n.Name, model.ErrInvalid, n.VNI, MinVNI, MaxVNI)
+	}
+	if _, err := ParseBlockSize(n.Options); err != nil {
+		return model.Network{}, err
+	}
+	n.Scope = model.ScopeGlobal
+	wantVNI, wantIPAM := n.VNI, n.IPAM
+	rctx, cancel := c.reqCtx(ctx)
+	defer cancel()
+	for attempt := range maxTxnRetries {
+		pcmps, pops, cfgs, err := c.planPools(rctx, n.ID, wantIPAM)
+		if err != nil {
+			return model.Network{}, err
+		}
+		n.IPAM = cfgs
+		if wantVNI == 0 {
+			if n.VNI, err = c.freeVNI(rctx); err != nil {
+				return model.Network{}, err
+			}
+		}
+		b, err := json.Marshal(n)
+		if err != nil {
+			return model.Network{}, fmt.Errorf("cluster: create network %s: %w", n.Name, err)
+		}
+		nameK, idK, vniK := c.netNameKey(n.Name), c.netIDKey(n.ID), c.vniKey(n.VNI)
+		cmps := append([]clientv3.Cmp{
+			clientv3.Compare(clientv3.CreateRevision(nameK), "=", 0),
+			clientv3.Compare(clientv3.CreateRevision(idK), "=", 0),
+			clientv3.Compare(clientv3.CreateRevision(vniK), "=", 0),
+		}, pcmps...)
+		ops := append([]clientv3.Op{
+			clientv3.OpPut(nameK, n.ID),
+			clientv3.OpPut(idK, string(b)),
+			clientv3.OpPut(vniK, n.ID),
+		}, pops...)
+		resp, err := c.cli.Txn(rctx).If(cmps...).Then(ops...).Else(
+			clientv3.OpGet(nameK, clientv3.WithCountOnly()),
+			clientv3.OpGet(idK, clientv3.WithCountOnly()),
+			clientv3.OpGet(vniK, clientv3.WithCountOnly()),
+		).Commit()
+		if err != nil {
+			return model.Network{}, unavailable("create network", err)
+		}
+		if resp.Succeeded {
+			return n, nil
+		}
+		switch {
+		case resp.Responses[0].GetResponseRange().Count > 0:
+			return model.Network{}, fmt.Errorf("%w: network with name %s already exists", model.ErrConflict, n.Name)
+		case resp.Responses[1].GetResponseRange().Count > 0:
+			return model.Network{}, fmt.Errorf("%w: network with ID %s already exists", model.ErrConflict, n.ID)
+		case wantVNI != 0 && resp.Responses[2].GetResponseRange().Count > 0:
+			return model.Network{}, fmt.Errorf("%w: VNI %d is in use by another network", model.ErrConflict, wantVNI)
+		}
+		// Another network took the VNI or a pool meanwhile: plan again.
+		if err := casPause(rctx, attempt); err != nil {
+			return model.Network{}, unavailable("create network", err)
+		}
+	}
+	return model.Network{}, unavailable("create network", fmt.Errorf("too much contention"))
 }

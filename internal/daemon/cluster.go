@@ -49,6 +49,12 @@ func wireCluster(ctx context.Context, cfg Config, eopts *engine.Options, drivers
 	if cc.VoterGrace <= 0 {
 		return fmt.Errorf("invalid --cluster-voter-grace %s: want a positive duration", cc.VoterGrace)
 	}
+	if cc.IPAMGCInterval <= 0 {
+		return fmt.Errorf("invalid --cluster-ipam-gc-interval %s: want a positive duration", cc.IPAMGCInterval)
+	}
+	if cc.IPAMGrace <= 0 {
+		return fmt.Errorf("invalid --cluster-ipam-grace %s: want a positive duration", cc.IPAMGrace)
+	}
 	addr, err := advertiseAddr(cc.AdvertiseAddr)
 	if err != nil {
 		return err
@@ -64,9 +70,9 @@ func wireCluster(ctx context.Context, cfg Config, eopts *engine.Options, drivers
 		DataDir: filepath.Join(cfg.DataRoot, "etcd"), Init: cc.Init, Join: cc.Join,
 		ClientPort: cc.ClientPort, PeerPort: cc.PeerPort, Voters: cc.Voters,
 		JoinToken: token, JoinPort: cc.JoinPort, CertExpiry: cc.CertExpiry,
-		VoterGrace: cc.VoterGrace,
-		PKIDir:     filepath.Join(cfg.DataRoot, "cluster"),
-		Prefix:     cc.Prefix, NodeTTL: cc.NodeTTL, Logger: log.With("component", "cluster"),
+		VoterGrace: cc.VoterGrace, IPAMGCInterval: cc.IPAMGCInterval, IPAMGrace: cc.IPAMGrace,
+		PKIDir: filepath.Join(cfg.DataRoot, "cluster"),
+		Prefix: cc.Prefix, NodeTTL: cc.NodeTTL, Logger: log.With("component", "cluster"),
 	}
 	if cc.Store != "" {
 		eps, err := cluster.ParseStoreURL(cc.Store)

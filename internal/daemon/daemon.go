@@ -59,6 +59,8 @@ type ClusterConfig struct {
 	CertExpiry     time.Duration
 	Voters         int
 	VoterGrace     time.Duration
+	IPAMGCInterval time.Duration
+	IPAMGrace      time.Duration
 	AdvertiseAddr  string
 	ClientPort     int
 	PeerPort       int
@@ -111,6 +113,8 @@ func NewCommand() *cobra.Command {
 	f.DurationVar(&c.CertExpiry, "cert-expiry", 90*24*time.Hour, "Lifetime of the member certificates this host signs (and of its own)")
 	f.IntVar(&c.Voters, "cluster-voters", 3, "Number of voting etcd members (odd)")
 	f.DurationVar(&c.VoterGrace, "cluster-voter-grace", 30*time.Second, "How long a voting etcd member may be down before a learner replaces it")
+	f.DurationVar(&c.IPAMGCInterval, "cluster-ipam-gc-interval", 30*time.Second, "Period of the global address garbage collector")
+	f.DurationVar(&c.IPAMGrace, "cluster-ipam-grace", time.Minute, "How long a down host's global addresses are kept before the garbage collector frees them")
 	f.StringVar(&c.AdvertiseAddr, "advertise-addr", "", "Underlay address (IP or interface) of this host")
 	f.IntVar(&c.ClientPort, "cluster-client-port", 2379, "Embedded etcd client port")
 	f.IntVar(&c.PeerPort, "cluster-peer-port", 2380, "Embedded etcd peer port")

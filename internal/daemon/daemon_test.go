@@ -59,6 +59,11 @@ func TestClusterFlagsExclusive(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "odd") {
 		t.Errorf("even voters: %v", err)
 	}
+	cc = ClusterConfig{Init: true, Voters: 3, VoterGrace: time.Second, IPAMGCInterval: time.Second, IPAMGrace: -time.Second}
+	err = wireCluster(context.Background(), Config{Cluster: cc}, nil, nil, nil, nil)
+	if err == nil || !strings.Contains(err.Error(), "--cluster-ipam-grace") {
+		t.Errorf("negative IPAM grace: %v", err)
+	}
 	cc = ClusterConfig{Init: true, Voters: 3, VoterGrace: -time.Second}
 	err = wireCluster(context.Background(), Config{Cluster: cc}, nil, nil, nil, nil)
 	if err == nil || !strings.Contains(err.Error(), "--cluster-voter-grace") {

@@ -268,12 +268,13 @@ func (e *Engine) attach(ctx context.Context, n model.Network, c model.Container,
 
 // attachNamed is attach with the interface name given.
 func (e *Engine) attachNamed(ctx context.Context, n model.Network, c model.Container, sb model.Sandbox, r api.EndpointRequest, order int, ifName string, defaultRoute bool) (model.Endpoint, error) {
-	addr, err := e.allocate(ctx, n, r.IP)
+	id := newID()
+	addr, err := e.allocate(ctx, n, r.IP, id)
 	if err != nil {
 		return model.Endpoint{}, err
 	}
 	ep := model.Endpoint{
-		ID: newID(), NetworkID: n.ID, ContainerID: c.ID, Name: c.Name, Addr: addr,
+		ID: id, NetworkID: n.ID, ContainerID: c.ID, Name: c.Name, Addr: addr,
 		MAC: model.MACForIP(addr.Addr()), Aliases: r.Aliases, StaticIP: r.IP.IsValid(),
 		IfName: ifName, Order: order,
 	}
@@ -1030,10 +1031,11 @@ func (e *Engine) ensureSandbox(ctx context.Context, c model.Container) error {
 	return nil
 }
 
-// allocate reserves an address on a local or global network.
-func (e *Engine) allocate(ctx context.Context, n model.Network, static netip.Addr) (netip.Prefix, error) {
+// allocate reserves an address on a local or global network for endpoint
+// epID.
+func (e *Engine) allocate(ctx context.Context, n model.Network, static netip.Addr, epID string) (netip.Prefix, error) {
 	if n.Scope == model.ScopeGlobal {
-		return e.allocateGlobal(ctx, n, static)
+		return e.allocateGlobal(ctx, n, static, epID)
 	}
 	p, err := e.opts.IPAM.Allocate(n.ID, static)
 	if err != nil {

@@ -123,7 +123,7 @@ func (e *Engine) AttachExternal(ctx context.Context, req api.ExternalAttach) (ap
 	}
 	if err != nil {
 		if req.Reserved && req.IP.IsValid() {
-			e.allocate(bg, n, req.IP) // give the reservation back to its owner
+			e.allocate(bg, n, req.IP, "") // give the reservation back to its owner
 		}
 		return api.ExternalView{}, err
 	}
@@ -145,7 +145,7 @@ func (e *Engine) AttachExternal(ctx context.Context, req api.ExternalAttach) (ap
 	if err != nil {
 		e.unplumb(bg, n, ep, sb)
 		if req.Reserved {
-			e.allocate(bg, n, req.IP) // give the reservation back to its owner
+			e.allocate(bg, n, req.IP, "") // give the reservation back to its owner
 		}
 		return api.ExternalView{}, fmt.Errorf("record attachment: %w", err)
 	}
@@ -391,7 +391,7 @@ func (e *Engine) ReserveAddress(ctx context.Context, netRef string, ip netip.Add
 	if n.Scope != model.ScopeGlobal {
 		return netip.Prefix{}, errf(model.ErrForbidden, "network %s is not a cluster network: addresses are reserved only on overlay networks", n.Name)
 	}
-	return e.allocate(ctx, n, ip)
+	return e.allocate(ctx, n, ip, "")
 }
 
 // ReleaseAddress gives back an address reserved with ReserveAddress.

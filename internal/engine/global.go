@@ -13,6 +13,7 @@ import (
 	"github.com/vxnet/vxnet/internal/cluster"
 	"github.com/vxnet/vxnet/internal/driver"
 	"github.com/vxnet/vxnet/internal/firewall"
+	"github.com/vxnet/vxnet/internal/ipam"
 	"github.com/vxnet/vxnet/internal/model"
 	"github.com/vxnet/vxnet/internal/store"
 )
@@ -56,14 +57,12 @@ func (e *Engine) createGlobalNetwork(ctx context.Context, d driver.Driver, n mod
 		}
 	}
 	e.mu.Unlock()
-	cfgs, err := g.RequestPool(ctx, n.ID, n.IPAM)
+	// The network and its pool in one transaction.
+	created, err := g.CreateNetworkWithPool(ctx, n)
 	if err != nil {
-		return model.Network{}, ipamClass(err)
-	}
-	n.IPAM = cfgs
-	created, err := g.CreateNetwork(ctx, n)
-	if err != nil {
-		g.ReleasePool(context.WithoutCancel(ctx), n.ID)
+		if errors.Is(err, ipam.ErrPoolOverlap) || errors.Is(err, ipam.ErrInvalid) || errors.Is(err, ipam.ErrNoAvailablePool) {
+			return model.Network{}, ipamClass(err)
+		}
 		if errors.Is(err, model.ErrConflict) {
 			return model.Network{}, errf(model.ErrConflict, "network with name %s already exists", n.Name)
 		}
@@ -140,11 +139,11 @@ func (e *Engine) globalInUse(ctx context.Context, n model.Network) bool {
 	return err != nil || len(ads) > 0
 }
 
-func (e *Engine) allocateGlobal(ctx context.Context, n model.Network, static netip.Addr) (netip.Prefix, error) {
+func (e *Engine) allocateGlobal(ctx context.Context, n model.Network, static netip.Addr, epID string) (netip.Prefix, error) {
 	if e.cluster() == nil {
 		return netip.Prefix{}, errf(model.ErrUnavailable, "cluster store unreachable: not in cluster mode")
 	}
-	p, err := e.cluster().AllocateAddress(ctx, n.ID, static)
+	p, err := e.cluster().AllocateAddressFor(ctx, n.ID, static, epID)
 	if err != nil {
 		return netip.Prefix{}, ipamClass(err)
 	}

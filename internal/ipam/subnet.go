@@ -243,3 +243,17 @@ func (s *Subnet) Release(a netip.Addr) error {
 	s.used.remove(toU32(a))
 	return nil
 }
+
+// Usable reports whether a may be handed out: inside the subnet, not its
+// network or broadcast address, not the gateway or an aux address, and, if
+// dynamic, inside the ip-range. It ignores what is allocated.
+func (s *Subnet) Usable(a netip.Addr, dynamic bool) bool {
+	if !a.Is4() || !s.Contains(a) {
+		return false
+	}
+	v := toU32(a)
+	if v < s.first || v > s.last || s.reserved.contains(v) {
+		return false
+	}
+	return !dynamic || (!s.rempty && v >= s.rlo && v <= s.rhi)
+}
