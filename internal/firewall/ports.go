@@ -23,6 +23,8 @@ import (
 //	chain pub_dnat
 //	  dnat ip to ip daddr . meta l4proto . th dport map @pub4_ip
 //	  dnat ip to meta l4proto . th dport map @pub4_any
+//	chain pub_raw (filter, hook prerouting, raw)
+//	  iifname @bridges ip daddr 127.0.0.0/8 drop           loopback stays the host's
 //	chain pub_postrouting (nat, hook postrouting, srcnat)
 //	  ct status dnat ip saddr 127.0.0.0/8 masquerade       localhost -> container
 //	  ct status dnat iifname . oifname @same masquerade    hairpin on one bridge
@@ -34,7 +36,10 @@ import (
 // unless net.ipv4.conf.BRIDGE.route_localnet=1, so Apply sets that sysctl on
 // every bridge that carries a mapping (what Docker does without its userland
 // proxy), and the masquerade rule gives the packet the bridge's address so
-// the container can answer. A container reaching a published port of a
+// the container can answer. route_localnet alone would also let a container
+// that routes 127.0.0.0/8 to its gateway reach services the host keeps on
+// loopback (the hole Kubernetes closed for CVE-2020-8558); pub_raw drops
+// every packet from a vxnet bridge addressed to 127.0.0.0/8 before routing. A container reaching a published port of a
 // container on its own bridge (hairpin) is masqueraded to the bridge address
 // as well, or the answer would go straight back over the bridge without
 // passing the conntrack entry that undoes the DNAT.
@@ -51,6 +56,7 @@ const (
 	chainPubOutput      = "pub_output"
 	chainPubDNAT        = "pub_dnat"
 	chainPubPostrouting = "pub_postrouting"
+	chainPubRaw         = "pub_raw"
 )
 
 // PortMapping is one published port: traffic to HostIP:HostPort (any local
@@ -137,11 +143,16 @@ func (d *desired) renderPorts(tx *knftables.Transaction) {
 	natChain(chainPubPrerouting, knftables.PreroutingHook, knftables.DNATPriority)
 	natChain(chainPubOutput, knftables.OutputHook, knftables.DNATPriority)
 	natChain(chainPubPostrouting, knftables.PostroutingHook, knftables.SNATPriority)
+	tx.Add(&knftables.Chain{Name: chainPubRaw, Type: knftables.PtrTo(knftables.FilterType),
+		Hook: knftables.PtrTo(knftables.PreroutingHook), Priority: knftables.PtrTo(knftables.RawPriority),
+		Policy: knftables.PtrTo(knftables.AcceptPolicy)})
 	tx.Add(&knftables.Chain{Name: chainPubDNAT})
 
 	rule := func(chain, comment string, parts ...any) {
 		tx.Add(&knftables.Rule{Chain: chain, Rule: knftables.Concat(parts...), Comment: knftables.PtrTo(comment)})
 	}
+	rule(chainPubRaw, "vxnet: containers never reach the host's loopback (route_localnet)",
+		"iifname", "@"+setBridges, "ip daddr 127.0.0.0/8", "drop")
 	rule(chainPubPrerouting, "vxnet: published ports", "fib daddr type local", "jump", chainPubDNAT)
 	rule(chainPubOutput, "vxnet: published ports from this host", "fib daddr type local", "jump", chainPubDNAT)
 	rule(chainPubDNAT, "vxnet: published on one address",
