@@ -32,6 +32,8 @@ type Backend interface {
 	StartContainer(ctx context.Context, ref string) error
 	StopContainer(ctx context.Context, ref string, timeoutSeconds *int) error
 	RemoveContainer(ctx context.Context, ref string, force bool) error
+	// RenameContainer gives a container a new name (names, DNS and links follow).
+	RenameContainer(ctx context.Context, ref, newName string) error
 	ListContainers(ctx context.Context, all bool) ([]ContainerView, error)
 	InspectContainer(ctx context.Context, ref string) (ContainerView, error)
 	// WaitContainer blocks until the container is not running and returns its exit code.
@@ -81,6 +83,12 @@ type ContainerCreate struct {
 	ExposedPorts []model.Port
 	PortBindings []model.PortBinding
 	PublishAll   bool
+	// DNS, DNSSearch, DNSOptions are HostConfig.Dns, DnsSearch, DnsOptions.
+	DNS        []netip.Addr
+	DNSSearch  []string
+	DNSOptions []string
+	// Links are HostConfig.Links, "NAME[:ALIAS]" (default bridge only).
+	Links []string
 }
 
 // NetworkView is a network with its endpoints on this host, for inspect and ls.

@@ -58,9 +58,19 @@ func containerCreateRequest(name string, req container.CreateRequest) (Container
 	var bindings network.PortMap
 	publishAll := false
 	if req.HostConfig != nil {
-		cc.AutoRemove = req.HostConfig.AutoRemove
-		mode = string(req.HostConfig.NetworkMode)
-		bindings, publishAll = req.HostConfig.PortBindings, req.HostConfig.PublishAllPorts
+		hc := req.HostConfig
+		cc.AutoRemove = hc.AutoRemove
+		mode = string(hc.NetworkMode)
+		for _, a := range hc.DNS {
+			if !a.IsValid() {
+				return ContainerCreate{}, apiErr(model.ErrInvalid, "invalid HostConfig.Dns entry")
+			}
+			cc.DNS = append(cc.DNS, a.Unmap())
+		}
+		cc.DNSSearch = slices.Clone(hc.DNSSearch)
+		cc.DNSOptions = slices.Clone(hc.DNSOptions)
+		cc.Links = slices.Clone(hc.Links)
+		bindings, publishAll = hc.PortBindings, hc.PublishAllPorts
 	}
 	if err := portRequest(&cc, req.Config.ExposedPorts, bindings, publishAll); err != nil {
 		return ContainerCreate{}, err
@@ -468,4 +478,12 @@ func (s *server) containerLogs(w http.ResponseWriter, r *http.Request) {
 	if err := s.b.Logs(ctx, ref, outW, errW, boolParam(r, "follow")); err != nil {
 		s.log.DebugContext(ctx, "api: logs stream ended", "container", ref, "err", err)
 	}
+}
+
+func (s *server) containerRename(w http.ResponseWriter, r *http.Request) {
+	if err := s.b.RenameContainer(r.Context(), r.PathValue("id"), r.URL.Query().Get("name")); err != nil {
+		writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }

@@ -46,17 +46,21 @@ var supportedCreateFields = map[string]bool{
 
 	"NetworkingConfig.EndpointsConfig.IPAMConfig.IPv4Address": true,
 	"NetworkingConfig.EndpointsConfig.Aliases":                true,
+
+	// Resolver settings: resolv.conf, and the embedded DNS server's
+	// upstreams on user-defined networks. Links: hosts entries on the
+	// default bridge, a private DNS alias on user-defined networks.
+	"HostConfig.Dns":        true,
+	"HostConfig.DnsOptions": true,
+	"HostConfig.DnsSearch":  true,
+	"HostConfig.Links":      true,
 }
 
 // pendingCreateFields are refused today and being implemented in parallel
 // (DNS, names and several networks per container). When one
 // lands, move its line to supportedCreateFields and honour the field.
 var pendingCreateFields = map[string]string{
-	"HostConfig.Dns":                              "dns",
-	"HostConfig.DnsOptions":                       "dns",
-	"HostConfig.DnsSearch":                        "dns",
 	"HostConfig.ExtraHosts":                       "dns",
-	"HostConfig.Links":                            "dns",
 	"NetworkingConfig.EndpointsConfig.Links":      "dns",
 	"NetworkingConfig.EndpointsConfig.MacAddress": "dns",
 	// Several entries in NetworkingConfig.EndpointsConfig are refused by

@@ -103,6 +103,7 @@ func (s *server) routes() {
 	m.HandleFunc("POST /containers/{id}/start", s.containerStart)
 	m.HandleFunc("POST /containers/{id}/stop", s.containerStop)
 	m.HandleFunc("POST /containers/{id}/wait", s.containerWait)
+	m.HandleFunc("POST /containers/{id}/rename", s.containerRename)
 	m.HandleFunc("DELETE /containers/{id}", s.containerRemove)
 	m.HandleFunc("GET /containers/{id}/logs", s.containerLogs)
 	m.HandleFunc("POST /containers/{id}/exec", s.execCreate)

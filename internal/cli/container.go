@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/netip"
 	"strconv"
 	"strings"
 
@@ -31,6 +32,8 @@ func newRun(e *env) *cobra.Command {
 		detach, autoRemove, publishAll bool
 		name, net, ip, host            string
 		aliases, envs, publish, expose []string
+		dnsServers, dnsSearch          []string
+		dnsOpts, links                 []string
 	)
 	cmd := &cobra.Command{
 		Use:   "run [OPTIONS] IMAGE [COMMAND] [ARG...]",
@@ -53,6 +56,14 @@ func newRun(e *env) *cobra.Command {
 			if err != nil {
 				return &StatusError{Status: err.Error(), Code: exitRunFailed}
 			}
+			var servers []netip.Addr
+			for _, v := range dnsServers {
+				a, err := netip.ParseAddr(v)
+				if err != nil {
+					return &StatusError{Status: fmt.Sprintf("invalid argument %q for \"--dns\" flag: %s is not an ip address", v, v), Code: exitRunFailed}
+				}
+				servers = append(servers, a)
+			}
 			c, err := e.client()
 			if err != nil {
 				return err
@@ -71,7 +82,8 @@ func newRun(e *env) *cobra.Command {
 				// all output and the exit code; the daemon's AutoRemove
 				// could remove it before the output is fetched.
 				HostConfig: &container.HostConfig{AutoRemove: autoRemove && detach, NetworkMode: container.NetworkMode(net),
-					PortBindings: bindings, PublishAllPorts: publishAll},
+					PortBindings: bindings, PublishAllPorts: publishAll,
+					DNS: servers, DNSSearch: dnsSearch, DNSOptions: dnsOpts, Links: links},
 			}
 			if net != "" || ip != "" || len(aliases) > 0 {
 				key := net
@@ -111,6 +123,12 @@ func newRun(e *env) *cobra.Command {
 	f.StringVar(&ip, "ip", "", "IPv4 address (e.g., 172.30.100.104)")
 	f.StringArrayVar(&aliases, "network-alias", nil, "Add network-scoped alias for the container")
 	f.StringVarP(&host, "hostname", "h", "", "Container host name")
+	f.StringArrayVar(&dnsServers, "dns", nil, "Set custom DNS servers")
+	f.StringArrayVar(&dnsSearch, "dns-search", nil, "Set custom DNS search domains")
+	f.StringArrayVar(&dnsOpts, "dns-option", nil, "Set DNS options")
+	f.StringArrayVar(&dnsOpts, "dns-opt", nil, "Set DNS options")
+	_ = f.MarkHidden("dns-opt")
+	f.StringArrayVar(&links, "link", nil, "Add link to another container")
 	f.StringArrayVarP(&envs, "env", "e", nil, "Set environment variables")
 	f.StringArrayVarP(&publish, "publish", "p", nil, "Publish a container's port(s) to the host")
 	f.BoolVarP(&publishAll, "publish-all", "P", false, "Publish all exposed ports to random ports")
@@ -333,6 +351,22 @@ func newStop(e *env) *cobra.Command {
 	}
 	cmd.Flags().IntVarP(&timeout, "timeout", "t", 10, "Seconds to wait before killing the container")
 	return cmd
+}
+
+func newRename(e *env) *cobra.Command {
+	return &cobra.Command{
+		Use:   "rename CONTAINER NEW_NAME",
+		Short: "Rename a container",
+		Args:  exactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			_, err = c.ContainerRename(cmd.Context(), args[0], client.ContainerRenameOptions{NewName: args[1]})
+			return err
+		},
+	}
 }
 
 func newLogs(e *env) *cobra.Command {

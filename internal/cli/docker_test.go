@@ -135,7 +135,6 @@ func TestDockerCLIRefusesUnsupportedOptions(t *testing.T) {
 		{[]string{"--entrypoint", "sh"}, "Config.Entrypoint"},
 		{[]string{"--label", "a=b"}, "Config.Labels"},
 		{[]string{"-t"}, "Config.Tty"},
-		{[]string{"--dns", "192.0.2.53"}, "HostConfig.Dns"},
 		{[]string{"--add-host", "h:192.0.2.1"}, "HostConfig.ExtraHosts"},
 		{[]string{"--mac-address", "02:42:ac:11:00:09"}, "NetworkingConfig.EndpointsConfig.MacAddress"},
 	}

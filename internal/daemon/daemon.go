@@ -40,6 +40,9 @@ type Config struct {
 	// served ("" turns it off); see dockerplugin.go.
 	DockerPluginDir    string
 	dockerPluginDirSet bool
+	// DNS are the --dns servers the embedded DNS server forwards to
+	// (default: the host's resolvers).
+	DNS []string
 
 	onLeave func() // stops the daemon after a clean leave of the cluster
 }
@@ -99,6 +102,7 @@ func NewCommand() *cobra.Command {
 	f.StringVar(&cfg.FirewallTable, "firewall-table", "vxnet", "Name of the nftables table the daemon owns")
 	f.StringVar(&cfg.DockerPluginDir, "docker-plugin-dir", DefaultDockerPluginDir,
 		`Serve the Docker network/IPAM/authorization plugin as vxnet.sock here (default: only if the directory exists; "" for never)`)
+	f.StringSliceVar(&cfg.DNS, "dns", nil, "DNS server to use (default: the host's resolvers)")
 	c := &cfg.Cluster
 	f.StringVar(&c.Store, "cluster-store", "", "External etcd cluster, etcd://HOST:PORT[,HOST:PORT...]")
 	f.StringVar(&c.StoreCA, "cluster-store-ca", "", "CA file for the cluster store's TLS")

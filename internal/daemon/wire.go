@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -12,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vxnet/vxnet/internal/dns"
 	"github.com/vxnet/vxnet/internal/driver"
 	"github.com/vxnet/vxnet/internal/driver/bridge"
 	"github.com/vxnet/vxnet/internal/driver/host"
@@ -91,10 +93,20 @@ func wire(ctx context.Context, cfg Config, bip netip.Prefix, st *store.Store, lo
 		mv,
 		macvlan.NewIPVlan(mv),
 	}
+	var ups []netip.AddrPort
+	for _, v := range cfg.DNS {
+		up, err := dns.ParseUpstream(v)
+		if err != nil {
+			return nil, fmt.Errorf("invalid --dns: %w", err)
+		}
+		ups = append(ups, up)
+	}
+	resolver := dns.New(dns.Options{Upstreams: ups, Logger: log.With("component", "dns")})
+	w.closers = append(w.closers, resolver.Close)
 	eopts := engine.Options{
 		DataRoot: cfg.DataRoot, ExecRoot: cfg.ExecRoot, BridgeIP: bip, Store: st,
 		IPAM: engine.LocalIPAM(ipam.NewAllocator()), Runtime: runtimeAdapter{rt}, Images: imagesAdapter{images},
-		Firewall: fw, HostRoutes: ipam.HostRoutes, Logger: log,
+		Firewall: fw, HostRoutes: ipam.HostRoutes, Logger: log, DNS: resolver,
 	}
 	if err := wireCluster(ctx, cfg, &eopts, &drivers, w, log); err != nil {
 		w.close()

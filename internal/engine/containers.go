@@ -50,6 +50,9 @@ func (e *Engine) CreateContainer(ctx context.Context, req api.ContainerCreate) (
 	if req.Name != "" && !validName.MatchString(strings.TrimPrefix(req.Name, "/")) {
 		return model.Container{}, errf(model.ErrInvalid, "Invalid container name (%s), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", req.Name)
 	}
+	if err := checkResolvSettings(req); err != nil {
+		return model.Container{}, err
+	}
 	netRef := req.Network
 	if netRef == "" || netRef == "default" {
 		netRef = model.NetBridge
@@ -85,6 +88,10 @@ func (e *Engine) CreateContainer(ctx context.Context, req api.ContainerCreate) (
 	if err == nil {
 		exposed, err = checkExposure(n, req, img.ExposedPorts)
 	}
+	var links []string
+	if err == nil {
+		links, err = e.checkLinksLocked(n, req.Links)
+	}
 	if err != nil {
 		e.mu.Unlock()
 		return model.Container{}, err
@@ -111,6 +118,7 @@ func (e *Engine) CreateContainer(ctx context.Context, req api.ContainerCreate) (
 		ID: id, Name: name, Image: img.Name, Cmd: cmd, Env: req.Env, Hostname: hostname,
 		Created: e.now(), AutoRemove: req.AutoRemove, NetworkMode: n.Name, State: model.StateCreated,
 		ExposedPorts: exposed, PortBindings: req.PortBindings, PublishAll: req.PublishAll,
+		DNS: req.DNS, DNSSearch: req.DNSSearch, DNSOptions: req.DNSOptions, Links: links,
 	}
 	sb := model.Sandbox{ID: id, ContainerID: id}
 	if n.Driver == "host" {
@@ -134,7 +142,7 @@ func (e *Engine) CreateContainer(ctx context.Context, req api.ContainerCreate) (
 		}
 		undo = append(undo, func() { e.deleteNetns(sb.NetnsPath) })
 	}
-	if err := e.writeSandboxFiles(c, sb, nil, nil); err != nil {
+	if err := e.writeSandboxFiles(sandboxFiles{c: c, sb: sb}); err != nil {
 		return fail(err)
 	}
 	undo = append(undo, func() { os.RemoveAll(filepath.Join(e.filesDir(), id)) })
@@ -199,7 +207,7 @@ func (e *Engine) CreateContainer(ctx context.Context, req api.ContainerCreate) (
 	for _, ep := range eps {
 		e.afterJoin(nets[ep.NetworkID], ep)
 	}
-	e.refreshHosts(n.ID) // peers' files and this one's
+	e.namesChanged(id)
 	e.log.Info("container created", "name", name, "id", id[:12], "network", n.Name)
 	return c, nil
 }
@@ -401,6 +409,11 @@ func (e *Engine) StartContainer(ctx context.Context, ref string) error {
 	// Re-plumb the sandbox in case it was lost (idempotent joins).
 	if err := e.ensureSandbox(ctx, c); err != nil {
 		return err
+	}
+	// The embedded DNS server listens in the namespace before the first
+	// process can ask it anything.
+	if err := e.dnsReady(ctx, c.ID); err != nil {
+		return fmt.Errorf("start container %s: embedded DNS server: %w", c.Name, err)
 	}
 	// Take the published host ports before the process starts.
 	if err := e.publish(&c); err != nil {
@@ -631,8 +644,8 @@ func (e *Engine) removeContainer(ctx context.Context, c model.Container, force b
 	if err := os.RemoveAll(filepath.Join(e.filesDir(), c.ID)); err != nil {
 		errs = append(errs, err)
 	}
-	for netID := range nets {
-		e.refreshHosts(netID)
+	if len(nets) > 0 {
+		e.syncDNS()
 	}
 	if global || len(c.Ports) > 0 {
 		// The VTEPs allowed follow the local endpoints; published ports
@@ -744,7 +757,7 @@ func (e *Engine) ConnectNetwork(ctx context.Context, netRef, ctrRef string, r ap
 	for _, x := range added {
 		e.afterJoin(nets[x.NetworkID], x)
 	}
-	e.refreshHosts(n.ID)
+	e.namesChanged(c.ID)
 	if len(c.Ports) > 0 {
 		return e.applyFirewall() // the published ports may lead here now
 	}
@@ -799,8 +812,7 @@ func (e *Engine) DisconnectNetwork(ctx context.Context, netRef, ctrRef string, f
 		}
 	}
 	e.dropGateway(ctx, c, sb)
-	e.refreshHosts(n.ID)
-	e.refreshContainerFiles(c.ID)
+	e.namesChanged(c.ID)
 	if n.Scope == model.ScopeGlobal || len(c.Ports) > 0 {
 		return e.applyFirewall() // allowed VTEPs; where published ports lead
 	}
@@ -1026,6 +1038,9 @@ func (e *Engine) ensureSandbox(ctx context.Context, c model.Container) error {
 		}
 	}
 	if fresh {
+		if e.opts.DNS != nil {
+			e.opts.DNS.Reopen(c.ID) // its sockets were in the lost namespace
+		}
 		e.log.Info("sandbox re-created", "name", c.Name)
 	}
 	return nil

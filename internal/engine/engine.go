@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/vxnet/vxnet/internal/cluster"
+	"github.com/vxnet/vxnet/internal/dns"
 	"github.com/vxnet/vxnet/internal/driver"
 	"github.com/vxnet/vxnet/internal/model"
 	"github.com/vxnet/vxnet/internal/netns"
@@ -44,6 +45,9 @@ type Options struct {
 	Runtime  Runtime
 	Images   Images
 	Firewall Firewall
+	// DNS is the embedded DNS server for containers on user-defined
+	// networks; nil: none (their resolv.conf keeps the host's resolvers).
+	DNS *dns.Server
 	// HostRoutes lists the host's routes, so default pools that overlap
 	// them are skipped. Nil means none.
 	HostRoutes func() ([]netip.Prefix, error)

@@ -180,14 +180,32 @@ func TestContainersAndHosts(t *testing.T) {
 		}
 		return string(b)
 	}
-	if h := hosts(b); !strings.Contains(h, "10.1.0.2\ta a.front web web.front\n") {
-		t.Errorf("b's hosts lacks a:\n%s", h)
+	// Peers are names in the DNS server, not lines in hosts files.
+	if h := hosts(b); strings.Contains(h, "10.1.0.2") || !strings.Contains(h, "10.1.0.50\t"+b.Hostname+" b b.front\n") {
+		t.Errorf("b's hosts lists a peer or lacks itself:\n%s", h)
 	}
-	if h := hosts(a); !strings.Contains(h, "10.1.0.50\tb b.front\n") {
-		t.Errorf("a's hosts lacks b:\n%s", h)
+	for name, want := range map[string]string{"a": "10.1.0.2", "web.front": "10.1.0.2", "B": "10.1.0.50", a.ID[:12]: "10.1.0.2"} {
+		if got := env.lookup(b, name); got != want {
+			t.Errorf("b looks up %s: %s, want %s", name, got, want)
+		}
 	}
-	if h := hosts(c); strings.Contains(h, "10.1.0.") {
-		t.Errorf("c sees front's containers:\n%s", h)
+	if rc, _ := os.ReadFile(filepath.Join(env.dir, "sandboxes", a.ID, "resolv.conf")); !strings.Contains(string(rc), "nameserver 127.0.0.11\n") || !strings.Contains(string(rc), "options ndots:0") {
+		t.Errorf("a's resolv.conf does not point at the embedded server:\n%s", rc)
+	}
+	// Rename: the new name resolves, the old one is gone.
+	if err := e.RenameContainer(bg, "a", "alpha"); err != nil {
+		t.Fatal(err)
+	}
+	if got, old := env.lookup(b, "alpha"), env.lookup(b, "a"); got != "10.1.0.2" || old != "SERVFAIL" {
+		t.Errorf("after rename a -> alpha: alpha = %s, a = %s; want 10.1.0.2 and SERVFAIL", got, old)
+	}
+	wantErr(t, e.RenameContainer(bg, "alpha", "b"), model.ErrConflict, `The container name "/b" is already in use`)
+	wantErr(t, e.RenameContainer(bg, "alpha", "x y"), model.ErrInvalid, "Invalid container name")
+	if err := e.RenameContainer(bg, "alpha", "a"); err != nil {
+		t.Fatal(err)
+	}
+	if got := env.lookup(c, "a"); got != "SERVFAIL" { // not c's network; no upstream
+		t.Errorf("c looks up a: %s, want SERVFAIL (forwarded, no upstream)", got)
 	}
 	// Errors.
 	_, err := e.CreateContainer(bg, api.ContainerCreate{Name: "a", Image: "busybox", Cmd: []string{"true"}})
@@ -215,8 +233,11 @@ func TestContainersAndHosts(t *testing.T) {
 		t.Fatalf("c endpoints = %+v", v.Endpoints)
 	}
 	cFront := v.Endpoints[1].Endpoint.Addr.Addr()
-	if h := hosts(a); !strings.Contains(h, cFront.String()+"\tc c.front") {
-		t.Errorf("a's hosts lacks c after connect:\n%s", h)
+	if got := env.lookup(a, "c"); got != cFront.String() {
+		t.Errorf("a looks up c after connect: %s, want %s", got, cFront)
+	}
+	if h := hosts(c); !strings.Contains(h, cFront.String()+"\t"+c.Hostname+" c c.front\n") {
+		t.Errorf("c's hosts lacks its new address:\n%s", h)
 	}
 	// Only the first network with a gateway gives the default route.
 	if env.bridge.joined[v.Endpoints[1].Endpoint.ID].DefaultRoute || !env.bridge.joined[v.Endpoints[0].Endpoint.ID].DefaultRoute {
@@ -227,8 +248,8 @@ func TestContainersAndHosts(t *testing.T) {
 	if err := e.DisconnectNetwork(bg, "front", "c", false); err != nil {
 		t.Fatal(err)
 	}
-	if h := hosts(a); strings.Contains(h, "\tc c.front") {
-		t.Errorf("a's hosts still has c after disconnect:\n%s", h)
+	if got := env.lookup(a, "c"); got != "SERVFAIL" {
+		t.Errorf("a looks up c after disconnect: %s, want SERVFAIL (forwarded, no upstream)", got)
 	}
 	if _, ok := env.bridge.joined[v.Endpoints[1].Endpoint.ID]; ok {
 		t.Error("disconnect did not leave the driver")

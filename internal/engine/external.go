@@ -25,8 +25,8 @@ import (
 // network. Each is an ordinary endpoint whose ContainerID is the
 // attachment's ID, so everything that works from endpoints works for them:
 // advertisement on overlays, the peer watch and reconciler, the dead-host
-// purge on the other hosts, the VXLAN filter, drift repair, hosts entries
-// of vxnet's containers and `network inspect -v`. The attachment record
+// purge on the other hosts, the VXLAN filter, drift repair, the names
+// vxnet's containers resolve (embedded DNS) and `network inspect -v`. The attachment record
 // (model.External, bucket store.Externals) is written before the endpoint
 // and removed after it, so a crash never leaves an endpoint nobody owns.
 
@@ -154,7 +154,7 @@ func (e *Engine) AttachExternal(ctx context.Context, req api.ExternalAttach) (ap
 	e.externalsLocked()[x.ID] = x
 	e.mu.Unlock()
 	e.afterJoin(n, ep)
-	e.refreshHosts(n.ID)
+	e.syncDNS()
 	e.log.Info("external namespace attached", "owner", x.Owner, "key", x.Key, "network", n.Name, "ip", ep.Addr)
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -214,7 +214,7 @@ func (e *Engine) detachExternal(ctx context.Context, x model.External) error {
 	e.mu.Lock()
 	delete(e.externalsLocked(), x.ID)
 	e.mu.Unlock()
-	e.refreshHosts(x.NetworkID)
+	e.syncDNS()
 	e.log.Info("external namespace detached", "owner", x.Owner, "key", x.Key)
 	return nil
 }

@@ -5,13 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	mdns "github.com/miekg/dns"
+
+	"github.com/vxnet/vxnet/internal/dns"
 	"github.com/vxnet/vxnet/internal/driver"
 	"github.com/vxnet/vxnet/internal/firewall"
 	"github.com/vxnet/vxnet/internal/ipam"
@@ -214,6 +219,7 @@ type testEnv struct {
 	bridge *fakeDriver
 	rt     *fakeRuntime
 	fw     *fakeFirewall
+	dns    *dns.Server
 	e      *Engine
 }
 
@@ -226,10 +232,26 @@ func newTestEngine(t *testing.T, dir string, rt *fakeRuntime) *testEnv {
 		t.Fatal(err)
 	}
 	env := &testEnv{t: t, dir: dir, st: st, bridge: newFakeDriver("bridge", model.ScopeLocal), rt: rt, fw: &fakeFirewall{}}
+	// The DNS server's sockets go on loopback (no namespaces here); the
+	// tests ask it through Answer.
+	env.dns = dns.New(dns.Options{HostResolvConf: filepath.Join(dir, "no-resolv.conf"),
+		Listen: func(dns.Sandbox) (net.PacketConn, net.Listener, error) {
+			pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+			if err != nil {
+				return nil, nil, err
+			}
+			ln, err := net.Listen("tcp4", "127.0.0.1:0")
+			if err != nil {
+				pc.Close()
+				return nil, nil, err
+			}
+			return pc, ln, nil
+		}})
+	t.Cleanup(env.dns.Close)
 	e, err := New(Options{
 		DataRoot: dir, ExecRoot: filepath.Join(dir, "exec"), Store: st,
 		Drivers: []driver.Driver{env.bridge, newFakeDriver("host", model.ScopeLocal), newFakeDriver("null", model.ScopeLocal)},
-		IPAM:    LocalIPAM(ipam.NewAllocator()), Runtime: rt, Images: fakeImages{}, Firewall: env.fw,
+		IPAM:    LocalIPAM(ipam.NewAllocator()), Runtime: rt, Images: fakeImages{}, Firewall: env.fw, DNS: env.dns,
 		HostRoutes: func() ([]netip.Prefix, error) { return []netip.Prefix{netip.MustParsePrefix("172.18.0.0/16")}, nil },
 		noNetns:    true,
 	})
@@ -242,4 +264,24 @@ func newTestEngine(t *testing.T, dir string, rt *fakeRuntime) *testEnv {
 	env.e = e
 	t.Cleanup(func() { e.Close(); st.Close() })
 	return env
+}
+
+// lookup asks the engine's DNS server for name (A) from container ctr and
+// returns the addresses, sorted, or the rcode's name when not NOERROR.
+func (env *testEnv) lookup(ctr model.Container, name string) string {
+	q := new(mdns.Msg)
+	q.SetQuestion(mdns.Fqdn(name), mdns.TypeA)
+	m := env.dns.Answer(ctr.ID, q)
+	if m == nil {
+		return "dropped"
+	}
+	if m.Rcode != mdns.RcodeSuccess {
+		return mdns.RcodeToString[m.Rcode]
+	}
+	var out []string
+	for _, rr := range m.Answer {
+		out = append(out, rr.(*mdns.A).A.String())
+	}
+	sort.Strings(out)
+	return strings.Join(out, " ")
 }

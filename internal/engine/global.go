@@ -382,7 +382,7 @@ func (e *Engine) programPeers(ctx context.Context, netID string, ads []cluster.A
 			e.mu.Unlock()
 		}
 	}
-	e.refreshHosts(netID)
+	e.syncDNS()
 	ps, ok := e.drivers[n.Driver].(PeerSetter)
 	if !ok {
 		return
@@ -627,19 +627,6 @@ func (e *Engine) programmed(ctx context.Context, n model.Network) (map[string]bo
 
 type programmedReader interface {
 	ProgrammedEntries(ctx context.Context, n model.Network) (fdb, neigh []string, err error)
-}
-
-// remotePeersLocked are the hosts entries of endpoints on other hosts of a
-// global network, from their advertisements.
-func (e *Engine) remotePeersLocked(n model.Network) []HostEntry {
-	var out []HostEntry
-	for _, a := range e.knownPeersLocked(n.ID) {
-		if a.NodeID == e.opts.NodeID || a.Name == "" {
-			continue
-		}
-		out = append(out, HostEntry{Addr: a.IP, Names: entryNames(model.Endpoint{Name: a.Name, Aliases: a.Aliases}, n.Name)})
-	}
-	return out
 }
 
 // knownPeersLocked is the last advertisement set of a global network: from

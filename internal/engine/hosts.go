@@ -1,15 +1,14 @@
 package engine
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 
+	"github.com/vxnet/vxnet/internal/dns"
 	"github.com/vxnet/vxnet/internal/model"
 )
 
@@ -20,40 +19,20 @@ type HostEntry struct {
 }
 
 // RenderHosts renders /etc/hosts for a container: Docker's fixed header, the
-// container itself, then every peer on its user-defined networks as
-// "IP NAME NAME.NETWORK ALIAS ALIAS.NETWORK". Pure, so it is unit-tested.
-func RenderHosts(self []HostEntry, peers []HostEntry) []byte {
+// container itself, then its legacy links (default bridge). Peers on
+// user-defined networks are not listed: the embedded DNS server answers
+// for them. Pure, so it is unit-tested.
+func RenderHosts(self []HostEntry, links []HostEntry) []byte {
 	var b bytes.Buffer
 	b.WriteString("127.0.0.1\tlocalhost\n")
 	b.WriteString("::1\tlocalhost ip6-localhost ip6-loopback\n")
 	b.WriteString("fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n")
-	for _, set := range [][]HostEntry{self, peers} {
+	for _, set := range [][]HostEntry{self, links} {
 		for _, h := range set {
 			fmt.Fprintf(&b, "%s\t%s\n", h.Addr, strings.Join(h.Names, " "))
 		}
 	}
 	return b.Bytes()
-}
-
-// peersLocked computes the hosts entries a container sees: itself on each
-// of its networks and every other local container on its user-defined ones.
-func (e *Engine) peersLocked(ctrID string) []HostEntry {
-	var out []HostEntry
-	for _, own := range e.endpointsOfLocked(ctrID) {
-		n, ok := e.networks[own.NetworkID]
-		if !ok || n.Predefined || n.Name == GatewayBridge {
-			continue
-		}
-		for _, ep := range e.endpointsOnLocked(n.ID) {
-			if ep.ContainerID == ctrID {
-				continue
-			}
-			out = append(out, HostEntry{Addr: ep.Addr.Addr(), Names: entryNames(ep, n.Name)})
-		}
-		out = append(out, e.remotePeersLocked(n)...)
-	}
-	sort.SliceStable(out, func(i, j int) bool { return out[i].Addr.Less(out[j].Addr) })
-	return out
 }
 
 func entryNames(ep model.Endpoint, network string) []string {
@@ -89,46 +68,25 @@ func dedupe(in []string) []string {
 	return out
 }
 
-// refreshHosts rewrites /etc/hosts of every container on a network. The
-// contents are computed under mu and written outside it; hostsMu keeps
-// writers in order, so the last write reflects the last change.
-func (e *Engine) refreshHosts(netID string) {
+// refreshContainerFiles rewrites the files (hosts, resolv.conf, hostname)
+// of the given containers. The contents are computed under mu and written
+// outside it; hostsMu keeps writers in order, so the last write reflects
+// the last change. Peers' files are never rewritten for a container's
+// change: on user-defined networks names come from the DNS server.
+func (e *Engine) refreshContainerFiles(ctrIDs ...string) {
 	e.hostsMu.Lock()
 	defer e.hostsMu.Unlock()
 	e.mu.Lock()
 	var files []sandboxFiles
-	done := map[string]bool{}
-	for _, ep := range e.endpointsOnLocked(netID) {
-		if done[ep.ContainerID] {
-			continue
-		}
-		done[ep.ContainerID] = true
-		if c, ok := e.containers[ep.ContainerID]; ok {
+	for _, id := range ctrIDs {
+		if c, ok := e.containers[id]; ok {
 			files = append(files, e.sandboxFilesLocked(c))
 		}
 	}
 	e.mu.Unlock()
 	for _, f := range files {
-		if err := e.writeSandboxFiles(f.c, f.sb, f.self, f.peers); err != nil {
-			e.log.Warn("write hosts", "name", f.c.Name, "err", err)
-		}
-	}
-}
-
-// refreshContainerFiles rewrites one container's files.
-func (e *Engine) refreshContainerFiles(ctrID string) {
-	e.hostsMu.Lock()
-	defer e.hostsMu.Unlock()
-	e.mu.Lock()
-	c, ok := e.containers[ctrID]
-	var f sandboxFiles
-	if ok {
-		f = e.sandboxFilesLocked(c)
-	}
-	e.mu.Unlock()
-	if ok {
-		if err := e.writeSandboxFiles(f.c, f.sb, f.self, f.peers); err != nil {
-			e.log.Warn("write hosts", "name", f.c.Name, "err", err)
+		if err := e.writeSandboxFiles(f); err != nil {
+			e.log.Warn("write sandbox files", "name", f.c.Name, "err", err)
 		}
 	}
 }
@@ -137,31 +95,37 @@ func (e *Engine) refreshContainerFiles(ctrID string) {
 type sandboxFiles struct {
 	c           model.Container
 	sb          model.Sandbox
-	self, peers []HostEntry
+	self, links []HostEntry
+	// embedded: resolv.conf points at the embedded DNS server.
+	embedded bool
 }
 
 func (e *Engine) sandboxFilesLocked(c model.Container) sandboxFiles {
-	return sandboxFiles{c: c, sb: e.sandboxes[c.ID], self: e.selfEntriesLocked(c), peers: e.peersLocked(c.ID)}
+	return sandboxFiles{c: c, sb: e.sandboxes[c.ID], self: e.selfEntriesLocked(c), links: e.linkEntriesLocked(c),
+		embedded: e.embeddedDNSLocked(c.ID)}
 }
 
 // writeSandboxFiles writes the container's hosts, resolv.conf and hostname.
 // Files are rewritten in place: they are bind-mounted into the container,
 // which pins the inode, so a rename would not be seen inside.
-func (e *Engine) writeSandboxFiles(c model.Container, sb model.Sandbox, self, peers []HostEntry) error {
+func (e *Engine) writeSandboxFiles(f sandboxFiles) error {
+	c := f.c
 	dir := filepath.Join(e.filesDir(), c.ID)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
 	var hosts []byte
-	if sb.HostNetwork {
+	if f.sb.HostNetwork {
 		hosts, _ = os.ReadFile("/etc/hosts")
 	} else {
-		hosts = RenderHosts(self, peers)
+		hosts = RenderHosts(f.self, f.links)
 	}
+	hostResolv, _ := os.ReadFile("/etc/resolv.conf")
 	files := map[string][]byte{
-		"hosts":       hosts,
-		"hostname":    []byte(c.Hostname + "\n"),
-		"resolv.conf": resolvConf(),
+		"hosts":    hosts,
+		"hostname": []byte(c.Hostname + "\n"),
+		"resolv.conf": dns.ResolvConf(hostResolv, f.embedded,
+			dns.ResolvSettings{Servers: c.DNS, Search: c.DNSSearch, Options: c.DNSOptions}),
 	}
 	for name, data := range files {
 		if err := writeInPlace(filepath.Join(dir, name), data); err != nil {
@@ -188,33 +152,6 @@ func writeInPlace(path string, data []byte) error {
 		return err
 	}
 	return f.Close()
-}
-
-// resolvConf is the host's resolv.conf without loopback nameservers, which
-// cannot work from a container's namespace (Docker does the same).
-func resolvConf() []byte {
-	data, err := os.ReadFile("/etc/resolv.conf")
-	if err != nil {
-		return nil
-	}
-	return FilterResolvConf(data)
-}
-
-// FilterResolvConf drops nameserver lines pointing at loopback.
-func FilterResolvConf(data []byte) []byte {
-	var b bytes.Buffer
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		line := sc.Text()
-		f := strings.Fields(line)
-		if len(f) >= 2 && f[0] == "nameserver" {
-			if a, err := netip.ParseAddr(f[1]); err == nil && a.IsLoopback() {
-				continue
-			}
-		}
-		b.WriteString(line + "\n")
-	}
-	return b.Bytes()
 }
 
 // mounts are the per-container files bind-mounted into the container.

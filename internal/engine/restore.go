@@ -150,22 +150,12 @@ func (e *Engine) Start(ctx context.Context) error {
 	}
 	errs = append(errs, e.sweep(ctx))
 	e.mu.Lock()
-	var netIDs, bare []string
-	for netID := range e.networks {
-		netIDs = append(netIDs, netID)
-	}
-	for _, c := range e.containers {
-		if len(e.endpointsOfLocked(c.ID)) == 0 {
-			bare = append(bare, c.ID)
-		}
+	var ids []string
+	for id := range e.containers {
+		ids = append(ids, id)
 	}
 	e.mu.Unlock()
-	for _, id := range netIDs {
-		e.refreshHosts(id)
-	}
-	for _, id := range bare {
-		e.refreshContainerFiles(id)
-	}
+	e.namesChanged(ids...)
 	errs = append(errs, e.applyFirewall())
 	e.startBackground()
 	if err := errors.Join(errs...); err != nil {

@@ -127,7 +127,13 @@ type Container struct {
 	PublishAll   bool          `json:"PublishAll,omitempty"`
 	// Ports are the host ports held while the container runs.
 	Ports []PortMapping `json:"Ports,omitempty"`
-	// Requested endpoint settings for the first network (--ip, --network-alias).
+	// DNS, DNSSearch and DNSOptions are --dns, --dns-search and
+	// --dns-option.
+	DNS        []netip.Addr `json:"Dns,omitempty"`
+	DNSSearch  []string     `json:"DnsSearch,omitempty"`
+	DNSOptions []string     `json:"DnsOptions,omitempty"`
+	// Links are legacy --link entries on the default bridge, "NAME:ALIAS".
+	Links      []string  `json:"Links,omitempty"`
 	State      string    `json:"State"`
 	Pid        int       `json:"Pid,omitempty"`
 	ExitCode   int       `json:"ExitCode"`

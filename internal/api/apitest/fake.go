@@ -546,6 +546,32 @@ func (f *Fake) RemoveContainer(ctx context.Context, ref string, force bool) erro
 	return nil
 }
 
+func (f *Fake) RenameContainer(ctx context.Context, ref, newName string) error {
+	if err := f.enter("RenameContainer"); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, err := f.container(ref)
+	if err != nil {
+		return err
+	}
+	newName = strings.TrimPrefix(newName, "/")
+	if newName == "" {
+		return Errorf(model.ErrInvalid, "Neither old nor new names may be empty")
+	}
+	for _, o := range f.ctrs {
+		if o.c.Name == newName {
+			return Errorf(model.ErrConflict, "Conflict. The container name %q is already in use by container %q. You have to remove (or rename) that container to be able to reuse that name.", "/"+newName, o.c.ID)
+		}
+	}
+	c.c.Name = newName
+	for i := range c.eps {
+		c.eps[i].Name = newName
+	}
+	return nil
+}
+
 func (f *Fake) view(c *ctr) api.ContainerView {
 	v := api.ContainerView{
 		Container:      c.c,
