@@ -19,4 +19,12 @@ systemctl stop etcd >/dev/null 2>&1 || true
 systemctl stop docker.service docker.socket >/dev/null 2>&1 || true
 # br_netfilter lets the firewall see bridged traffic (ICC off); load if present.
 modprobe br_netfilter >/dev/null 2>&1 || true
+# The neighbour table is shared by every network namespace of the machine. The
+# kernel tests make hundreds of namespaces and overlay neighbour entries; with
+# the defaults (gc_thresh3 = 1024) the table overflows and sends fail with
+# "No buffer space available". Raise the limits as container hosts do.
+for v in 4 6; do
+	sysctl -qw net.ipv$v.neigh.default.gc_thresh1=4096 net.ipv$v.neigh.default.gc_thresh2=16384 \
+		net.ipv$v.neigh.default.gc_thresh3=32768 >/dev/null 2>&1 || true
+done
 command -v go >/dev/null || { echo "setup: Go is required (https://go.dev/dl)"; exit 1; }
