@@ -89,6 +89,11 @@ func wireCluster(ctx context.Context, cfg Config, eopts *engine.Options, drivers
 	*drivers = append(*drivers, overlayDriver{ov})
 	eopts.NodeID, eopts.VTEP, eopts.VXLANPort, eopts.ResyncInterval = nodeID, addr, cc.VXLANPort, cc.ResyncInterval
 	eopts.OnLeave = cfg.onLeave
+	if cc.Store == "" {
+		// Containers must not reach the embedded store nor the join
+		// service on this host's addresses.
+		eopts.ControlPorts = append(eopts.ControlPorts, cc.ClientPort, cc.PeerPort, cc.JoinPort)
+	}
 	cl, err := cluster.Open(ctx, opts)
 	switch {
 	case err == nil:

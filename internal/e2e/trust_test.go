@@ -3,15 +3,19 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/vxnet/vxnet/internal/cluster"
 	"github.com/vxnet/vxnet/internal/harness"
+	"github.com/vxnet/vxnet/internal/netns"
 	"github.com/vxnet/vxnet/internal/pki"
 )
 
@@ -135,5 +139,95 @@ func TestGarbageRecordsFromAMember(t *testing.T) {
 	}
 	if !ping(t, h0, "a", "b") || !ping(t, h1, "b", "a") {
 		t.Error("a and b cannot ping each other after the attack")
+	}
+}
+
+// tcpOpens reports whether a TCP connection from the namespace at nsPath
+// to addr:port opens within two seconds.
+func tcpOpens(t *testing.T, nsPath, addr string, port int) bool {
+	t.Helper()
+	ok := false
+	err := netns.Do(nsPath, func() error {
+		c, err := net.DialTimeout("tcp4", net.JoinHostPort(addr, strconv.Itoa(port)), 2*time.Second)
+		if err == nil {
+			ok = true
+			c.Close()
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ok
+}
+
+// The underlay filter with traffic: a VXLAN frame from a member VTEP is
+// accepted only on the VNIs of the networks that member takes part in, and
+// containers (on a bridge network, and on an overlay network through the
+// gateway bridge) cannot reach the store, peer and join ports of their
+// host, which the underlay can.
+func TestVNIFilterAndControlPorts(t *testing.T) {
+	c := ovCluster(t, 2)
+	h1, h2 := c.Host(0), c.Host(1)
+	cli(t, h1, "network", "create", "-d", "overlay", "--subnet", "10.94.1.0/24", "blue")
+	cli(t, h1, "network", "create", "-d", "overlay", "--subnet", "10.94.2.0/24", "green")
+	ovRun(t, h2, "blue2", "blue") // h2 takes part in blue only
+	const bSink, gSink, port = "10.94.1.77", "10.94.2.77", 7777
+	ovRun(t, h1, "bsink", "blue", "--ip", bSink)
+	ovRun(t, h1, "gsink", "green", "--ip", gSink)
+	bs := ovListenUDP(t, "/proc/"+strconv.Itoa(ovPid(t, h1, "bsink"))+"/ns/net", port)
+	gs := ovListenUDP(t, "/proc/"+strconv.Itoa(ovPid(t, h1, "gsink"))+"/ns/net", port)
+	if !eventually(10*time.Second, func() bool { return ping(t, h2, "blue2", "bsink") }) {
+		t.Fatal("blue2 cannot ping bsink across hosts")
+	}
+	srcMAC, _ := net.ParseMAC("02:00:00:00:00:99")
+	frame := func(netName, sink, payload string) []byte {
+		vni := uint32(ovInspect(t, h1, netName).VXNet.VNI)
+		dst := netip.MustParseAddr(sink)
+		dstMAC, _ := net.ParseMAC(ovMAC(dst))
+		src := netip.MustParseAddr(strings.TrimSuffix(sink, ".77") + ".200")
+		return ovVXLAN(vni, dstMAC, srcMAC, src, dst, 40000, port, []byte(payload))
+	}
+	vtep := netip.AddrPortFrom(h1.Addr, 4789)
+	// h2 is a member VTEP, but not of green: its green frames are dropped.
+	for range 3 {
+		ovSendUDP(t, h2.Netns, vtep, frame("green", gSink, "FORGED\n"))
+	}
+	if !eventually(5*time.Second, func() bool {
+		ovSendUDP(t, h2.Netns, vtep, frame("blue", bSink, "CONTROL\n"))
+		return strings.Contains(strings.Join(bs.Received(), ""), "CONTROL")
+	}) {
+		t.Fatalf("a frame from member %s on its own VNI never arrived", h2.Addr)
+	}
+	if got := strings.Join(gs.Received(), ""); got != "" {
+		t.Errorf("a frame from %s on a VNI it takes no part in reached the container: %q", h2.Addr, got)
+	}
+
+	// Control ports: containers on the default bridge and on an overlay
+	// network (its way out is the gateway bridge) get no answer from the
+	// store (2379, 2380) and the join service (2377) on their host's
+	// addresses; the underlay does.
+	ovRun(t, h1, "onbridge", "bridge")
+	ctrs := map[string]string{
+		"onbridge": "/proc/" + strconv.Itoa(ovPid(t, h1, "onbridge")) + "/ns/net",
+		"bsink":    "/proc/" + strconv.Itoa(ovPid(t, h1, "bsink")) + "/ns/net",
+	}
+	gw := ipOf(t, h1, "onbridge", "bridge")
+	gw = gw[:strings.LastIndex(gw, ".")] + ".1"
+	for _, p := range []int{2379, 2380, 2377} {
+		if !tcpOpens(t, h2.Netns, h1.Addr.String(), p) {
+			t.Errorf("the underlay cannot reach %s:%d", h1.Addr, p)
+		}
+		for name, ns := range ctrs {
+			for _, a := range []string{h1.Addr.String(), gw} {
+				if tcpOpens(t, ns, a, p) {
+					t.Errorf("container %s reached its host's control port %s:%d", name, a, p)
+				}
+			}
+		}
+	}
+	// And the etcd answer itself, as a tenant would ask with busybox nc.
+	if out, _, code := h1.CLI("exec", "onbridge", "sh", "-c", "printf 'GET /version HTTP/1.0\\r\\n\\r\\n' | nc -w 2 "+h1.Addr.String()+" 2379"); code == 0 || strings.Contains(out, "etcd") {
+		t.Errorf("a container got an answer from the store: exit %d %q", code, out)
 	}
 }

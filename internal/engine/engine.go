@@ -63,6 +63,9 @@ type Options struct {
 	VTEP netip.Addr
 	// VXLANPort is the overlay's UDP port (for the firewall).
 	VXLANPort int
+	// ControlPorts are the host's TCP ports containers must not reach
+	// (cluster store, join service, API over TCP), for the firewall.
+	ControlPorts []int
 	// ResyncInterval is the period of the overlay data plane resync.
 	ResyncInterval time.Duration
 	// OnLeave is called after a clean leave of the cluster (the daemon

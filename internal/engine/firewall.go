@@ -54,6 +54,7 @@ func RenderFirewall(networks []model.Network, cluster bool, vxlanPort int, vteps
 func (e *Engine) firewallConfigLocked() firewall.Config {
 	cfg := RenderFirewall(e.sortedNetworksLocked(), false, 0, nil)
 	e.overlayFirewallLocked(&cfg)
+	cfg.ControlPorts = e.opts.ControlPorts
 	e.portsFirewallLocked(&cfg)
 	return cfg
 }

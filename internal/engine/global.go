@@ -418,25 +418,38 @@ func (e *Engine) retrySoon(netID string) {
 }
 
 // overlayFirewallLocked adds the underlay protection: VXLAN is accepted
-// only from VTEPs that have endpoints in our overlay networks.
+// only from a VTEP with endpoints in one of our overlay networks, and only
+// with that network's VNI. The peers are the last validated advertisement
+// sets (kept in the local store, so the filter is whole again right after
+// a restart, before any VXLAN device comes up).
 func (e *Engine) overlayFirewallLocked(cfg *firewall.Config) {
 	if e.cluster() == nil && !e.opts.ClusterPending {
 		return
 	}
 	cfg.VXLANPort = e.opts.VXLANPort
-	seen := map[netip.Addr]bool{}
+	seen := map[firewall.VXLANPeer]bool{}
 	for netID, n := range e.networks {
 		if _, watched := e.peerWatches[netID]; !watched && (n.Scope != model.ScopeGlobal || len(e.endpointsOnLocked(netID)) == 0) {
 			continue
 		}
+		if n.VNI == 0 {
+			continue
+		}
 		for _, a := range e.knownPeersLocked(netID) {
-			if a.NodeID != e.opts.NodeID && a.VTEP.IsValid() && !seen[a.VTEP] {
-				seen[a.VTEP] = true
-				cfg.AllowedVTEPs = append(cfg.AllowedVTEPs, a.VTEP)
+			p := firewall.VXLANPeer{Addr: a.VTEP, VNI: n.VNI}
+			if a.NodeID != e.opts.NodeID && a.VTEP.IsValid() && !seen[p] {
+				seen[p] = true
+				cfg.VXLANPeers = append(cfg.VXLANPeers, p)
 			}
 		}
 	}
-	sort.Slice(cfg.AllowedVTEPs, func(i, j int) bool { return cfg.AllowedVTEPs[i].Less(cfg.AllowedVTEPs[j]) })
+	sort.Slice(cfg.VXLANPeers, func(i, j int) bool {
+		x, y := cfg.VXLANPeers[i], cfg.VXLANPeers[j]
+		if c := x.Addr.Compare(y.Addr); c != 0 {
+			return c < 0
+		}
+		return x.VNI < y.VNI
+	})
 }
 
 // startBackground advertises the local overlay endpoints, starts their

@@ -108,6 +108,10 @@ func (e *Engine) Start(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("restore network %s: %w", n.Name, err))
 		}
 	}
+	// The VXLAN filter, from the peers kept in the local store, is in place
+	// before restoreGlobal brings any VXLAN device up (after a reboot the
+	// kernel holds no table at all).
+	errs = append(errs, e.applyFirewall())
 	e.restoreGlobal(ctx)
 	errs = append(errs, e.sweepHeld(ctx))
 	errs = append(errs, e.restoreExternals(ctx, xs))

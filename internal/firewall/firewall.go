@@ -19,7 +19,8 @@
 //	set internal   ifname           bridges of Internal networks
 //	set icc_off    ifname           bridges of networks with ICC=false
 //	set masq4/6    prefix           subnets to masquerade (Masquerade && !Internal)
-//	set vtep4/6    addr             AllowedVTEPs
+//	set vxlan4/6   addr . VNI       VXLANPeers (typeof ip saddr . @th,96,24)
+//	set ctlports   inet_service     ControlPorts
 //
 //	chain forward (filter, hook forward, policy accept)
 //	  iifname @internal iifname . oifname != @same drop                   internal: nothing out
@@ -33,9 +34,16 @@
 //	chain postrouting (nat, hook postrouting, srcnat)
 //	  ip saddr @masq4 oifname != @bridges masquerade
 //	  ip6 saddr @masq6 oifname != @bridges masquerade
-//	chain input (filter, hook input), only when VXLANPort != 0
-//	  udp dport PORT ip saddr != @vtep4 drop
-//	  udp dport PORT ip6 saddr != @vtep6 drop
+//	chain input (filter, hook input)
+//	  iifname @bridges tcp dport @ctlports drop                           containers -> control ports
+//	  udp dport PORT udp length < 16 drop                                 no room for a VXLAN header
+//	  udp dport PORT ip saddr . @th,96,24 != @vxlan4 drop                 source and VNI
+//	  udp dport PORT ip6 saddr . @th,96,24 != @vxlan6 drop
+//
+// @th,96,24 is the VNI: bits 32-55 of the VXLAN header, which follows the
+// 8-byte UDP header. A VTEP is thus accepted only for the VNIs of the
+// networks it takes part in, so a member cannot inject frames into an
+// overlay network it has no endpoint on.
 //
 // Our chains only ever drop (or end early with accept, which in nftables
 // means "no objection from this table"): another table's drop still wins, and
@@ -119,13 +127,26 @@ type Network struct {
 	Masquerade bool           // SNAT egress to the host's address (ignored when Internal)
 }
 
+// VXLANPeer is a remote VTEP allowed to send VXLAN packets of one VNI.
+type VXLANPeer struct {
+	Addr netip.Addr
+	VNI  uint32
+}
+
 // Config is the whole desired firewall state of a host.
 type Config struct {
 	Networks []Network
 	// VXLANPort, when not 0, drops UDP packets to that port on input unless
-	// they come from one of AllowedVTEPs (an empty list drops them all).
-	VXLANPort    int
-	AllowedVTEPs []netip.Addr
+	// their source address and the VNI in their VXLAN header are one of
+	// VXLANPeers (an empty list drops them all), and drops datagrams too
+	// short to hold a VXLAN header.
+	VXLANPort  int
+	VXLANPeers []VXLANPeer
+	// ControlPorts are the host's TCP ports that containers must not reach
+	// (the cluster store, the join service, the API over TCP): packets from
+	// a vxnet bridge to one of them, on any of the host's addresses, are
+	// dropped on input.
+	ControlPorts []int
 	// Ports are the published ports (see ports.go).
 	Ports []PortMapping
 }
@@ -231,7 +252,7 @@ func (f *Firewall) Apply(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("firewall: apply table %s: %w", f.table, err)
 	}
 	f.log.Debug("firewall applied", "table", f.table, "networks", len(cfg.Networks),
-		"vxlan_port", cfg.VXLANPort, "vteps", len(cfg.AllowedVTEPs))
+		"vxlan_port", cfg.VXLANPort, "vxlan_peers", len(cfg.VXLANPeers))
 	if bnfErr != nil {
 		f.log.Warn("icc=false not enforced", "table", f.table, "err", bnfErr)
 	}

@@ -53,7 +53,8 @@ var cfgTwo = Config{
 		{ID: "bbbb", Bridge: "br-b", Subnets: []netip.Prefix{netip.MustParsePrefix("198.51.100.64/26"), netip.MustParsePrefix("2001:db8:1::/64")}, Internal: true},
 	},
 	VXLANPort:    4789,
-	AllowedVTEPs: []netip.Addr{netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::1")},
+	VXLANPeers:   []VXLANPeer{{netip.MustParseAddr("192.0.2.1"), 4096}, {netip.MustParseAddr("2001:db8::1"), 4097}},
+	ControlPorts: []int{2379, 2380},
 }
 
 func TestApplyIdempotentAndReplacing(t *testing.T) {
@@ -69,7 +70,7 @@ func TestApplyIdempotentAndReplacing(t *testing.T) {
 	if second := fake.Dump(); second != first {
 		t.Fatalf("second apply changed the table:\n%s\n---\n%s", first, second)
 	}
-	for _, want := range []string{`"br-a" . "br-a"`, `198.51.100.0/26 comment "vxnet net aaaa"`, "192.0.2.1", "2001:db8::1", "udp dport 4789"} {
+	for _, want := range []string{`"br-a" . "br-a"`, `198.51.100.0/26 comment "vxnet net aaaa"`, "192.0.2.1 . 4096", "2001:db8::1 . 4097", "udp dport 4789", "tcp dport @ctlports", "2380"} {
 		if !strings.Contains(first, want) {
 			t.Errorf("table lacks %q:\n%s", want, first)
 		}
@@ -84,7 +85,7 @@ func TestApplyIdempotentAndReplacing(t *testing.T) {
 		t.Fatal(err)
 	}
 	third := fake.Dump()
-	for _, gone := range []string{"br-b", "bbbb", "4789", "192.0.2.1"} {
+	for _, gone := range []string{"br-b", "bbbb", "4789", "192.0.2.1", "2379"} {
 		if strings.Contains(third, gone) {
 			t.Errorf("table still mentions %q:\n%s", gone, third)
 		}
@@ -123,7 +124,10 @@ func TestInvalid(t *testing.T) {
 		"invalid subnet":  {Networks: []Network{{ID: "x", Bridge: "b", Subnets: []netip.Prefix{{}}}}},
 		"port too large":  {VXLANPort: 70000},
 		"negative port":   {VXLANPort: -1},
-		"invalid vtep":    {VXLANPort: 4789, AllowedVTEPs: []netip.Addr{{}}},
+		"invalid vtep":    {VXLANPort: 4789, VXLANPeers: []VXLANPeer{{}}},
+		"vni 0":           {VXLANPort: 4789, VXLANPeers: []VXLANPeer{{netip.MustParseAddr("192.0.2.1"), 0}}},
+		"vni too large":   {VXLANPort: 4789, VXLANPeers: []VXLANPeer{{netip.MustParseAddr("192.0.2.1"), 1 << 24}}},
+		"control port 0":  {ControlPorts: []int{0}},
 	}
 	for name, cfg := range tests {
 		t.Run(name, func(t *testing.T) {

@@ -20,8 +20,9 @@ const (
 	setICCOff   = "icc_off"
 	setMasq4    = "masq4"
 	setMasq6    = "masq6"
-	setVTEP4    = "vtep4"
-	setVTEP6    = "vtep6"
+	setVXLAN4   = "vxlan4"
+	setVXLAN6   = "vxlan6"
+	setCtlPorts = "ctlports"
 
 	chainForward     = "forward"
 	chainPostrouting = "postrouting"
@@ -39,6 +40,7 @@ type element struct {
 type desired struct {
 	sets      map[string][]element
 	vxlanPort int
+	ctlPorts  bool
 	iccOff    bool            // some network has ICC=false
 	iccOffV6  bool            // ... and an IPv6 subnet
 	maps      []mapElement    // published ports (ports.go)
@@ -103,22 +105,36 @@ func plan(cfg Config) (*desired, error) {
 	if err := d.planPorts(cfg.Ports, bridges); err != nil {
 		return nil, err
 	}
-	seen := map[netip.Addr]bool{}
-	for _, a := range cfg.AllowedVTEPs {
-		if !a.IsValid() {
+	seen := map[VXLANPeer]bool{}
+	for _, p := range cfg.VXLANPeers {
+		if !p.Addr.IsValid() {
 			return nil, invalid("invalid vtep address")
 		}
-		a = a.Unmap().WithZone("")
-		if seen[a] {
+		if p.VNI == 0 || p.VNI >= 1<<24 {
+			return nil, invalid("vni %d of vtep %s out of range", p.VNI, p.Addr)
+		}
+		p.Addr = p.Addr.Unmap().WithZone("")
+		if seen[p] {
 			continue
 		}
-		seen[a] = true
-		if a.Is4() {
-			d.add(setVTEP4, "vtep", a.String())
-		} else {
-			d.add(setVTEP6, "vtep", a.String())
+		seen[p] = true
+		set := setVXLAN4
+		if p.Addr.Is6() {
+			set = setVXLAN6
+		}
+		d.add(set, "vtep", p.Addr.String(), strconv.FormatUint(uint64(p.VNI), 10))
+	}
+	ports := map[int]bool{}
+	for _, port := range cfg.ControlPorts {
+		if port < 1 || port > 65535 {
+			return nil, invalid("control port %d out of range", port)
+		}
+		if !ports[port] {
+			ports[port] = true
+			d.add(setCtlPorts, "control port", strconv.Itoa(port))
 		}
 	}
+	d.ctlPorts = len(ports) > 0
 	return d, nil
 }
 
@@ -194,8 +210,12 @@ func (d *desired) render(tx *knftables.Transaction) {
 	}
 	if d.vxlanPort != 0 {
 		sets = append(sets,
-			&knftables.Set{Name: setVTEP4, Type: "ipv4_addr", Comment: knftables.PtrTo("allowed vxlan peers")},
-			&knftables.Set{Name: setVTEP6, Type: "ipv6_addr", Comment: knftables.PtrTo("allowed vxlan peers")})
+			&knftables.Set{Name: setVXLAN4, TypeOf: "ip saddr . @th,96,24", Comment: knftables.PtrTo("allowed vxlan peers: vtep . vni")},
+			&knftables.Set{Name: setVXLAN6, TypeOf: "ip6 saddr . @th,96,24", Comment: knftables.PtrTo("allowed vxlan peers: vtep . vni")})
+	}
+	if d.ctlPorts {
+		sets = append(sets, &knftables.Set{Name: setCtlPorts, Type: "inet_service",
+			Comment: knftables.PtrTo("host control ports closed to containers")})
 	}
 	for _, s := range sets {
 		tx.Add(s)
@@ -234,15 +254,23 @@ func (d *desired) render(tx *knftables.Transaction) {
 
 	d.renderPorts(tx)
 
-	if d.vxlanPort != 0 {
+	if d.vxlanPort != 0 || d.ctlPorts {
 		tx.Add(&knftables.Chain{Name: chainInput, Type: knftables.PtrTo(knftables.FilterType),
 			Hook: knftables.PtrTo(knftables.InputHook), Priority: knftables.PtrTo(knftables.FilterPriority),
 			Policy: knftables.PtrTo(knftables.AcceptPolicy)})
+	}
+	if d.ctlPorts {
+		rule(chainInput, "vxnet: containers cannot reach the host's control ports",
+			"iifname", "@"+setBridges, "tcp dport", "@"+setCtlPorts, "drop")
+	}
+	if d.vxlanPort != 0 {
 		port := strconv.Itoa(d.vxlanPort)
-		rule(chainInput, "vxnet: vxlan only from known vteps",
-			"udp dport", port, "ip saddr", "!=", "@"+setVTEP4, "drop")
-		rule(chainInput, "vxnet: vxlan only from known vteps",
-			"udp dport", port, "ip6 saddr", "!=", "@"+setVTEP6, "drop")
+		rule(chainInput, "vxnet: too short for vxlan",
+			"udp dport", port, "udp length < 16", "drop")
+		rule(chainInput, "vxnet: vxlan only from member vteps of that vni",
+			"udp dport", port, "ip saddr . @th,96,24", "!=", "@"+setVXLAN4, "drop")
+		rule(chainInput, "vxnet: vxlan only from member vteps of that vni",
+			"udp dport", port, "ip6 saddr . @th,96,24", "!=", "@"+setVXLAN6, "drop")
 	}
 
 	names := make([]string, 0, len(d.sets))

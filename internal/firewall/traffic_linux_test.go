@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -388,6 +389,13 @@ func TestNoUnsolicitedInbound(t *testing.T) {
 	tp.mustPing(tp.c1, addrOut)
 }
 
+// vxlanMsg is a datagram as a VTEP sends it: the VXLAN header (I flag,
+// vni) and then msg standing for the inner frame.
+func vxlanMsg(vni uint32, msg string) string {
+	h := []byte{0x08, 0, 0, 0, byte(vni >> 16), byte(vni >> 8), byte(vni), 0}
+	return string(h) + msg
+}
+
 func TestVXLANFilter(t *testing.T) {
 	tp := newTopo(t)
 	f := tp.firewall(Options{})
@@ -400,16 +408,25 @@ func TestVXLANFilter(t *testing.T) {
 		return ok
 	}
 
-	if !recv(addrOut2, "v0") {
+	if !recv(addrOut2, vxlanMsg(100, "v0")) {
 		t.Fatal("datagram lost before any rules")
 	}
 	tp.apply(f, Config{Networks: []Network{netA}, VXLANPort: port,
-		AllowedVTEPs: []netip.Addr{netip.MustParseAddr(addrOut), netip.MustParseAddr("2001:db8::9")}})
-	if !recv(addrOut, "v1") {
-		t.Fatal("datagram from an allowed vtep dropped")
+		VXLANPeers: []VXLANPeer{{netip.MustParseAddr(addrOut), 100}, {netip.MustParseAddr(addrOut2), 200}, {netip.MustParseAddr("2001:db8::9"), 100}}})
+	if !recv(addrOut, vxlanMsg(100, "v1")) {
+		t.Fatal("datagram from a member vtep on its vni dropped")
 	}
-	if recv(addrOut2, "v2") {
-		t.Fatal("datagram from an unknown source arrived")
+	if recv(addrOut, vxlanMsg(200, "v1b")) {
+		t.Fatal("datagram from a member vtep on a vni it does not take part in arrived")
+	}
+	if !recv(addrOut2, vxlanMsg(200, "v1c")) {
+		t.Fatal("datagram from the other member vtep on its vni dropped")
+	}
+	if recv(addrOut2, vxlanMsg(100, "v2")) {
+		t.Fatal("datagram from a vtep on another vni arrived")
+	}
+	if recv(addrOut, "v2b") {
+		t.Fatal("datagram too short for a vxlan header arrived")
 	}
 	// Other ports are not filtered.
 	l2 := tp.udpListen(tp.host, "0.0.0.0:0")
@@ -419,9 +436,86 @@ func TestVXLANFilter(t *testing.T) {
 	}
 
 	tp.apply(f, Config{Networks: []Network{netA}}) // filter off
-	if !recv(addrOut2, "v4") {
+	if !recv(addrOut2, vxlanMsg(100, "v4")) {
 		t.Fatal("datagram dropped after the filter was removed")
 	}
+}
+
+// Containers on a vxnet bridge cannot open TCP connections to the host's
+// control ports, on the bridge's gateway address or any other host
+// address, while the underlay still can and other ports stay open.
+func TestControlPorts(t *testing.T) {
+	tp := newTopo(t)
+	f := tp.firewall(Options{})
+	ctl := tp.tcpListen(tp.host, "0.0.0.0:0")
+	other := tp.tcpListen(tp.host, "0.0.0.0:0")
+	ctlPort := ctl.Addr().(*net.TCPAddr).Port
+	otherPort := other.Addr().(*net.TCPAddr).Port
+	hostAddrs := []string{"198.51.100.1", addrHost}
+	for _, a := range hostAddrs {
+		if !tp.tcpConnects(tp.c1, a, ctlPort) {
+			t.Fatalf("container cannot reach %s:%d before any rules", a, ctlPort)
+		}
+	}
+	tp.apply(f, Config{Networks: []Network{netA, netB}, ControlPorts: []int{ctlPort}})
+	for _, a := range hostAddrs {
+		if tp.tcpConnects(tp.c1, a, ctlPort) {
+			t.Errorf("container reached the control port %s:%d", a, ctlPort)
+		}
+		if !tp.tcpConnects(tp.c1, a, otherPort) {
+			t.Errorf("container cannot reach another port %s:%d", a, otherPort)
+		}
+	}
+	if tp.tcpConnects(tp.c3, "198.51.100.65", ctlPort) {
+		t.Error("container on the second bridge reached the control port")
+	}
+	if !tp.tcpConnects(tp.out, addrHost, ctlPort) {
+		t.Error("the underlay cannot reach the control port")
+	}
+}
+
+// tcpListen listens on addr inside ns, accepting and closing connections.
+func (tp *topo) tcpListen(ns, addr string) net.Listener {
+	tp.t.Helper()
+	var l net.Listener
+	err := netns.Do(tp.path(ns), func() error {
+		var err error
+		l, err = net.Listen("tcp4", addr)
+		return err
+	})
+	if err != nil {
+		tp.t.Fatal(err)
+	}
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	tp.t.Cleanup(func() { l.Close() })
+	return l
+}
+
+// tcpConnects reports whether a TCP connection from ns to addr:port opens
+// within a second.
+func (tp *topo) tcpConnects(ns, addr string, port int) bool {
+	tp.t.Helper()
+	ok := false
+	err := netns.Do(tp.path(ns), func() error {
+		c, err := net.DialTimeout("tcp4", net.JoinHostPort(addr, strconv.Itoa(port)), time.Second)
+		if err == nil {
+			ok = true
+			c.Close()
+		}
+		return nil
+	})
+	if err != nil {
+		tp.t.Fatal(err)
+	}
+	return ok
 }
 
 func TestLifecycle(t *testing.T) {
