@@ -46,7 +46,7 @@ func fetchFrom(h *harness.Host, ctr, addr string) string {
 func wantAnswer(t *testing.T, what, want string, fetch func() string) {
 	t.Helper()
 	var got string
-	if !eventually(15*time.Second, func() bool { got = fetch(); return got == want }) {
+	if !eventually(30*time.Second, func() bool { got = fetch(); return got == want }) {
 		t.Errorf("%s: got %q, want %q", what, got, want)
 	}
 }
@@ -158,5 +158,11 @@ func TestPublishedPortsOverlay(t *testing.T) {
 	cli(t, h, append([]string{"run", "-d", "--name", "web", "--net", "ov", "-p", "8080:80", "busybox"}, httpdCmd("ov")...)...)
 	wantAnswer(t, "overlay container from the outside", "hello from ov", func() string {
 		return fetch(c.Outside(), h.Addr.String()+":8080")
+	})
+	// Another overlay container on the same host reaches it through the
+	// host's address (both sit on the gateway bridge, which has ICC off).
+	cli(t, h, "run", "-d", "--name", "cl", "--net", "ov", "busybox", "sleep", "1d")
+	wantAnswer(t, "overlay container from an overlay container via the host", "hello from ov", func() string {
+		return fetchFrom(h, "cl", h.Addr.String()+":8080")
 	})
 }
