@@ -59,7 +59,7 @@ start() {
 say "Start the daemons: host1 starts an embedded etcd cluster (with its own CA), host2 joins it with the join token"
 start 1 --cluster-init
 run 1 node token
-run 1 node token -q >$DIR/join-token
+"$BIN" -H unix://$DIR/h1/sock node token -q >$DIR/join-token
 start 2 --cluster-join 192.0.2.11 --join-token-file $DIR/join-token
 run 1 node ls
 

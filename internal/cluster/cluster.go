@@ -59,7 +59,6 @@ import (
 	"go.etcd.io/etcd/server/v3/embed"
 
 	"github.com/vxnet/vxnet/internal/model"
-	"github.com/vxnet/vxnet/internal/pki"
 )
 
 // Defaults for Options.
@@ -115,10 +114,14 @@ type Options struct {
 	VoterGrace time.Duration
 
 	// Embedded mode security (see package pki).
-	PKIDir     string        // certificates and keys; default <DataDir>/../cluster
-	JoinToken  string        // needed by Join while PKIDir holds no certificate
-	JoinPort   int           // join service port of voting members, default 2377
-	CertExpiry time.Duration // lifetime of member certificates, default 90 days
+	PKIDir    string // certificates and keys; default <DataDir>/../cluster
+	JoinToken string // needed by Join while PKIDir holds no certificate
+	JoinPort  int    // join service port of voting members, default 2377
+	// CertExpiry, with Init, sets the lifetime of the cluster's member
+	// certificates (kept in the store, used by every voting member when it
+	// signs; default 90 days). Zero keeps the cluster's setting; only
+	// allowed with Init.
+	CertExpiry time.Duration
 
 	Prefix         string        // key prefix, default /vxnet/v1
 	NodeTTL        time.Duration // node lease TTL, default 10 s
@@ -315,10 +318,10 @@ func withDefaults(o Options) (Options, error) {
 	if o.JoinPort == 0 {
 		o.JoinPort = DefaultJoinPort
 	}
-	if o.CertExpiry == 0 {
-		o.CertExpiry = pki.DefaultCertExpiry
+	if o.CertExpiry != 0 && !o.Init {
+		return o, fmt.Errorf("cluster: open: %w: the certificate expiry is the cluster's setting, given where it is initialised", model.ErrInvalid)
 	}
-	if o.CertExpiry < 10*time.Second {
+	if o.CertExpiry != 0 && o.CertExpiry < 10*time.Second {
 		return o, fmt.Errorf("cluster: open: %w: certificate expiry %s is below 10s", model.ErrInvalid, o.CertExpiry)
 	}
 	if o.PKIDir == "" && o.DataDir != "" {

@@ -258,7 +258,7 @@ func (c *Cluster) serveJoin(w http.ResponseWriter, r *http.Request) {
 		writeJoinError(w, http.StatusServiceUnavailable, "cluster store unreachable: %v", err)
 		return
 	}
-	if resp.Cert, err = c.id.ca.IssueCSR(req.CSR, req.NodeID, certIPs(req.Addr), c.opts.CertExpiry); err != nil {
+	if resp.Cert, err = c.id.ca.IssueCSR(req.CSR, req.NodeID, certIPs(req.Addr), c.certValidity(ctx)); err != nil {
 		undo()
 		writeJoinError(w, http.StatusInternalServerError, "%v", err)
 		return
@@ -337,7 +337,7 @@ func (c *Cluster) serveRenew(w http.ResponseWriter, r *http.Request) {
 			ips = append(ips, a.Unmap())
 		}
 	}
-	cert, err := c.id.ca.IssueCSR(req.CSR, node, ips, c.opts.CertExpiry)
+	cert, err := c.id.ca.IssueCSR(req.CSR, node, ips, c.certValidity(ctx))
 	if err != nil {
 		writeJoinError(w, http.StatusBadRequest, "%v", err)
 		return
@@ -620,7 +620,7 @@ func (c *Cluster) callVoters(ctx context.Context, path string, req, resp any) er
 func (c *Cluster) renewCert(ctx context.Context) error {
 	id := c.id
 	if id.ca.Key != nil {
-		if err := id.issueOwn(c.opts.NodeID, certIPs(c.opts.AdvertiseAddr), c.opts.CertExpiry); err != nil {
+		if err := id.issueOwn(c.opts.NodeID, certIPs(c.opts.AdvertiseAddr), c.certValidity(ctx)); err != nil {
 			return err
 		}
 	} else {

@@ -17,6 +17,7 @@ package cluster
 // members cannot read it.
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -36,6 +37,11 @@ import (
 	"github.com/vxnet/vxnet/internal/model"
 	"github.com/vxnet/vxnet/internal/pki"
 )
+
+// benchPlaintext is set only in binaries built with the
+// vxnet_bench_plaintext tag (plaintext_bench.go), for the TLS-versus-
+// plaintext benchmark: embedded etcd links without TLS, etcd auth off.
+var benchPlaintext = false
 
 // rootCertValidity is the lifetime of the in-memory root certificate a
 // voting member mints for itself; it mints a new one on every start and
@@ -167,7 +173,7 @@ func (c *Cluster) newPKI() (*identity, error) {
 	if err != nil {
 		return nil, err
 	}
-	certPEM, err := ca.Issue(&key.PublicKey, o.NodeID, certIPs(o.AdvertiseAddr), o.CertExpiry)
+	certPEM, err := ca.Issue(&key.PublicKey, o.NodeID, certIPs(o.AdvertiseAddr), cmp.Or(o.CertExpiry, pki.DefaultCertExpiry))
 	if err != nil {
 		return nil, err
 	}
@@ -194,6 +200,39 @@ func (c *Cluster) newPKI() (*identity, error) {
 // members' read permission on the prefix does not cover it: only root
 // (voting members) reads it.
 func (c *Cluster) tokenKey() string { return c.opts.Prefix + "-pki/token" }
+
+// certExpiryKey holds the lifetime of member certificates (a Go duration),
+// next to the token.
+func (c *Cluster) certExpiryKey() string { return c.opts.Prefix + "-pki/cert-expiry" }
+
+// certValidity is the lifetime of the certificates this voter signs: the
+// cluster's setting, or the default when the store cannot say.
+func (c *Cluster) certValidity(ctx context.Context) time.Duration {
+	rctx, cancel := c.reqCtx(ctx)
+	defer cancel()
+	resp, err := c.admin.Get(rctx, c.certExpiryKey())
+	if err == nil && len(resp.Kvs) == 1 {
+		if d, err := time.ParseDuration(string(resp.Kvs[0].Value)); err == nil && d >= 10*time.Second {
+			return d
+		}
+		c.log.Warn("invalid certificate expiry in the store; using the default", "key", c.certExpiryKey(), "value", string(resp.Kvs[0].Value))
+	}
+	return pki.DefaultCertExpiry
+}
+
+// storeCertExpiry records the cluster's certificate lifetime (Init hosts,
+// at every start where it is given).
+func (c *Cluster) storeCertExpiry(ctx context.Context) error {
+	if c.opts.CertExpiry == 0 || c.admin == nil {
+		return nil
+	}
+	rctx, cancel := c.reqCtx(ctx)
+	defer cancel()
+	if _, err := c.admin.Put(rctx, c.certExpiryKey(), c.opts.CertExpiry.String()); err != nil {
+		return unavailable("store certificate expiry", err)
+	}
+	return nil
+}
 
 // roleName is the etcd role of a member.
 func roleName(nodeID string) string { return "node-" + nodeID }
@@ -288,6 +327,12 @@ func (c *Cluster) setupAuth(ctx context.Context) error {
 	}
 	if _, err := a.Put(rctx, c.tokenKey(), secret); err != nil {
 		return unavailable("set up etcd auth: store join token", err)
+	}
+	if err := c.storeCertExpiry(rctx); err != nil {
+		return err
+	}
+	if benchPlaintext {
+		return nil
 	}
 	if _, err := a.AuthEnable(rctx); err != nil {
 		return unavailable("set up etcd auth: enable", err)

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/vxnet/vxnet/internal/model"
 )
@@ -134,6 +135,20 @@ func TestOptionsValidation(t *testing.T) {
 		{"even voters", func(o *Options) { o.Voters = 4 }},
 		{"short TTL", func(o *Options) { o.NodeTTL = 1 }},
 		{"cert without key", func(o *Options) { o.CertFile = "c" }},
+		{"cert expiry without init", func(o *Options) {
+			o.Endpoints = nil
+			o.Join = "x"
+			o.DataDir = "/d"
+			o.AdvertiseAddr = loopback
+			o.CertExpiry = time.Hour
+		}},
+		{"short cert expiry", func(o *Options) {
+			o.Endpoints = nil
+			o.Init = true
+			o.DataDir = "/d"
+			o.AdvertiseAddr = loopback
+			o.CertExpiry = time.Second
+		}},
 	}
 	if _, err := withDefaults(ok()); err != nil {
 		t.Fatal(err)

@@ -83,12 +83,15 @@ func NewCommand() *cobra.Command {
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg.dockerPluginDirSet = cmd.Flags().Changed("docker-plugin-dir")
-			if cfg.Cluster.Store != "" {
-				for _, n := range []string{"cert-expiry", "cluster-join-port"} {
-					if cmd.Flags().Changed(n) {
-						return fmt.Errorf("--%s belongs to an embedded cluster (--cluster-init, --cluster-join), not to --cluster-store", n)
-					}
+			if cfg.Cluster.Store != "" && cmd.Flags().Changed("cluster-join-port") {
+				return errors.New("--cluster-join-port belongs to an embedded cluster (--cluster-init, --cluster-join), not to --cluster-store")
+			}
+			if cmd.Flags().Changed("cert-expiry") {
+				if !cfg.Cluster.Init {
+					return errors.New("--cert-expiry is the cluster's setting: give it with --cluster-init")
 				}
+			} else {
+				cfg.Cluster.CertExpiry = 0 // keep the cluster's setting
 			}
 			return Run(cmd.Context(), cfg)
 		},
@@ -114,7 +117,7 @@ func NewCommand() *cobra.Command {
 	f.StringVar(&c.JoinToken, "join-token", "", "Token to join the cluster with (vxnet node token prints it)")
 	f.StringVar(&c.JoinTokenFile, "join-token-file", "", "File holding the join token (keeps it out of ps)")
 	f.IntVar(&c.JoinPort, "cluster-join-port", 2377, "Port of this host's join service (voting members)")
-	f.DurationVar(&c.CertExpiry, "cert-expiry", 90*24*time.Hour, "Lifetime of the member certificates this host signs (and of its own)")
+	f.DurationVar(&c.CertExpiry, "cert-expiry", 90*24*time.Hour, "With --cluster-init: lifetime of the cluster's member certificates")
 	f.IntVar(&c.Voters, "cluster-voters", 3, "Number of voting etcd members (odd)")
 	f.DurationVar(&c.VoterGrace, "cluster-voter-grace", 30*time.Second, "How long a voting etcd member may be down before a learner replaces it")
 	f.DurationVar(&c.IPAMGCInterval, "cluster-ipam-gc-interval", 30*time.Second, "Period of the global address garbage collector")

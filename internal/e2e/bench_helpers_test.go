@@ -15,6 +15,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -23,6 +24,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"golang.org/x/sys/unix"
 
@@ -30,6 +32,7 @@ import (
 	"github.com/vxnet/vxnet/internal/harness"
 	"github.com/vxnet/vxnet/internal/leakcheck"
 	"github.com/vxnet/vxnet/internal/netns"
+	"github.com/vxnet/vxnet/internal/pki"
 )
 
 // Benchmarks (bench_test.go) are tests gated by $VXNET_BENCH: they measure
@@ -433,10 +436,14 @@ func bnAllocWorker() int {
 	id := make([]byte, 16)
 	rand.Read(id)
 	ctx := context.Background()
-	cl, err := cluster.Open(ctx, cluster.Options{
+	opts := cluster.Options{
 		NodeID: hex.EncodeToString(id), Hostname: "bn-alloc-" + addr.String(), AdvertiseAddr: addr,
 		Endpoints: []string{os.Getenv("VXNET_BN_ETCD")}, RequestTimeout: 30 * time.Second,
-	})
+	}
+	if d := os.Getenv("VXNET_BN_TLS"); d != "" {
+		opts.CAFile, opts.CertFile, opts.KeyFile = filepath.Join(d, "ca.crt"), filepath.Join(d, "client.crt"), filepath.Join(d, "client.key")
+	}
+	cl, err := cluster.Open(ctx, opts)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "alloc worker: open:", err)
 		return 1
@@ -489,7 +496,16 @@ func bnAllocWorker() int {
 // $VXNET_BN_ETCD and prints "ADV <unix ns> <IP>" for every put, after
 // "READY" once the watch is in place. It ends when stdin closes.
 func bnWatchWorker() int {
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{os.Getenv("VXNET_BN_ETCD")}, DialTimeout: 10 * time.Second})
+	cfg := clientv3.Config{Endpoints: []string{os.Getenv("VXNET_BN_ETCD")}, DialTimeout: 10 * time.Second}
+	if d := os.Getenv("VXNET_BN_TLS"); d != "" {
+		tc, err := transport.TLSInfo{TrustedCAFile: filepath.Join(d, "ca.crt"), CertFile: filepath.Join(d, "client.crt"), KeyFile: filepath.Join(d, "client.key")}.ClientConfig()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "watch worker:", err)
+			return 1
+		}
+		cfg.TLS, cfg.Endpoints = tc, []string{"https://" + cfg.Endpoints[0]}
+	}
+	cli, err := clientv3.New(cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "watch worker:", err)
 		return 1
@@ -515,6 +531,40 @@ func bnWatchWorker() int {
 		out.Flush()
 	}
 	return 0
+}
+
+// bnEtcdEnv is the environment of a worker talking to host h's embedded
+// etcd: its address and, unless plain, a directory with the cluster CA and
+// a root certificate minted from h's CA key (h must be a voting member).
+func bnEtcdEnv(t *testing.T, c *harness.Cluster, h *harness.Host, plain bool) []string {
+	t.Helper()
+	env := []string{"VXNET_BN_ETCD=" + h.Addr.String() + ":2379"}
+	if plain {
+		return env
+	}
+	ca, err := pki.Dir(filepath.Join(h.DataRoot, "cluster")).LoadCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := pki.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, err := ca.Issue(&key.PublicKey, pki.RootUser, nil, 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM, err := pki.KeyPEM(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := pki.Dir(filepath.Join(c.Dir, "bn-tls-"+h.Name))
+	for name, b := range map[string][]byte{"ca.crt": ca.CertPEM, "client.crt": certPEM, "client.key": keyPEM} {
+		if err := d.WriteFile(name, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return append(env, "VXNET_BN_TLS="+string(d))
 }
 
 // bnWorker is a running worker subprocess.

@@ -363,8 +363,8 @@ func TestBenchCluster(t *testing.T) {
 	netID := apis[0].createOverlay(t, "bnraw", "10.221.0.0/16")
 	worker := func(hi int) *bnWorker {
 		h := c.Host(hi)
-		return bnStartWorker(t, c, h, "VXNET_BN_WORKER=alloc", "VXNET_BN_ETCD="+h.Addr.String()+":2379",
-			"VXNET_BN_NET="+netID, fmt.Sprintf("VXNET_BN_N=%d", nAlloc), fmt.Sprintf("VXNET_BN_PAR=%d", par), "VXNET_BN_ADDR="+h.Addr.String())
+		return bnStartWorker(t, c, h, append(bnEtcdEnv(t, c, h, false), "VXNET_BN_WORKER=alloc",
+			"VXNET_BN_NET="+netID, fmt.Sprintf("VXNET_BN_N=%d", nAlloc), fmt.Sprintf("VXNET_BN_PAR=%d", par), "VXNET_BN_ADDR="+h.Addr.String())...)
 	}
 	seenAddr := map[string]bool{}
 	collect := func(ws []*bnWorker) (time.Duration, []time.Duration, int, string) {
@@ -587,7 +587,7 @@ func TestBenchOverlay(t *testing.T) {
 		t.Fatalf("sysctl in the probe: %v: %s", err, out)
 	}
 	kB := bnOpenKernel(t, apiB.overlayNS(t, "bnov"))
-	watch := bnWatchAdverts(bnStartWorker(t, c, A, "VXNET_BN_WORKER=watch", "VXNET_BN_ETCD="+A.Addr.String()+":2379"))
+	watch := bnWatchAdverts(bnStartWorker(t, c, A, append(bnEtcdEnv(t, c, A, false), "VXNET_BN_WORKER=watch")...))
 
 	var runLat, pingFromStart, pingFromRet, fdbFromRet, neighFromRet, fdbFromAdv, neighFromAdv, bothFromAdv, advFromStart, goneFromRm []time.Duration
 	for i := 0; i < n; i++ {

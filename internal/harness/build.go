@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 
@@ -44,21 +45,51 @@ func Build(t testing.TB) string {
 }
 
 func build() (string, error) {
-	root, err := moduleRoot()
-	if err != nil {
-		return "", err
-	}
 	dir, err := os.MkdirTemp("", "vxt-bin-")
 	if err != nil {
 		return "", fmt.Errorf("harness: build vxnet: %w", err)
 	}
 	built.dir = dir
+	return buildIn(dir, "")
+}
+
+// BuildTagged compiles ./cmd/vxnet with Go build tags into the directory
+// Main removes, for benchmarks that compare a build variant (it ignores
+// $VXNET_BIN). Each call compiles.
+func BuildTagged(t testing.TB, tags string) string {
+	t.Helper()
+	Build(t)
+	dir := built.dir
+	if dir == "" { // $VXNET_BIN: no build directory yet
+		var err error
+		if dir, err = os.MkdirTemp("", "vxt-bin-"); err != nil {
+			t.Fatalf("harness: build vxnet: %v", err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+	}
+	p, err := buildIn(dir, tags)
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	return p
+}
+
+func buildIn(dir, tags string) (string, error) {
+	root, err := moduleRoot()
+	if err != nil {
+		return "", err
+	}
 	goBin, err := exec.LookPath("go")
 	if err != nil {
 		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
 	}
 	out := filepath.Join(dir, "vxnet")
-	cmd := exec.Command(goBin, "build", "-o", out, "./cmd/vxnet")
+	args := []string{"build", "-o", out}
+	if tags != "" {
+		out = filepath.Join(dir, "vxnet-"+strings.ReplaceAll(tags, ",", "-"))
+		args = []string{"build", "-tags", tags, "-o", out}
+	}
+	cmd := exec.Command(goBin, append(args, "./cmd/vxnet")...)
 	cmd.Dir = root
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("harness: build vxnet: %w\n%s", err, b)
