@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -225,10 +226,14 @@ func (c *Cluster) startMember(ctx context.Context, state, initial string) error 
 	cfg.MaxLearners = maxLearners
 	cfg.Logger = "zap"
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(newZapLogger(o.Logger, *o.EtcdLogLevel))
+	var stopping atomic.Pointer[<-chan struct{}]
+	cfg.GRPCAdditionalServerOptions = []grpc.ServerOption{grpc.ChainStreamInterceptor(endStreamsOnStop(&stopping))}
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
 		return fmt.Errorf("cluster: start etcd: %w", err)
 	}
+	ch := e.Server.StoppingNotify()
+	stopping.Store(&ch)
 	c.etcd = e
 	c.member = uint64(e.Server.MemberID())
 	t := time.NewTimer(o.StartTimeout)
@@ -246,6 +251,40 @@ func (c *Cluster) startMember(ctx context.Context, state, initial string) error 
 		return unavailable("start etcd", ctx.Err())
 	}
 }
+
+// endStreamsOnStop cancels the context of every gRPC stream (lease
+// keepalives, watches) of the embedded server once the server stops on its
+// own (this member was removed) or is being stopped. With authentication on,
+// etcd checks permissions on each lease renewal by reading its backend, and a
+// renewal still looping (forwarding to a leader) after the server closed its
+// backend panics the whole process; a cancelled stream context ends that loop
+// first. Streams opened before the server is known are left as they are.
+func endStreamsOnStop(stopping *atomic.Pointer[<-chan struct{}]) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		ch := stopping.Load()
+		if ch == nil {
+			return handler(srv, ss)
+		}
+		ctx, cancel := context.WithCancel(ss.Context())
+		defer cancel()
+		go func() {
+			select {
+			case <-*ch:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		return handler(srv, ctxStream{ss, ctx})
+	}
+}
+
+// ctxStream is a server stream with another context.
+type ctxStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s ctxStream) Context() context.Context { return s.ctx }
 
 // connectMember creates the clients of a host running a member: its own
 // member once it votes, the voting members while it is a learner (a learner
