@@ -16,7 +16,6 @@ import (
 
 	"github.com/vxnet/vxnet/internal/engine"
 	"github.com/vxnet/vxnet/internal/harness"
-	"github.com/vxnet/vxnet/internal/ipam"
 )
 
 // Fault injection: mixed operations (run, rm, connect, disconnect, network
@@ -494,12 +493,14 @@ func (f *fiRun) check(reach bool) {
 	}
 }
 
-// ipamInUse reads a global network's allocated addresses from etcd.
+// ipamInUse reads a global network's allocated addresses from etcd (the
+// per-host blocks of the global IPAM, each listing its addresses with
+// their owners).
 func (f *fiRun) ipamInUse(netID string) []netip.Addr {
 	f.t.Helper()
 	h := f.et.h
 	out, code := h.Exec("etcdctl", "--endpoints", "http://"+h.Addr.String()+":2379", "get", "--prefix",
-		"/vxnet/v1/ipam/subnets/"+netID+"/", "--print-value-only")
+		"/vxnet/v1/ipam/blocks/"+netID+"/", "--print-value-only")
 	if code != 0 {
 		f.t.Errorf("etcdctl: %s", out)
 		return nil
@@ -509,12 +510,15 @@ func (f *fiRun) ipamInUse(netID string) []netip.Addr {
 		if !strings.HasPrefix(strings.TrimSpace(l), "{") {
 			continue
 		}
-		var s ipam.Subnet
-		if err := json.Unmarshal([]byte(l), &s); err != nil {
-			f.t.Errorf("decode subnet state of %s (did the global IPAM layout change?): %v", netID, err)
+		var blk struct{ Addrs map[netip.Addr]json.RawMessage }
+		if err := json.Unmarshal([]byte(l), &blk); err != nil {
+			f.t.Errorf("decode address block of %s (did the global IPAM layout change?): %v", netID, err)
 			return nil
 		}
-		all = append(all, s.InUse()...)
+		for a := range blk.Addrs {
+			all = append(all, a)
+		}
 	}
+	sort.Slice(all, func(i, j int) bool { return all[i].Less(all[j]) })
 	return all
 }
