@@ -510,7 +510,9 @@ func (f *fiRun) ipamInUse(netID string) []netip.Addr {
 		if !strings.HasPrefix(strings.TrimSpace(l), "{") {
 			continue
 		}
-		var blk struct{ Addrs map[netip.Addr]json.RawMessage }
+		var blk struct {
+			Addrs map[netip.Addr]json.RawMessage
+		}
 		if err := json.Unmarshal([]byte(l), &blk); err != nil {
 			f.t.Errorf("decode address block of %s (did the global IPAM layout change?): %v", netID, err)
 			return nil
