@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,18 +13,65 @@ import (
 	"time"
 
 	"github.com/vxnet/vxnet/internal/model"
+	"github.com/vxnet/vxnet/internal/pki"
 )
 
 const etcdBinary = "/usr/bin/etcd"
 
-// etcdProcess is a real etcd server started for a test.
+// etcdProcess is a real etcd server started for a test. Its client
+// listener is TLS only and requires a client certificate signed by the
+// test's CA (certs), as a store reached over a network must be.
 type etcdProcess struct {
 	t          *testing.T
 	dir        string
 	clientPort int
 	peerPort   int
+	certs      testCerts
 	cmd        *exec.Cmd
 	exited     chan struct{}
+}
+
+// testCerts are PEM files made by the test: a CA, the server's certificate
+// (IP SAN 127.0.0.1) and a client certificate, each with its key.
+type testCerts struct {
+	CA, ServerCert, ServerKey, ClientCert, ClientKey string
+}
+
+func makeTestCerts(t *testing.T, dir string) testCerts {
+	t.Helper()
+	ca, err := pki.NewCA("test-external-etcd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := testCerts{CA: filepath.Join(dir, "ca.pem")}
+	if err := os.WriteFile(c.CA, ca.CertPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	issue := func(cn string) (string, string) {
+		key, err := pki.NewKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		crt, err := ca.Issue(&key.PublicKey, cn, []netip.Addr{loopback}, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kp, err := pki.KeyPEM(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cp, kpath := filepath.Join(dir, cn+".pem"), filepath.Join(dir, cn+"-key.pem")
+		if err := os.WriteFile(cp, crt, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(kpath, kp, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return cp, kpath
+	}
+	c.ServerCert, c.ServerKey = issue("server")
+	c.ClientCert, c.ClientKey = issue("client")
+	return c
 }
 
 func startEtcd(t *testing.T) *etcdProcess {
@@ -32,7 +80,8 @@ func startEtcd(t *testing.T) *etcdProcess {
 		t.Fatalf("external etcd: %v (install etcd-server)", err)
 	}
 	p := freePorts(t, 2)
-	e := &etcdProcess{t: t, dir: filepath.Join(t.TempDir(), "etcd"), clientPort: p[0], peerPort: p[1]}
+	e := &etcdProcess{t: t, dir: filepath.Join(t.TempDir(), "etcd"), clientPort: p[0], peerPort: p[1],
+		certs: makeTestCerts(t, t.TempDir())}
 	e.start()
 	t.Cleanup(func() {
 		e.stop()
@@ -43,7 +92,7 @@ func startEtcd(t *testing.T) *etcdProcess {
 
 func (e *etcdProcess) start() {
 	e.t.Helper()
-	client := fmt.Sprintf("http://127.0.0.1:%d", e.clientPort)
+	client := fmt.Sprintf("https://127.0.0.1:%d", e.clientPort)
 	peer := fmt.Sprintf("http://127.0.0.1:%d", e.peerPort)
 	e.cmd = exec.Command(etcdBinary,
 		"--name", "ext",
@@ -51,6 +100,8 @@ func (e *etcdProcess) start() {
 		"--listen-client-urls", client, "--advertise-client-urls", client,
 		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
 		"--initial-cluster", "ext="+peer,
+		"--cert-file", e.certs.ServerCert, "--key-file", e.certs.ServerKey,
+		"--trusted-ca-file", e.certs.CA, "--client-cert-auth",
 		"--logger", "zap", "--log-level", "error",
 	)
 	if os.Getenv("VXNET_TEST_LOG") != "" {
@@ -85,6 +136,7 @@ func externalOpts(t *testing.T, e *etcdProcess, id string) Options {
 		t.Fatal(err)
 	}
 	o.Endpoints = eps
+	o.CAFile, o.CertFile, o.KeyFile = e.certs.CA, e.certs.ClientCert, e.certs.ClientKey
 	return o
 }
 
@@ -126,6 +178,26 @@ func TestExternalEtcd(t *testing.T) {
 		for _, n := range ns {
 			if n.State != StateUp || n.Role != RoleClient {
 				t.Errorf("node %+v, want an up client", n)
+			}
+		}
+	})
+	t.Run("tls-required", func(t *testing.T) {
+		// The store answers only TLS with a client certificate of its CA:
+		// without one, and in plain text, nothing is read.
+		for name, mod := range map[string]func(*Options){
+			"no client certificate": func(o *Options) { o.CertFile, o.KeyFile = "", "" },
+			"plain text":            func(o *Options) { o.CAFile, o.CertFile, o.KeyFile = "", "", "" },
+			"another CA": func(o *Options) {
+				other := makeTestCerts(t, t.TempDir())
+				o.CAFile, o.CertFile, o.KeyFile = e.certs.CA, other.ClientCert, other.ClientKey
+			},
+		} {
+			o := externalOpts(t, e, "ext-x")
+			o.RequestTimeout = time.Second
+			mod(&o)
+			if c, err := Open(ctx, o); err == nil {
+				c.Close()
+				t.Errorf("%s: opened the store", name)
 			}
 		}
 	})

@@ -74,6 +74,9 @@ func wireCluster(ctx context.Context, cfg Config, eopts *engine.Options, drivers
 		PKIDir: filepath.Join(cfg.DataRoot, "cluster"),
 		Prefix: cc.Prefix, NodeTTL: cc.NodeTTL, Logger: log.With("component", "cluster"),
 	}
+	if cc.Store != "" && cc.StoreInsecure {
+		log.Warn("--cluster-store-insecure: the cluster store is reached without TLS; anyone on the network path can read and rewrite every network, address and advertisement", "store", cc.Store)
+	}
 	if cc.Store != "" {
 		eps, err := cluster.ParseStoreURL(cc.Store)
 		if err != nil {
@@ -236,3 +239,46 @@ func (o overlayDriver) ProgrammedEntries(ctx context.Context, n model.Network) (
 }
 
 var _ engine.PeerSetter = overlayDriver{}
+
+// checkStoreTLS refuses an external store reached in plain text over the
+// network: anyone on the path could read and rewrite the whole cluster
+// state. Loopback endpoints need no TLS; --cluster-store-insecure allows
+// it elsewhere (wireCluster then warns at every start). TLS flags without
+// an external store are refused, not ignored.
+func checkStoreTLS(cc ClusterConfig) error {
+	tls := cc.StoreCA != "" || cc.StoreCert != "" || cc.StoreKey != ""
+	if cc.Store == "" {
+		switch {
+		case tls:
+			return errors.New("--cluster-store-ca, --cluster-store-cert and --cluster-store-key belong to --cluster-store (an embedded cluster makes its own certificates)")
+		case cc.StoreInsecure:
+			return errors.New("--cluster-store-insecure needs --cluster-store")
+		}
+		return nil
+	}
+	if (cc.StoreCert == "") != (cc.StoreKey == "") {
+		return errors.New("--cluster-store-cert and --cluster-store-key go together")
+	}
+	if tls && cc.StoreCA == "" {
+		return errors.New("--cluster-store-cert and --cluster-store-key need --cluster-store-ca (the CA that signed the store's certificate)")
+	}
+	if tls && cc.StoreInsecure {
+		return errors.New("--cluster-store-insecure contradicts --cluster-store-ca/--cluster-store-cert/--cluster-store-key: choose TLS or not")
+	}
+	eps, err := cluster.ParseStoreURL(cc.Store)
+	if err != nil {
+		return err
+	}
+	if tls || cc.StoreInsecure {
+		return nil
+	}
+	for _, ep := range eps {
+		host, _, _ := net.SplitHostPort(ep)
+		if a, err := netip.ParseAddr(host); (err == nil && a.IsLoopback()) || host == "localhost" {
+			continue
+		}
+		return fmt.Errorf("--cluster-store %s: %s is not a loopback address and the store would be reached without TLS; "+
+			"give --cluster-store-ca, --cluster-store-cert and --cluster-store-key (or --cluster-store-insecure to accept the risk)", cc.Store, host)
+	}
+	return nil
+}

@@ -49,10 +49,13 @@ type Config struct {
 
 // ClusterConfig holds the cluster-mode flags.
 type ClusterConfig struct {
-	Store          string // etcd://H1:2379,H2:2379
-	StoreCA        string
-	StoreCert      string
-	StoreKey       string
+	Store     string // etcd://H1:2379,H2:2379
+	StoreCA   string
+	StoreCert string
+	StoreKey  string
+	// StoreInsecure allows an external store on a non-loopback address
+	// without TLS (--cluster-store-insecure).
+	StoreInsecure  bool
 	Prefix         string
 	Init           bool
 	Join           string
@@ -111,6 +114,7 @@ func NewCommand() *cobra.Command {
 	f.StringVar(&c.StoreCA, "cluster-store-ca", "", "CA file for the cluster store's TLS")
 	f.StringVar(&c.StoreCert, "cluster-store-cert", "", "Client certificate for the cluster store's TLS")
 	f.StringVar(&c.StoreKey, "cluster-store-key", "", "Client key for the cluster store's TLS")
+	f.BoolVar(&c.StoreInsecure, "cluster-store-insecure", false, "Allow --cluster-store on a non-loopback address without TLS (not recommended)")
 	f.StringVar(&c.Prefix, "cluster-prefix", "/vxnet/v1", "Key prefix in the cluster store")
 	f.BoolVar(&c.Init, "cluster-init", false, "Start a new embedded etcd cluster on this host")
 	f.StringVar(&c.Join, "cluster-join", "", "Join the embedded etcd cluster through a voting member's join service, ADDR[:PORT] (port 2377)")
@@ -171,6 +175,9 @@ func Run(ctx context.Context, cfg Config) error {
 	bip, err := netip.ParsePrefix(cfg.BIP)
 	if err != nil || !bip.Addr().Is4() || bip.Bits() > 30 {
 		return fmt.Errorf("invalid --bip %q: want an IPv4 address with prefix length, e.g. 172.17.0.1/16", cfg.BIP)
+	}
+	if err := checkStoreTLS(cfg.Cluster); err != nil {
+		return err
 	}
 	if os.Geteuid() != 0 {
 		return errors.New("vxnet daemon needs to run as root")

@@ -38,6 +38,7 @@ func TestRunRejectsBadFlags(t *testing.T) {
 		{func(c *Config) { c.BIP = "fd00::1/64" }, "invalid --bip"},
 		{func(c *Config) { c.LogLevel = "loud" }, "invalid --log-level"},
 		{func(c *Config) { c.Host = "tcp://1.2.3.4:1" }, "invalid -H"},
+		{func(c *Config) { c.Cluster.Store = "etcd://192.0.2.1:2379" }, "not a loopback address and the store would be reached without TLS"},
 	} {
 		cfg := base
 		tc.mod(&cfg)
@@ -68,5 +69,31 @@ func TestClusterFlagsExclusive(t *testing.T) {
 	err = wireCluster(context.Background(), Config{Cluster: cc}, nil, nil, nil, nil)
 	if err == nil || !strings.Contains(err.Error(), "--cluster-voter-grace") {
 		t.Errorf("negative grace: %v", err)
+	}
+}
+
+func TestCheckStoreTLS(t *testing.T) {
+	for _, tc := range []struct {
+		cc   ClusterConfig
+		want string // "" = accepted
+	}{
+		{ClusterConfig{}, ""},
+		{ClusterConfig{Store: "etcd://127.0.0.1:2379"}, ""},
+		{ClusterConfig{Store: "etcd://localhost,[::1]:2379"}, ""},
+		{ClusterConfig{Store: "etcd://127.0.0.1:2379,192.0.2.1:2379"}, "192.0.2.1 is not a loopback address"},
+		{ClusterConfig{Store: "etcd://etcd.example"}, "etcd.example is not a loopback address"},
+		{ClusterConfig{Store: "etcd://192.0.2.1", StoreInsecure: true}, ""},
+		{ClusterConfig{Store: "etcd://192.0.2.1", StoreCA: "ca", StoreCert: "c", StoreKey: "k"}, ""},
+		{ClusterConfig{Store: "etcd://192.0.2.1", StoreCA: "ca"}, ""},
+		{ClusterConfig{Store: "etcd://192.0.2.1", StoreCert: "c", StoreKey: "k"}, "need --cluster-store-ca"},
+		{ClusterConfig{Store: "etcd://192.0.2.1", StoreCA: "ca", StoreCert: "c"}, "go together"},
+		{ClusterConfig{Store: "etcd://192.0.2.1", StoreCA: "ca", StoreInsecure: true}, "contradicts"},
+		{ClusterConfig{Init: true, StoreCA: "ca"}, "belong to --cluster-store"},
+		{ClusterConfig{Init: true, StoreInsecure: true}, "needs --cluster-store"},
+	} {
+		err := checkStoreTLS(tc.cc)
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("checkStoreTLS(%+v) = %v, want %q", tc.cc, err, tc.want)
+		}
 	}
 }

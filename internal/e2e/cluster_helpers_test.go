@@ -74,24 +74,27 @@ func clusterExternal(t *testing.T) *harness.Cluster {
 		t.Skip("needs etcd (Debian's etcd-server)")
 	}
 	store := "etcd://192.0.2.10:2379"
+	var tlsFiles storeTLS
 	c := harness.New(t, harness.Options{Hosts: 3, DaemonArgs: func(i int, h *harness.Host) []string {
-		return []string{"--cluster-store", store, "--advertise-addr", h.Addr.String(),
-			"--node-ttl", clusterTTL.String(), "--resync-interval", "5s"}
+		return append([]string{"--cluster-store", store, "--advertise-addr", h.Addr.String(),
+			"--node-ttl", clusterTTL.String(), "--resync-interval", "5s"}, tlsFiles.daemonArgs()...)
 	}})
 	h0 := c.Host(0)
+	tlsFiles = makeStoreTLS(t, filepath.Join(c.Dir, "etcd-tls"), h0.Addr)
 	dataDir := filepath.Join(c.Dir, "etcd")
 	logf, err := os.Create(filepath.Join(c.Dir, "etcd.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The peer URL only needs to be unique inside host 0's namespace.
-	cmd := exec.Command("nsenter", "--net="+h0.Netns, "--", bin,
+	args := append([]string{"--net=" + h0.Netns, "--", bin,
 		"--name", "e2e", "--data-dir", dataDir,
-		"--listen-client-urls", "http://192.0.2.10:2379",
-		"--advertise-client-urls", "http://192.0.2.10:2379",
+		"--listen-client-urls", "https://192.0.2.10:2379",
+		"--advertise-client-urls", "https://192.0.2.10:2379",
 		"--listen-peer-urls", "http://127.0.0.1:2380",
 		"--initial-advertise-peer-urls", "http://127.0.0.1:2380",
-		"--initial-cluster", "e2e=http://127.0.0.1:2380")
+		"--initial-cluster", "e2e=http://127.0.0.1:2380"}, tlsFiles.etcdArgs()...)
+	cmd := exec.Command("nsenter", args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os/exec"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -35,12 +34,14 @@ func locksSetup(t *testing.T, n int, daemonArgs ...string) (*harness.Host, *extE
 		t.Skip("needs etcd (Debian's etcd-server)")
 	}
 	var store string
+	var et *extEtcd
 	c := harness.New(t, harness.Options{Hosts: 1, DaemonArgs: func(i int, h *harness.Host) []string {
-		return append([]string{"--cluster-store", store, "--advertise-addr", h.Addr.String()}, daemonArgs...)
+		args := append([]string{"--cluster-store", store, "--advertise-addr", h.Addr.String()}, et.tls.daemonArgs()...)
+		return append(args, daemonArgs...)
 	}})
 	h := c.Host(0)
 	store = "etcd://" + h.Addr.String() + ":2379"
-	et := &extEtcd{t: t, h: h, dir: filepath.Join(c.Dir, "etcd-data")}
+	et = newExtEtcd(t, h, c.Dir)
 	et.start()
 	t.Cleanup(et.kill)
 	t.Cleanup(func() { et.freeze(false) })

@@ -14,10 +14,13 @@ import (
 
 // extEtcd is a real etcd process in a host's namespace that a test can
 // stop and start again on the same data directory.
+// extEtcd is an external etcd in a host's namespace, TLS only with client
+// certificates (tls, made by newExtEtcd).
 type extEtcd struct {
 	t    *testing.T
 	h    *harness.Host
 	dir  string
+	tls  storeTLS
 	cmd  *exec.Cmd
 	done chan struct{}
 }
@@ -28,11 +31,11 @@ func (e *extEtcd) start() {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	addr := "http://" + e.h.Addr.String() + ":2379"
-	e.cmd = exec.Command("nsenter", "--net="+e.h.Netns, "--", "etcd", "--name", "outage", "--data-dir", e.dir,
+	addr := "https://" + e.h.Addr.String() + ":2379"
+	e.cmd = exec.Command("nsenter", append([]string{"--net=" + e.h.Netns, "--", "etcd", "--name", "outage", "--data-dir", e.dir,
 		"--listen-client-urls", addr, "--advertise-client-urls", addr,
 		"--listen-peer-urls", "http://127.0.0.1:2380", "--initial-advertise-peer-urls", "http://127.0.0.1:2380",
-		"--initial-cluster", "outage=http://127.0.0.1:2380")
+		"--initial-cluster", "outage=http://127.0.0.1:2380"}, e.tls.etcdArgs()...)...)
 	e.cmd.Stdout, e.cmd.Stderr = logf, logf
 	e.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := e.cmd.Start(); err != nil {
@@ -67,12 +70,14 @@ func TestStoreOutage(t *testing.T) {
 		t.Skip("needs etcd (Debian's etcd-server)")
 	}
 	var store string
+	var et *extEtcd
 	c := harness.New(t, harness.Options{Hosts: 2, DaemonArgs: func(i int, h *harness.Host) []string {
-		return []string{"--cluster-store", store, "--advertise-addr", h.Addr.String(), "--node-ttl", "2s", "--resync-interval", "2s"}
+		return append([]string{"--cluster-store", store, "--advertise-addr", h.Addr.String(), "--node-ttl", "2s", "--resync-interval", "2s"},
+			et.tls.daemonArgs()...)
 	}})
 	h0, h1 := c.Host(0), c.Host(1)
 	store = "etcd://" + h0.Addr.String() + ":2379"
-	et := &extEtcd{t: t, h: h0, dir: filepath.Join(c.Dir, "etcd-data")}
+	et = newExtEtcd(t, h0, c.Dir)
 	et.start()
 	t.Cleanup(et.kill)
 	h0.Start()
@@ -128,4 +133,10 @@ func TestStoreOutage(t *testing.T) {
 	if !eventually(10*time.Second, func() bool { return ping(t, h0, "c1", "c3") }) {
 		t.Error("a container made after the recovery is not reachable across hosts")
 	}
+}
+
+// newExtEtcd describes (does not start) an external etcd in h's namespace
+// with its TLS files under dir.
+func newExtEtcd(t *testing.T, h *harness.Host, dir string) *extEtcd {
+	return &extEtcd{t: t, h: h, dir: filepath.Join(dir, "etcd-data"), tls: makeStoreTLS(t, filepath.Join(dir, "etcd-tls"), h.Addr)}
 }

@@ -231,3 +231,57 @@ func TestVNIFilterAndControlPorts(t *testing.T) {
 		t.Errorf("a container got an answer from the store: exit %d %q", code, out)
 	}
 }
+
+// storeTLS are the PEM files of an external etcd reached over TLS with
+// client certificates, made by the test: a CA, the server's certificate
+// (IP SAN = the store's address) and one client certificate the daemons
+// share.
+type storeTLS struct{ CA, ServerCert, ServerKey, ClientCert, ClientKey string }
+
+func makeStoreTLS(t *testing.T, dir string, addr netip.Addr) storeTLS {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	ca, err := pki.NewCA("e2e-external-etcd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := storeTLS{CA: filepath.Join(dir, "ca.pem")}
+	if err := os.WriteFile(s.CA, ca.CertPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	issue := func(cn string) (string, string) {
+		key, err := pki.NewKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		crt, err := ca.Issue(&key.PublicKey, cn, []netip.Addr{addr}, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kp, err := pki.KeyPEM(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cp, kpath := filepath.Join(dir, cn+".pem"), filepath.Join(dir, cn+"-key.pem")
+		if os.WriteFile(cp, crt, 0o644) != nil || os.WriteFile(kpath, kp, 0o600) != nil {
+			t.Fatal("write test certificates")
+		}
+		return cp, kpath
+	}
+	s.ServerCert, s.ServerKey = issue("etcd-server")
+	s.ClientCert, s.ClientKey = issue("vxnet-client")
+	return s
+}
+
+// etcdArgs are etcd's flags for a TLS-only client listener that requires
+// client certificates.
+func (s storeTLS) etcdArgs() []string {
+	return []string{"--cert-file", s.ServerCert, "--key-file", s.ServerKey, "--trusted-ca-file", s.CA, "--client-cert-auth"}
+}
+
+// daemonArgs are the daemon's flags to reach the store over TLS.
+func (s storeTLS) daemonArgs() []string {
+	return []string{"--cluster-store-ca", s.CA, "--cluster-store-cert", s.ClientCert, "--cluster-store-key", s.ClientKey}
+}
