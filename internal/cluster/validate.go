@@ -21,6 +21,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/vxnet/vxnet/internal/ipam"
 	"github.com/vxnet/vxnet/internal/model"
@@ -81,6 +83,22 @@ func ValidName(s string) bool {
 	return len(s) <= maxNameLen && dockerName.MatchString(s)
 }
 
+// ValidNetworkName reports whether s may name a network. Docker accepts
+// any name there ("my net" included), so vxnet does too, short of what
+// would break a line or a URL path: control characters, '/', invalid
+// UTF-8, more than 255 bytes, or surrounding spaces.
+func ValidNetworkName(s string) bool {
+	if s == "" || len(s) > maxNameLen || !utf8.ValidString(s) || strings.ContainsRune(s, '/') || strings.TrimSpace(s) != s {
+		return false
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			return false
+		}
+	}
+	return true
+}
+
 // validUnicastAddr accepts an address a host or endpoint may have.
 func validUnicastAddr(a netip.Addr) bool {
 	return a.IsValid() && a.Zone() == "" && !a.Is4In6() && !a.IsUnspecified() && !a.IsMulticast() &&
@@ -118,7 +136,7 @@ func ValidateNetwork(keyID string, n model.Network) error {
 	if n.ID != keyID {
 		return badf("network ID %s stored under key of %q", n.ID[:12], keyID)
 	}
-	if !ValidName(n.Name) {
+	if !ValidNetworkName(n.Name) {
 		return badf("network name %q breaks Docker's naming rules", n.Name)
 	}
 	if len(n.Driver) > maxDriverName || !driverName.MatchString(n.Driver) {

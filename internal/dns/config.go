@@ -19,6 +19,8 @@ import (
 	"net/netip"
 	"sort"
 	"strings"
+
+	mdns "github.com/miekg/dns"
 )
 
 // Addr is where the embedded server listens inside every namespace.
@@ -112,6 +114,12 @@ func buildIndex(cfg Config) *index {
 // sandbox's private names) has no NAME.NETWORK forms and no PTR.
 func buildNet(n Network) *netIndex {
 	ni := &netIndex{name: n.Name, internal: n.Internal, names: map[string][]netip.Addr{}, ptr: map[netip.Addr][]string{}}
+	// NAME.NETWORK only for network names that can end a domain name
+	// (Docker accepts network names with spaces).
+	qualify := n.Name != "" && !strings.ContainsAny(n.Name, " \t") && strings.Trim(n.Name, ".") == n.Name
+	if _, ok := mdns.IsDomainName(n.Name); !ok {
+		qualify = false
+	}
 	suffix := "." + normalize(n.Name)
 	for _, r := range n.Records {
 		seen := map[string]bool{}
@@ -122,13 +130,17 @@ func buildNet(n Network) *netIndex {
 			}
 			seen[k] = true
 			ni.names[k] = appendNew(ni.names[k], r.Addrs...)
-			if n.Name != "" {
+			if qualify {
 				ni.names[k+suffix] = appendNew(ni.names[k+suffix], r.Addrs...)
 			}
 		}
 		if n.Name != "" && len(r.Names) > 0 && r.Names[0] != "" {
+			target := r.Names[0] + "."
+			if qualify {
+				target = r.Names[0] + "." + n.Name + "."
+			}
 			for _, a := range r.Addrs {
-				ni.ptr[a] = appendNewString(ni.ptr[a], r.Names[0]+"."+n.Name+".")
+				ni.ptr[a] = appendNewString(ni.ptr[a], target)
 			}
 		}
 	}

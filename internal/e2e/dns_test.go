@@ -210,6 +210,13 @@ func TestDNSBridge(t *testing.T) {
 		t.Errorf("a: nslookup beelink (ul's link alias) = %v, want NXDOMAIN", got)
 	}
 	cliFails(t, h, "could not get container for nosuch", "run", "-d", "--link", "nosuch:x", "busybox", "true")
+	// Network names as Docker allows them: with a space.
+	cli(t, h, "network", "create", "--subnet", "10.84.0.0/24", "my net")
+	cli(t, h, "run", "-d", "--name", "p", "--net", "my net", "busybox", "sleep", "1d")
+	cli(t, h, "run", "-d", "--name", "q", "--net", "my net", "busybox", "sleep", "1d")
+	if got, want := nslookup(t, h, "p", "q"), ipOf(t, h, "q", "my net"); !same(got, want) {
+		t.Errorf("p on \"my net\": nslookup q = %v, want %s", got, want)
+	}
 	// rm: the name goes at once.
 	cli(t, h, "rm", "-f", "c")
 	if got := nslookup(t, h, "a", "shared"); !same(got, bIP) {

@@ -104,8 +104,19 @@ func TestNetworkErrors(t *testing.T) {
 	wantErr(t, err, model.ErrNotFound, `plugin "macvlan" not found`)
 	_, err = e.CreateNetwork(bg, api.NetworkCreate{Name: "d", Driver: "overlay"})
 	wantErr(t, err, model.ErrForbidden, "overlay networks need cluster mode")
-	_, err = e.CreateNetwork(bg, api.NetworkCreate{Name: "bad name"})
+	_, err = e.CreateNetwork(bg, api.NetworkCreate{Name: "bad\nname"})
 	wantErr(t, err, model.ErrInvalid, "invalid network name")
+	_, err = e.CreateNetwork(bg, api.NetworkCreate{Name: "a/b"})
+	wantErr(t, err, model.ErrInvalid, "invalid network name")
+	// Docker accepts names with spaces; the network works, its containers
+	// resolve plain names (no NAME.NETWORK form for such a name).
+	sp, err := e.CreateNetwork(bg, api.NetworkCreate{Name: "my net", IPAM: []model.IPAMConfig{{Subnet: pfx("10.13.0.0/24")}}})
+	if err != nil || sp.Name != "my net" {
+		t.Fatalf("network with a space: %+v %v", sp, err)
+	}
+	if err := e.RemoveNetwork(bg, "my net"); err != nil {
+		t.Fatal(err)
+	}
 	_, err = e.CreateNetwork(bg, api.NetworkCreate{Name: "e", Options: map[string]string{"bad": "x"}})
 	wantErr(t, err, model.ErrInvalid, "bad option")
 	wantErr(t, e.RemoveNetwork(bg, "nope"), model.ErrNotFound, "network nope not found")

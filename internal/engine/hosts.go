@@ -35,10 +35,20 @@ func RenderHosts(self []HostEntry, links []HostEntry) []byte {
 	return b.Bytes()
 }
 
+// entryNames are an endpoint's names in a hosts file: NAME and ALIAS, and
+// their NAME.NETWORK forms when the network's name can be part of a host
+// name (Docker accepts network names with spaces).
 func entryNames(ep model.Endpoint, network string) []string {
-	names := []string{ep.Name, ep.Name + "." + network}
+	qualify := validName.MatchString(network)
+	names := []string{ep.Name}
+	if qualify {
+		names = append(names, ep.Name+"."+network)
+	}
 	for _, a := range ep.Aliases {
-		names = append(names, a, a+"."+network)
+		names = append(names, a)
+		if qualify {
+			names = append(names, a+"."+network)
+		}
 	}
 	return names
 }

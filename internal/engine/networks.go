@@ -9,6 +9,7 @@ import (
 	"strconv"
 
 	"github.com/vxnet/vxnet/internal/api"
+	"github.com/vxnet/vxnet/internal/cluster"
 	"github.com/vxnet/vxnet/internal/driver"
 	"github.com/vxnet/vxnet/internal/model"
 	"github.com/vxnet/vxnet/internal/store"
@@ -30,8 +31,8 @@ func (e *Engine) CreateNetwork(ctx context.Context, req api.NetworkCreate) (mode
 	if req.Name == "" {
 		return model.Network{}, errf(model.ErrInvalid, "network name must not be empty")
 	}
-	if !validName.MatchString(req.Name) {
-		return model.Network{}, errf(model.ErrInvalid, "invalid network name %q: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", req.Name)
+	if !cluster.ValidNetworkName(req.Name) {
+		return model.Network{}, errf(model.ErrInvalid, "invalid network name %q: printable characters only, no '/', at most 255 bytes", req.Name)
 	}
 	if isPredefinedName(req.Name) {
 		return model.Network{}, errf(model.ErrForbidden, "operation is not permitted on predefined %s network", req.Name)
