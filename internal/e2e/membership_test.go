@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -118,5 +119,81 @@ func TestMembershipTwoHostWalkthrough(t *testing.T) {
 		if networkID(t, h, "refused") != "" {
 			t.Errorf("%s lists the network whose create was refused", h.Name)
 		}
+	}
+}
+
+// Global addresses belong to the host that took them: after `node rm` of a
+// dead host that held 50 of them, the elected garbage collector returns them
+// to the pool within its period, and the other host can use them.
+func TestIPAMNodeRemoval(t *testing.T) {
+	c := harness.New(t, harness.Options{Hosts: 2, DaemonArgs: func(i int, h *harness.Host) []string {
+		args := []string{"--advertise-addr", h.Addr.String(), "--node-ttl", "2s", "--cluster-ipam-gc-interval", "2s"}
+		if i == 0 {
+			return append(args, "--cluster-init")
+		}
+		return append(args, h.JoinArgs(0)...)
+	}})
+	for _, h := range c.Hosts {
+		h.Start()
+	}
+	h1, h2 := c.Host(0), c.Host(1)
+	// 61 usable addresses (a /26 without network, broadcast and gateway),
+	// in /28 blocks.
+	cli(t, h1, "network", "create", "-d", "overlay", "--subnet", "10.97.0.0/26", "-o", "com.vxnet.ipam.block-size=28", "gnet")
+	if !eventually(5*time.Second, func() bool { return networkID(t, h2, "gnet") != "" }) {
+		t.Fatal("gnet not on h2")
+	}
+	api1, api2 := apiClient(h1), apiClient(h2)
+	for i := range 50 {
+		if err := apiCreate(api2, fmt.Sprintf("b%d", i), "gnet"); err != nil {
+			t.Fatalf("h2: %v", err)
+		}
+	}
+	made := 0
+	for i := range 12 {
+		err := apiCreate(api1, fmt.Sprintf("a%d", i), "gnet")
+		if err != nil {
+			if !strings.Contains(err.Error(), "no available addresses") {
+				t.Fatalf("h1 create a%d: %v, want no available addresses", i, err)
+			}
+			break
+		}
+		made++
+	}
+	if made != 11 {
+		t.Fatalf("h1 created %d containers before the pool ran out, want 11", made)
+	}
+	id2 := selfID(t, h2)
+	h2.Kill()
+	h2.Cut()
+	if !eventually(10*time.Second, func() bool { return nodes(t, h1)[id2].State == "down" }) {
+		t.Fatal("h2 not down")
+	}
+	cli(t, h1, "node", "rm", id2)
+	removed := time.Now()
+	// The collector runs every 2 s: the 50 addresses come back.
+	for i := range 50 {
+		var err error
+		if !eventually(10*time.Second, func() bool {
+			err = apiCreate(api1, fmt.Sprintf("c%d", i), "gnet")
+			return err == nil
+		}) {
+			t.Fatalf("h1 create c%d %v after node rm: %v", i, time.Since(removed).Round(100*time.Millisecond), err)
+		}
+		if i == 0 {
+			t.Logf("first address of the removed host back %v after node rm", time.Since(removed).Round(100*time.Millisecond))
+		}
+	}
+	t.Logf("50 addresses of the removed host reused within %v of node rm", time.Since(removed).Round(100*time.Millisecond))
+	addrs := endpointAddrs(t, h1, "gnet")
+	seen := map[string]string{}
+	for name, a := range addrs {
+		if o, dup := seen[a]; dup {
+			t.Errorf("%s and %s share %s", o, name, a)
+		}
+		seen[a] = name
+	}
+	if len(addrs) != 61 {
+		t.Errorf("h1 holds %d endpoints on gnet, want 61", len(addrs))
 	}
 }
