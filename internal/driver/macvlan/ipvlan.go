@@ -60,9 +60,9 @@ func (v *IPVlan) ValidateOptions(map[string]string) error {
 		return err
 	}
 	if !ok {
-		return fmt.Errorf("ipvlan: this kernel has no ipvlan support (module ipvlan not available); use -d macvlan: %w", driver.ErrInvalid)
+		return &invalidError{msg: "ipvlan: this kernel has no ipvlan support (module ipvlan not available); use -d macvlan"}
 	}
-	return fmt.Errorf("ipvlan: vxnet does not implement ipvlan networks; use -d macvlan: %w", driver.ErrInvalid)
+	return &invalidError{msg: "ipvlan: vxnet does not implement ipvlan networks; use -d macvlan"}
 }
 
 func (v *IPVlan) CreateNetwork(context.Context, model.Network) error { return v.ValidateOptions(nil) }

@@ -115,8 +115,15 @@ type netOptions struct {
 	mtu    int    // 0: the parent's
 }
 
+// invalidError is a refusal of the user's request: it reads as its message
+// alone and unwraps to driver.ErrInvalid (HTTP 400).
+type invalidError struct{ msg string }
+
+func (e *invalidError) Error() string { return e.msg }
+func (e *invalidError) Unwrap() error { return driver.ErrInvalid }
+
 func invalid(format string, args ...any) error {
-	return fmt.Errorf("macvlan: %s: %w", fmt.Sprintf(format, args...), driver.ErrInvalid)
+	return &invalidError{msg: "macvlan: " + fmt.Sprintf(format, args...)}
 }
 
 // ValidateOptions checks -o options at network create. The --internal flag
@@ -294,8 +301,7 @@ func (d *Driver) CreateNetwork(ctx context.Context, n model.Network) error {
 	}
 	if l != nil {
 		if a := l.Attrs().Alias; strings.HasPrefix(a, markPrefix) && a != mark(n.ID) {
-			return fmt.Errorf("macvlan: network %s is already using parent interface %s: %w",
-				strings.TrimPrefix(a, markPrefix), name, driver.ErrInvalid)
+			return invalid("network %s is already using parent interface %s", strings.TrimPrefix(a, markPrefix), name)
 		}
 		if l.Attrs().Alias == mark(n.ID) && l.Attrs().Flags&unix.IFF_UP == 0 {
 			if err := h.LinkSetUp(l); err != nil {
@@ -310,15 +316,14 @@ func (d *Driver) CreateNetwork(ctx context.Context, n model.Network) error {
 	case o.vlan > 0:
 		base, berr := h.LinkByName(o.base)
 		if berr != nil {
-			return fmt.Errorf("macvlan: parent %s: interface %s does not exist: %w", name, o.base, driver.ErrInvalid)
+			return invalid("parent %s: interface %s does not exist", name, o.base)
 		}
 		err = d.createLink(h, &netlink.Vlan{LinkAttrs: netlink.LinkAttrs{Name: name, ParentIndex: base.Attrs().Index}, VlanId: o.vlan}, n.ID)
 		if err != nil && unsupportedKind(err) {
-			return fmt.Errorf("macvlan: cannot create the 802.1q sub-interface %s: the kernel has no 802.1q VLAN support (module 8021q): %w",
-				name, driver.ErrInvalid)
+			return invalid("cannot create the 802.1q sub-interface %s: the kernel has no 802.1q VLAN support (module 8021q)", name)
 		}
 	default:
-		return fmt.Errorf("macvlan: parent interface %s does not exist: %w", name, driver.ErrInvalid)
+		return invalid("parent interface %s does not exist", name)
 	}
 	if err != nil {
 		return fmt.Errorf("macvlan: create parent %s: %w", name, err)
