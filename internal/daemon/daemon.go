@@ -27,7 +27,8 @@ import (
 
 // Config is the daemon's configuration, from flags.
 type Config struct {
-	Host     string // unix:///run/vxnet/vxnet.sock
+	// API is where the Engine API listens (-H, TLS flags, --group).
+	API      APIConfig
 	DataRoot string
 	ExecRoot string
 	BIP      string // default bridge gateway/prefix, e.g. 172.17.0.1/16
@@ -45,6 +46,8 @@ type Config struct {
 	DNS []string
 
 	onLeave func() // stops the daemon after a clean leave of the cluster
+	// apiPorts are the TCP ports of the API (closed to containers).
+	apiPorts []int
 }
 
 // ClusterConfig holds the cluster-mode flags.
@@ -86,6 +89,15 @@ func NewCommand() *cobra.Command {
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg.dockerPluginDirSet = cmd.Flags().Changed("docker-plugin-dir")
+			cfg.API.TLSSet = cmd.Flags().Changed("tls")
+			cfg.API.GroupSet = cmd.Flags().Changed("group")
+			if !cfg.API.TLSVerify && !cfg.API.TLS && !cfg.API.TLSSet {
+				for _, n := range []string{"tlscacert", "tlscert", "tlskey"} {
+					if cmd.Flags().Changed(n) {
+						return fmt.Errorf("--%s needs --tlsverify (or --tls)", n)
+					}
+				}
+			}
 			if cfg.Cluster.Store != "" && cmd.Flags().Changed("cluster-join-port") {
 				return errors.New("--cluster-join-port belongs to an embedded cluster (--cluster-init, --cluster-join), not to --cluster-store")
 			}
@@ -100,7 +112,14 @@ func NewCommand() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVarP(&cfg.Host, "host", "H", "unix:///run/vxnet/vxnet.sock", "Daemon socket to listen on")
+	a := &cfg.API
+	f.StringArrayVarP(&a.Hosts, "host", "H", nil, "Daemon socket(s) to listen on: unix:///path or tcp://ADDR[:PORT] (default "+DefaultSocket+")")
+	f.BoolVar(&a.TLS, "tls", false, "Use TLS on tcp:// sockets; implied by --tlsverify (--tls=false allows plain TCP)")
+	f.BoolVar(&a.TLSVerify, "tlsverify", os.Getenv("DOCKER_TLS_VERIFY") != "", "Use TLS and require client certificates signed by --tlscacert")
+	f.StringVar(&a.TLSCACert, "tlscacert", "", "Trust client certificates signed only by this CA (default $DOCKER_CERT_PATH/ca.pem or ~/.docker/ca.pem)")
+	f.StringVar(&a.TLSCert, "tlscert", "", "Path to the TLS certificate file (default $DOCKER_CERT_PATH/cert.pem or ~/.docker/cert.pem)")
+	f.StringVar(&a.TLSKey, "tlskey", "", "Path to the TLS key file (default $DOCKER_CERT_PATH/key.pem or ~/.docker/key.pem)")
+	f.StringVarP(&a.Group, "group", "G", "docker", "Group for the unix socket(s) (mode 0660)")
 	f.StringVar(&cfg.DataRoot, "data-root", "/var/lib/vxnet", "Root of persistent state (store, images)")
 	f.StringVar(&cfg.ExecRoot, "exec-root", "/run/vxnet", "Root of runtime state (netns mounts, runc state)")
 	f.StringVar(&cfg.BIP, "bip", "172.17.0.1/16", "Default bridge gateway address with prefix length")
@@ -135,21 +154,6 @@ func NewCommand() *cobra.Command {
 	return cmd
 }
 
-// socketPath turns -H unix:///path into /path.
-func socketPath(host string) (string, error) {
-	switch {
-	case strings.HasPrefix(host, "unix://"):
-		p := strings.TrimPrefix(host, "unix://")
-		if p == "" {
-			return "", fmt.Errorf("invalid -H %q: empty socket path", host)
-		}
-		return p, nil
-	case strings.HasPrefix(host, "/"):
-		return host, nil
-	}
-	return "", fmt.Errorf("invalid -H %q: only unix:///path sockets are supported", host)
-}
-
 func parseLevel(s string) (slog.Level, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(s)); err != nil {
@@ -168,10 +172,11 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	sock, err := socketPath(cfg.Host)
+	apiPlan, err := planAPI(cfg.API)
 	if err != nil {
 		return err
 	}
+	cfg.apiPorts = apiPlan.tcpPorts
 	bip, err := netip.ParsePrefix(cfg.BIP)
 	if err != nil || !bip.Addr().Is4() || bip.Bits() > 30 {
 		return fmt.Errorf("invalid --bip %q: want an IPv4 address with prefix length, e.g. 172.17.0.1/16", cfg.BIP)
@@ -219,15 +224,19 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer stopPlugin()
 
-	ln, err := api.ListenUnix(sock)
+	lns, err := apiPlan.listen(log)
 	if err != nil {
 		return err
 	}
 	srv := &http.Server{Handler: api.NewServer(eng, api.Options{Logger: log, Version: engine.Version}),
 		ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	log.Info("vxnet daemon listening", "socket", sock, "data-root", cfg.DataRoot, "exec-root", cfg.ExecRoot)
+	errc := make(chan error, len(lns))
+	var addrs []string
+	for _, ln := range lns {
+		go func() { errc <- srv.Serve(ln) }()
+		addrs = append(addrs, ln.Addr().String())
+	}
+	log.Info("vxnet daemon listening", "api", strings.Join(addrs, ","), "data-root", cfg.DataRoot, "exec-root", cfg.ExecRoot)
 
 	select {
 	case <-ctx.Done():
@@ -238,6 +247,8 @@ func Run(ctx context.Context, cfg Config) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	srv.Shutdown(sctx)
-	os.Remove(sock)
+	for _, sock := range apiPlan.unixSockets() {
+		os.Remove(sock)
+	}
 	return nil
 }

@@ -7,29 +7,67 @@ import (
 	"time"
 )
 
-func TestSocketPath(t *testing.T) {
-	for _, tc := range []struct{ in, want, err string }{
-		{"unix:///run/vxnet/vxnet.sock", "/run/vxnet/vxnet.sock", ""},
-		{"/tmp/x.sock", "/tmp/x.sock", ""},
-		{"unix://", "", "empty socket path"},
-		{"tcp://0.0.0.0:2375", "", "only unix:///path sockets"},
+func TestParseHost(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		tls  bool
+		want string
+		err  string
+	}{
+		{"unix:///run/vxnet/vxnet.sock", false, "unix:///run/vxnet/vxnet.sock", ""},
+		{"/tmp/x.sock", false, "unix:///tmp/x.sock", ""},
+		{"unix://", false, "", "empty socket path"},
+		{"tcp://192.0.2.1", true, "tcp://192.0.2.1:2376", ""},
+		{"tcp://192.0.2.1", false, "tcp://192.0.2.1:2375", ""},
+		{"tcp://:2376", true, "tcp://:2376", ""},
+		{"tcp://[2001:db8::1]:3000", true, "tcp://[2001:db8::1]:3000", ""},
+		{"tcp://2001:db8::1", true, "", "bracket IPv6"},
+		{"tcp://h:99999", true, "", "bad port"},
+		{"tcp://h:1/x", true, "", "no path"},
+		{"fd://", false, "", "want unix:///path or tcp://"},
 	} {
-		got, err := socketPath(tc.in)
+		got, err := parseHost(tc.in, tc.tls)
 		if tc.err != "" {
 			if err == nil || !strings.Contains(err.Error(), tc.err) {
-				t.Errorf("socketPath(%q) err = %v, want %q", tc.in, err, tc.err)
+				t.Errorf("parseHost(%q) err = %v, want %q", tc.in, err, tc.err)
 			}
 			continue
 		}
-		if err != nil || got != tc.want {
-			t.Errorf("socketPath(%q) = %q, %v", tc.in, got, err)
+		if err != nil || got.String() != tc.want {
+			t.Errorf("parseHost(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+		}
+	}
+}
+
+// The API over TCP is TLS only unless --tls=false is explicit; TLS files
+// must load.
+func TestPlanAPI(t *testing.T) {
+	t.Setenv("DOCKER_CERT_PATH", t.TempDir()) // no default files
+	tcp := []string{"unix:///x.sock", "tcp://127.0.0.1"}
+	for _, tc := range []struct {
+		c    APIConfig
+		want string
+	}{
+		{APIConfig{}, ""},
+		{APIConfig{Hosts: tcp}, "needs TLS"},
+		{APIConfig{Hosts: tcp, TLSSet: true}, ""},
+		{APIConfig{Hosts: tcp, TLSVerify: true}, "--tlscert"},
+		{APIConfig{Hosts: tcp, Group: "no-such-group-vxnet", GroupSet: true, TLSSet: true}, "--group no-such-group-vxnet"},
+		{APIConfig{Group: "no-such-group-vxnet"}, ""}, // the default group may be missing
+	} {
+		p, err := planAPI(tc.c)
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n")) {
+			t.Errorf("planAPI(%+v) = %v, want %q", tc.c, err, tc.want)
+		}
+		if err == nil && tc.c.TLSSet && len(tc.c.Hosts) > 1 && (!p.plainTCP || len(p.tcpPorts) != 1 || p.tcpPorts[0] != DefaultPlainPort) {
+			t.Errorf("planAPI(%+v) = %+v, want plain TCP on %d", tc.c, p, DefaultPlainPort)
 		}
 	}
 }
 
 // Bad daemon flags fail before anything is made, with one clear line.
 func TestRunRejectsBadFlags(t *testing.T) {
-	base := Config{Host: "unix:///nonexistent/x.sock", DataRoot: t.TempDir(), ExecRoot: t.TempDir(), BIP: "172.17.0.1/16", LogLevel: "info"}
+	base := Config{API: APIConfig{Hosts: []string{"unix:///nonexistent/x.sock"}}, DataRoot: t.TempDir(), ExecRoot: t.TempDir(), BIP: "172.17.0.1/16", LogLevel: "info"}
 	for _, tc := range []struct {
 		mod  func(*Config)
 		want string
@@ -37,7 +75,8 @@ func TestRunRejectsBadFlags(t *testing.T) {
 		{func(c *Config) { c.BIP = "172.17.0.1" }, "invalid --bip"},
 		{func(c *Config) { c.BIP = "fd00::1/64" }, "invalid --bip"},
 		{func(c *Config) { c.LogLevel = "loud" }, "invalid --log-level"},
-		{func(c *Config) { c.Host = "tcp://1.2.3.4:1" }, "invalid -H"},
+		{func(c *Config) { c.API.Hosts = []string{"ftp://1.2.3.4:1"} }, "invalid -H"},
+		{func(c *Config) { c.API.Hosts = []string{"tcp://1.2.3.4:1"} }, "needs TLS"},
 		{func(c *Config) { c.Cluster.Store = "etcd://192.0.2.1:2379" }, "not a loopback address and the store would be reached without TLS"},
 	} {
 		cfg := base

@@ -107,6 +107,7 @@ func wire(ctx context.Context, cfg Config, bip netip.Prefix, st *store.Store, lo
 		DataRoot: cfg.DataRoot, ExecRoot: cfg.ExecRoot, BridgeIP: bip, Store: st,
 		IPAM: engine.LocalIPAM(ipam.NewAllocator()), Runtime: runtimeAdapter{rt}, Images: imagesAdapter{images},
 		Firewall: fw, HostRoutes: ipam.HostRoutes, Logger: log, DNS: resolver,
+		ControlPorts: append([]int(nil), cfg.apiPorts...),
 	}
 	if err := wireCluster(ctx, cfg, &eopts, &drivers, w, log); err != nil {
 		w.close()

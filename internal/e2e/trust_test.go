@@ -285,3 +285,67 @@ func (s storeTLS) etcdArgs() []string {
 func (s storeTLS) daemonArgs() []string {
 	return []string{"--cluster-store-ca", s.CA, "--cluster-store-cert", s.ClientCert, "--cluster-store-key", s.ClientKey}
 }
+
+// The Engine API over TCP as dockerd serves it: with --tlsverify the real
+// docker CLI works with client certificates (DOCKER_CERT_PATH) and is
+// refused without; containers cannot reach the port; a daemon asked for
+// plain TCP refuses to start with one line and a non-zero exit.
+func TestAPIOverTCPWithTLS(t *testing.T) {
+	const docker = "/usr/local/bin/docker"
+	if _, err := os.Stat(docker); err != nil {
+		t.Skip("needs the docker CLI at " + docker)
+	}
+	c := harness.New(t, harness.Options{Hosts: 1})
+	h := c.Host(0)
+	s := makeStoreTLS(t, filepath.Join(c.Dir, "api-tls"), h.Addr)
+	// The docker CLI reads ca.pem, cert.pem and key.pem from DOCKER_CERT_PATH.
+	withCert, caOnly := filepath.Join(c.Dir, "client"), filepath.Join(c.Dir, "ca-only")
+	for dir, files := range map[string]map[string]string{
+		withCert: {"ca.pem": s.CA, "cert.pem": s.ClientCert, "key.pem": s.ClientKey},
+		caOnly:   {"ca.pem": s.CA},
+	} {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		for name, src := range files {
+			b, err := os.ReadFile(src)
+			if err != nil || os.WriteFile(filepath.Join(dir, name), b, 0o600) != nil {
+				t.Fatalf("copy %s: %v", src, err)
+			}
+		}
+	}
+	addr := h.Addr.String() + ":2376"
+	h.Start("-H", "tcp://"+h.Addr.String(), "--tlsverify", "--tlscacert", s.CA, "--tlscert", s.ServerCert, "--tlskey", s.ServerKey)
+	dockerCLI := func(certDir string, args ...string) (string, int) {
+		return h.NS().Exec(append([]string{"env", "DOCKER_HOST=tcp://" + addr, "DOCKER_TLS_VERIFY=1",
+			"DOCKER_CERT_PATH=" + certDir, "DOCKER_CONFIG=" + c.Dir, docker}, args...)...)
+	}
+	if out, code := dockerCLI(withCert, "version", "--format", "{{.Server.APIVersion}}"); code != 0 || strings.TrimSpace(out) == "" {
+		t.Fatalf("docker version with client certificates: exit %d: %s", code, out)
+	}
+	if out, code := dockerCLI(withCert, "network", "ls"); code != 0 || !strings.Contains(out, "bridge") {
+		t.Errorf("docker network ls with client certificates: exit %d: %s", code, out)
+	}
+	if out, code := dockerCLI(caOnly, "version", "--format", "{{.Server.APIVersion}}"); code == 0 {
+		t.Errorf("docker without a client certificate got an answer: %s", out)
+	}
+	if out, code := h.NS().Exec("env", "DOCKER_HOST=tcp://"+addr, "DOCKER_CONFIG="+c.Dir, docker, "version", "--format", "{{.Server.APIVersion}}"); code == 0 {
+		t.Errorf("docker without TLS got an answer: %s", out)
+	}
+	// A container cannot reach the API port of its host.
+	cli(t, h, "run", "-d", "--name", "tenant", "busybox", "sleep", "1d")
+	if tcpOpens(t, "/proc/"+strconv.Itoa(ovPid(t, h, "tenant"))+"/ns/net", h.Addr.String(), 2376) {
+		t.Error("a container reached the API port of its host")
+	}
+
+	// Plain TCP: refused before anything is made.
+	bin := harness.Build(t)
+	tmp := t.TempDir()
+	out, code := h.NS().Exec(bin, "daemon", "-H", "tcp://127.0.0.1:2375", "--data-root", filepath.Join(tmp, "d"), "--exec-root", filepath.Join(tmp, "e"))
+	if code == 0 || !strings.Contains(out, "needs TLS") || strings.Count(strings.TrimSpace(out), "\n") > 0 {
+		t.Errorf("daemon -H tcp:// without TLS: exit %d, output %q; want one line about TLS and a non-zero exit", code, out)
+	}
+	if _, err := os.Stat(filepath.Join(tmp, "d")); err == nil {
+		t.Error("the refused daemon made its data root")
+	}
+}
