@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,73 +23,46 @@ import (
 	"github.com/vxnet/vxnet/internal/netns"
 )
 
-// cniBuilt caches the vxnet CNI plugin and reference plugins built for this
-// test process.
-var cniBuilt struct {
-	sync.Mutex
-	dir  string
-	have map[string]bool
-}
-
 // cniBuild builds the vxnet CNI plugin (as "vxnet") and, when asked, CNI
 // reference plugins of github.com/containernetworking/plugins v1.10.0
-// (e.g. "portmap", "bridge") into one directory for this test process,
-// removed by the test's cleanup of the cluster directory it returns.
+// (e.g. "portmap", "bridge") into a directory of the test (removed with
+// it); Go's build cache makes repeated builds cheap.
 func cniBuild(t *testing.T, refs ...string) string {
 	t.Helper()
-	cniBuilt.Lock()
-	defer cniBuilt.Unlock()
-	if cniBuilt.dir == "" {
-		d, err := os.MkdirTemp("", "vxt-cni-bin-")
-		if err != nil {
-			t.Fatal(err)
-		}
-		cniBuilt.dir, cniBuilt.have = d, map[string]bool{}
-	}
+	dir := t.TempDir()
 	goBin, err := exec.LookPath("go")
 	if err != nil {
 		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
 	}
-	if !cniBuilt.have["vxnet"] {
-		root := moduleRootDir(t)
-		cmd := exec.Command(goBin, "build", "-o", filepath.Join(cniBuilt.dir, "vxnet"), "./cmd/vxnet-cni")
-		cmd.Dir = root
+	cmd := exec.Command(goBin, "build", "-o", filepath.Join(dir, "vxnet"), "./cmd/vxnet-cni")
+	cmd.Dir = moduleRootDir(t)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build vxnet-cni: %v\n%s", err, out)
+	}
+	if len(refs) == 0 {
+		return dir
+	}
+	// A throw-away module pins the reference plugins' version without
+	// adding them to vxnet's go.mod.
+	mod := filepath.Join(dir, "refmod")
+	os.MkdirAll(mod, 0o755)
+	run := func(args ...string) {
+		cmd := exec.Command(goBin, args...)
+		cmd.Dir = mod
+		cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod")
 		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("build vxnet-cni: %v\n%s", err, out)
+			t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
-		cniBuilt.have["vxnet"] = true
 	}
-	var missing []string
+	run("mod", "init", "vxnettest/cniref")
+	run("get", "github.com/containernetworking/plugins@v1.10.0")
+	pkgs := map[string]string{"bridge": "main/bridge", "host-local": "ipam/host-local", "portmap": "meta/portmap",
+		"bandwidth": "meta/bandwidth", "loopback": "main/loopback"}
 	for _, r := range refs {
-		if !cniBuilt.have[r] {
-			missing = append(missing, r)
-		}
+		run("build", "-o", filepath.Join(dir, r), "github.com/containernetworking/plugins/plugins/"+pkgs[r])
 	}
-	if len(missing) > 0 {
-		// A throw-away module pins the reference plugins' version without
-		// adding them to vxnet's go.mod.
-		mod := filepath.Join(cniBuilt.dir, "refmod")
-		os.MkdirAll(mod, 0o755)
-		run := func(args ...string) {
-			cmd := exec.Command(goBin, args...)
-			cmd.Dir = mod
-			cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod")
-			if out, err := cmd.CombinedOutput(); err != nil {
-				t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
-			}
-		}
-		if _, err := os.Stat(filepath.Join(mod, "go.mod")); err != nil {
-			run("mod", "init", "vxnettest/cniref")
-			run("get", "github.com/containernetworking/plugins@v1.10.0")
-		}
-		pkgs := map[string]string{"bridge": "main/bridge", "host-local": "ipam/host-local", "portmap": "meta/portmap",
-			"bandwidth": "meta/bandwidth", "loopback": "main/loopback"}
-		for _, r := range missing {
-			run("build", "-o", filepath.Join(cniBuilt.dir, r), "github.com/containernetworking/plugins/plugins/"+pkgs[r])
-			cniBuilt.have[r] = true
-		}
-	}
-	return cniBuilt.dir
+	os.RemoveAll(mod)
+	return dir
 }
 
 func moduleRootDir(t *testing.T) string {

@@ -37,7 +37,11 @@ func TestCNIOverlay(t *testing.T) {
 	bin := cniBuild(t)
 	hosts := []*cniHost{newCNIHost(t, c, a, bin, cniConf("cnet", a.Socket)), newCNIHost(t, c, b, bin, cniConf("cnet", b.Socket))}
 
-	const n = 20
+	// 20 in CI; the benchmark run (VXNET_BENCH=1) does the issue's 100.
+	n := 20
+	if os.Getenv("VXNET_BENCH") != "" {
+		n = bnEnv(t, "VXNET_BENCH_CNI_N", 100)
+	}
 	type pod struct {
 		id, ns string
 		host   int
@@ -79,14 +83,17 @@ func TestCNIOverlay(t *testing.T) {
 	pingAll := func(label string) {
 		t.Helper()
 		var failed []string
-		ovParallel(n, 4, func(i int) {
+		ovParallel(n, 2, func(i int) {
 			var dsts []string
 			for _, q := range pods {
 				if q != pods[i] {
 					dsts = append(dsts, q.ip.String())
 				}
 			}
-			script := `for d in "$@"; do ping -c1 -W1 "$d" >/dev/null 2>&1 || ping -c1 -W2 "$d" >/dev/null 2>&1 || echo "$d"; done`
+			// Eight destinations at a time: a first ARP exchange can take
+			// a second on a busy bridge (one by one that adds up), and
+			// all at once floods the bridge with ARP broadcasts.
+			script := `printf '%s\n' "$@" | xargs -P 8 -I{} sh -c 'ping -c1 -W2 {} >/dev/null 2>&1 || ping -c1 -W3 {} >/dev/null 2>&1 || echo {}'`
 			out, _ := (&cniNS{pods[i].ns}).exec(append([]string{"sh", "-c", script, "sh"}, dsts...)...)
 			if f := strings.Fields(out); len(f) > 0 {
 				mu.Lock()
