@@ -68,12 +68,14 @@ func TestFaultInjection(t *testing.T) {
 	t.Logf("fault injection: %d operations, seed %d (VXNET_FAULT_SEED replays it)", ops, seed)
 
 	var store string
+	var et *extEtcd
 	c := harness.New(t, harness.Options{Hosts: 3, DaemonArgs: func(i int, h *harness.Host) []string {
-		return []string{"--cluster-store", store, "--advertise-addr", h.Addr.String(), "--node-ttl", "3s", "--resync-interval", "2s"}
+		return append([]string{"--cluster-store", store, "--advertise-addr", h.Addr.String(), "--node-ttl", "3s", "--resync-interval", "2s"},
+			et.tls.daemonArgs()...)
 	}})
 	h0 := c.Host(0)
 	store = "etcd://" + h0.Addr.String() + ":2379"
-	et := &extEtcd{t: t, h: h0, dir: filepath.Join(c.Dir, "etcd-data")}
+	et = newExtEtcd(t, h0, c.Dir)
 	et.start()
 	t.Cleanup(et.kill)
 	f := &fiRun{t: t, rnd: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), et: et,
@@ -499,7 +501,9 @@ func (f *fiRun) check(reach bool) {
 func (f *fiRun) ipamInUse(netID string) []netip.Addr {
 	f.t.Helper()
 	h := f.et.h
-	out, code := h.Exec("etcdctl", "--endpoints", "http://"+h.Addr.String()+":2379", "get", "--prefix",
+	tls := f.et.tls
+	out, code := h.Exec("etcdctl", "--endpoints", "https://"+h.Addr.String()+":2379",
+		"--cacert", tls.CA, "--cert", tls.ClientCert, "--key", tls.ClientKey, "get", "--prefix",
 		"/vxnet/v1/ipam/blocks/"+netID+"/", "--print-value-only")
 	if code != 0 {
 		f.t.Errorf("etcdctl: %s", out)
