@@ -490,6 +490,12 @@ func (c *Cluster) joinAddr() (string, error) {
 // once). It writes the PKI directory and loads the identity; a voter's
 // answer also carries the CA key.
 func (c *Cluster) requestJoin(ctx context.Context) (*joinResponse, error) {
+	return c.requestJoinAs(ctx, true)
+}
+
+// requestJoinAs is requestJoin; byCert false ignores the certificate held
+// (it was refused) and joins with the token.
+func (c *Cluster) requestJoinAs(ctx context.Context, byCert bool) (*joinResponse, error) {
 	o := c.opts
 	addr, err := c.joinAddr()
 	if err != nil {
@@ -497,7 +503,8 @@ func (c *Cluster) requestJoin(ctx context.Context) (*joinResponse, error) {
 	}
 	dir := pki.Dir(o.PKIDir)
 	var digest, secret string
-	if dir.HasNode() {
+	c.id = nil
+	if byCert && dir.HasNode() {
 		if c.id, err = loadIdentity(dir); err != nil {
 			return nil, err
 		}
@@ -538,6 +545,12 @@ func (c *Cluster) requestJoin(ctx context.Context) (*joinResponse, error) {
 	if err := c.joinCall(ctx, addr, digest, "/v1/join", req, &resp); err != nil {
 		if errors.Is(err, model.ErrUnavailable) {
 			return nil, err
+		}
+		if c.id != nil && errors.Is(err, model.ErrForbidden) && o.JoinToken != "" {
+			// Removed from the cluster (its user is gone): a join token
+			// given with it admits the host again, with a new key.
+			c.log.Warn("this host's certificate was refused; joining again with the join token", "err", err)
+			return c.requestJoinAs(ctx, false)
 		}
 		return nil, fmt.Errorf("cluster: join: %w", err)
 	}

@@ -299,5 +299,25 @@ func TestSecurity(t *testing.T) {
 		if _, err := nodeState(ctx, c1, o3.NodeID); err == nil {
 			t.Error("removed node registered again")
 		}
+		// Restarted with its old certificate only, it is refused; with a
+		// (current) join token it is admitted again.
+		c3.Close()
+		again := o3
+		again.JoinToken = ""
+		if c, err := Open(ctx, again); err == nil || !strings.Contains(err.Error(), "was removed from the cluster") {
+			if c != nil {
+				c.Close()
+			}
+			t.Fatalf("rejoin of a removed node with its certificate: %v, want refused", err)
+		}
+		tok, err := c1.JoinToken(ctx, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		again.JoinToken = tok
+		c3b := open(t, again)
+		if err := c3b.Advertise(ctx, a); err != nil {
+			t.Fatalf("advertise after joining again: %v", err)
+		}
 	})
 }
