@@ -2,7 +2,9 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -139,4 +141,48 @@ func TestReadsDoNotWaitForSlowIO(t *testing.T) {
 	if len(v.Endpoints) != 1 {
 		t.Errorf("network n has %d endpoints, want 1", len(v.Endpoints))
 	}
+}
+
+// The firewall is applied with the engine's context, not the request's: a
+// client that hangs up does not cancel it. A failed apply is returned to
+// the request that caused it (a network create is undone), shown in
+// /info, and retried in the background until it succeeds.
+func TestFirewallFailures(t *testing.T) {
+	env := newTestEngine(t, t.TempDir(), newFakeRuntime())
+	e := env.e
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // the client is gone
+	if _, err := e.CreateNetwork(ctx, api.NetworkCreate{Name: "gone", IPAM: []model.IPAMConfig{{Subnet: pfx("10.6.0.0/24")}}}); err != nil {
+		t.Fatalf("create with a cancelled request context: %v", err)
+	}
+	env.fw.mu.Lock()
+	ctxErr, n := env.fw.ctxErr, len(env.fw.last)
+	env.fw.mu.Unlock()
+	if ctxErr != nil || n != 2 {
+		t.Errorf("firewall applied with a cancelled context (%v) or without the new network (%d networks)", ctxErr, n)
+	}
+
+	env.fw.mu.Lock()
+	env.fw.fail = errors.New("nft: Operation not permitted")
+	env.fw.mu.Unlock()
+	_, err := e.CreateNetwork(bg, api.NetworkCreate{Name: "nofw", IPAM: []model.IPAMConfig{{Subnet: pfx("10.7.0.0/24")}}})
+	if err == nil || !strings.Contains(err.Error(), "Operation not permitted") {
+		t.Fatalf("create with a failing firewall: err = %v", err)
+	}
+	if _, err := e.InspectNetwork(bg, "nofw", false); !errors.Is(err, model.ErrNotFound) {
+		t.Errorf("network kept after its firewall failed: %v", err)
+	}
+	in, _ := e.Info(bg)
+	if len(in.Warnings) != 1 || !strings.Contains(in.Warnings[0], "Operation not permitted") {
+		t.Errorf("info warnings = %q, want the firewall failure", in.Warnings)
+	}
+	// The subnet was given back: the same create works once nft does.
+	env.fw.mu.Lock()
+	env.fw.fail = nil
+	env.fw.mu.Unlock()
+	waitFor(t, "the background retry to clear the warning", func() bool {
+		in, _ := e.Info(bg)
+		return len(in.Warnings) == 0
+	})
+	mustNet(t, e, api.NetworkCreate{Name: "nofw", IPAM: []model.IPAMConfig{{Subnet: pfx("10.7.0.0/24")}}})
 }

@@ -196,11 +196,21 @@ type fakeFirewall struct {
 	mu    sync.Mutex
 	last  []firewall.Network
 	ports []firewall.PortMapping
+	// fail makes Apply fail (nft refusing); ctxErr records whether an
+	// apply ran with a cancelled context.
+	fail   error
+	ctxErr error
 }
 
 func (f *fakeFirewall) Apply(ctx context.Context, cfg firewall.Config) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		f.ctxErr = err
+	}
+	if f.fail != nil {
+		return f.fail
+	}
 	f.last = cfg.Networks
 	f.ports = cfg.Ports
 	return nil
