@@ -281,9 +281,12 @@ func (c *Cluster) WatchAdverts(ctx context.Context, netID string, fromRev int64,
 
 // CheckAdverts returns the advertisements of network n that can be
 // trusted together (see FilterAdverts), judged against the registered node
-// addresses this Cluster keeps. The rejected ones are logged with their
-// keys. It does no store call.
-func (c *Cluster) CheckAdverts(n model.Network, ads []Advert) []Advert {
+// addresses this Cluster keeps. When advertisements dispute an address,
+// MAC or endpoint, the owners of the network's addresses are read from
+// global IPAM (one store call, bounded by the request timeout) and decide;
+// without a dispute, or when the store does not answer, the first claim
+// wins. The rejected ones are logged with their keys.
+func (c *Cluster) CheckAdverts(ctx context.Context, n model.Network, ads []Advert) []Advert {
 	// An advertisement naming this node that this node did not make is
 	// forged: it must not win conflicts as "ours".
 	c.mu.Lock()
@@ -299,7 +302,19 @@ func (c *Cluster) CheckAdverts(n model.Network, ads []Advert) []Advert {
 		mine = append(mine, a)
 	}
 	c.mu.Unlock()
-	kept, rejected := FilterAdverts(n, mine, c.NodeAddrs(), c.opts.NodeID, nil)
+	nodes := c.NodeAddrs()
+	kept, rejected := FilterAdverts(n, mine, nodes, c.opts.NodeID, nil)
+	if slices.ContainsFunc(rejected, func(r Rejected) bool { return r.Dispute }) {
+		if owners, err := c.AddressOwners(ctx, n.ID); err == nil {
+			byNode := make(map[netip.Addr]string, len(owners))
+			for a, o := range owners {
+				byNode[a] = o.Node
+			}
+			kept, rejected = FilterAdverts(n, mine, nodes, c.opts.NodeID, byNode)
+		} else {
+			c.log.Debug("read address owners for disputed advertisements", "network", n.ID, "err", err)
+		}
+	}
 	rejected = append(rejected, forged...)
 	for _, r := range rejected {
 		c.logInvalid(r.Key, r.Advert.created, "advertisement", r.Reason)

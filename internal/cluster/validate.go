@@ -250,6 +250,9 @@ type Rejected struct {
 	Key    string
 	Advert Advert
 	Reason error
+	// Dispute is set when another advertisement claims the same address,
+	// MAC or endpoint (the owner records may decide).
+	Dispute bool
 }
 
 // FilterAdverts keeps the advertisements of network n that can be trusted
@@ -269,10 +272,11 @@ type Rejected struct {
 // The result keeps the order of ads. FilterAdverts does no I/O.
 func FilterAdverts(n model.Network, ads []Advert, nodes map[string]netip.Addr, self string, owners map[netip.Addr]string) (kept []Advert, rejected []Rejected) {
 	ok := make([]bool, len(ads))
+	dispute := false
 	reject := func(i int, format string, args ...any) {
 		if ok[i] {
 			ok[i] = false
-			rejected = append(rejected, Rejected{Key: ads[i].key, Advert: ads[i], Reason: badf(format, args...)})
+			rejected = append(rejected, Rejected{Key: ads[i].key, Advert: ads[i], Reason: badf(format, args...), Dispute: dispute})
 		}
 	}
 	for i, a := range ads {
@@ -310,6 +314,7 @@ func FilterAdverts(n model.Network, ads []Advert, nodes map[string]netip.Addr, s
 		rj, cj, kj := rank(j)
 		return cmp.Or(cmp.Compare(ri, rj), cmp.Compare(ci, cj), strings.Compare(ki, kj)) < 0
 	}
+	dispute = true
 	for _, claim := range []struct {
 		what string
 		of   func(Advert) string
@@ -338,6 +343,7 @@ func FilterAdverts(n model.Network, ads []Advert, nodes map[string]netip.Addr, s
 		}
 	}
 	// An owner record naming another node also beats an unconflicted claim.
+	dispute = false
 	for i, a := range ads {
 		if o, has := owners[a.IP]; ok[i] && has && o != a.NodeID && a.NodeID != self {
 			reject(i, "address %s belongs to node %s", a.IP, o)

@@ -179,6 +179,9 @@ func TestFilterAdverts(t *testing.T) {
 				if r.Key == "" || !IsInvalidRecord(r.Reason) {
 					t.Fatalf("rejection without key or reason: %+v", r)
 				}
+				if want := strings.Contains(tt.name, "claim"); r.Dispute != want {
+					t.Fatalf("rejection %v: dispute %v, want %v", r.Reason, r.Dispute, want)
+				}
 			}
 		})
 	}

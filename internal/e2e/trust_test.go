@@ -73,8 +73,11 @@ func TestGarbageRecordsFromAMember(t *testing.T) {
 	before := snapshot()
 	// The snapshot must show b's entry, or "unchanged" proves nothing.
 	bIP := ipOf(t, h1, "b", "prod")
-	if !strings.Contains(before["h0 neigh"], bIP) || !strings.Contains(before["h0 hosts of a"], bIP) {
+	if !strings.Contains(before["h0 neigh"], bIP) {
 		t.Fatalf("h0 does not hold b (%s) before the attack:\n%v", bIP, before)
+	}
+	if got := nslookup(t, h0, "a", "b"); !same(got, bIP) {
+		t.Fatalf("a resolves b to %v before the attack, want %s", got, bIP)
 	}
 
 	evilID := nodeID(t, evil)
@@ -135,6 +138,16 @@ func TestGarbageRecordsFromAMember(t *testing.T) {
 	for k, v := range after {
 		if strings.Contains(v, "bank") || strings.Contains(v, "66:66") {
 			t.Errorf("%s holds what the evil member wrote:\n%s", k, v)
+		}
+	}
+	// DNS: b still answers with b's address; the names the garbage carried
+	// answer nothing.
+	if got := nslookup(t, h0, "a", "b"); !same(got, bIP) {
+		t.Errorf("a resolves b to %v after the attack, want %s", got, bIP)
+	}
+	for _, name := range []string{"short", "bank.example", "x"} {
+		if got := nslookup(t, h0, "a", name); strings.Contains(strings.Join(got, " "), "10.96.0.5") {
+			t.Errorf("a resolves %s to %v (from a garbage record)", name, got)
 		}
 	}
 	if !ping(t, h0, "a", "b") || !ping(t, h1, "b", "a") {

@@ -365,9 +365,17 @@ func (e *Engine) programPeers(ctx context.Context, netID string, ads []cluster.A
 		e.mu.Unlock()
 		return
 	}
+	e.mu.Unlock()
 	// Records are untrusted: keep only what is valid together (addresses
-	// in the subnet, VTEPs of registered nodes, no address claimed twice).
-	ads = e.cluster().CheckAdverts(n, ads)
+	// in the subnet, VTEPs of registered nodes, no address claimed twice;
+	// a disputed address goes to its owner in global IPAM, read from the
+	// store, so outside mu).
+	ads = e.cluster().CheckAdverts(ctx, n, ads)
+	e.mu.Lock()
+	if cur, ok := e.peerWatches[netID]; !ok || cur != w {
+		e.mu.Unlock()
+		return
+	}
 	w.peers, w.rev = ads, rev
 	changed := !sameAdverts(e.cachedPeers[netID], ads)
 	e.mu.Unlock()
