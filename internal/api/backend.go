@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"io"
+	"net"
 	"net/netip"
 
 	"github.com/vxnet/vxnet/internal/model"
@@ -66,6 +67,25 @@ type NetworkCreate struct {
 type EndpointRequest struct {
 	IP      netip.Addr // static address, invalid for dynamic
 	Aliases []string
+	// MAC is a requested MAC address (nil: Docker's 02:42 + IPv4 bytes).
+	MAC net.HardwareAddr
+	// LinkLocalIPs are extra link-local addresses of the interface.
+	LinkLocalIPs []netip.Addr
+	// IfName is the interface name in the container
+	// (com.docker.network.endpoint.ifname; "" = eth<N>).
+	IfName string
+	// GwPriority: the endpoint with the highest priority gives the
+	// default route; ties go to the network whose name sorts first.
+	GwPriority int
+}
+
+// NetworkAttach is one more network of a container at create.
+type NetworkAttach struct {
+	Network  string
+	Endpoint EndpointRequest
+	// Extra are the other networks to attach at create (several
+	// EndpointsConfig entries), in order.
+	Extra []NetworkAttach
 }
 
 // ContainerCreate is a container create request.
@@ -79,6 +99,9 @@ type ContainerCreate struct {
 	// Network is the network (or host/none) to attach at start; "" means bridge.
 	Network  string
 	Endpoint EndpointRequest
+	// Extra are the other networks to attach at create (several
+	// EndpointsConfig entries), in order.
+	Extra []NetworkAttach
 	// ExposedPorts (--expose), PortBindings (-p) and PublishAll (-P).
 	ExposedPorts []model.Port
 	PortBindings []model.PortBinding

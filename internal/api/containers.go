@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -82,22 +83,37 @@ func containerCreateRequest(name string, req container.CreateRequest) (Container
 	if req.NetworkingConfig != nil {
 		eps = req.NetworkingConfig.EndpointsConfig
 	}
-	switch {
-	case len(eps) > 1:
-		return ContainerCreate{}, apiErr(model.ErrInvalid, "a container is created on one network; connect it to more with network connect")
-	case len(eps) == 1:
-		for k, es := range eps {
-			key := k
-			if key == network.NetworkDefault {
-				key = ""
-			}
-			if mode == "" {
-				mode = key
-			} else if key != mode && key != "" {
-				return ContainerCreate{}, apiErr(model.ErrInvalid, "endpoint settings for network %q do not match the network mode %q", k, mode)
-			}
-			cc.Endpoint = endpointRequest(es)
+	// The first network is the network mode (the docker CLI sends the
+	// first --network there); the other entries are attached at create in
+	// name order.
+	var keys []string
+	for k := range eps {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	if mode == "" && len(keys) > 0 {
+		mode = keys[0]
+		if mode == network.NetworkDefault {
+			mode = ""
 		}
+	}
+	for _, k := range keys {
+		es, err := endpointRequest(eps[k])
+		if err != nil {
+			return ContainerCreate{}, err
+		}
+		key := k
+		if key == network.NetworkDefault {
+			key = ""
+		}
+		if key == mode {
+			cc.Endpoint = es
+			continue
+		}
+		if mode == network.NetworkHost || mode == network.NetworkNone || key == network.NetworkHost || key == network.NetworkNone || key == "" {
+			return ContainerCreate{}, apiErr(model.ErrInvalid, "conflicting options: cannot attach both user-defined and non-user-defined network-modes")
+		}
+		cc.Extra = append(cc.Extra, NetworkAttach{Network: key, Endpoint: es})
 	}
 	cc.Network = mode
 	return cc, nil
@@ -242,8 +258,15 @@ func endpointSettings(eps []EndpointView) map[string]*network.EndpointSettings {
 			es.IPAddress = ep.Addr.Addr()
 			es.IPPrefixLen = ep.Addr.Bits()
 		}
-		if ep.StaticIP && ep.Addr.IsValid() {
-			es.IPAMConfig = &network.EndpointIPAMConfig{IPv4Address: ep.Addr.Addr()}
+		if (ep.StaticIP && ep.Addr.IsValid()) || len(ep.LinkLocalIPs) > 0 {
+			es.IPAMConfig = &network.EndpointIPAMConfig{LinkLocalIPs: slices.Clone(ep.LinkLocalIPs)}
+			if ep.StaticIP {
+				es.IPAMConfig.IPv4Address = ep.Addr.Addr()
+			}
+		}
+		es.GwPriority = ep.GwPriority
+		if ep.IfNameStatic {
+			es.DriverOpts = map[string]string{model.OptEndpointIfName: ep.IfName}
 		}
 		out[e.NetworkName] = es
 	}

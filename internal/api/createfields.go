@@ -46,6 +46,13 @@ var supportedCreateFields = map[string]bool{
 
 	"NetworkingConfig.EndpointsConfig.IPAMConfig.IPv4Address": true,
 	"NetworkingConfig.EndpointsConfig.Aliases":                true,
+	// Endpoint settings: a requested MAC, link-local addresses, the
+	// default-route priority, and the interface-name driver option (the
+	// only driver option; others are refused by endpointRequest).
+	"NetworkingConfig.EndpointsConfig.MacAddress":              true,
+	"NetworkingConfig.EndpointsConfig.IPAMConfig.LinkLocalIPs": true,
+	"NetworkingConfig.EndpointsConfig.GwPriority":              true,
+	"NetworkingConfig.EndpointsConfig.DriverOpts":              true,
 
 	// Resolver settings: resolv.conf, and the embedded DNS server's
 	// upstreams on user-defined networks. Links: hosts entries on the
@@ -60,11 +67,8 @@ var supportedCreateFields = map[string]bool{
 // (DNS, names and several networks per container). When one
 // lands, move its line to supportedCreateFields and honour the field.
 var pendingCreateFields = map[string]string{
-	"HostConfig.ExtraHosts":                       "dns",
-	"NetworkingConfig.EndpointsConfig.Links":      "dns",
-	"NetworkingConfig.EndpointsConfig.MacAddress": "dns",
-	// Several entries in NetworkingConfig.EndpointsConfig are refused by
-	// containerCreateRequest ("dns" as well).
+	"HostConfig.ExtraHosts":                  "dns",
+	"NetworkingConfig.EndpointsConfig.Links": "dns",
 }
 
 // defaultCreateValues are values the docker CLI sends for options not given,

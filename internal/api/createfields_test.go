@@ -87,7 +87,7 @@ func TestCreateFieldsRefused(t *testing.T) {
 			"vxnet does not support Config.Healthcheck"},
 		{container.CreateRequest{Config: &container.Config{Image: "busybox"}, NetworkingConfig: &network.NetworkingConfig{
 			EndpointsConfig: map[string]*network.EndpointSettings{"n": {DriverOpts: map[string]string{"a": "b"}}}}},
-			"vxnet does not support NetworkingConfig.EndpointsConfig.DriverOpts"},
+			"vxnet does not support the endpoint driver option a"},
 		{container.CreateRequest{Config: &container.Config{Image: "busybox"}, NetworkingConfig: &network.NetworkingConfig{
 			EndpointsConfig: map[string]*network.EndpointSettings{"n": {IPAMConfig: &network.EndpointIPAMConfig{LinkLocalIPs: nil}, Aliases: []string{"a"}}}}}, ""},
 	}

@@ -1,11 +1,14 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
 	"maps"
+	"net"
 	"net/http"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -220,7 +223,12 @@ func (s *server) networkConnect(w http.ResponseWriter, r *http.Request) {
 		writeError(w, apiErr(model.ErrInvalid, "container name or ID is required"))
 		return
 	}
-	if err := s.b.ConnectNetwork(r.Context(), r.PathValue("id"), req.Container, endpointRequest(req.EndpointConfig)); err != nil {
+	es, err := endpointRequest(req.EndpointConfig)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if err := s.b.ConnectNetwork(r.Context(), r.PathValue("id"), req.Container, es); err != nil {
 		writeError(w, err)
 		return
 	}
@@ -244,16 +252,59 @@ func (s *server) networkDisconnect(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 }
 
-func endpointRequest(es *network.EndpointSettings) EndpointRequest {
+// endpointRequest turns Docker's endpoint settings (create or connect)
+// into the Backend's; a setting vxnet does not implement is refused by
+// name, as for create.
+func endpointRequest(es *network.EndpointSettings) (EndpointRequest, error) {
 	var ep EndpointRequest
 	if es == nil {
-		return ep
+		return ep, nil
+	}
+	for _, f := range setFields("NetworkingConfig.EndpointsConfig", reflect.ValueOf(*es)) {
+		if !supportedCreateFields[f] && !endpointOperational[f] {
+			return ep, apiErr(model.ErrInvalid, "vxnet does not support %s", f)
+		}
 	}
 	if es.IPAMConfig != nil {
 		ep.IP = es.IPAMConfig.IPv4Address
+		for _, a := range es.IPAMConfig.LinkLocalIPs {
+			if !a.IsValid() || !a.IsLinkLocalUnicast() {
+				return ep, apiErr(model.ErrInvalid, "invalid link-local IP address: %s", a)
+			}
+			ep.LinkLocalIPs = append(ep.LinkLocalIPs, a.Unmap())
+		}
 	}
 	ep.Aliases = slices.Clone(es.Aliases)
-	return ep
+	if len(es.MacAddress) > 0 {
+		mac := net.HardwareAddr(es.MacAddress)
+		if len(mac) != 6 || mac[0]&1 != 0 || bytes.Equal(mac, make([]byte, 6)) {
+			return ep, apiErr(model.ErrInvalid, "invalid MAC address: %s", mac)
+		}
+		ep.MAC = slices.Clone(mac)
+	}
+	for k, v := range es.DriverOpts {
+		if k != model.OptEndpointIfName {
+			return ep, apiErr(model.ErrInvalid, "vxnet does not support the endpoint driver option %s", k)
+		}
+		ep.IfName = v
+	}
+	ep.GwPriority = es.GwPriority
+	return ep, nil
+}
+
+// endpointOperational are endpoint fields inspect reports; a client that
+// sends them back (docker container create from an inspect) is not asking
+// for anything, and vxnet ignores them as Docker does.
+var endpointOperational = map[string]bool{
+	"NetworkingConfig.EndpointsConfig.NetworkID":           true,
+	"NetworkingConfig.EndpointsConfig.EndpointID":          true,
+	"NetworkingConfig.EndpointsConfig.Gateway":             true,
+	"NetworkingConfig.EndpointsConfig.IPAddress":           true,
+	"NetworkingConfig.EndpointsConfig.IPPrefixLen":         true,
+	"NetworkingConfig.EndpointsConfig.IPv6Gateway":         true,
+	"NetworkingConfig.EndpointsConfig.GlobalIPv6Address":   true,
+	"NetworkingConfig.EndpointsConfig.GlobalIPv6PrefixLen": true,
+	"NetworkingConfig.EndpointsConfig.DNSNames":            true,
 }
 
 func toDockerNetwork(n model.Network) network.Network {

@@ -136,7 +136,6 @@ func TestDockerCLIRefusesUnsupportedOptions(t *testing.T) {
 		{[]string{"--label", "a=b"}, "Config.Labels"},
 		{[]string{"-t"}, "Config.Tty"},
 		{[]string{"--add-host", "h:192.0.2.1"}, "HostConfig.ExtraHosts"},
-		{[]string{"--mac-address", "02:42:ac:11:00:09"}, "NetworkingConfig.EndpointsConfig.MacAddress"},
 	}
 	for _, c := range cases {
 		args := append(append([]string{"run", "-d"}, c.flags...), "busybox", "sleep", "60")

@@ -8,6 +8,7 @@ package driver
 import (
 	"context"
 	"errors"
+	"net/netip"
 
 	"github.com/vxnet/vxnet/internal/model"
 )
@@ -57,4 +58,19 @@ type OptionValidator interface {
 // crash). Objects without vxnet's marks are never touched.
 type Sweeper interface {
 	Sweep(ctx context.Context, networks []model.Network, endpoints []model.Endpoint) error
+}
+
+// LinkLocalPrefixes are an endpoint's extra link-local addresses
+// (IPAMConfig.LinkLocalIPs) with their link's prefix: /16 for IPv4
+// (169.254.0.0/16), /64 for IPv6 (fe80::/64).
+func LinkLocalPrefixes(ep model.Endpoint) []netip.Prefix {
+	var out []netip.Prefix
+	for _, a := range ep.LinkLocalIPs {
+		bits := 64
+		if a.Is4() {
+			bits = 16
+		}
+		out = append(out, netip.PrefixFrom(a, bits))
+	}
+	return out
 }

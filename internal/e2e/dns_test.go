@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"net"
 	"regexp"
 	"strings"
@@ -268,5 +269,97 @@ func TestDNSOverlayAcrossHosts(t *testing.T) {
 	}
 	if got := nslookup(t, b, "y", "xa"); !same(got, "NXDOMAIN") {
 		t.Errorf("y: nslookup xa (alias) after rm on host A = %v, want NXDOMAIN", got)
+	}
+}
+
+// Several networks at create (the docker CLI's --network a --network b
+// sends two EndpointsConfig entries): two interfaces, the default route of
+// the higher GwPriority, and the endpoint settings honoured and echoed.
+func TestMultiNetworkCreate(t *testing.T) {
+	_, h := single(t)
+	api := bnClient(h)
+	cli(t, h, "network", "create", "--subnet", "10.85.0.0/24", "na")
+	cli(t, h, "network", "create", "--subnet", "10.86.0.0/24", "nb")
+	create := func(name string, prioA, prioB int, settings bool) string {
+		t.Helper()
+		nb := map[string]any{"GwPriority": prioB}
+		if settings {
+			nb = map[string]any{"GwPriority": prioB, "MacAddress": "02:00:5e:10:00:01",
+				"IPAMConfig": map[string]any{"IPv4Address": "10.86.0.50", "LinkLocalIPs": []string{"169.254.7.7"}},
+				"DriverOpts": map[string]string{"com.docker.network.endpoint.ifname": "data0"}}
+		}
+		body := map[string]any{
+			"Image": "busybox", "Cmd": []string{"sleep", "1d"},
+			"HostConfig": map[string]any{"NetworkMode": "na"},
+			"NetworkingConfig": map[string]any{"EndpointsConfig": map[string]any{
+				"na": map[string]any{"GwPriority": prioA, "Aliases": []string{name + "-a"}},
+				"nb": nb,
+			}},
+		}
+		var out struct{ Id string }
+		api.must(t, "POST", "/containers/create?name="+name, body, &out)
+		api.must(t, "POST", "/containers/"+out.Id+"/start", nil, nil)
+		return out.Id
+	}
+	create("m1", 0, 10, true)
+	// Two interfaces: eth0 on na, data0 on nb with the MAC, the address and
+	// the link-local address asked for.
+	if out := cli(t, h, "exec", "m1", "ip", "-o", "addr", "show", "dev", "eth0"); !strings.Contains(out, "10.85.0.") {
+		t.Errorf("m1 eth0: %s", out)
+	}
+	out := cli(t, h, "exec", "m1", "ip", "-o", "addr", "show", "dev", "data0")
+	if !strings.Contains(out, "10.86.0.50/24") || !strings.Contains(out, "169.254.7.7/16") {
+		t.Errorf("m1 data0 addresses: %s", out)
+	}
+	if mac := cli(t, h, "exec", "m1", "cat", "/sys/class/net/data0/address"); mac != "02:00:5e:10:00:01" {
+		t.Errorf("m1 data0 MAC = %s", mac)
+	}
+	// nb has the higher GwPriority: the default route is via nb's gateway.
+	if r := cli(t, h, "exec", "m1", "ip", "route", "show", "default"); !strings.Contains(r, "via 10.86.0.1 dev data0") {
+		t.Errorf("m1 default route = %q, want via 10.86.0.1 dev data0", r)
+	}
+	// The other way round: na wins.
+	create("m2", 5, 1, false)
+	if r := cli(t, h, "exec", "m2", "ip", "route", "show", "default"); !strings.Contains(r, "via 10.85.0.1 dev eth0") {
+		t.Errorf("m2 default route = %q, want via 10.85.0.1 dev eth0", r)
+	}
+	// Inspect echoes the settings.
+	var v []struct {
+		NetworkSettings struct {
+			Networks map[string]struct {
+				MacAddress, IPAddress string
+				GwPriority            int
+				Aliases               []string
+				DriverOpts            map[string]string
+				IPAMConfig            *struct {
+					IPv4Address  string
+					LinkLocalIPs []string
+				}
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(cli(t, h, "inspect", "m1")), &v); err != nil || len(v) != 1 {
+		t.Fatalf("inspect m1: %v", err)
+	}
+	nb := v[0].NetworkSettings.Networks["nb"]
+	if nb.MacAddress != "02:00:5e:10:00:01" || nb.GwPriority != 10 || nb.IPAMConfig == nil || nb.IPAMConfig.IPv4Address != "10.86.0.50" ||
+		len(nb.IPAMConfig.LinkLocalIPs) != 1 || nb.DriverOpts["com.docker.network.endpoint.ifname"] != "data0" {
+		t.Errorf("inspect m1 nb = %+v", nb)
+	}
+	if na := v[0].NetworkSettings.Networks["na"]; len(na.Aliases) != 1 || na.Aliases[0] != "m1-a" {
+		t.Errorf("inspect m1 na = %+v", na)
+	}
+	// Names on both networks resolve; m2 sees m1 on nb by its nb address.
+	if got := nslookup(t, h, "m2", "m1.nb"); !same(got, "10.86.0.50") {
+		t.Errorf("m2: nslookup m1.nb = %v", got)
+	}
+	// Refused settings name what is refused; nothing is left behind.
+	if code, _ := api.do("POST", "/containers/create?name=bad", map[string]any{"Image": "busybox",
+		"NetworkingConfig": map[string]any{"EndpointsConfig": map[string]any{"na": map[string]any{},
+			"nb": map[string]any{"DriverOpts": map[string]string{"foo": "bar"}}}}}, nil); code != 400 {
+		t.Errorf("create with an unknown endpoint driver option: status %d, want 400", code)
+	}
+	if _, _, code := h.CLI("inspect", "bad"); code == 0 {
+		t.Error("refused create left a container behind")
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -92,9 +94,16 @@ func (e *Engine) CreateContainer(ctx context.Context, req api.ContainerCreate) (
 	if err == nil {
 		links, err = e.checkLinksLocked(n, req.Links)
 	}
+	var extra []model.Network
+	if err == nil {
+		extra, err = e.checkExtraNetworksLocked(n, req)
+	}
 	if err != nil {
 		e.mu.Unlock()
 		return model.Container{}, err
+	}
+	for _, x := range extra {
+		e.attaching[x.ID]++
 	}
 	e.pendingNames[name] = true
 	e.attaching[n.ID]++
@@ -164,6 +173,35 @@ func (e *Engine) CreateContainer(ctx context.Context, req api.ContainerCreate) (
 			defer gw.done()
 		}
 	}
+	// More networks (several EndpointsConfig entries), each on the next
+	// interface; the default route goes by GwPriority.
+	for i, xn := range extra {
+		defer func() {
+			e.mu.Lock()
+			e.doneAttachingLocked(xn.ID)
+			e.mu.Unlock()
+		}()
+		r := req.Extra[i].Endpoint
+		order := 0
+		for _, ep := range eps {
+			order = max(order, ep.Order+1)
+		}
+		ep, err := e.attach(ctx, xn, c, sb, r, order, e.wantsDefaultRoute(xn, r.GwPriority, eps))
+		if err != nil {
+			return fail(err)
+		}
+		eps = append(eps, ep)
+		undo = append(undo, func() { e.unplumb(bg, xn, ep, sb) })
+		gw, err := e.gatewayEndpoint(ctx, xn, c, sb, eps)
+		if err != nil {
+			return fail(err)
+		}
+		if gw != nil {
+			eps = append(eps, gw.ep)
+			undo = append(undo, func() { e.unplumb(bg, gw.n, gw.ep, sb) })
+			defer gw.done()
+		}
+	}
 	e.crashPoint(CrashCreateAfterJoin)
 	spec := ContainerSpec{ID: id, Image: img.ID, Args: cmd, Env: req.Env, Hostname: hostname,
 		NetnsPath: sb.NetnsPath, Mounts: e.mounts(id)}
@@ -210,6 +248,40 @@ func (e *Engine) CreateContainer(ctx context.Context, req api.ContainerCreate) (
 	e.namesChanged(id)
 	e.log.Info("container created", "name", name, "id", id[:12], "network", n.Name)
 	return c, nil
+}
+
+// checkExtraNetworksLocked resolves the networks of a create beyond the
+// first and applies connect's rules to each.
+func (e *Engine) checkExtraNetworksLocked(first model.Network, req api.ContainerCreate) ([]model.Network, error) {
+	if len(req.Extra) == 0 {
+		return nil, nil
+	}
+	if first.Driver == "host" || first.Driver == "null" {
+		return nil, errf(model.ErrInvalid, "conflicting options: cannot attach both user-defined and non-user-defined network-modes")
+	}
+	seen := map[string]bool{first.ID: true}
+	var out []model.Network
+	for _, x := range req.Extra {
+		n, err := e.attachableLocked(x.Network)
+		if errors.Is(err, model.ErrNotFound) {
+			err = errf(model.ErrInvalid, "network %s not found", x.Network)
+		}
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case n.Driver == "host" || n.Driver == "null":
+			return nil, errf(model.ErrInvalid, "conflicting options: cannot attach both user-defined and non-user-defined network-modes")
+		case seen[n.ID]:
+			return nil, errf(model.ErrInvalid, "network %s is given twice", n.Name)
+		}
+		seen[n.ID] = true
+		if err := e.checkEndpointRequest(n, x.Endpoint); err != nil {
+			return nil, err
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 // attachableLocked resolves a network that may take a new endpoint: not
@@ -263,15 +335,33 @@ func (e *Engine) checkEndpointRequest(n model.Network, r api.EndpointRequest) er
 			return errf(model.ErrInvalid, "invalid alias %q", a)
 		}
 	}
+	if r.IfName != "" && (!validIfName.MatchString(r.IfName) || r.IfName == "lo") {
+		return errf(model.ErrInvalid, "invalid interface name %q in %s: 1 to 15 of [a-zA-Z0-9_.-]", r.IfName, model.OptEndpointIfName)
+	}
+	if len(r.MAC) != 0 && (len(r.MAC) != 6 || r.MAC[0]&1 != 0) {
+		return errf(model.ErrInvalid, "invalid MAC address: %s", r.MAC)
+	}
+	for _, a := range r.LinkLocalIPs {
+		if !a.IsLinkLocalUnicast() {
+			return errf(model.ErrInvalid, "invalid link-local IP address: %s", a)
+		}
+	}
 	return nil
 }
+
+// validIfName: an interface name the kernel takes (IFNAMSIZ).
+var validIfName = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,15}$`)
 
 // attach reserves an address on n and plumbs the endpoint into the
 // sandbox; it records nothing (the caller writes the endpoint in its own
 // transaction, then commits it to memory). order is the interface index
 // (eth<order>). On failure nothing is left.
 func (e *Engine) attach(ctx context.Context, n model.Network, c model.Container, sb model.Sandbox, r api.EndpointRequest, order int, defaultRoute bool) (model.Endpoint, error) {
-	return e.attachNamed(ctx, n, c, sb, r, order, fmt.Sprintf("eth%d", order), defaultRoute)
+	ifName := fmt.Sprintf("eth%d", order)
+	if r.IfName != "" {
+		ifName = r.IfName
+	}
+	return e.attachNamed(ctx, n, c, sb, r, order, ifName, defaultRoute)
 }
 
 // attachNamed is attach with the interface name given.
@@ -284,7 +374,11 @@ func (e *Engine) attachNamed(ctx context.Context, n model.Network, c model.Conta
 	ep := model.Endpoint{
 		ID: id, NetworkID: n.ID, ContainerID: c.ID, Name: c.Name, Addr: addr,
 		MAC: model.MACForIP(addr.Addr()), Aliases: r.Aliases, StaticIP: r.IP.IsValid(),
-		IfName: ifName, Order: order,
+		IfName: ifName, Order: order, GwPriority: r.GwPriority, LinkLocalIPs: r.LinkLocalIPs,
+		IfNameStatic: r.IfName != "",
+	}
+	if len(r.MAC) == 6 {
+		ep.MAC, ep.MACStatic = slices.Clone(r.MAC), true
 	}
 	for _, cfg := range n.IPAM {
 		if cfg.Subnet.Contains(addr.Addr()) {
@@ -318,19 +412,49 @@ func (e *Engine) unplumb(ctx context.Context, n model.Network, ep model.Endpoint
 	e.release(ctx, n, ep.Addr.Addr())
 }
 
-// wantsDefaultRoute: the first network with a gateway (and a way out)
-// gives the sandbox its default route.
-func (e *Engine) wantsDefaultRoute(n model.Network, have []model.Endpoint) bool {
+// wantsDefaultRoute: a new endpoint on n with priority prio takes the
+// sandbox's default route from the endpoints it has (Docker's rule: the
+// highest GwPriority among networks with a gateway and a way out; ties go
+// to the network name that sorts first).
+func (e *Engine) wantsDefaultRoute(n model.Network, prio int, have []model.Endpoint) bool {
 	if !givesDefaultRoute(n) {
 		return false
 	}
 	nets := e.networksOf(have)
 	for _, ep := range have {
-		if givesDefaultRoute(nets[ep.NetworkID]) {
+		if o := nets[ep.NetworkID]; givesDefaultRoute(o) && !routeBeats(prio, n.Name, ep.GwPriority, o.Name) {
 			return false
 		}
 	}
 	return true
+}
+
+// routeBeats: an endpoint (prio a on network an) is preferred for the
+// default route over one with prio b on network bn.
+func routeBeats(a int, an string, b int, bn string) bool {
+	if a != b {
+		return a > b
+	}
+	return an < bn
+}
+
+// defaultRouteEndpoint is the ID of the endpoint among eps that gives the
+// default route ("" if none can).
+func defaultRouteEndpoint(eps []model.Endpoint, nets map[string]model.Network) string {
+	var best *model.Endpoint
+	for i := range eps {
+		n, ok := nets[eps[i].NetworkID]
+		if !ok || !givesDefaultRoute(n) {
+			continue
+		}
+		if best == nil || routeBeats(eps[i].GwPriority, n.Name, best.GwPriority, nets[best.NetworkID].Name) {
+			best = &eps[i]
+		}
+	}
+	if best == nil {
+		return ""
+	}
+	return best.ID
 }
 
 // givesDefaultRoute: networks whose gateway can be a container's way out.
@@ -712,7 +836,7 @@ func (e *Engine) ConnectNetwork(ctx context.Context, netRef, ctrRef string, r ap
 		e.mu.Unlock()
 	}()
 	bg := context.WithoutCancel(ctx)
-	ep, err := e.attach(ctx, n, c, sb, r, order, e.wantsDefaultRoute(n, eps))
+	ep, err := e.attach(ctx, n, c, sb, r, order, e.wantsDefaultRoute(n, r.GwPriority, eps))
 	if err != nil {
 		return err
 	}
@@ -802,12 +926,12 @@ func (e *Engine) DisconnectNetwork(ctx context.Context, netRef, ctrRef string, f
 		rest := e.endpointsOfLocked(c.ID)
 		e.mu.Unlock()
 		nets := e.networksOf(rest)
+		win := defaultRouteEndpoint(rest, nets)
 		for _, o := range rest {
-			if on := nets[o.NetworkID]; givesDefaultRoute(on) {
+			if on := nets[o.NetworkID]; o.ID == win {
 				if err := e.drivers[on.Driver].Join(ctx, on, o, driver.JoinInfo{Sandbox: sb, DefaultRoute: true}); err != nil {
 					e.log.Warn("move default route", "name", c.Name, "network", on.Name, "err", err)
 				}
-				break
 			}
 		}
 	}
@@ -856,7 +980,7 @@ func (e *Engine) gatewayEndpoint(ctx context.Context, n model.Network, c model.C
 		e.doneAttachingLocked(gw.ID)
 		e.mu.Unlock()
 	}
-	ep, err := e.attach(ctx, gw, c, sb, api.EndpointRequest{}, order, e.wantsDefaultRoute(gw, have))
+	ep, err := e.attach(ctx, gw, c, sb, api.EndpointRequest{}, order, e.wantsDefaultRoute(gw, 0, have))
 	if err != nil {
 		done()
 		return nil, err
@@ -912,12 +1036,7 @@ func (e *Engine) gatewayNetwork(ctx context.Context) (model.Network, error) {
 }
 
 func (e *Engine) providesDefaultRouteLocked(ep model.Endpoint) bool {
-	for _, o := range e.endpointsOfLocked(ep.ContainerID) {
-		if givesDefaultRoute(e.networks[o.NetworkID]) {
-			return o.ID == ep.ID
-		}
-	}
-	return false
+	return defaultRouteEndpoint(e.endpointsOfLocked(ep.ContainerID), e.networks) == ep.ID
 }
 
 // ListContainers returns containers (running ones unless all).
@@ -1023,16 +1142,13 @@ func (e *Engine) ensureSandbox(ctx context.Context, c model.Container) error {
 		return err
 	}
 	nets := e.networksOf(eps)
-	first := true
+	win := defaultRouteEndpoint(eps, nets)
 	for _, ep := range eps {
 		n, ok := nets[ep.NetworkID]
 		if !ok {
 			continue
 		}
-		dr := first && givesDefaultRoute(n)
-		if dr {
-			first = false
-		}
+		dr := ep.ID == win
 		if err := e.drivers[n.Driver].Join(ctx, n, ep, driver.JoinInfo{Sandbox: sb, DefaultRoute: dr}); err != nil {
 			return fmt.Errorf("restore sandbox of %s: %w", c.Name, err)
 		}

@@ -30,6 +30,9 @@ const (
 	OptICC           = "com.docker.network.bridge.enable_icc"
 	OptMasquerade    = "com.docker.network.bridge.enable_ip_masquerade"
 	OptDefaultBridge = "com.docker.network.bridge.default_bridge"
+	// OptEndpointIfName is the endpoint driver option naming the
+	// container's interface.
+	OptEndpointIfName = "com.docker.network.endpoint.ifname"
 )
 
 // IPAMConfig is one subnet of a network.
@@ -79,6 +82,15 @@ type Endpoint struct {
 	MTU int `json:"MTU,omitempty"`
 	// Order is the attach order within the sandbox (0 for the first).
 	Order int `json:"Order"`
+	// GwPriority decides which endpoint gives the default route (the
+	// highest; ties: the network name that sorts first).
+	GwPriority int `json:"GwPriority,omitempty"`
+	// LinkLocalIPs are extra link-local addresses of the interface.
+	LinkLocalIPs []netip.Addr `json:"LinkLocalIPs,omitempty"`
+	// MACStatic and IfNameStatic: the user asked for the MAC / the
+	// interface name.
+	MACStatic    bool `json:"MACStatic,omitempty"`
+	IfNameStatic bool `json:"IfNameStatic,omitempty"`
 }
 
 // MACForIP returns Docker's MAC for an IPv4 address: 02:42 followed by the

@@ -211,6 +211,9 @@ func (d *Driver) configureSandboxSide(sh *netlink.Handle, ep model.Endpoint, mtu
 	if err := ensureOnlyAddr(sh, pl, ep.Addr); err != nil {
 		return fmt.Errorf("address %s on %s: %w", ep.Addr, ep.IfName, err)
 	}
+	if err := addLinkLocal(sh, pl, ep); err != nil {
+		return err
+	}
 	if err := sh.LinkSetUp(pl); err != nil {
 		return fmt.Errorf("set %s up: %w", ep.IfName, err)
 	}
@@ -218,6 +221,18 @@ func (d *Driver) configureSandboxSide(sh *netlink.Handle, ep model.Endpoint, mtu
 		r := &netlink.Route{LinkIndex: pl.Attrs().Index, Gw: ep.Gateway.AsSlice()}
 		if err := sh.RouteReplace(r); err != nil {
 			return fmt.Errorf("default route via %s: %w", ep.Gateway, err)
+		}
+	}
+	return nil
+}
+
+// addLinkLocal puts the endpoint's requested link-local addresses on l
+// (ensureOnlyAddr keeps link-local addresses).
+func addLinkLocal(h *netlink.Handle, l netlink.Link, ep model.Endpoint) error {
+	for _, p := range driver.LinkLocalPrefixes(ep) {
+		a := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}}
+		if err := h.AddrReplace(l, a); err != nil {
+			return fmt.Errorf("link-local address %s on %s: %w", p, ep.IfName, err)
 		}
 	}
 	return nil

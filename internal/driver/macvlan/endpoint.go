@@ -106,6 +106,12 @@ func (d *Driver) join(n model.Network, ep model.Endpoint, ji driver.JoinInfo) (e
 	if err := sh.AddrReplace(l, want); err != nil {
 		return fmt.Errorf("address %s on %s: %w", ep.Addr, ep.IfName, err)
 	}
+	for _, p := range driver.LinkLocalPrefixes(ep) {
+		a := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}}
+		if err := sh.AddrReplace(l, a); err != nil {
+			return fmt.Errorf("link-local address %s on %s: %w", p, ep.IfName, err)
+		}
+	}
 	if err := sh.LinkSetUp(l); err != nil {
 		return fmt.Errorf("set %s up: %w", ep.IfName, err)
 	}

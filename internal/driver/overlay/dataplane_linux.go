@@ -518,7 +518,7 @@ func (d *Driver) configurePorts(h, sh *netlink.Handle, br, hostL, sbL netlink.Li
 			return fmt.Errorf("set %s address: %w", ep.IfName, err)
 		}
 	}
-	if err := ensureAddrs(sh, sbL, []netip.Prefix{ep.Addr}); err != nil {
+	if err := ensureAddrs(sh, sbL, append([]netip.Prefix{ep.Addr}, driver.LinkLocalPrefixes(ep)...)); err != nil {
 		return fmt.Errorf("%s: %w", ep.IfName, err)
 	}
 	if sa.Flags&net.FlagUp == 0 {
