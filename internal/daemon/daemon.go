@@ -91,6 +91,11 @@ func NewCommand() *cobra.Command {
 			cfg.dockerPluginDirSet = cmd.Flags().Changed("docker-plugin-dir")
 			cfg.API.TLSSet = cmd.Flags().Changed("tls")
 			cfg.API.GroupSet = cmd.Flags().Changed("group")
+			for _, n := range []string{"tls", "tlsverify", "tlscacert", "tlscert", "tlskey"} {
+				if cmd.Flags().Changed(n) {
+					cfg.API.TLSFlags = append(cfg.API.TLSFlags, n)
+				}
+			}
 			if !cfg.API.TLSVerify && !cfg.API.TLS && !cfg.API.TLSSet {
 				for _, n := range []string{"tlscacert", "tlscert", "tlskey"} {
 					if cmd.Flags().Changed(n) {

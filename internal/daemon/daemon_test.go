@@ -54,6 +54,8 @@ func TestPlanAPI(t *testing.T) {
 		{APIConfig{Hosts: tcp, TLSVerify: true}, "--tlscert"},
 		{APIConfig{Hosts: tcp, Group: "no-such-group-vxnet", GroupSet: true, TLSSet: true}, "--group no-such-group-vxnet"},
 		{APIConfig{Group: "no-such-group-vxnet"}, ""}, // the default group may be missing
+		{APIConfig{TLSVerify: true, TLSFlags: []string{"tlsverify"}}, "applies to -H tcp:// addresses only"},
+		{APIConfig{TLSVerify: true}, ""}, // from $DOCKER_TLS_VERIFY, no TCP: nothing to do
 	} {
 		p, err := planAPI(tc.c)
 		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n")) {

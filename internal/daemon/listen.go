@@ -34,10 +34,13 @@ const (
 
 // APIConfig is the API listener configuration, from flags.
 type APIConfig struct {
-	Hosts     []string // -H, repeated
-	TLS       bool     // --tls
-	TLSSet    bool     // --tls given explicitly (so --tls=false is a choice)
-	TLSVerify bool     // --tlsverify (implies --tls)
+	Hosts  []string // -H, repeated
+	TLS    bool     // --tls
+	TLSSet bool     // --tls given explicitly (so --tls=false is a choice)
+	// TLSFlags lists the TLS flags given on the command line (refused
+	// without a tcp:// address: they would do nothing).
+	TLSFlags  []string
+	TLSVerify bool // --tlsverify (implies --tls)
 	TLSCACert string
 	TLSCert   string
 	TLSKey    string
@@ -135,13 +138,16 @@ func planAPI(c APIConfig) (*apiPlan, error) {
 		}
 	}
 	hasTCP := len(p.tcpPorts) > 0
+	if !hasTCP && len(c.TLSFlags) > 0 {
+		return nil, fmt.Errorf("--%s applies to -H tcp:// addresses only (the unix socket is guarded by its mode and --group)", c.TLSFlags[0])
+	}
 	switch {
 	case hasTCP && !tlsOn && !c.TLSSet:
 		return nil, fmt.Errorf("-H %s: the API over TCP gives root on this host and needs TLS: give --tlsverify with --tlscacert, --tlscert and --tlskey "+
 			"(or --tls=false to serve it unencrypted to anyone who can reach it)", firstTCP(p.addrs))
 	case hasTCP && !tlsOn:
 		p.plainTCP = true
-	case tlsOn:
+	case tlsOn && hasTCP:
 		cfg, err := loadServerTLS(c)
 		if err != nil {
 			return nil, err
