@@ -110,6 +110,8 @@ type ContainerCreate struct {
 	DNS        []netip.Addr
 	DNSSearch  []string
 	DNSOptions []string
+	// ExtraHosts are HostConfig.ExtraHosts (--add-host), parsed.
+	ExtraHosts []model.ExtraHost
 	// Links are HostConfig.Links, "NAME[:ALIAS]" (default bridge only).
 	Links []string
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"slices"
 	"sort"
 	"strconv"
@@ -71,6 +72,13 @@ func containerCreateRequest(name string, req container.CreateRequest) (Container
 		cc.DNSSearch = slices.Clone(hc.DNSSearch)
 		cc.DNSOptions = slices.Clone(hc.DNSOptions)
 		cc.Links = slices.Clone(hc.Links)
+		for _, x := range hc.ExtraHosts {
+			eh, err := parseExtraHost(x)
+			if err != nil {
+				return ContainerCreate{}, err
+			}
+			cc.ExtraHosts = append(cc.ExtraHosts, eh)
+		}
 		bindings, publishAll = hc.PortBindings, hc.PublishAllPorts
 	}
 	if err := portRequest(&cc, req.Config.ExposedPorts, bindings, publishAll); err != nil {
@@ -509,4 +517,25 @@ func (s *server) containerRename(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// parseExtraHost parses an --add-host entry, NAME:IP or NAME=IP, where IP
+// may be "host-gateway" (Docker's forms).
+func parseExtraHost(s string) (model.ExtraHost, error) {
+	name, ip, ok := strings.Cut(s, "=")
+	if !ok {
+		name, ip, ok = strings.Cut(s, ":")
+	}
+	name = strings.TrimSpace(name)
+	if !ok || name == "" || strings.ContainsAny(name, " \t\n") {
+		return model.ExtraHost{}, apiErr(model.ErrInvalid, "bad format for add-host: %q", s)
+	}
+	if ip == "host-gateway" {
+		return model.ExtraHost{Name: name, HostGateway: true}, nil
+	}
+	a, err := netip.ParseAddr(strings.Trim(ip, "[]"))
+	if err != nil {
+		return model.ExtraHost{}, apiErr(model.ErrInvalid, "invalid IP address in add-host: %q", ip)
+	}
+	return model.ExtraHost{Name: name, Addr: a.Unmap()}, nil
 }

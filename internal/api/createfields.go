@@ -61,13 +61,13 @@ var supportedCreateFields = map[string]bool{
 	"HostConfig.DnsOptions": true,
 	"HostConfig.DnsSearch":  true,
 	"HostConfig.Links":      true,
+	"HostConfig.ExtraHosts": true,
 }
 
 // pendingCreateFields are refused today and being implemented in parallel
 // (DNS, names and several networks per container). When one
 // lands, move its line to supportedCreateFields and honour the field.
 var pendingCreateFields = map[string]string{
-	"HostConfig.ExtraHosts":                  "dns",
 	"NetworkingConfig.EndpointsConfig.Links": "dns",
 }
 

@@ -33,7 +33,7 @@ func newRun(e *env) *cobra.Command {
 		name, net, ip, host            string
 		aliases, envs, publish, expose []string
 		dnsServers, dnsSearch          []string
-		dnsOpts, links                 []string
+		dnsOpts, links, addHosts       []string
 	)
 	cmd := &cobra.Command{
 		Use:   "run [OPTIONS] IMAGE [COMMAND] [ARG...]",
@@ -83,7 +83,7 @@ func newRun(e *env) *cobra.Command {
 				// could remove it before the output is fetched.
 				HostConfig: &container.HostConfig{AutoRemove: autoRemove && detach, NetworkMode: container.NetworkMode(net),
 					PortBindings: bindings, PublishAllPorts: publishAll,
-					DNS: servers, DNSSearch: dnsSearch, DNSOptions: dnsOpts, Links: links},
+					DNS: servers, DNSSearch: dnsSearch, DNSOptions: dnsOpts, Links: links, ExtraHosts: addHosts},
 			}
 			if net != "" || ip != "" || len(aliases) > 0 {
 				key := net
@@ -129,6 +129,7 @@ func newRun(e *env) *cobra.Command {
 	f.StringArrayVar(&dnsOpts, "dns-opt", nil, "Set DNS options")
 	_ = f.MarkHidden("dns-opt")
 	f.StringArrayVar(&links, "link", nil, "Add link to another container")
+	f.StringArrayVar(&addHosts, "add-host", nil, "Add a custom host-to-IP mapping (host:ip)")
 	f.StringArrayVarP(&envs, "env", "e", nil, "Set environment variables")
 	f.StringArrayVarP(&publish, "publish", "p", nil, "Publish a container's port(s) to the host")
 	f.BoolVarP(&publishAll, "publish-all", "P", false, "Publish all exposed ports to random ports")

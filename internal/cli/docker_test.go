@@ -135,7 +135,6 @@ func TestDockerCLIRefusesUnsupportedOptions(t *testing.T) {
 		{[]string{"--entrypoint", "sh"}, "Config.Entrypoint"},
 		{[]string{"--label", "a=b"}, "Config.Labels"},
 		{[]string{"-t"}, "Config.Tty"},
-		{[]string{"--add-host", "h:192.0.2.1"}, "HostConfig.ExtraHosts"},
 	}
 	for _, c := range cases {
 		args := append(append([]string{"run", "-d"}, c.flags...), "busybox", "sleep", "60")

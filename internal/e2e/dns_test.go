@@ -210,6 +210,11 @@ func TestDNSBridge(t *testing.T) {
 	if got := nslookup(t, h, "a", "beelink"); !same(got, "NXDOMAIN") {
 		t.Errorf("a: nslookup beelink (ul's link alias) = %v, want NXDOMAIN", got)
 	}
+	// --add-host: hosts lines, host-gateway is the default bridge's gateway.
+	cli(t, h, "run", "-d", "--name", "ah", "--net", "n1", "--add-host", "db.example:192.0.2.99", "--add-host", "gw=host-gateway", "busybox", "sleep", "1d")
+	if hosts := cli(t, h, "exec", "ah", "cat", "/etc/hosts"); !strings.Contains(hosts, "192.0.2.99\tdb.example\n") || !strings.Contains(hosts, "172.17.0.1\tgw") {
+		t.Errorf("ah's /etc/hosts lacks its --add-host entries:\n%s", hosts)
+	}
 	cliFails(t, h, "could not get container for nosuch", "run", "-d", "--link", "nosuch:x", "busybox", "true")
 	// Network names as Docker allows them: with a space.
 	cli(t, h, "network", "create", "--subnet", "10.84.0.0/24", "my net")

@@ -127,7 +127,7 @@ func (e *Engine) CreateContainer(ctx context.Context, req api.ContainerCreate) (
 		ID: id, Name: name, Image: img.Name, Cmd: cmd, Env: req.Env, Hostname: hostname,
 		Created: e.now(), AutoRemove: req.AutoRemove, NetworkMode: n.Name, State: model.StateCreated,
 		ExposedPorts: exposed, PortBindings: req.PortBindings, PublishAll: req.PublishAll,
-		DNS: req.DNS, DNSSearch: req.DNSSearch, DNSOptions: req.DNSOptions, Links: links,
+		DNS: req.DNS, DNSSearch: req.DNSSearch, DNSOptions: req.DNSOptions, Links: links, ExtraHosts: req.ExtraHosts,
 	}
 	sb := model.Sandbox{ID: id, ContainerID: id}
 	if n.Driver == "host" {

@@ -111,7 +111,7 @@ type sandboxFiles struct {
 }
 
 func (e *Engine) sandboxFilesLocked(c model.Container) sandboxFiles {
-	return sandboxFiles{c: c, sb: e.sandboxes[c.ID], self: e.selfEntriesLocked(c), links: e.linkEntriesLocked(c),
+	return sandboxFiles{c: c, sb: e.sandboxes[c.ID], self: e.selfEntriesLocked(c), links: append(e.linkEntriesLocked(c), e.extraHostEntriesLocked(c)...),
 		embedded: e.embeddedDNSLocked(c.ID)}
 }
 
@@ -127,6 +127,9 @@ func (e *Engine) writeSandboxFiles(f sandboxFiles) error {
 	var hosts []byte
 	if f.sb.HostNetwork {
 		hosts, _ = os.ReadFile("/etc/hosts")
+		for _, h := range f.links { // --add-host entries
+			hosts = fmt.Appendf(hosts, "%s\t%s\n", h.Addr, strings.Join(h.Names, " "))
+		}
 	} else {
 		hosts = RenderHosts(f.self, f.links)
 	}

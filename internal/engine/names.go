@@ -179,6 +179,20 @@ func (e *Engine) linkEntriesLocked(c model.Container) []HostEntry {
 	return out
 }
 
+// extraHostEntriesLocked are the --add-host lines; host-gateway is the
+// default bridge's gateway, as Docker's default.
+func (e *Engine) extraHostEntriesLocked(c model.Container) []HostEntry {
+	var out []HostEntry
+	for _, x := range c.ExtraHosts {
+		a := x.Addr
+		if x.HostGateway {
+			a = e.opts.BridgeIP.Addr()
+		}
+		out = append(out, HostEntry{Addr: a, Names: []string{x.Name}})
+	}
+	return out
+}
+
 // splitLink splits --link NAME[:ALIAS]; the alias defaults to the name.
 func splitLink(l string) (name, alias string) {
 	for i := 0; i < len(l); i++ {

@@ -111,6 +111,14 @@ type Sandbox struct {
 	HostNetwork bool `json:"HostNetwork,omitempty"`
 }
 
+// ExtraHost is one --add-host NAME:IP; HostGateway stands for Docker's
+// "host-gateway" (the default bridge's gateway address).
+type ExtraHost struct {
+	Name        string     `json:"Name"`
+	Addr        netip.Addr `json:"Addr,omitempty"`
+	HostGateway bool       `json:"HostGateway,omitempty"`
+}
+
 // Container states, with Docker's words.
 const (
 	StateCreated = "created"
@@ -144,6 +152,8 @@ type Container struct {
 	DNS        []netip.Addr `json:"Dns,omitempty"`
 	DNSSearch  []string     `json:"DnsSearch,omitempty"`
 	DNSOptions []string     `json:"DnsOptions,omitempty"`
+	// ExtraHosts are --add-host entries (hosts file lines).
+	ExtraHosts []ExtraHost `json:"ExtraHosts,omitempty"`
 	// Links are legacy --link entries on the default bridge, "NAME:ALIAS".
 	Links      []string  `json:"Links,omitempty"`
 	State      string    `json:"State"`
