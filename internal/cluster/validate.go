@@ -51,8 +51,6 @@ var (
 	dockerName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
 	// driverName allows plugin references such as vendor/plugin:tag.
 	driverName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.:/-]*$`)
-	// hostName is an RFC 1123 host name (letters, digits, '-', '.').
-	hostName = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9.-]*[a-zA-Z0-9])?$`)
 )
 
 // errRecord is wrapped by every validation error.
@@ -196,7 +194,7 @@ func validateNode(keyID string, r nodeRecord) error {
 	if !validUnicastAddr(r.Addr) {
 		return badf("node address %v", r.Addr)
 	}
-	if r.Hostname != "" && (len(r.Hostname) > maxHostname || !hostName.MatchString(r.Hostname)) {
+	if len(r.Hostname) > maxHostname || !plainText(r.Hostname) || strings.ContainsAny(r.Hostname, " \\\"") {
 		return badf("host name %q", r.Hostname)
 	}
 	switch r.Role {

@@ -111,13 +111,14 @@ func TestValidateNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, mutate := range map[string]func(*nodeRecord){
-		"short ID":      func(r *nodeRecord) { r.ID = "n" },
-		"ID not key's":  func(r *nodeRecord) { r.ID = vEvil },
-		"no address":    func(r *nodeRecord) { r.Addr = netip.Addr{} },
-		"any address":   func(r *nodeRecord) { r.Addr = netip.IPv4Unspecified() },
-		"hostname \\n":  func(r *nodeRecord) { r.Hostname = "h\nx" },
-		"unknown role":  func(r *nodeRecord) { r.Role = "king" },
-		"multicast VTE": func(r *nodeRecord) { r.Addr = netip.MustParseAddr("239.1.1.1") },
+		"short ID":       func(r *nodeRecord) { r.ID = "n" },
+		"ID not key's":   func(r *nodeRecord) { r.ID = vEvil },
+		"no address":     func(r *nodeRecord) { r.Addr = netip.Addr{} },
+		"any address":    func(r *nodeRecord) { r.Addr = netip.IPv4Unspecified() },
+		"hostname \\n":   func(r *nodeRecord) { r.Hostname = "h\nx" },
+		"hostname space": func(r *nodeRecord) { r.Hostname = "h x" },
+		"unknown role":   func(r *nodeRecord) { r.Role = "king" },
+		"multicast VTE":  func(r *nodeRecord) { r.Addr = netip.MustParseAddr("239.1.1.1") },
 	} {
 		t.Run(name, func(t *testing.T) {
 			x := r
