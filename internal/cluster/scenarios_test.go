@@ -55,10 +55,13 @@ func scenarioNetworks(t *testing.T, a, b *Cluster) {
 	if err := a.DeleteNetwork(ctx, want.ID); !errors.Is(err, model.ErrNotFound) {
 		t.Fatalf("delete again: %v, want not found", err)
 	}
-	// The name and the VNI are free again.
-	again, err := a.CreateNetwork(ctx, want)
+	// The name and the VNI are free again: asking for the freed VNI
+	// succeeds (new networks pick among the lowest free VNIs at random).
+	reuse := want
+	reuse.VNI = got.VNI
+	again, err := a.CreateNetwork(ctx, reuse)
 	if err != nil {
-		t.Fatalf("re-create after delete: %v", err)
+		t.Fatalf("re-create after delete with the freed VNI %d: %v", got.VNI, err)
 	}
 	if again.VNI != got.VNI {
 		t.Errorf("re-created network got VNI %d, want the freed %d", again.VNI, got.VNI)
