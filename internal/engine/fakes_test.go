@@ -32,6 +32,9 @@ type fakeDriver struct {
 	joined     map[string]driver.JoinInfo // endpoint ID -> join
 	failCreate error
 	failJoin   error
+	// onNetwork, when set, runs at the start of every CreateNetwork and
+	// Join (where a driver brings the network's devices up).
+	onNetwork func(model.Network)
 	// joinGate, when set, makes Join wait for it to close (netlink that
 	// hangs); joining counts the joins waiting.
 	joinGate chan struct{}
@@ -45,6 +48,9 @@ func newFakeDriver(typ, scope string) *fakeDriver {
 func (d *fakeDriver) Type() string  { return d.typ }
 func (d *fakeDriver) Scope() string { return d.scope }
 func (d *fakeDriver) CreateNetwork(ctx context.Context, n model.Network) error {
+	if d.onNetwork != nil {
+		d.onNetwork(n)
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.failCreate != nil {
@@ -60,6 +66,9 @@ func (d *fakeDriver) DeleteNetwork(ctx context.Context, n model.Network) error {
 	return nil
 }
 func (d *fakeDriver) Join(ctx context.Context, n model.Network, ep model.Endpoint, ji driver.JoinInfo) error {
+	if d.onNetwork != nil {
+		d.onNetwork(n)
+	}
 	d.mu.Lock()
 	if gate := d.joinGate; gate != nil {
 		d.joining++
@@ -196,6 +205,7 @@ type fakeFirewall struct {
 	mu    sync.Mutex
 	last  []firewall.Network
 	ports []firewall.PortMapping
+	vxlan []firewall.VXLANPeer
 	// fail makes Apply fail (nft refusing); ctxErr records whether an
 	// apply ran with a cancelled context.
 	fail   error
@@ -213,7 +223,21 @@ func (f *fakeFirewall) Apply(ctx context.Context, cfg firewall.Config) error {
 	}
 	f.last = cfg.Networks
 	f.ports = cfg.Ports
+	f.vxlan = cfg.VXLANPeers
 	return nil
+}
+
+// allows says whether the last applied config lets VXLAN of vni in from
+// vtep.
+func (f *fakeFirewall) allows(vtep netip.Addr, vni uint32) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, p := range f.vxlan {
+		if p.Addr == vtep && p.VNI == vni {
+			return true
+		}
+	}
+	return false
 }
 
 func (f *fakeFirewall) published() []firewall.PortMapping {
