@@ -13,9 +13,8 @@ import (
 )
 
 // extEtcd is a real etcd process in a host's namespace that a test can
-// stop and start again on the same data directory.
-// extEtcd is an external etcd in a host's namespace, TLS only with client
-// certificates (tls, made by newExtEtcd).
+// stop and start again on the same data directory: TLS only with client
+// certificates (tls, made by newExtEtcd), or plain HTTP when tls is zero.
 type extEtcd struct {
 	t    *testing.T
 	h    *harness.Host
@@ -31,11 +30,14 @@ func (e *extEtcd) start() {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	addr := "https://" + e.h.Addr.String() + ":2379"
+	addr, tlsArgs := "https://"+e.h.Addr.String()+":2379", e.tls.etcdArgs()
+	if e.tls == (storeTLS{}) {
+		addr, tlsArgs = "http://"+e.h.Addr.String()+":2379", nil
+	}
 	e.cmd = exec.Command("nsenter", append([]string{"--net=" + e.h.Netns, "--", "etcd", "--name", "outage", "--data-dir", e.dir,
 		"--listen-client-urls", addr, "--advertise-client-urls", addr,
 		"--listen-peer-urls", "http://127.0.0.1:2380", "--initial-advertise-peer-urls", "http://127.0.0.1:2380",
-		"--initial-cluster", "outage=http://127.0.0.1:2380"}, e.tls.etcdArgs()...)...)
+		"--initial-cluster", "outage=http://127.0.0.1:2380"}, tlsArgs...)...)
 	e.cmd.Stdout, e.cmd.Stderr = logf, logf
 	e.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := e.cmd.Start(); err != nil {
