@@ -21,6 +21,9 @@ type ExternalAttach struct {
 	// interface to make in it (CNI_IFNAME).
 	NetnsPath string `json:"NetnsPath"`
 	IfName    string `json:"IfName"`
+	// SandboxKey is, for Docker, the container's namespace file from the
+	// plugin's Join, where vxnet serves DNS (model.External.SandboxKey).
+	SandboxKey string `json:"SandboxKey,omitempty"`
 	// Name is the attachment's name in the network's hosts entries and
 	// advertisements; Aliases are more names.
 	Name    string   `json:"Name,omitempty"`

@@ -26,6 +26,14 @@ import (
 // Addr is where the embedded server listens inside every namespace.
 var Addr = netip.MustParseAddr("127.0.0.11")
 
+// DockerAddr is where the server listens inside the namespaces of Docker
+// Engine's containers on vxnet networks. 127.0.0.11 there is Docker's own
+// resolver, which forwards the names it does not know to the daemon's
+// --dns servers from inside the container's namespace: dockerd runs with
+// --dns 169.254.53.53, and the server adds this address to the
+// namespace's loopback interface.
+var DockerAddr = netip.MustParseAddr("169.254.53.53")
+
 // Record is one endpoint: its names (container name, aliases, short ID)
 // and its addresses on one network.
 type Record struct {
@@ -47,6 +55,10 @@ type Network struct {
 type Sandbox struct {
 	ID        string
 	NetnsPath string
+	// Addr is where the server listens in the namespace: zero means Addr
+	// (127.0.0.11); another address is added to the loopback interface
+	// (as a /32) before listening.
+	Addr netip.Addr
 	// Networks are the IDs of the networks whose names it resolves.
 	Networks []string
 	// Upstreams are the container's own --dns servers; empty means the
@@ -80,6 +92,7 @@ type netIndex struct {
 
 type sbIndex struct {
 	netnsPath string
+	addr      netip.Addr
 	nets      []*netIndex
 	upstreams []netip.AddrPort
 	forward   bool
@@ -95,7 +108,10 @@ func buildIndex(cfg Config) *index {
 		ix.nets[n.ID] = buildNet(n)
 	}
 	for _, s := range cfg.Sandboxes {
-		si := &sbIndex{netnsPath: s.NetnsPath, upstreams: s.Upstreams}
+		si := &sbIndex{netnsPath: s.NetnsPath, addr: s.Addr, upstreams: s.Upstreams}
+		if !si.addr.IsValid() {
+			si.addr = Addr
+		}
 		if len(s.Extra) > 0 {
 			si.nets = append(si.nets, buildNet(Network{Records: s.Extra, Internal: true}))
 		}

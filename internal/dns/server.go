@@ -16,6 +16,7 @@ import (
 	"time"
 
 	mdns "github.com/miekg/dns"
+	"github.com/vishvananda/netlink"
 
 	"github.com/vxnet/vxnet/internal/netns"
 )
@@ -66,6 +67,7 @@ type Server struct {
 
 type listener struct {
 	netnsPath string
+	addr      netip.Addr
 	udp, tcp  *mdns.Server
 }
 
@@ -205,7 +207,7 @@ func (s *Server) reconcile() bool {
 	s.mu.Lock()
 	var stale []*listener
 	for id, l := range s.listeners {
-		if sb, ok := want[id]; !ok || sb.netnsPath != l.netnsPath {
+		if sb, ok := want[id]; !ok || sb.netnsPath != l.netnsPath || sb.addr != l.addr {
 			stale = append(stale, l)
 			delete(s.listeners, id)
 		}
@@ -228,7 +230,7 @@ func (s *Server) reconcile() bool {
 	failed := false
 	for _, id := range open {
 		sb := want[id]
-		l, err := s.start(Sandbox{ID: id, NetnsPath: sb.netnsPath})
+		l, err := s.start(Sandbox{ID: id, NetnsPath: sb.netnsPath, Addr: sb.addr})
 		s.mu.Lock()
 		if err != nil {
 			failed = true
@@ -255,7 +257,7 @@ func (s *Server) start(sb Sandbox) (*listener, error) {
 		return nil, err
 	}
 	h := handler{s: s, sbID: sb.ID}
-	l := &listener{netnsPath: sb.NetnsPath,
+	l := &listener{netnsPath: sb.NetnsPath, addr: sb.Addr,
 		udp: &mdns.Server{PacketConn: pc, Handler: h, UDPSize: mdns.DefaultMsgSize},
 		tcp: &mdns.Server{Listener: ln, Handler: h, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second},
 	}
@@ -278,14 +280,24 @@ func (l *listener) stop() {
 	l.tcp.Shutdown()
 }
 
-// listenInNetns opens UDP and TCP sockets at 127.0.0.11:53 on a thread
-// inside the sandbox's namespace.
+// listenInNetns opens UDP and TCP sockets at the sandbox's address
+// (127.0.0.11) port 53 on a thread inside the sandbox's namespace; an
+// address outside 127.0.0.0/8 is first added to the loopback interface.
 func listenInNetns(sb Sandbox) (net.PacketConn, net.Listener, error) {
 	var pc net.PacketConn
 	var ln net.Listener
+	ip := sb.Addr
+	if !ip.IsValid() {
+		ip = Addr
+	}
 	err := netns.Do(sb.NetnsPath, func() error {
+		if !ip.IsLoopback() {
+			if err := addLoopback(ip); err != nil {
+				return err
+			}
+		}
 		var err error
-		addr := netip.AddrPortFrom(Addr, 53).String()
+		addr := netip.AddrPortFrom(ip, 53).String()
 		if pc, err = net.ListenPacket("udp4", addr); err != nil {
 			return err
 		}
@@ -352,4 +364,20 @@ func ParseUpstream(s string) (netip.AddrPort, error) {
 		return netip.AddrPort{}, errors.New(s + " is not an ip address")
 	}
 	return netip.AddrPortFrom(a.Unmap(), 53), nil
+}
+
+// addLoopback adds ip/32 to lo in the current namespace and sets lo up.
+func addLoopback(ip netip.Addr) error {
+	lo, err := netlink.LinkByName("lo")
+	if err != nil {
+		return fmt.Errorf("loopback: %w", err)
+	}
+	a := &netlink.Addr{IPNet: &net.IPNet{IP: ip.AsSlice(), Mask: net.CIDRMask(ip.BitLen(), ip.BitLen())}}
+	if err := netlink.AddrReplace(lo, a); err != nil {
+		return fmt.Errorf("add %s to lo: %w", ip, err)
+	}
+	if err := netlink.LinkSetUp(lo); err != nil {
+		return fmt.Errorf("set lo up: %w", err)
+	}
+	return nil
 }

@@ -353,7 +353,7 @@ func (p *Plugin) join(ctx context.Context, body []byte) (any, error) {
 		name = "docker-" + short(req.EndpointID)
 	}
 	v, err := p.eng.AttachExternal(ctx, api.ExternalAttach{Owner: model.OwnerDocker, Key: req.EndpointID, Network: er.netID,
-		IfName: "vxd" + short(req.EndpointID), Name: name, IP: er.addr.Addr(), Reserved: true})
+		IfName: "vxd" + short(req.EndpointID), Name: name, IP: er.addr.Addr(), Reserved: true, SandboxKey: req.SandboxKey})
 	if err != nil {
 		return nil, err
 	}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vxnet/vxnet/internal/dns"
 	"github.com/vxnet/vxnet/internal/harness"
 )
 
@@ -64,19 +65,37 @@ func startDockerd(t *testing.T, h *harness.Host) *dockerd {
 	d := &dockerd{h: h, dir: filepath.Join(h.Dir, "docker")}
 	d.sock = filepath.Join(d.dir, "docker.sock")
 	os.MkdirAll(d.dir, 0o755)
+	// dockerd bind-mounts each container's namespace on <exec root>/netns/ID
+	// (the Join's SandboxKey), where the vxnet daemon, in the test's mount
+	// namespace, must see it to serve DNS there: that directory is a
+	// shared mount in both namespaces; every other mount is private to
+	// dockerd's (mounts that vanish meanwhile, other tests' namespaces, are
+	// skipped).
+	netnsDir := filepath.Join(d.dir, "exec", "netns")
+	if err := os.MkdirAll(netnsDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount(netnsDir, netnsDir, "", syscall.MS_BIND, ""); err != nil {
+		t.Fatalf("bind %s: %v", netnsDir, err)
+	}
+	t.Cleanup(func() { syscall.Unmount(netnsDir, syscall.MNT_DETACH) })
+	if err := syscall.Mount("", netnsDir, "", syscall.MS_SHARED, ""); err != nil {
+		t.Fatalf("make %s shared: %v", netnsDir, err)
+	}
 	script := fmt.Sprintf(`set -e
+findmnt -rno TARGET | while read -r m; do [ "$m" = %[6]s ] || mount --make-private "$m" 2>/dev/null || true; done
 mount -t tmpfs tmpfs /run
 mkdir -p /run/docker/plugins
-mount --bind %s /run/docker/plugins
-exec dockerd --data-root %s --exec-root %s --pidfile %s -H unix://%s \
-  --iptables=false --ip-masq=false --bridge=none --authorization-plugin=vxnet --log-level=warn`,
+mount --bind %[1]s /run/docker/plugins
+exec dockerd --data-root %[2]s --exec-root %[3]s --pidfile %[4]s -H unix://%[5]s \
+  --iptables=false --ip-masq=false --bridge=none --authorization-plugin=vxnet --dns %[7]s --log-level=warn`,
 		filepath.Join(h.Dir, "docker-plugins"), filepath.Join(d.dir, "data"), filepath.Join(d.dir, "exec"),
-		filepath.Join(d.dir, "docker.pid"), d.sock)
+		filepath.Join(d.dir, "docker.pid"), d.sock, netnsDir, dns.DockerAddr)
 	logf, err := os.Create(filepath.Join(d.dir, "dockerd.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.cmd = exec.Command("nsenter", "--net="+h.Netns, "--", "unshare", "-m", "--propagation", "private", "sh", "-c", script)
+	d.cmd = exec.Command("nsenter", "--net="+h.Netns, "--", "unshare", "-m", "--propagation", "unchanged", "sh", "-c", script)
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
 	d.cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=" + d.dir}
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -199,7 +218,7 @@ func (d *dockerd) ip(t *testing.T, ctr, network string) netip.Addr {
 // Docker Engines (Debian's docker.io) with the vxnet plugin, on hosts 1
 // and 2 of a three-host vxnet cluster: docker network create -d vxnet
 // --ipam-driver vxnet prod on each host maps to one cluster network; vm3 on host A and vm33 on host B ping
-// each other; host A's death purges its entries on B within TTL + 2 s;
+// each other by address and by name (an unknown name fails); host A's death purges its entries on B within TTL + 2 s;
 // docker network rm on both hosts leaves nothing behind.
 func TestDockerPlugin(t *testing.T) {
 	needDocker(t)
@@ -240,6 +259,19 @@ func TestDockerPlugin(t *testing.T) {
 	if !ping(db, "vm33", ip3) {
 		t.Fatalf("vm33 cannot ping vm3")
 	}
+	// Names resolve across hosts: Docker's resolver forwards the names it
+	// does not know to vxnet's server in the container (dockerd --dns
+	// 169.254.53.53); a name nobody has fails.
+	if !eventually(15*time.Second, func() bool { _, _, code := da.docker("exec", "vm3", "ping", "-c1", "-W1", "vm33"); return code == 0 }) {
+		_, errOut, _ := da.docker("exec", "vm3", "ping", "-c1", "-W1", "vm33")
+		t.Fatalf("vm3 (host A) cannot ping vm33 (host B) by name: %s", errOut)
+	}
+	if _, errOut, code := db.docker("exec", "vm33", "ping", "-c1", "-W1", "vm3"); code != 0 {
+		t.Fatalf("vm33 (host B) cannot ping vm3 (host A) by name: %s", errOut)
+	}
+	if _, errOut, code := db.docker("exec", "vm33", "ping", "-c1", "-W1", "nosuch"); code == 0 || !strings.Contains(errOut, "bad address") {
+		t.Fatalf("vm33 pinging an unknown name: exit %d, %q; want a lookup failure", code, errOut)
+	}
 	// vxnet sees Docker's containers as peers, named.
 	var peer *ovPeer
 	for _, p := range ovInspect(t, b, "prod").VXNet.Peers {
@@ -271,6 +303,11 @@ func TestDockerPlugin(t *testing.T) {
 	a.Start()
 	if !eventually(15*time.Second, func() bool { return ping(db, "vm33", ip3) }) {
 		t.Fatalf("vm33 cannot ping vm3 after host A is back")
+	}
+	// A's restarted daemon serves DNS in vm3 again (the attachment kept
+	// its sandbox key).
+	if !eventually(15*time.Second, func() bool { _, _, code := da.docker("exec", "vm3", "ping", "-c1", "-W1", "vm33"); return code == 0 }) {
+		t.Fatalf("vm3 cannot ping vm33 by name after host A's daemon restarted")
 	}
 
 	// docker rm and docker network rm on both hosts leave nothing.

@@ -94,7 +94,7 @@ func (e *Engine) AttachExternal(ctx context.Context, req api.ExternalAttach) (ap
 		e.doneAttachingLocked(n.ID)
 		e.mu.Unlock()
 	}()
-	x := model.External{ID: newID(), Owner: req.Owner, Key: req.Key, NetworkID: n.ID, NetnsPath: req.NetnsPath, IfName: req.IfName}
+	x := model.External{ID: newID(), Owner: req.Owner, Key: req.Key, NetworkID: n.ID, NetnsPath: req.NetnsPath, IfName: req.IfName, SandboxKey: req.SandboxKey}
 	sb := externalSandbox(x)
 	staged := false
 	if x.NetnsPath == "" {
@@ -313,9 +313,15 @@ func checkExternalRequest(req api.ExternalAttach) error {
 		if !filepath.IsAbs(req.NetnsPath) {
 			return errf(model.ErrInvalid, "netns path %q must be absolute", req.NetnsPath)
 		}
+		if req.SandboxKey != "" {
+			return errf(model.ErrInvalid, "CNI attachments take no sandbox key")
+		}
 	case model.OwnerDocker:
 		if req.NetnsPath != "" {
 			return errf(model.ErrInvalid, "Docker attachments take no netns path")
+		}
+		if req.SandboxKey != "" && !filepath.IsAbs(req.SandboxKey) {
+			return errf(model.ErrInvalid, "sandbox key %q must be absolute", req.SandboxKey)
 		}
 	default:
 		return errf(model.ErrInvalid, "unknown attachment owner %q (want %s or %s)", req.Owner, model.OwnerCNI, model.OwnerDocker)

@@ -115,6 +115,14 @@ func (e *Engine) dnsConfigLocked() dns.Config {
 		}
 		cfg.Sandboxes = append(cfg.Sandboxes, sb)
 	}
+	// Docker's containers: Docker's resolver forwards what it does not
+	// know to dns.DockerAddr in the container's namespace.
+	for _, x := range e.externals {
+		if x.SandboxKey == "" || !dnsNetwork(e.networks[x.NetworkID]) {
+			continue
+		}
+		cfg.Sandboxes = append(cfg.Sandboxes, dns.Sandbox{ID: x.ID, NetnsPath: x.SandboxKey, Addr: dns.DockerAddr, Networks: []string{x.NetworkID}})
+	}
 	sort.Slice(cfg.Networks, func(i, j int) bool { return cfg.Networks[i].ID < cfg.Networks[j].ID })
 	return cfg
 }

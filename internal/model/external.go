@@ -18,6 +18,12 @@ type External struct {
 	// NetnsPath is the namespace the interface lives in (CNI's CNI_NETNS);
 	// empty when the owner moves the interface itself (Docker).
 	NetnsPath string `json:"NetnsPath,omitempty"`
+	// SandboxKey is Docker's name for the container's namespace (the
+	// bind-mounted file dockerd makes; it becomes a namespace only when
+	// the container starts). vxnet's DNS server answers there at
+	// dns.DockerAddr, where Docker's resolver forwards the names it does
+	// not know.
+	SandboxKey string `json:"SandboxKey,omitempty"`
 	// IfName is the interface name in NetnsPath, or for Docker the name of
 	// the interface left in the host namespace for dockerd to move.
 	IfName string `json:"IfName"`
