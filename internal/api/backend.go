@@ -96,6 +96,11 @@ type ContainerCreate struct {
 	Env        []string
 	Hostname   string
 	AutoRemove bool
+	// Tty, OpenStdin and StdinOnce are Docker's -t, -i and the CLI's
+	// stdin-once (close the container's stdin when the client's ends).
+	Tty, OpenStdin, StdinOnce bool
+	// ConsoleSize is the TTY's initial {height, width} (0: unset).
+	ConsoleSize [2]uint
 	// Network is the network (or host/none) to attach at start; "" means bridge.
 	Network  string
 	Endpoint EndpointRequest
@@ -168,4 +173,37 @@ type Info struct {
 // left the created state.
 type ExitWaiter interface {
 	WaitExit(ctx context.Context, ref string, removed bool) (wait func(context.Context) (int, error), err error)
+}
+
+// Streamer is an optional Backend ability, found by type assertion: attach
+// to a container's streams, exec with stdin and a TTY, and resize TTYs.
+// Without it attach and interactive execs are refused.
+type Streamer interface {
+	// AttachContainer connects the streams to the container's current (or
+	// next) run and returns when that run has ended and its output is
+	// delivered, or when ctx ends.
+	AttachContainer(ctx context.Context, ref string, s AttachStreams) error
+	// ExecStream runs an exec with the given streams and returns its exit code.
+	ExecStream(ctx context.Context, ref string, req ExecStreamRequest) (int, error)
+	// ResizeTTY sets the TTY size of the container (execID "") or of an exec.
+	ResizeTTY(ctx context.Context, ref, execID string, height, width uint32) error
+}
+
+// AttachStreams are the client's ends of an attach. Stdin, when set, feeds
+// the container's stdin (containers created with OpenStdin only); when it
+// ends, CloseStdin closes the container's stdin (StdinOnce).
+type AttachStreams struct {
+	Stdin          io.Reader
+	CloseStdin     bool
+	Stdout, Stderr io.Writer
+}
+
+// ExecStreamRequest is one exec with its streams. ID names it for resize.
+type ExecStreamRequest struct {
+	ID             string
+	Cmd, Env       []string
+	Tty            bool
+	ConsoleSize    [2]uint // initial {height, width} of the TTY
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
 }

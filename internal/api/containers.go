@@ -50,11 +50,17 @@ func containerCreateRequest(name string, req container.CreateRequest) (Container
 		return ContainerCreate{}, err
 	}
 	cc := ContainerCreate{
-		Name:     name,
-		Image:    req.Config.Image,
-		Cmd:      slices.Clone(req.Config.Cmd),
-		Env:      slices.Clone(req.Config.Env),
-		Hostname: req.Config.Hostname,
+		Name:      name,
+		Image:     req.Config.Image,
+		Cmd:       slices.Clone(req.Config.Cmd),
+		Env:       slices.Clone(req.Config.Env),
+		Hostname:  req.Config.Hostname,
+		Tty:       req.Config.Tty,
+		OpenStdin: req.Config.OpenStdin,
+		StdinOnce: req.Config.StdinOnce,
+	}
+	if req.HostConfig != nil {
+		cc.ConsoleSize = req.HostConfig.ConsoleSize
 	}
 	mode := ""
 	var bindings network.PortMap
@@ -340,6 +346,9 @@ func toInspect(v ContainerView) container.InspectResponse {
 		Mounts: []container.MountPoint{},
 		Config: &container.Config{
 			Hostname:     c.Hostname,
+			Tty:          c.Tty,
+			OpenStdin:    c.OpenStdin,
+			StdinOnce:    c.StdinOnce,
 			Env:          slices.Clone(c.Env),
 			Cmd:          slices.Clone(c.Cmd),
 			Image:        c.Image,

@@ -34,10 +34,12 @@ var supportedCreateFields = map[string]bool{
 	"Config.AttachStdout": true,
 	"Config.AttachStderr": true,
 	"Config.StdinOnce":    true,
+	"Config.Tty":          true,
+	"Config.OpenStdin":    true,
 
 	"HostConfig.NetworkMode": true,
 	"HostConfig.AutoRemove":  true,
-	// The console size only matters with a TTY, which is refused below.
+	// The initial size of the TTY (Config.Tty).
 	"HostConfig.ConsoleSize": true,
 
 	"Config.ExposedPorts":        true,

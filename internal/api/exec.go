@@ -23,6 +23,9 @@ type execConfig struct {
 	cmd, env    []string
 	stdout      bool
 	stderr      bool
+	stdin, tty  bool
+	consoleSize [2]uint
+	detachKeys  string
 	started     bool
 	running     bool
 	exitCode    *int
@@ -111,8 +114,12 @@ func (s *server) execCreate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, apiErr(model.ErrInvalid, "No exec command specified"))
 		return
 	}
-	if req.Tty || req.AttachStdin {
-		writeError(w, apiErr(model.ErrInvalid, "vxnet exec supports neither a TTY nor stdin"))
+	if _, ok := s.b.(Streamer); !ok && (req.Tty || req.AttachStdin) {
+		writeError(w, apiErr(model.ErrInvalid, "vxnet exec supports neither a TTY nor stdin with this backend"))
+		return
+	}
+	if _, err := parseDetachKeys(req.DetachKeys); err != nil {
+		writeError(w, err)
 		return
 	}
 	v, err := s.b.InspectContainer(r.Context(), r.PathValue("id"))
@@ -131,6 +138,12 @@ func (s *server) execCreate(w http.ResponseWriter, r *http.Request) {
 		env:         slices.Clone(req.Env),
 		stdout:      req.AttachStdout,
 		stderr:      req.AttachStderr,
+		stdin:       req.AttachStdin,
+		tty:         req.Tty,
+		detachKeys:  req.DetachKeys,
+	}
+	if req.ConsoleSize != nil {
+		e.consoleSize = *req.ConsoleSize
 	}
 	s.execs.add(e)
 	writeJSON(w, http.StatusCreated, container.ExecCreateResponse{ID: e.id})
@@ -146,12 +159,11 @@ func (s *server) execStart(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	if req.Tty {
-		writeError(w, apiErr(model.ErrInvalid, "vxnet exec does not support a TTY"))
-		return
-	}
 	id := r.PathValue("id")
-	if _, ok := s.execs.snapshot(id); !ok {
+	if e, ok := s.execs.snapshot(id); ok && (e.tty || e.stdin || req.Tty) {
+		s.execStartStream(w, r, req)
+		return
+	} else if !ok {
 		writeError(w, apiErr(model.ErrNotFound, "No such exec instance: %s", id))
 		return
 	}
@@ -245,4 +257,69 @@ func (s *server) execInspect(w http.ResponseWriter, r *http.Request) {
 		},
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// execStartStream runs an exec with a TTY or stdin (Backend Streamer): the
+// connection is hijacked, the client's input feeds the process's stdin
+// (until the detach keys), its output comes back raw with a TTY and
+// multiplexed without.
+func (s *server) execStartStream(w http.ResponseWriter, r *http.Request, req container.ExecStartRequest) {
+	st, ok := s.b.(Streamer)
+	if !ok {
+		writeError(w, apiErr(model.ErrInvalid, "vxnet exec supports neither a TTY nor stdin with this backend"))
+		return
+	}
+	id := r.PathValue("id")
+	snap, _ := s.execs.snapshot(id)
+	tty := snap.tty || req.Tty
+	if req.Detach {
+		e, err := s.execs.begin(id)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		go func() {
+			code, err := st.ExecStream(context.Background(), e.containerID, ExecStreamRequest{ID: e.id, Cmd: e.cmd, Env: e.env, Tty: tty})
+			if err != nil && code <= 0 {
+				code = 126
+			}
+			s.execs.finish(e.id, code)
+		}()
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	e, err := s.execs.begin(id)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	conn, brw, err := hijack(w, r, tty)
+	if err != nil {
+		s.execs.finish(id, -1)
+		return
+	}
+	defer conn.Close()
+	outW, errW := outputs(brw, tty, e.stdout, e.stderr)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sreq := ExecStreamRequest{ID: e.id, Cmd: e.cmd, Env: e.env, Tty: tty, ConsoleSize: e.consoleSize, Stdout: outW, Stderr: errW}
+	if req.ConsoleSize != nil {
+		sreq.ConsoleSize = *req.ConsoleSize
+	}
+	if e.stdin {
+		keys, _ := parseDetachKeys(e.detachKeys)
+		// Detaching ends the client's connection; the process runs on.
+		sreq.Stdin = &detachReader{r: brw.Reader, keys: keys, detach: func() { conn.Close() }}
+	}
+	code, err := st.ExecStream(ctx, e.containerID, sreq)
+	if err != nil && ctx.Err() == nil {
+		s.log.DebugContext(ctx, "api: exec failed", "exec", e.id, "container", e.containerID, "err", err)
+		fmt.Fprintf(errW, "%s\n", err.Error())
+		if code <= 0 {
+			code = 126
+		}
+	}
+	s.execs.finish(e.id, code)
+	_ = brw.Flush()
+	closeWrite(conn)
 }

@@ -109,6 +109,9 @@ func (s *server) routes() {
 	m.HandleFunc("POST /containers/{id}/exec", s.execCreate)
 	m.HandleFunc("POST /exec/{id}/start", s.execStart)
 	m.HandleFunc("GET /exec/{id}/json", s.execInspect)
+	m.HandleFunc("POST /containers/{id}/attach", s.containerAttach)
+	m.HandleFunc("POST /containers/{id}/resize", s.containerResize)
+	m.HandleFunc("POST /exec/{id}/resize", s.execResize)
 
 	m.HandleFunc("GET /images/json", s.imageList)
 	m.HandleFunc("POST /images/create", s.imageCreate)

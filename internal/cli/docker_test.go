@@ -134,7 +134,7 @@ func TestDockerCLIRefusesUnsupportedOptions(t *testing.T) {
 		{[]string{"-w", "/tmp"}, "Config.WorkingDir"},
 		{[]string{"--entrypoint", "sh"}, "Config.Entrypoint"},
 		{[]string{"--label", "a=b"}, "Config.Labels"},
-		{[]string{"-t"}, "Config.Tty"},
+		{[]string{"--init"}, "HostConfig.Init"},
 	}
 	for _, c := range cases {
 		args := append(append([]string{"run", "-d"}, c.flags...), "busybox", "sleep", "60")

@@ -44,6 +44,14 @@ type Config struct {
 	// DNS are the --dns servers the embedded DNS server forwards to
 	// (default: the host's resolvers).
 	DNS []string
+	// Runtime is "containerd" (default) or "runc" (vxnet's own shim, for
+	// data roots made before containerd).
+	Runtime string
+	// Containerd is the socket of a running containerd; "" makes the
+	// daemon run its own under its data and exec roots.
+	Containerd string
+	// ContainerdNamespace is this daemon's containerd namespace.
+	ContainerdNamespace string
 
 	onLeave func() // stops the daemon after a clean leave of the cluster
 	// apiPorts are the TCP ports of the API (closed to containers).
@@ -133,6 +141,9 @@ func NewCommand() *cobra.Command {
 	f.StringVar(&cfg.DockerPluginDir, "docker-plugin-dir", DefaultDockerPluginDir,
 		`Serve the Docker network/IPAM/authorization plugin as vxnet.sock here (default: only if the directory exists; "" for never)`)
 	f.StringSliceVar(&cfg.DNS, "dns", nil, "DNS server to use (default: the host's resolvers)")
+	f.StringVar(&cfg.Runtime, "runtime", "containerd", `Container runtime: "containerd", or "runc" (vxnet's own shim, for data roots made before containerd)`)
+	f.StringVar(&cfg.Containerd, "containerd", "", "Socket of a running containerd (default: run one under the data and exec roots)")
+	f.StringVar(&cfg.ContainerdNamespace, "containerd-namespace", "vxnet", "containerd namespace of this daemon (one per daemon sharing a containerd)")
 	c := &cfg.Cluster
 	f.StringVar(&c.Store, "cluster-store", "", "External etcd cluster, etcd://HOST:PORT[,HOST:PORT...]")
 	f.StringVar(&c.StoreCA, "cluster-store-ca", "", "CA file for the cluster store's TLS")

@@ -2,6 +2,9 @@ package daemon
 
 import (
 	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -136,5 +139,24 @@ func TestCheckStoreTLS(t *testing.T) {
 		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
 			t.Errorf("checkStoreTLS(%+v) = %v, want %q", tc.cc, err, tc.want)
 		}
+	}
+}
+
+// A data root with containers of the runc runtime is refused (saying how to
+// go on) unless --runtime runc keeps using it; an unknown runtime is named.
+func TestWireRuntimeOldDataRoot(t *testing.T) {
+	dataRoot := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dataRoot, "containers", "0123abcd"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{DataRoot: dataRoot, ExecRoot: t.TempDir(), Runtime: "containerd", ContainerdNamespace: "vxnet"}
+	log := slog.New(slog.DiscardHandler)
+	_, err := wireRuntime(context.Background(), cfg, nil, &wired{}, log)
+	if err == nil || !strings.Contains(err.Error(), "holds 1 containers of the runc runtime") || !strings.Contains(err.Error(), "--runtime runc") {
+		t.Errorf("containerd on an old data root: %v", err)
+	}
+	cfg.Runtime = "kata"
+	if _, err := wireRuntime(context.Background(), cfg, nil, &wired{}, log); err == nil || !strings.Contains(err.Error(), `invalid --runtime "kata"`) {
+		t.Errorf("--runtime kata: %v", err)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vxnet/vxnet/internal/api"
 	"github.com/vxnet/vxnet/internal/dns"
 	"github.com/vxnet/vxnet/internal/driver"
 	"github.com/vxnet/vxnet/internal/driver/bridge"
@@ -66,18 +67,9 @@ func wire(ctx context.Context, cfg Config, bip netip.Prefix, st *store.Store, lo
 			}
 		}
 	}
-	self, err := os.Executable()
+	rt, err := wireRuntime(ctx, cfg, images, w, log)
 	if err != nil {
-		return nil, err
-	}
-	rt, err := runtime.New(runtime.Options{
-		RuncRoot:      filepath.Join(cfg.ExecRoot, RuncRootDir),
-		ContainersDir: filepath.Join(cfg.DataRoot, "containers"),
-		ShimCommand:   []string{self, "shim"},
-		Images:        images,
-		Logger:        log.With("component", "runtime"),
-	})
-	if err != nil {
+		w.close()
 		return nil, err
 	}
 	fw, err := firewall.New(firewall.Options{Table: cfg.FirewallTable, Logger: log.With("component", "firewall"),
@@ -132,11 +124,90 @@ func findBusybox() string {
 	return ""
 }
 
-// runtimeAdapter presents internal/runtime as the engine's Runtime.
-type runtimeAdapter struct{ r *runtime.Runtime }
+// wireRuntime returns the container runtime: containerd (the one at
+// --containerd, or one the daemon runs itself), or with --runtime runc
+// vxnet's own runc shim.
+func wireRuntime(ctx context.Context, cfg Config, images *image.Store, w *wired, log *slog.Logger) (runtimeBackend, error) {
+	runcContainers := filepath.Join(cfg.DataRoot, "containers")
+	switch cfg.Runtime {
+	case "runc":
+		self, err := os.Executable()
+		if err != nil {
+			return nil, err
+		}
+		return runtime.New(runtime.Options{
+			RuncRoot:      filepath.Join(cfg.ExecRoot, "containerd-runc"),
+			ContainersDir: runcContainers,
+			ShimCommand:   []string{self, "shim"},
+			Images:        images,
+			Logger:        log.With("component", "runtime"),
+		})
+	case "containerd":
+	default:
+		return nil, fmt.Errorf("invalid --runtime %q: use containerd or runc", cfg.Runtime)
+	}
+	if ents, _ := os.ReadDir(runcContainers); len(ents) > 0 {
+		return nil, fmt.Errorf("data root %s holds %d containers of the runc runtime (vxnet before containerd): "+
+			"start the daemon with --runtime runc to keep using them, or remove them (vxnet rm -f, with the daemon "+
+			"started with --runtime runc) and start it again without", cfg.DataRoot, len(ents))
+	}
+	addr := cfg.Containerd
+	if addr == "" {
+		sup, err := runtime.Supervise(ctx, runtime.SupervisorOptions{
+			Root:   filepath.Join(cfg.DataRoot, "containerd"),
+			State:  filepath.Join(cfg.ExecRoot, "containerd"),
+			Logger: log.With("component", "containerd"),
+		})
+		if err != nil {
+			return nil, err
+		}
+		w.closers = append(w.closers, func() { sup.Close() })
+		addr = sup.Address()
+	}
+	hostNetns := filepath.Join(cfg.ExecRoot, "hostnet")
+	if err := runtime.PinNetns(hostNetns); err != nil {
+		return nil, err
+	}
+	rt, err := runtime.NewContainerd(ctx, runtime.ContainerdOptions{
+		HostNetns:     hostNetns,
+		Address:       addr,
+		Namespace:     cfg.ContainerdNamespace,
+		ContainersDir: filepath.Join(cfg.DataRoot, "logs"),
+		FIFODir:       filepath.Join(cfg.ExecRoot, "fifo"),
+		RuncRoot:      filepath.Join(cfg.ExecRoot, "containerd-runc"),
+		Images:        images,
+		Logger:        log.With("component", "runtime"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	w.closers = append(w.closers, func() { rt.Close() })
+	log.Info("containers run by containerd", "address", addr, "namespace", cfg.ContainerdNamespace)
+	return rt, nil
+}
+
+// runtimeBackend is what both runtimes (containerd and runc) offer.
+type runtimeBackend interface {
+	Create(ctx context.Context, s runtime.Spec) error
+	Start(ctx context.Context, id string) (int, error)
+	Stop(ctx context.Context, id string, timeout time.Duration) error
+	Delete(ctx context.Context, id string) error
+	State(ctx context.Context, id string) (runtime.State, error)
+	Wait(ctx context.Context, id string) (int, error)
+	Exec(ctx context.Context, id string, args, env []string, stdout, stderr io.Writer) (int, error)
+	Logs(ctx context.Context, id string, stdout, stderr io.Writer, follow bool) error
+	List(ctx context.Context) ([]string, error)
+}
+
+// runtimeAdapter presents a runtime as the engine's Runtime.
+type runtimeAdapter struct{ r runtimeBackend }
 
 func (a runtimeAdapter) Create(ctx context.Context, s engine.ContainerSpec) error {
-	spec := runtime.Spec{ID: s.ID, Image: s.Image, Args: s.Args, Env: s.Env, Hostname: s.Hostname, NetnsPath: s.NetnsPath}
+	spec := runtime.Spec{ID: s.ID, Image: s.Image, Args: s.Args, Env: s.Env, Hostname: s.Hostname, NetnsPath: s.NetnsPath,
+		Terminal: s.Tty, Stdin: s.Stdin, ConsoleSize: s.ConsoleSize}
+	if _, err := a.streams(); err != nil && (s.Tty || s.Stdin) {
+		return err
+	}
 	for _, m := range s.Mounts {
 		spec.Mounts = append(spec.Mounts, runtime.Mount{Source: m.Source, Destination: m.Destination, ReadOnly: m.ReadOnly})
 	}
@@ -227,4 +298,44 @@ func (a imagesAdapter) Import(name string, r io.Reader) (engine.ImageInfo, error
 	}
 	x := info(i)
 	return x, nil
+}
+
+// streamBackend is the streams part of the containerd runtime.
+type streamBackend interface {
+	Attach(ctx context.Context, id string, o runtime.AttachOptions) error
+	ExecWith(ctx context.Context, id string, o runtime.ExecOptions) (int, error)
+	Resize(ctx context.Context, id, execID string, height, width uint32) error
+}
+
+func (a runtimeAdapter) streams() (streamBackend, error) {
+	sb, ok := a.r.(streamBackend)
+	if !ok {
+		return nil, fmt.Errorf("attach, stdin and TTYs need the containerd runtime (the daemon runs with --runtime runc): %w", model.ErrInvalid)
+	}
+	return sb, nil
+}
+
+func (a runtimeAdapter) Attach(ctx context.Context, id string, s api.AttachStreams) error {
+	sb, err := a.streams()
+	if err != nil {
+		return err
+	}
+	return sb.Attach(ctx, id, runtime.AttachOptions{Stdin: s.Stdin, CloseStdin: s.CloseStdin, Stdout: s.Stdout, Stderr: s.Stderr})
+}
+
+func (a runtimeAdapter) ExecStream(ctx context.Context, id string, req api.ExecStreamRequest) (int, error) {
+	sb, err := a.streams()
+	if err != nil {
+		return -1, err
+	}
+	return sb.ExecWith(ctx, id, runtime.ExecOptions{ID: req.ID, Args: req.Cmd, Env: req.Env, Tty: req.Tty,
+		ConsoleSize: req.ConsoleSize, Stdin: req.Stdin, Stdout: req.Stdout, Stderr: req.Stderr})
+}
+
+func (a runtimeAdapter) Resize(ctx context.Context, id, execID string, height, width uint32) error {
+	sb, err := a.streams()
+	if err != nil {
+		return err
+	}
+	return sb.Resize(ctx, id, execID, height, width)
 }

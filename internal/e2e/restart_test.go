@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vxnet/vxnet/internal/harness"
 )
@@ -125,4 +126,23 @@ func TestRunRmCyclesLeaveNothing(t *testing.T) {
 	if out, _ := h.Exec("sh", "-c", "pgrep -f '"+h.DataRoot+"/container[s]' || true"); strings.TrimSpace(out) != "" {
 		t.Errorf("shim processes left: %s", out)
 	}
+}
+
+// The container's output reaches its log across a kill -9 of the daemon:
+// the new daemon reopens the task's FIFOs in containerd. Its task is
+// containerd's (the shared containerd of the harness, the host's namespace).
+func TestLogsAcrossKill(t *testing.T) {
+	_, h := single(t)
+	cli(t, h, "run", "-d", "--name", "talk", "busybox", "sh", "-c",
+		"echo one; while [ ! -e /go ]; do sleep 0.1; done; echo two; sleep 1d")
+	if !eventually(20*time.Second, func() bool { return cli(t, h, "logs", "talk") == "one" }) {
+		t.Fatalf("logs before the kill: %q", cli(t, h, "logs", "talk"))
+	}
+	h.Kill()
+	h.Start()
+	cli(t, h, "exec", "talk", "touch", "/go")
+	if !eventually(20*time.Second, func() bool { return cli(t, h, "logs", "talk") == "one\ntwo" }) {
+		t.Errorf("logs after the restart: %q, want one and two", cli(t, h, "logs", "talk"))
+	}
+	cli(t, h, "rm", "-f", "talk")
 }

@@ -128,6 +128,7 @@ func (e *Engine) CreateContainer(ctx context.Context, req api.ContainerCreate) (
 		Created: e.now(), AutoRemove: req.AutoRemove, NetworkMode: n.Name, State: model.StateCreated,
 		ExposedPorts: exposed, PortBindings: req.PortBindings, PublishAll: req.PublishAll,
 		DNS: req.DNS, DNSSearch: req.DNSSearch, DNSOptions: req.DNSOptions, Links: links, ExtraHosts: req.ExtraHosts,
+		Tty: req.Tty, OpenStdin: req.OpenStdin, StdinOnce: req.StdinOnce,
 	}
 	sb := model.Sandbox{ID: id, ContainerID: id}
 	if n.Driver == "host" {
@@ -204,7 +205,8 @@ func (e *Engine) CreateContainer(ctx context.Context, req api.ContainerCreate) (
 	}
 	e.crashPoint(CrashCreateAfterJoin)
 	spec := ContainerSpec{ID: id, Image: img.ID, Args: cmd, Env: req.Env, Hostname: hostname,
-		NetnsPath: sb.NetnsPath, Mounts: e.mounts(id)}
+		NetnsPath: sb.NetnsPath, Mounts: e.mounts(id), Tty: req.Tty, Stdin: req.OpenStdin,
+		ConsoleSize: req.ConsoleSize}
 	if err := e.opts.Runtime.Create(ctx, spec); err != nil {
 		return fail(fmt.Errorf("create container: %w", err))
 	}
@@ -547,6 +549,13 @@ func (e *Engine) StartContainer(ctx context.Context, ref string) error {
 	if err != nil {
 		if e.releasePorts(c.ID) {
 			e.applyFirewall()
+		}
+		if c.AutoRemove {
+			// As dockerd: a --rm container that cannot start is removed
+			// (which also ends waits for its removal).
+			if rerr := e.removeContainer(context.WithoutCancel(ctx), c, true); rerr != nil {
+				e.log.Warn("auto-remove after a failed start", "name", c.Name, "err", rerr)
+			}
 		}
 		return fmt.Errorf("start container %s: %w", c.Name, err)
 	}

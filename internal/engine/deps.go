@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/vxnet/vxnet/internal/api"
 	"github.com/vxnet/vxnet/internal/firewall"
 	"github.com/vxnet/vxnet/internal/model"
 )
@@ -39,6 +40,11 @@ type ContainerSpec struct {
 	Hostname  string
 	NetnsPath string // "" shares the host's network namespace
 	Mounts    []Mount
+	// Tty gives the process a TTY; Stdin gives it a stdin attached
+	// clients write to.
+	Tty, Stdin bool
+	// ConsoleSize is the TTY's initial {height, width}.
+	ConsoleSize [2]uint
 }
 
 // Mount is a bind mount into the container.
@@ -88,4 +94,12 @@ type Images interface {
 // Firewall applies the whole desired firewall state (internal/firewall).
 type Firewall interface {
 	Apply(ctx context.Context, cfg firewall.Config) error
+}
+
+// StreamRuntime is the optional part of a Runtime that attaches to
+// containers' streams, runs execs with stdin and a TTY, and resizes TTYs.
+type StreamRuntime interface {
+	Attach(ctx context.Context, id string, s api.AttachStreams) error
+	ExecStream(ctx context.Context, id string, req api.ExecStreamRequest) (int, error)
+	Resize(ctx context.Context, id, execID string, height, width uint32) error
 }

@@ -125,7 +125,16 @@ func moduleRoot() (string, error) {
 // under a leakcheck (a leak fails the run), then removes the binary that
 // Build made.
 func Main(m *testing.M) {
-	code := leakcheck.Run(m, leakcheck.Options{})
+	snap := leakcheck.Take(leakcheck.Options{})
+	code := m.Run()
+	for _, err := range []error{stopSharedContainerd(), snap.Check()} {
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			if code == 0 {
+				code = 1
+			}
+		}
+	}
 	if built.dir != "" {
 		os.RemoveAll(built.dir)
 	}

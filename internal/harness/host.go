@@ -41,6 +41,9 @@ type Host struct {
 	proc      *exec.Cmd
 	done      chan struct{} // closed when proc has been waited for
 	lastExtra []string
+	// containerd is the socket of the containerd the daemon uses (the
+	// test process's shared one; namespace: the host's netns name).
+	containerd string
 }
 
 // NS returns the host's namespace.
@@ -65,6 +68,9 @@ func (h *Host) Running() bool {
 func (h *Host) DaemonArgs(extraArgs ...string) []string {
 	args := []string{"daemon", "-H", "unix://" + h.Socket, "--data-root", h.DataRoot,
 		"--exec-root", h.ExecRoot, "--log-level", "debug"}
+	if h.containerd != "" {
+		args = append(args, "--containerd", h.containerd, "--containerd-namespace", h.ns.Name)
+	}
 	if h.c.opts.DaemonArgs != nil {
 		args = append(args, h.c.opts.DaemonArgs(h.index, h)...)
 	}
@@ -81,6 +87,14 @@ func (h *Host) Start(extraArgs ...string) {
 		t.Fatalf("harness: %s: Start: daemon already running", h.Name)
 	}
 	bin := h.c.binary(t)
+	if h.c.opts.Binary == "" && h.containerd == "" {
+		// The real daemon: its containers run in the shared containerd.
+		addr, err := SharedContainerd()
+		if err != nil {
+			t.Fatalf("%v", err)
+		}
+		h.containerd = addr
+	}
 	h.lastExtra = append([]string(nil), extraArgs...)
 	args := h.DaemonArgs(extraArgs...)
 	logf, err := os.OpenFile(h.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)

@@ -41,6 +41,16 @@ func (c *Cluster) teardown() {
 			t.Errorf("harness: %s: daemon pid %d not gone after SIGKILL", h.Name, h.proc.Process.Pid)
 		}
 	}
+	// 1b. What the daemons left in their containerd namespaces; leases
+	// and orphaned snapshots are leaks.
+	for _, h := range c.Hosts {
+		if h.containerd == "" {
+			continue
+		}
+		for _, leak := range cleanContainerd(h.containerd, h.ns.Name) {
+			t.Errorf("harness: %s: leaked %s", h.Name, leak)
+		}
+	}
 	// 2. Containers, through runc, so runc removes its cgroups too.
 	for _, h := range c.Hosts {
 		root := filepath.Join(h.ExecRoot, RuncRoot)

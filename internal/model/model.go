@@ -155,7 +155,12 @@ type Container struct {
 	// ExtraHosts are --add-host entries (hosts file lines).
 	ExtraHosts []ExtraHost `json:"ExtraHosts,omitempty"`
 	// Links are legacy --link entries on the default bridge, "NAME:ALIAS".
-	Links      []string  `json:"Links,omitempty"`
+	Links []string `json:"Links,omitempty"`
+	// Tty, OpenStdin and StdinOnce: docker run -t, -i (and the CLI's
+	// stdin-once).
+	Tty        bool      `json:"Tty,omitempty"`
+	OpenStdin  bool      `json:"OpenStdin,omitempty"`
+	StdinOnce  bool      `json:"StdinOnce,omitempty"`
 	State      string    `json:"State"`
 	Pid        int       `json:"Pid,omitempty"`
 	ExitCode   int       `json:"ExitCode"`

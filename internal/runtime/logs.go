@@ -64,13 +64,24 @@ func (r *Runtime) Logs(ctx context.Context, id string, stdout, stderr io.Writer,
 	if err != nil {
 		return err
 	}
-	f, err := os.Open(filepath.Join(dir, logFile))
+	return followLog(ctx, filepath.Join(dir, logFile), stdout, stderr, follow, func() (bool, error) {
+		st, err := r.State(ctx, id)
+		return err == nil && st.Status == StatusStopped, err
+	})
+}
+
+// followLog writes the records of the log file at p to stdout and stderr.
+// With follow it waits for the file to appear and keeps reading until
+// stopped reports the container stopped (then drains once more) or ctx
+// ends.
+func followLog(ctx context.Context, p string, stdout, stderr io.Writer, follow bool, stopped func() (bool, error)) error {
+	f, err := os.Open(p)
 	if errors.Is(err, os.ErrNotExist) && follow {
-		// Not started yet: wait for the shim to create the log.
+		// Not started yet: wait for the log to be created.
 		for errors.Is(err, os.ErrNotExist) {
-			if st, serr := r.State(ctx, id); serr != nil {
+			if done, serr := stopped(); serr != nil {
 				return serr
-			} else if st.Status == StatusStopped {
+			} else if done {
 				return nil
 			}
 			select {
@@ -78,14 +89,14 @@ func (r *Runtime) Logs(ctx context.Context, id string, stdout, stderr io.Writer,
 				return ctx.Err()
 			case <-time.After(100 * time.Millisecond):
 			}
-			f, err = os.Open(filepath.Join(dir, logFile))
+			f, err = os.Open(p)
 		}
 	}
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("runtime: logs %s: %w", id, err)
+		return fmt.Errorf("runtime: logs: %w", err)
 	}
 	defer f.Close()
 	br := bufio.NewReader(f)
@@ -111,18 +122,18 @@ func (r *Runtime) Logs(ctx context.Context, id string, stdout, stderr io.Writer,
 			continue
 		}
 		if !errors.Is(err, io.EOF) {
-			return fmt.Errorf("runtime: logs %s: %w", id, err)
+			return fmt.Errorf("runtime: logs: %w", err)
 		}
 		if !follow || stoppedSeen {
 			return nil
 		}
 		// At the end of what was written so far: stop once the container
 		// has stopped (after one more pass to drain its last lines).
-		st, serr := r.State(ctx, id)
+		done, serr := stopped()
 		if serr != nil {
 			return serr
 		}
-		if st.Status == StatusStopped {
+		if done {
 			stoppedSeen = true
 			continue
 		}

@@ -108,6 +108,12 @@ type Spec struct {
 	NetnsPath string
 	// Mounts are bind mounts (e.g. /etc/hosts, /etc/resolv.conf, /etc/hostname).
 	Mounts []Mount
+	// Terminal gives the process a TTY (docker run -t); Stdin gives it a
+	// stdin that attached clients write to (docker run -i). containerd
+	// runtime only.
+	Terminal, Stdin bool
+	// ConsoleSize is the TTY's initial {height, width}; 0 leaves it unset.
+	ConsoleSize [2]uint
 }
 
 // State is a container's status.
