@@ -5,6 +5,8 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"syscall"
+	"time"
 
 	"github.com/vxnet/vxnet/internal/model"
 )
@@ -206,4 +208,24 @@ type ExecStreamRequest struct {
 	ConsoleSize    [2]uint // initial {height, width} of the TTY
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
+}
+
+// Lifecycle is an optional Backend ability, found by type assertion:
+// signals, and logs with docker logs' options. Without it kill is refused
+// and logs options other than follow are refused.
+type Lifecycle interface {
+	// KillContainer sends sig to the container's main process; a container
+	// that is not running is ErrConflict.
+	KillContainer(ctx context.Context, ref string, sig syscall.Signal) error
+	// LogsWith is Logs with options.
+	LogsWith(ctx context.Context, ref string, stdout, stderr io.Writer, o LogOptions) error
+}
+
+// LogOptions are docker logs' options.
+type LogOptions struct {
+	Follow     bool
+	Tail       int // < 0: all
+	Since      time.Time
+	Until      time.Time
+	Timestamps bool
 }

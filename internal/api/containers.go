@@ -499,6 +499,16 @@ func (s *server) containerLogs(w http.ResponseWriter, r *http.Request) {
 		writeError(w, apiErr(model.ErrInvalid, "Bad parameters: you must choose at least one stream"))
 		return
 	}
+	opts, withOpts, err := logOptions(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	lc, ok := s.b.(Lifecycle)
+	if withOpts && !ok {
+		writeError(w, apiErr(model.ErrInvalid, "vxnet does not support logs --tail, --since, --until or --timestamps with this backend"))
+		return
+	}
 	if _, err := s.b.InspectContainer(ctx, ref); err != nil {
 		writeError(w, err)
 		return
@@ -515,7 +525,11 @@ func (s *server) containerLogs(w http.ResponseWriter, r *http.Request) {
 	if !stderr {
 		errW = discard
 	}
-	if err := s.b.Logs(ctx, ref, outW, errW, boolParam(r, "follow")); err != nil {
+	logs := func() error { return s.b.Logs(ctx, ref, outW, errW, opts.Follow) }
+	if ok {
+		logs = func() error { return lc.LogsWith(ctx, ref, outW, errW, opts) }
+	}
+	if err := logs(); err != nil {
 		s.log.DebugContext(ctx, "api: logs stream ended", "container", ref, "err", err)
 	}
 }

@@ -111,6 +111,9 @@ func (s *server) routes() {
 	m.HandleFunc("GET /exec/{id}/json", s.execInspect)
 	m.HandleFunc("POST /containers/{id}/attach", s.containerAttach)
 	m.HandleFunc("POST /containers/{id}/resize", s.containerResize)
+	m.HandleFunc("POST /containers/{id}/kill", s.containerKill)
+	m.HandleFunc("POST /containers/{id}/restart", s.containerRestart)
+	m.HandleFunc("POST /containers/prune", s.containerPrune)
 	m.HandleFunc("POST /exec/{id}/resize", s.execResize)
 
 	m.HandleFunc("GET /images/json", s.imageList)

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/vxnet/vxnet/internal/api"
@@ -131,6 +133,9 @@ func wireRuntime(ctx context.Context, cfg Config, images *image.Store, w *wired,
 	runcContainers := filepath.Join(cfg.DataRoot, "containers")
 	switch cfg.Runtime {
 	case "runc":
+		if cfg.Containerd != "" {
+			return nil, fmt.Errorf("--containerd is for --runtime containerd, not runc")
+		}
 		self, err := os.Executable()
 		if err != nil {
 			return nil, err
@@ -197,6 +202,8 @@ type runtimeBackend interface {
 	Exec(ctx context.Context, id string, args, env []string, stdout, stderr io.Writer) (int, error)
 	Logs(ctx context.Context, id string, stdout, stderr io.Writer, follow bool) error
 	List(ctx context.Context) ([]string, error)
+	Kill(ctx context.Context, id string, sig syscall.Signal) error
+	LogsWith(ctx context.Context, id string, stdout, stderr io.Writer, o runtime.LogOptions) error
 }
 
 // runtimeAdapter presents a runtime as the engine's Runtime.
@@ -338,4 +345,17 @@ func (a runtimeAdapter) Resize(ctx context.Context, id, execID string, height, w
 		return err
 	}
 	return sb.Resize(ctx, id, execID, height, width)
+}
+
+func (a runtimeAdapter) Kill(ctx context.Context, id string, sig syscall.Signal) error {
+	err := a.r.Kill(ctx, id, sig)
+	if errors.Is(err, runtime.ErrNotRunning) {
+		return fmt.Errorf("%w: %w", model.ErrConflict, err)
+	}
+	return err
+}
+
+func (a runtimeAdapter) LogsWith(ctx context.Context, id string, stdout, stderr io.Writer, o api.LogOptions) error {
+	return a.r.LogsWith(ctx, id, stdout, stderr, runtime.LogOptions{Follow: o.Follow, Tail: o.Tail, Since: o.Since,
+		Until: o.Until, Timestamps: o.Timestamps})
 }

@@ -142,3 +142,46 @@ func (ty *typist) Read(p []byte) (int, error) {
 	ty.n++
 	return copy(p, ty.text), nil
 }
+
+// kill with a signal, restart, container prune and logs --tail, -t,
+// --since with the docker CLI; a signal to a stopped container is refused.
+func TestDockerCLILifecycle(t *testing.T) {
+	if _, err := os.Stat("/usr/local/bin/docker"); err != nil {
+		t.Skip("the docker CLI is not installed")
+	}
+	_, h := single(t)
+	h.MustDocker(t, "run", "-d", "--name", "k", "busybox", "sh", "-c",
+		`trap "echo got-usr1" USR1; echo one; echo two >&2; while true; do sleep 0.2; done`)
+	h.MustDocker(t, "kill", "-s", "USR1", "k")
+	if !eventually(20*time.Second, func() bool { out, _, _ := h.Docker("logs", "k"); return strings.Contains(out, "got-usr1") }) {
+		t.Fatalf("docker kill -s USR1: the trap did not run")
+	}
+	if out, errOut, _ := h.Docker("logs", "--tail", "1", "k"); out != "got-usr1\n" || errOut != "" {
+		t.Errorf("docker logs --tail 1: stdout %q stderr %q", out, errOut)
+	}
+	if out := h.MustDocker(t, "logs", "-t", "--tail", "1", "k"); !strings.HasSuffix(out, "Z got-usr1\n") || !strings.HasPrefix(out, "20") {
+		t.Errorf("docker logs -t --tail 1: %q", out)
+	}
+	if out := h.MustDocker(t, "logs", "--since", "2999-01-01T00:00:00Z", "k"); out != "" {
+		t.Errorf("docker logs --since the future: %q", out)
+	}
+	h.MustDocker(t, "kill", "k")
+	if st := strings.TrimSpace(h.MustDocker(t, "inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "k")); st != "exited 137" {
+		t.Errorf("after docker kill: %s, want exited 137", st)
+	}
+	if _, errOut, code := h.Docker("kill", "k"); code != 1 || !strings.Contains(errOut, "is not running") {
+		t.Errorf("docker kill of a stopped container: exit %d %q", code, errOut)
+	}
+	h.MustDocker(t, "restart", "-t", "1", "k")
+	if st := strings.TrimSpace(h.MustDocker(t, "inspect", "-f", "{{.State.Status}}", "k")); st != "running" {
+		t.Errorf("after docker restart: %s", st)
+	}
+	h.MustDocker(t, "run", "--name", "done", "busybox", "true")
+	if out := h.MustDocker(t, "container", "prune", "-f"); !strings.Contains(out, "Deleted Containers:") {
+		t.Errorf("docker container prune: %q", out)
+	}
+	if ps := strings.TrimSpace(h.MustDocker(t, "ps", "-a", "--format", "{{.Names}}")); ps != "k" {
+		t.Errorf("after prune: %q, want only the running k", ps)
+	}
+	h.MustDocker(t, "rm", "-f", "k")
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/netip"
+	"syscall"
 	"time"
 
 	"github.com/vxnet/vxnet/internal/api"
@@ -102,4 +103,11 @@ type StreamRuntime interface {
 	Attach(ctx context.Context, id string, s api.AttachStreams) error
 	ExecStream(ctx context.Context, id string, req api.ExecStreamRequest) (int, error)
 	Resize(ctx context.Context, id, execID string, height, width uint32) error
+}
+
+// SignalRuntime is the optional part of a Runtime that signals containers
+// and reads their logs with options.
+type SignalRuntime interface {
+	Kill(ctx context.Context, id string, sig syscall.Signal) error
+	LogsWith(ctx context.Context, id string, stdout, stderr io.Writer, o api.LogOptions) error
 }

@@ -2,6 +2,11 @@ package engine
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"syscall"
 
 	"github.com/vxnet/vxnet/internal/api"
 	"github.com/vxnet/vxnet/internal/model"
@@ -74,4 +79,52 @@ func (e *Engine) ResizeTTY(ctx context.Context, ref, execID string, height, widt
 		return errf(model.ErrConflict, "Container %s is not running", c.ID)
 	}
 	return sr.Resize(ctx, c.ID, execID, height, width)
+}
+
+func (e *Engine) signalRuntime() (SignalRuntime, error) {
+	sr, ok := e.opts.Runtime.(SignalRuntime)
+	if !ok {
+		return nil, errf(model.ErrInvalid, "this runtime cannot signal containers")
+	}
+	return sr, nil
+}
+
+// KillContainer implements api.Lifecycle. The exit (if the signal ends the
+// process) is recorded by the container's exit watch.
+func (e *Engine) KillContainer(ctx context.Context, ref string, sig syscall.Signal) error {
+	sr, err := e.signalRuntime()
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	c, err := e.containerLocked(ref)
+	e.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if c.State != model.StateRunning {
+		return errf(model.ErrConflict, "cannot kill container: %s: container %s is not running", strings.TrimPrefix(ref, "/"), c.ID)
+	}
+	if err := sr.Kill(ctx, c.ID, sig); err != nil {
+		if errors.Is(err, model.ErrConflict) {
+			return errf(model.ErrConflict, "cannot kill container: %s: container %s is not running", strings.TrimPrefix(ref, "/"), c.ID)
+		}
+		return fmt.Errorf("cannot kill container: %s: %w", strings.TrimPrefix(ref, "/"), err)
+	}
+	return nil
+}
+
+// LogsWith implements api.Lifecycle.
+func (e *Engine) LogsWith(ctx context.Context, ref string, stdout, stderr io.Writer, o api.LogOptions) error {
+	sr, err := e.signalRuntime()
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	c, err := e.containerLocked(ref)
+	e.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return sr.LogsWith(ctx, c.ID, stdout, stderr, o)
 }

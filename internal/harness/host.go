@@ -68,13 +68,16 @@ func (h *Host) Running() bool {
 func (h *Host) DaemonArgs(extraArgs ...string) []string {
 	args := []string{"daemon", "-H", "unix://" + h.Socket, "--data-root", h.DataRoot,
 		"--exec-root", h.ExecRoot, "--log-level", "debug"}
-	if h.containerd != "" {
+	var more []string
+	if h.c.opts.DaemonArgs != nil {
+		more = append(more, h.c.opts.DaemonArgs(h.index, h)...)
+	}
+	more = append(more, extraArgs...)
+	oldRuntime := strings.Contains(" "+strings.Join(more, " ")+" ", " --runtime runc ")
+	if h.containerd != "" && !oldRuntime {
 		args = append(args, "--containerd", h.containerd, "--containerd-namespace", h.ns.Name)
 	}
-	if h.c.opts.DaemonArgs != nil {
-		args = append(args, h.c.opts.DaemonArgs(h.index, h)...)
-	}
-	return append(args, extraArgs...)
+	return append(args, more...)
 }
 
 // Start runs the daemon in the host's network namespace, in its own

@@ -809,13 +809,18 @@ func execStartCode(err error) int {
 // may be nil). With follow it keeps streaming until the container has
 // stopped and the log is drained, or ctx ends.
 func (r *Containerd) Logs(ctx context.Context, id string, stdout, stderr io.Writer, follow bool) error {
+	return r.LogsWith(ctx, id, stdout, stderr, LogOptions{Follow: follow, Tail: -1})
+}
+
+// LogsWith is Logs with docker logs' options.
+func (r *Containerd) LogsWith(ctx context.Context, id string, stdout, stderr io.Writer, o LogOptions) error {
 	if err := checkID(id); err != nil {
 		return err
 	}
 	if _, err := r.client.LoadContainer(r.ctx(ctx), id); err != nil {
 		return notFound(id, err)
 	}
-	return followLog(ctx, filepath.Join(r.dir(id), logFile), stdout, stderr, follow, func() (bool, error) {
+	return readLog(ctx, filepath.Join(r.dir(id), logFile), stdout, stderr, o, func() (bool, error) {
 		st, err := r.State(ctx, id)
 		if err != nil {
 			return false, err

@@ -70,11 +70,75 @@ func (r *Runtime) Logs(ctx context.Context, id string, stdout, stderr io.Writer,
 	})
 }
 
+// LogOptions select what Logs writes, as docker logs does.
+type LogOptions struct {
+	Follow bool
+	// Tail is how many of the last records to write (< 0: all).
+	Tail int
+	// Since and Until bound the records' times (zero: unbounded).
+	Since, Until time.Time
+	// Timestamps prefixes every record with its time (RFC 3339, ns).
+	Timestamps bool
+}
+
+// LogsWith is Logs with docker logs' options.
+func (r *Runtime) LogsWith(ctx context.Context, id string, stdout, stderr io.Writer, o LogOptions) error {
+	dir, err := r.containerDir(id)
+	if err != nil {
+		return err
+	}
+	return readLog(ctx, filepath.Join(dir, logFile), stdout, stderr, o, func() (bool, error) {
+		st, err := r.State(ctx, id)
+		return err == nil && st.Status == StatusStopped, err
+	})
+}
+
 // followLog writes the records of the log file at p to stdout and stderr.
 // With follow it waits for the file to appear and keeps reading until
 // stopped reports the container stopped (then drains once more) or ctx
 // ends.
 func followLog(ctx context.Context, p string, stdout, stderr io.Writer, follow bool, stopped func() (bool, error)) error {
+	return readLog(ctx, p, stdout, stderr, LogOptions{Follow: follow, Tail: -1}, stopped)
+}
+
+// readLog is followLog with options.
+func readLog(ctx context.Context, p string, stdout, stderr io.Writer, o LogOptions, stopped func() (bool, error)) error {
+	follow := o.Follow
+	write := func(rec logRecord) error {
+		if !o.Since.IsZero() && rec.Time.Before(o.Since) || !o.Until.IsZero() && rec.Time.After(o.Until) {
+			return nil
+		}
+		w := stdout
+		if rec.Stream == "stderr" {
+			w = stderr
+		}
+		if w == nil {
+			return nil
+		}
+		line := rec.Log
+		if o.Timestamps {
+			line = rec.Time.UTC().Format("2006-01-02T15:04:05.000000000Z07:00") + " " + line
+		}
+		_, err := io.WriteString(w, line)
+		return err
+	}
+	// Until the end of what is written so far, records are kept (the last
+	// Tail of them) instead of written.
+	var ring []logRecord
+	tailing := o.Tail >= 0
+	flushTail := func() error {
+		if !tailing {
+			return nil
+		}
+		tailing = false
+		for _, rec := range ring {
+			if err := write(rec); err != nil {
+				return err
+			}
+		}
+		ring = nil
+		return nil
+	}
 	f, err := os.Open(p)
 	if errors.Is(err, os.ErrNotExist) && follow {
 		// Not started yet: wait for the log to be created.
@@ -108,14 +172,15 @@ func followLog(ctx context.Context, p string, stdout, stderr io.Writer, follow b
 		if err == nil {
 			var rec logRecord
 			if json.Unmarshal(partial, &rec) == nil {
-				w := stdout
-				if rec.Stream == "stderr" {
-					w = stderr
-				}
-				if w != nil {
-					if _, werr := io.WriteString(w, rec.Log); werr != nil {
-						return werr
+				if tailing {
+					if o.Tail > 0 {
+						ring = append(ring, rec)
+						if len(ring) > o.Tail {
+							ring = ring[1:]
+						}
 					}
+				} else if werr := write(rec); werr != nil {
+					return werr
 				}
 			}
 			partial = partial[:0]
@@ -124,7 +189,13 @@ func followLog(ctx context.Context, p string, stdout, stderr io.Writer, follow b
 		if !errors.Is(err, io.EOF) {
 			return fmt.Errorf("runtime: logs: %w", err)
 		}
+		if err := flushTail(); err != nil {
+			return err
+		}
 		if !follow || stoppedSeen {
+			return nil
+		}
+		if !o.Until.IsZero() && time.Now().After(o.Until) {
 			return nil
 		}
 		// At the end of what was written so far: stop once the container
