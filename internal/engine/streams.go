@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/vxnet/vxnet/internal/api"
 	"github.com/vxnet/vxnet/internal/model"
@@ -110,6 +111,14 @@ func (e *Engine) KillContainer(ctx context.Context, ref string, sig syscall.Sign
 			return errf(model.ErrConflict, "cannot kill container: %s: container %s is not running", strings.TrimPrefix(ref, "/"), c.ID)
 		}
 		return fmt.Errorf("cannot kill container: %s: %w", strings.TrimPrefix(ref, "/"), err)
+	}
+	if sig == syscall.SIGKILL {
+		// As dockerd: a SIGKILL returns once the container is stopped.
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if _, err := e.opts.Runtime.Wait(wctx, c.ID); err == nil {
+			e.markExited(ctx, c.ID)
+		}
 	}
 	return nil
 }
