@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/vxnet/vxnet/internal/harness"
+	"github.com/vxnet/vxnet/internal/leakcheck"
 )
 
 // TestBenchRuntimes: run -d (create + start over the API) and run --rm echo
@@ -65,7 +66,9 @@ func TestBenchRuntimes(t *testing.T) {
 	shims1 := rssOf(t, func(cmd string) bool {
 		return strings.Contains(cmd, "containerd-shim-runc-v2") && strings.Contains(cmd, "-namespace "+filepath.Base(hosts[1].Netns))
 	})
-	ctrd := rssOf(t, func(cmd string) bool { return strings.HasPrefix(cmd, "/usr/local/bin/containerd --config") })
+	ctrd := rssOf(t, func(cmd string) bool {
+		return strings.Contains(cmd, "containerd --config") && strings.Contains(cmd, leakcheck.Marker())
+	})
 	bnPrint(t, fmt.Sprintf("RSS with %d containers running per host (MiB)", n), []string{"what", "runc (vxnet shim)", "containerd"},
 		[][]string{
 			{"shims, total", fmt.Sprintf("%.1f", shims0), fmt.Sprintf("%.1f", shims1)},
