@@ -59,6 +59,7 @@ type NetworkCreate struct {
 	Name       string
 	Driver     string // "" means bridge
 	IPAM       []model.IPAMConfig
+	EnableIPv6 bool
 	Internal   bool
 	Attachable bool
 	Labels     map[string]string
@@ -68,6 +69,7 @@ type NetworkCreate struct {
 // EndpointRequest is the per-network part of connect and create.
 type EndpointRequest struct {
 	IP      netip.Addr // static address, invalid for dynamic
+	IP6     netip.Addr // static IPv6 address (--ip6), invalid for dynamic
 	Aliases []string
 	// MAC is a requested MAC address (nil: Docker's 02:42 + IPv4 bytes).
 	MAC net.HardwareAddr

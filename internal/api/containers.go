@@ -272,10 +272,18 @@ func endpointSettings(eps []EndpointView) map[string]*network.EndpointSettings {
 			es.IPAddress = ep.Addr.Addr()
 			es.IPPrefixLen = ep.Addr.Bits()
 		}
-		if (ep.StaticIP && ep.Addr.IsValid()) || len(ep.LinkLocalIPs) > 0 {
+		if ep.Addr6.IsValid() {
+			es.GlobalIPv6Address = ep.Addr6.Addr()
+			es.GlobalIPv6PrefixLen = ep.Addr6.Bits()
+			es.IPv6Gateway = ep.Gateway6
+		}
+		if (ep.StaticIP && ep.Addr.IsValid()) || (ep.StaticIP6 && ep.Addr6.IsValid()) || len(ep.LinkLocalIPs) > 0 {
 			es.IPAMConfig = &network.EndpointIPAMConfig{LinkLocalIPs: slices.Clone(ep.LinkLocalIPs)}
 			if ep.StaticIP {
 				es.IPAMConfig.IPv4Address = ep.Addr.Addr()
+			}
+			if ep.StaticIP6 {
+				es.IPAMConfig.IPv6Address = ep.Addr6.Addr()
 			}
 		}
 		es.GwPriority = ep.GwPriority

@@ -47,6 +47,7 @@ var supportedCreateFields = map[string]bool{
 	"HostConfig.PublishAllPorts": true,
 
 	"NetworkingConfig.EndpointsConfig.IPAMConfig.IPv4Address": true,
+	"NetworkingConfig.EndpointsConfig.IPAMConfig.IPv6Address": true,
 	"NetworkingConfig.EndpointsConfig.Aliases":                true,
 	// Endpoint settings: a requested MAC, link-local addresses, the
 	// default-route priority, and the interface-name driver option (the

@@ -146,10 +146,8 @@ func decodeNetworkCreate(body io.Reader) (NetworkCreate, error) {
 		return NetworkCreate{}, apiErr(model.ErrInvalid, "network name cannot be empty")
 	}
 	switch {
-	case req.EnableIPv6 != nil && *req.EnableIPv6:
-		return NetworkCreate{}, apiErr(model.ErrInvalid, "vxnet does not support IPv6 networks")
 	case req.EnableIPv4 != nil && !*req.EnableIPv4:
-		return NetworkCreate{}, apiErr(model.ErrInvalid, "vxnet networks always have IPv4")
+		return NetworkCreate{}, apiErr(model.ErrInvalid, "vxnet does not support IPv6-only networks yet (--ipv4=false): vxnet networks always have IPv4")
 	case req.Ingress:
 		return NetworkCreate{}, apiErr(model.ErrInvalid, "vxnet does not support ingress networks")
 	case req.ConfigOnly || req.ConfigFrom != nil:
@@ -162,6 +160,7 @@ func decodeNetworkCreate(body io.Reader) (NetworkCreate, error) {
 		Driver:     req.Driver,
 		Internal:   req.Internal,
 		Attachable: req.Attachable,
+		EnableIPv6: req.EnableIPv6 != nil && *req.EnableIPv6,
 		Labels:     maps.Clone(req.Labels),
 		Options:    maps.Clone(req.Options),
 	}
@@ -267,6 +266,13 @@ func endpointRequest(es *network.EndpointSettings) (EndpointRequest, error) {
 	}
 	if es.IPAMConfig != nil {
 		ep.IP = es.IPAMConfig.IPv4Address
+		ep.IP6 = es.IPAMConfig.IPv6Address
+		if ep.IP.IsValid() && !ep.IP.Is4() {
+			return ep, apiErr(model.ErrInvalid, "invalid IPv4 address: %s", ep.IP)
+		}
+		if ep.IP6.IsValid() && (!ep.IP6.Is6() || ep.IP6.Is4In6()) {
+			return ep, apiErr(model.ErrInvalid, "invalid IPv6 address: %s", ep.IP6)
+		}
 		for _, a := range es.IPAMConfig.LinkLocalIPs {
 			if !a.IsValid() || !a.IsLinkLocalUnicast() {
 				return ep, apiErr(model.ErrInvalid, "invalid link-local IP address: %s", a)
@@ -315,6 +321,7 @@ func toDockerNetwork(n model.Network) network.Network {
 		Scope:      n.Scope,
 		Driver:     n.Driver,
 		EnableIPv4: true,
+		EnableIPv6: n.EnableIPv6,
 		IPAM:       network.IPAM{Driver: "default", Options: map[string]string{}, Config: []network.IPAMConfig{}},
 		Internal:   n.Internal,
 		Attachable: n.Attachable,
@@ -348,6 +355,7 @@ func toDockerInspect(nv NetworkView) network.Inspect {
 			EndpointID:  ep.ID,
 			MacAddress:  network.HardwareAddr(ep.MAC),
 			IPv4Address: ep.Addr,
+			IPv6Address: ep.Addr6,
 		}
 	}
 	return out

@@ -30,7 +30,7 @@ func runFailed(err error) error {
 func newRun(e *env) *cobra.Command {
 	var (
 		detach, autoRemove, publishAll bool
-		name, net, ip, host            string
+		name, net, ip, ip6, host       string
 		aliases, envs, publish, expose []string
 		dnsServers, dnsSearch          []string
 		dnsOpts, links, addHosts       []string
@@ -51,6 +51,16 @@ func newRun(e *env) *cobra.Command {
 					return &StatusError{Status: err.Error(), Code: exitRunFailed}
 				}
 				es.IPAMConfig = &network.EndpointIPAMConfig{IPv4Address: a}
+			}
+			if ip6 != "" {
+				a, err := parseIPv6("--ip6", ip6)
+				if err != nil {
+					return &StatusError{Status: err.Error(), Code: exitRunFailed}
+				}
+				if es.IPAMConfig == nil {
+					es.IPAMConfig = &network.EndpointIPAMConfig{}
+				}
+				es.IPAMConfig.IPv6Address = a
 			}
 			exposed, bindings, err := parsePorts(publish, expose)
 			if err != nil {
@@ -121,6 +131,7 @@ func newRun(e *env) *cobra.Command {
 	f.StringVar(&net, "net", "", "Connect a container to a network")
 	_ = f.MarkHidden("net")
 	f.StringVar(&ip, "ip", "", "IPv4 address (e.g., 172.30.100.104)")
+	f.StringVar(&ip6, "ip6", "", "IPv6 address (e.g., 2001:db8::33)")
 	f.StringArrayVar(&aliases, "network-alias", nil, "Add network-scoped alias for the container")
 	f.StringVarP(&host, "hostname", "h", "", "Container host name")
 	f.StringArrayVar(&dnsServers, "dns", nil, "Set custom DNS servers")

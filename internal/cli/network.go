@@ -15,10 +15,10 @@ import (
 
 func newNetworkCreate(e *env) *cobra.Command {
 	var (
-		driver                    string
-		subnets, gateways, ranges []string
-		aux, labels, opts         []string
-		internal, attachable      bool
+		driver                     string
+		subnets, gateways, ranges  []string
+		aux, labels, opts          []string
+		internal, attachable, ipv6 bool
 	)
 	cmd := &cobra.Command{
 		Use:   "create [OPTIONS] NETWORK",
@@ -43,6 +43,7 @@ func newNetworkCreate(e *env) *cobra.Command {
 			}
 			req := client.NetworkCreateOptions{
 				Driver:     driver,
+				EnableIPv6: &ipv6,
 				Internal:   internal,
 				Attachable: attachable,
 				Labels:     lbl,
@@ -70,6 +71,7 @@ func newNetworkCreate(e *env) *cobra.Command {
 	f.StringArrayVarP(&opts, "opt", "o", nil, "Set driver specific options (KEY=VALUE)")
 	f.BoolVar(&internal, "internal", false, "Restrict external access to the network")
 	f.BoolVar(&attachable, "attachable", false, "Enable manual container attachment")
+	f.BoolVar(&ipv6, "ipv6", false, "Enable or disable IPv6 networking")
 	return cmd
 }
 
@@ -268,7 +270,7 @@ func confirm(cmd *cobra.Command, question string) (bool, error) {
 
 func newNetworkConnect(e *env) *cobra.Command {
 	var (
-		ip      string
+		ip, ip6 string
 		aliases []string
 	)
 	cmd := &cobra.Command{
@@ -284,6 +286,16 @@ func newNetworkConnect(e *env) *cobra.Command {
 				}
 				es.IPAMConfig = &network.EndpointIPAMConfig{IPv4Address: a}
 			}
+			if ip6 != "" {
+				a, err := parseIPv6("--ip6", ip6)
+				if err != nil {
+					return err
+				}
+				if es.IPAMConfig == nil {
+					es.IPAMConfig = &network.EndpointIPAMConfig{}
+				}
+				es.IPAMConfig.IPv6Address = a
+			}
 			c, err := e.client()
 			if err != nil {
 				return err
@@ -293,6 +305,7 @@ func newNetworkConnect(e *env) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&ip, "ip", "", "IPv4 address (e.g., \"172.30.100.104\")")
+	cmd.Flags().StringVar(&ip6, "ip6", "", "IPv6 address (e.g., \"2001:db8::33\")")
 	cmd.Flags().StringArrayVar(&aliases, "alias", nil, "Add network-scoped alias for the container")
 	return cmd
 }

@@ -65,6 +65,27 @@ func parseIPv4(flag, s string) (netip.Addr, error) {
 	return a, nil
 }
 
+// parseIP parses an IPv4 or IPv6 address.
+func parseIP(flag, s string) (netip.Addr, error) {
+	a, err := netip.ParseAddr(s)
+	if err != nil || a.Zone() != "" {
+		return netip.Addr{}, flagError(flag, s, fmt.Errorf("not an IP address"))
+	}
+	return a.Unmap(), nil
+}
+
+// parseIPv6 parses an IPv6 address (--ip6).
+func parseIPv6(flag, s string) (netip.Addr, error) {
+	a, err := netip.ParseAddr(s)
+	if err != nil || a.Zone() != "" {
+		return netip.Addr{}, flagError(flag, s, fmt.Errorf("not an IP address"))
+	}
+	if !a.Is6() || a.Is4In6() {
+		return netip.Addr{}, flagError(flag, s, fmt.Errorf("not an IPv6 address"))
+	}
+	return a, nil
+}
+
 func parsePrefix(flag, s string) (netip.Prefix, error) {
 	p, err := netip.ParsePrefix(s)
 	if err != nil {
@@ -114,7 +135,7 @@ func ipamConfig(subnets, ranges, gateways, aux []string) ([]network.IPAMConfig, 
 		cfgs[i].IPRange = p
 	}
 	for _, g := range gateways {
-		a, err := parseIPv4("--gateway", g)
+		a, err := parseIP("--gateway", g)
 		if err != nil {
 			return nil, err
 		}
@@ -132,7 +153,7 @@ func ipamConfig(subnets, ranges, gateways, aux []string) ([]network.IPAMConfig, 
 		return nil, err
 	}
 	for name, ip := range auxMap {
-		a, err := parseIPv4("--aux-address", ip)
+		a, err := parseIP("--aux-address", ip)
 		if err != nil {
 			return nil, err
 		}

@@ -114,6 +114,9 @@ func (c *Cluster) planPools(rctx context.Context, netID string, cfgs []model.IPA
 			}
 			continue
 		}
+		if !cfg.Subnet.Addr().Is4() {
+			return nil, nil, nil, fmt.Errorf("%w: vxnet does not support IPv6 on global networks yet (subnet %s)", ipam.ErrInvalid, cfg.Subnet)
+		}
 		s, err := ipam.NewSubnet(cfg)
 		if err != nil {
 			return nil, nil, nil, err

@@ -154,6 +154,9 @@ func ValidateNetwork(keyID string, n model.Network) error {
 	}
 	var seen []netip.Prefix
 	for _, cfg := range n.IPAM {
+		if !cfg.Subnet.Addr().Is4() {
+			return badf("subnet %s: global networks are IPv4 only", cfg.Subnet)
+		}
 		if _, err := ipam.NewSubnet(cfg); err != nil {
 			return badf("subnet %s: %v", cfg.Subnet, err)
 		}

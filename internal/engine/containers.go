@@ -387,6 +387,28 @@ func (e *Engine) attachNamed(ctx context.Context, n model.Network, c model.Conta
 			ep.Gateway = cfg.Gateway
 		}
 	}
+	if r.IP6.IsValid() && !n.EnableIPv6 {
+		e.release(context.WithoutCancel(ctx), n, addr.Addr())
+		return model.Endpoint{}, errf(model.ErrInvalid, "invalid IPv6 address %s: network %s does not have IPv6 enabled", r.IP6, n.Name)
+	}
+	if n.EnableIPv6 {
+		a6, ok := e.opts.IPAM.(IPAM6)
+		if !ok || n.Scope != model.ScopeLocal {
+			e.release(context.WithoutCancel(ctx), n, addr.Addr())
+			return model.Endpoint{}, errf(model.ErrInvalid, "vxnet does not support IPv6 on %s networks yet", n.Driver)
+		}
+		p6, err := a6.Allocate6(n.ID, r.IP6)
+		if err != nil {
+			e.release(context.WithoutCancel(ctx), n, addr.Addr())
+			return model.Endpoint{}, classify(err, model.ErrInvalid)
+		}
+		ep.Addr6, ep.StaticIP6 = p6, r.IP6.IsValid()
+		for _, cfg := range n.IPAM {
+			if cfg.Subnet.Contains(p6.Addr()) {
+				ep.Gateway6 = cfg.Gateway
+			}
+		}
+	}
 	if n.Scope == model.ScopeGlobal {
 		if err := e.hold(n, addr.Addr()); err != nil {
 			e.release(context.WithoutCancel(ctx), n, addr.Addr())
@@ -412,6 +434,9 @@ func (e *Engine) unplumb(ctx context.Context, n model.Network, ep model.Endpoint
 		return
 	}
 	e.release(ctx, n, ep.Addr.Addr())
+	if ep.Addr6.IsValid() {
+		e.release(ctx, n, ep.Addr6.Addr())
+	}
 }
 
 // wantsDefaultRoute: a new endpoint on n with priority prio takes the
@@ -513,6 +538,9 @@ func (e *Engine) released(ctx context.Context, n model.Network, eps []model.Endp
 			e.releaseHeld(ctx, n, ep.Addr.Addr())
 		} else {
 			e.release(ctx, n, ep.Addr.Addr())
+			if ep.Addr6.IsValid() {
+				e.release(ctx, n, ep.Addr6.Addr())
+			}
 		}
 	}
 	if n.Scope == model.ScopeLocal {

@@ -34,6 +34,12 @@ type IPAM interface {
 	Restore(netID string, cfgs []model.IPAMConfig, state []byte, inUse []netip.Addr) error
 }
 
+// IPAM6 is implemented by an IPAM that also gives out IPv6 addresses (from
+// the network's IPv6 subnets); without it, IPv6 networks are refused.
+type IPAM6 interface {
+	Allocate6(netID string, static netip.Addr) (netip.Prefix, error)
+}
+
 // ContainerSpec is what the runtime needs to run a container.
 type ContainerSpec struct {
 	ID, Image string

@@ -62,6 +62,9 @@ func (e *Engine) selfEntriesLocked(c model.Container) []HostEntry {
 			names = append(names, entryNames(ep, n.Name)...)
 		}
 		out = append(out, HostEntry{Addr: ep.Addr.Addr(), Names: dedupe(names)})
+		if ep.Addr6.IsValid() {
+			out = append(out, HostEntry{Addr: ep.Addr6.Addr(), Names: dedupe(names)})
+		}
 	}
 	return out
 }

@@ -42,6 +42,11 @@ func (l localIPAM) Allocate(netID string, static netip.Addr) (netip.Prefix, erro
 	return p, ipamClass(err)
 }
 
+func (l localIPAM) Allocate6(netID string, static netip.Addr) (netip.Prefix, error) {
+	p, err := l.a.AllocateAddress6(netID, static)
+	return p, ipamClass(err)
+}
+
 func (l localIPAM) Release(netID string, addr netip.Addr) { l.a.ReleaseAddress(netID, addr) }
 
 func (l localIPAM) Snapshot(netID string) ([]byte, error) {

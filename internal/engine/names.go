@@ -79,7 +79,11 @@ func (e *Engine) dnsConfigLocked() dns.Config {
 		if len(ep.ContainerID) >= 12 {
 			names = append(names, ep.ContainerID[:12])
 		}
-		byNet[n.ID] = append(byNet[n.ID], dns.Record{Names: names, Addrs: []netip.Addr{ep.Addr.Addr()}})
+		addrs := []netip.Addr{ep.Addr.Addr()}
+		if ep.Addr6.IsValid() {
+			addrs = append(addrs, ep.Addr6.Addr())
+		}
+		byNet[n.ID] = append(byNet[n.ID], dns.Record{Names: names, Addrs: addrs})
 	}
 	for id, n := range e.networks {
 		if !dnsNetwork(n) {
@@ -143,6 +147,9 @@ func (e *Engine) linkRecordsLocked(c model.Container, nets []string) []dns.Recor
 			for _, id := range nets {
 				if ep.NetworkID == id {
 					addrs = append(addrs, ep.Addr.Addr())
+					if ep.Addr6.IsValid() {
+						addrs = append(addrs, ep.Addr6.Addr())
+					}
 				}
 			}
 		}

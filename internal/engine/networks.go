@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"strconv"
 
 	"github.com/vxnet/vxnet/internal/api"
 	"github.com/vxnet/vxnet/internal/cluster"
 	"github.com/vxnet/vxnet/internal/driver"
+	"github.com/vxnet/vxnet/internal/ipam"
 	"github.com/vxnet/vxnet/internal/model"
 	"github.com/vxnet/vxnet/internal/store"
 )
@@ -56,10 +58,14 @@ func (e *Engine) CreateNetwork(ctx context.Context, req api.NetworkCreate) (mode
 			return model.Network{}, classify(err, model.ErrInvalid)
 		}
 	}
+	ipamCfg, err := e.ipv6Config(req)
+	if err != nil {
+		return model.Network{}, err
+	}
 	n := model.Network{
 		ID: newID(), Name: req.Name, Driver: req.Driver, Scope: d.Scope(), Created: e.now(),
 		Internal: req.Internal, Attachable: req.Attachable, Labels: req.Labels, Options: req.Options,
-		IPAM: req.IPAM,
+		IPAM: ipamCfg, EnableIPv6: req.EnableIPv6,
 	}
 	if d.Scope() == model.ScopeGlobal {
 		return e.createGlobalNetwork(ctx, d, n)
@@ -95,6 +101,41 @@ func (e *Engine) CreateNetwork(ctx context.Context, req api.NetworkCreate) (mode
 		return model.Network{}, fmt.Errorf("create network %s: %w", n.Name, err)
 	}
 	return n, nil
+}
+
+// ipv6Config checks the IPv6 part of a network create and returns the IPAM
+// request: with --ipv6 and no IPv6 subnet, a default ULA /64 is asked for
+// (and a default IPv4 pool when only an IPv6 subnet was given, as vxnet
+// networks always have IPv4). IPv6 is refused where vxnet does not do it.
+func (e *Engine) ipv6Config(req api.NetworkCreate) ([]model.IPAMConfig, error) {
+	var has4, has6 bool
+	for _, c := range req.IPAM {
+		if c.Subnet.Addr().Is6() {
+			has6 = true
+		} else {
+			has4 = true
+		}
+	}
+	if !req.EnableIPv6 {
+		if has6 {
+			return nil, errf(model.ErrInvalid, "an IPv6 subnet needs --ipv6 (EnableIPv6)")
+		}
+		return req.IPAM, nil
+	}
+	if req.Driver != "bridge" {
+		return nil, errf(model.ErrInvalid, "vxnet does not support IPv6 on %s networks yet", req.Driver)
+	}
+	if _, ok := e.opts.IPAM.(IPAM6); !ok {
+		return nil, errf(model.ErrInvalid, "vxnet does not support IPv6 with this address allocator")
+	}
+	out := slices.Clone(req.IPAM)
+	if !has4 {
+		out = append([]model.IPAMConfig{{}}, out...)
+	}
+	if !has6 {
+		out = append(out, model.IPAMConfig{Subnet: ipam.DefaultIPv6Pool})
+	}
+	return out, nil
 }
 
 // createLocalNetwork reserves the pool, makes the kernel objects and

@@ -1,7 +1,9 @@
 package ipam
 
 import (
+	"crypto/rand"
 	"errors"
+	"iter"
 	"net/netip"
 	"slices"
 	"sync"
@@ -18,12 +20,27 @@ import (
 type Allocator struct {
 	mu   sync.Mutex
 	nets map[string][]*Subnet
+	gid  [5]byte // global ID of the default IPv6 ULA pool
 }
 
-// NewAllocator returns an empty Allocator.
+// NewAllocator returns an empty Allocator with a random ULA global ID for
+// its default IPv6 pool.
 func NewAllocator() *Allocator {
-	return &Allocator{nets: make(map[string][]*Subnet)}
+	a := &Allocator{nets: make(map[string][]*Subnet)}
+	_, _ = rand.Read(a.gid[:])
+	return a
 }
+
+// SetULA sets the global ID of the default IPv6 pool (the daemon keeps one
+// per host so default IPv6 subnets stay in one /48 across restarts).
+func (a *Allocator) SetULA(gid [5]byte) {
+	a.mu.Lock()
+	a.gid = gid
+	a.mu.Unlock()
+}
+
+// ula yields the default IPv6 /64s. Caller holds mu.
+func (a *Allocator) ula() iter.Seq[netip.Prefix] { return ULAPools(a.gid) }
 
 // owned is a held subnet and the network holding it, for overlap messages.
 type owned struct {
@@ -80,7 +97,7 @@ func (a *Allocator) RequestPool(netID string, cfgs []Config, hostRoutes []netip.
 	subs := make([]*Subnet, len(cfgs))
 	// Given subnets first, so default pools avoid them whatever the order.
 	for i, c := range cfgs {
-		if !c.Subnet.IsValid() {
+		if !c.Subnet.IsValid() || c.Subnet == DefaultIPv6Pool {
 			if c.IPRange.IsValid() || c.Gateway.IsValid() || len(c.AuxAddress) > 0 {
 				return nil, errorf(ErrInvalid, "ipam: ip-range, gateway and aux-address need a subnet")
 			}
@@ -104,7 +121,11 @@ func (a *Allocator) RequestPool(netID string, cfgs []Config, hostRoutes []netip.
 		for _, u := range used {
 			avoid = append(avoid, u.prefix)
 		}
-		p, err := PickPool(DefaultLocalPools(), nil, avoid)
+		pools := DefaultLocalPools()
+		if cfgs[i].Subnet == DefaultIPv6Pool {
+			pools = a.ula()
+		}
+		p, err := PickPool(pools, nil, avoid)
 		if err != nil {
 			return nil, err
 		}
@@ -134,9 +155,21 @@ func (a *Allocator) ReleasePool(netID string) {
 // AllocateAddress gives out an address of the network, returned with its
 // subnet's prefix length (e.g. 172.18.0.2/16). A valid static address goes to
 // the subnet containing it (ErrInvalid if none does); otherwise the subnets
-// are tried in order. See Subnet.Allocate for the rules. An unknown network is
+// are tried in order (IPv4 ones; AllocateAddress6 for IPv6). See Subnet.Allocate for the rules. An unknown network is
 // ErrNotFound.
 func (a *Allocator) AllocateAddress(netID string, static netip.Addr) (netip.Prefix, error) {
+	return a.allocate(netID, static, false)
+}
+
+// AllocateAddress6 is AllocateAddress for the network's IPv6 subnets.
+func (a *Allocator) AllocateAddress6(netID string, static netip.Addr) (netip.Prefix, error) {
+	if static.IsValid() && !static.Is6() {
+		return netip.Prefix{}, errorf(ErrInvalid, "invalid IPv6 address %s", static)
+	}
+	return a.allocate(netID, static, true)
+}
+
+func (a *Allocator) allocate(netID string, static netip.Addr, v6 bool) (netip.Prefix, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	subs, ok := a.nets[netID]
@@ -158,8 +191,11 @@ func (a *Allocator) AllocateAddress(netID string, static netip.Addr) (netip.Pref
 		}
 		return netip.Prefix{}, errorf(ErrInvalid, "no configured subnet contains IP address %s", static)
 	}
-	var last error
+	var last error = detailf(ErrNoAvailableAddress, "network %s has no %s subnet", netID, map[bool]string{false: "IPv4", true: "IPv6"}[v6])
 	for _, s := range subs {
+		if s.IPv6() != v6 {
+			continue
+		}
 		ip, err := s.Allocate(netip.Addr{})
 		if err == nil {
 			return netip.PrefixFrom(ip, s.Prefix().Bits()), nil
@@ -215,7 +251,7 @@ func (a *Allocator) Restore(netID string, cfgs []Config, inUse []netip.Addr) err
 		if _, err := s.Allocate(ip); err != nil {
 			return err
 		}
-		if v := toU32(ip); !s.rempty && v >= s.rlo && v <= s.rhi && (!s.hasCur || v > s.cursor) {
+		if v := s.u32(ip); !s.rempty && v >= s.rlo && v <= s.rhi && (!s.hasCur || v > s.cursor) {
 			s.cursor, s.hasCur = v, true
 		}
 	}

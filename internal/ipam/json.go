@@ -23,9 +23,9 @@ func (s *Subnet) MarshalJSON() ([]byte, error) {
 	j := subnetJSON{Config: s.cfg, Last: s.Last()}
 	for _, sp := range s.used {
 		if sp.lo == sp.hi {
-			j.Allocated = append(j.Allocated, fromU32(sp.lo).String())
+			j.Allocated = append(j.Allocated, s.addr(sp.lo).String())
 		} else {
-			j.Allocated = append(j.Allocated, fromU32(sp.lo).String()+"-"+fromU32(sp.hi).String())
+			j.Allocated = append(j.Allocated, s.addr(sp.lo).String()+"-"+s.addr(sp.hi).String())
 		}
 	}
 	return json.Marshal(j)
@@ -44,7 +44,7 @@ func (s *Subnet) UnmarshalJSON(b []byte) error {
 		return fmt.Errorf("ipam: decode subnet: %w", err)
 	}
 	for _, r := range j.Allocated {
-		lo, hi, err := parseRun(r)
+		lo, hi, err := ns.parseRun(r)
 		if err != nil {
 			return err
 		}
@@ -66,28 +66,28 @@ func (s *Subnet) UnmarshalJSON(b []byte) error {
 		}
 	}
 	if j.Last.IsValid() {
-		if !j.Last.Is4() || !ns.Contains(j.Last) {
+		if !ns.family(j.Last) || !ns.Contains(j.Last) {
 			return errorf(ErrInvalid, "ipam: decode subnet %s: cursor %s outside the subnet", ns.cfg.Subnet, j.Last)
 		}
-		ns.cursor, ns.hasCur = toU32(j.Last), true
+		ns.cursor, ns.hasCur = ns.u32(j.Last), true
 	}
 	*s = *ns
 	return nil
 }
 
 // parseRun parses "a" or "a-b" into integers.
-func parseRun(r string) (uint32, uint32, error) {
+func (s *Subnet) parseRun(r string) (uint32, uint32, error) {
 	los, his, isRange := strings.Cut(r, "-")
 	lo, err := netip.ParseAddr(los)
-	if err != nil || !lo.Is4() {
+	if err != nil || !s.family(lo) {
 		return 0, 0, errorf(ErrInvalid, "ipam: decode subnet: bad allocated run %q", r)
 	}
 	hi := lo
 	if isRange {
 		hi, err = netip.ParseAddr(his)
-		if err != nil || !hi.Is4() {
+		if err != nil || !s.family(hi) {
 			return 0, 0, errorf(ErrInvalid, "ipam: decode subnet: bad allocated run %q", r)
 		}
 	}
-	return toU32(lo), toU32(hi), nil
+	return s.u32(lo), s.u32(hi), nil
 }

@@ -7,7 +7,7 @@ import (
 
 // ParsePrefix parses an IPv4 subnet or ip-range given on the CLI or API, such
 // as "10.1.2.0/24". Like Docker it rejects a prefix with host bits set
-// ("10.1.2.3/24"), naming the canonical form. IPv6 is refused. Errors wrap
+// ("10.1.2.3/24"), naming the canonical form. IPv4 or IPv6. Errors wrap
 // ErrInvalid.
 func ParsePrefix(s string) (netip.Prefix, error) {
 	p, err := netip.ParsePrefix(strings.TrimSpace(s))
@@ -20,7 +20,7 @@ func ParsePrefix(s string) (netip.Prefix, error) {
 	return p, nil
 }
 
-// ParseAddr parses an IPv4 address (gateway, aux-address, static --ip).
+// ParseAddr parses an IPv4 or IPv6 address (gateway, aux-address, static --ip).
 // Errors wrap ErrInvalid.
 func ParseAddr(s string) (netip.Addr, error) {
 	a, err := netip.ParseAddr(strings.TrimSpace(s))
@@ -33,14 +33,14 @@ func ParseAddr(s string) (netip.Addr, error) {
 	return a, nil
 }
 
-// checkPrefix validates an already parsed prefix: IPv4, canonical. what names
+// checkPrefix validates an already parsed prefix: canonical, not IPv4-mapped. what names
 // it in errors ("subnet", "ip-range").
 func checkPrefix(p netip.Prefix, what string) error {
 	if !p.IsValid() {
 		return errorf(ErrInvalid, "invalid %s %s", what, p)
 	}
-	if !p.Addr().Is4() {
-		return errorf(ErrInvalid, "invalid %s %s: IPv6 is not supported yet", what, p)
+	if p.Addr().Is4In6() {
+		return errorf(ErrInvalid, "invalid %s %s: an IPv4-mapped IPv6 prefix", what, p)
 	}
 	if m := p.Masked(); m != p {
 		return errorf(ErrInvalid, "invalid %s %s: it should be %s", what, p, m)
@@ -52,8 +52,8 @@ func checkAddr(a netip.Addr) error {
 	if !a.IsValid() {
 		return errorf(ErrInvalid, "invalid IP address %s", a)
 	}
-	if !a.Is4() {
-		return errorf(ErrInvalid, "invalid IP address %s: IPv6 is not supported yet", a)
+	if a.Is4In6() || a.Zone() != "" {
+		return errorf(ErrInvalid, "invalid IP address %s", a)
 	}
 	return nil
 }

@@ -89,3 +89,22 @@ func toU32(a netip.Addr) uint32 {
 func fromU32(v uint32) netip.Addr {
 	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
 }
+
+// DefaultIPv6Pool, as the Subnet of a Config given to RequestPool, asks for
+// an IPv6 /64 from the Allocator's default ULA pool (see ULAPools).
+var DefaultIPv6Pool = netip.PrefixFrom(netip.IPv6Unspecified(), 0)
+
+// ULAPools yields the /64s of the unique local /48 fdGG:GGGG:GGGG::/48
+// (RFC 4193) with the 40-bit global ID gid, in order. As Docker's default
+// IPv6 pool, it gives each host its own random ULA prefix.
+func ULAPools(gid [5]byte) iter.Seq[netip.Prefix] {
+	return func(yield func(netip.Prefix) bool) {
+		b := [16]byte{0xfd, gid[0], gid[1], gid[2], gid[3], gid[4]}
+		for i := range 1 << 16 {
+			b[6], b[7] = byte(i>>8), byte(i)
+			if !yield(netip.PrefixFrom(netip.AddrFrom16(b), 64)) {
+				return
+			}
+		}
+	}
+}

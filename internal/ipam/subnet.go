@@ -37,7 +37,42 @@ type Subnet struct {
 	used     spanSet
 	cursor   uint32
 	hasCur   bool
+	// hi96 is set for an IPv6 subnet: the upper 96 bits of its first
+	// address. Addresses are then kept as their low 32 bits, so only the
+	// first 2^32 addresses of a larger IPv6 subnet (a /64) are handed out.
+	hi96 netip.Addr
 }
+
+// u32 maps an address of the subnet to the integer the spans hold.
+func (s *Subnet) u32(a netip.Addr) uint32 {
+	if s.hi96.IsValid() {
+		b := a.As16()
+		return uint32(b[12])<<24 | uint32(b[13])<<16 | uint32(b[14])<<8 | uint32(b[15])
+	}
+	return toU32(a)
+}
+
+// addr is the inverse of u32.
+func (s *Subnet) addr(v uint32) netip.Addr {
+	if s.hi96.IsValid() {
+		b := s.hi96.As16()
+		b[12], b[13], b[14], b[15] = byte(v>>24), byte(v>>16), byte(v>>8), byte(v)
+		return netip.AddrFrom16(b)
+	}
+	return fromU32(v)
+}
+
+// family reports whether a is of the subnet's family and, for IPv6, in the
+// part of the subnet vxnet hands out.
+func (s *Subnet) family(a netip.Addr) bool {
+	if s.hi96.IsValid() {
+		return a.Is6() && !a.Is4In6() && netip.PrefixFrom(s.hi96, 96).Contains(a)
+	}
+	return a.Is4()
+}
+
+// IPv6 reports whether the subnet is an IPv6 one.
+func (s *Subnet) IPv6() bool { return s.hi96.IsValid() }
 
 // NewSubnet validates cfg and returns an empty Subnet for it. cfg.Subnet must
 // be set. Errors wrap ErrInvalid and print Docker's wording, for example
@@ -54,12 +89,27 @@ func NewSubnet(cfg Config) (*Subnet, error) {
 		return nil, errorf(ErrInvalid, "invalid subnet %s: too large, the largest allowed is /%d", p, MaxPrefixBits)
 	}
 	s := &Subnet{}
-	base := toU32(p.Addr())
-	size := uint64(1) << (32 - p.Bits())
-	bcast := uint32(uint64(base) + size - 1)
-	s.first, s.last = base, bcast
-	if p.Bits() < 31 {
-		s.first, s.last = base+1, bcast-1
+	if p.Addr().Is6() {
+		// No broadcast in IPv6; the subnet-router anycast address (the
+		// first) is not handed out, as in Docker.
+		s.hi96 = netip.PrefixFrom(p.Addr(), 96).Masked().Addr()
+		base := s.u32(p.Addr())
+		size := uint64(1) << 32
+		if p.Bits() > 96 {
+			size = uint64(1) << (128 - p.Bits())
+		}
+		s.first, s.last = base, uint32(uint64(base)+size-1)
+		if size > 1 {
+			s.first++
+		}
+	} else {
+		base := toU32(p.Addr())
+		size := uint64(1) << (32 - p.Bits())
+		bcast := uint32(uint64(base) + size - 1)
+		s.first, s.last = base, bcast
+		if p.Bits() < 31 {
+			s.first, s.last = base+1, bcast-1
+		}
 	}
 
 	s.rlo, s.rhi = s.first, s.last
@@ -70,38 +120,47 @@ func NewSubnet(cfg Config) (*Subnet, error) {
 		if r.Bits() < p.Bits() || !p.Contains(r.Addr()) {
 			return nil, errorf(ErrInvalid, "no matching subnet for range %s", r)
 		}
-		rb := toU32(r.Addr())
-		re := uint32(uint64(rb) + uint64(1)<<(32-r.Bits()) - 1)
+		if s.IPv6() && r.Bits() < 96 {
+			return nil, errorf(ErrInvalid, "invalid ip-range %s: vxnet supports IPv6 ranges of /96 or smaller", r)
+		}
+		if s.IPv6() && !s.family(r.Addr()) {
+			return nil, errorf(ErrInvalid, "invalid ip-range %s: vxnet hands out only the first 2^32 addresses of an IPv6 subnet", r)
+		}
+		rb := s.u32(r.Addr())
+		re := uint32(uint64(rb) + uint64(1)<<(uint(r.Addr().BitLen())-uint(r.Bits())) - 1)
 		s.rlo, s.rhi = max(rb, s.first), min(re, s.last)
 	}
 	s.rempty = s.rlo > s.rhi
 
 	gw := cfg.Gateway
 	if gw.IsValid() {
-		if !gw.Is4() {
-			return nil, errorf(ErrInvalid, "invalid gateway %s: IPv6 is not supported yet", gw)
+		if gw.Is6() != p.Addr().Is6() || gw.Is4In6() {
+			return nil, errorf(ErrInvalid, "no matching subnet for gateway %s", gw)
 		}
 		if !p.Contains(gw) {
 			return nil, errorf(ErrInvalid, "no matching subnet for gateway %s", gw)
+		}
+		if !s.family(gw) {
+			return nil, errorf(ErrInvalid, "invalid gateway %s: vxnet hands out only the first 2^32 addresses of an IPv6 subnet", gw)
 		}
 		if !s.isHost(gw) {
 			return nil, errorf(ErrInvalid, "invalid gateway %s: it is the network or broadcast address of %s", gw, p)
 		}
 	} else {
-		gw = fromU32(s.first)
+		gw = s.addr(s.first)
 	}
-	s.reserved.add(toU32(gw))
+	s.reserved.add(s.u32(gw))
 
 	aux := make(map[string]netip.Addr, len(cfg.AuxAddress))
 	for name, a := range cfg.AuxAddress {
-		if !a.IsValid() || !a.Is4() {
-			return nil, errorf(ErrInvalid, "invalid aux-address %s=%s: not an IPv4 address", name, a)
+		if !a.IsValid() || a.Is6() != p.Addr().Is6() || a.Is4In6() {
+			return nil, errorf(ErrInvalid, "invalid aux-address %s=%s: not an address of %s", name, a, p)
 		}
 		if !p.Contains(a) {
 			return nil, errorf(ErrInvalid, "no matching subnet for aux-address %s", a)
 		}
-		if s.isHost(a) {
-			s.reserved.add(toU32(a))
+		if s.family(a) && s.isHost(a) {
+			s.reserved.add(s.u32(a))
 		}
 		aux[name] = a
 	}
@@ -115,7 +174,10 @@ func NewSubnet(cfg Config) (*Subnet, error) {
 // isHost reports whether a (inside the subnet) may be given to a host: not
 // the network or broadcast address.
 func (s *Subnet) isHost(a netip.Addr) bool {
-	v := toU32(a)
+	if !s.family(a) {
+		return false
+	}
+	v := s.u32(a)
 	return v >= s.first && v <= s.last
 }
 
@@ -141,7 +203,7 @@ func (s *Subnet) Last() netip.Addr {
 	if !s.hasCur {
 		return netip.Addr{}
 	}
-	return fromU32(s.cursor)
+	return s.addr(s.cursor)
 }
 
 // InUse returns the allocated addresses in ascending order. The gateway and
@@ -150,7 +212,7 @@ func (s *Subnet) InUse() []netip.Addr {
 	out := make([]netip.Addr, 0, s.used.count())
 	for _, sp := range s.used {
 		for v := uint64(sp.lo); v <= uint64(sp.hi); v++ {
-			out = append(out, fromU32(uint32(v)))
+			out = append(out, s.addr(uint32(v)))
 		}
 	}
 	return out
@@ -159,7 +221,7 @@ func (s *Subnet) InUse() []netip.Addr {
 // Allocated reports whether a is allocated (gateway and aux addresses are
 // reserved, not allocated).
 func (s *Subnet) Allocated(a netip.Addr) bool {
-	return a.Is4() && s.Contains(a) && s.used.contains(toU32(a))
+	return s.family(a) && s.Contains(a) && s.used.contains(s.u32(a))
 }
 
 // Clone returns an independent copy.
@@ -185,10 +247,13 @@ func (s *Subnet) Allocate(static netip.Addr) (netip.Addr, error) {
 		if !s.Contains(static) {
 			return netip.Addr{}, errorf(ErrInvalid, "no configured subnet contains IP address %s", static)
 		}
+		if s.IPv6() && !s.family(static) {
+			return netip.Addr{}, errorf(ErrInvalid, "invalid IP address %s: vxnet hands out only the first 2^32 addresses of an IPv6 subnet", static)
+		}
 		if !s.isHost(static) {
 			return netip.Addr{}, errorf(ErrInvalid, "invalid IP address %s: it is the network or broadcast address of %s", static, s.cfg.Subnet)
 		}
-		v := toU32(static)
+		v := s.u32(static)
 		if s.reserved.contains(v) || s.used.contains(v) {
 			return netip.Addr{}, detailf(ErrAddressInUse, "%s", static)
 		}
@@ -211,7 +276,7 @@ func (s *Subnet) Allocate(static netip.Addr) (netip.Addr, error) {
 	}
 	s.used.add(v)
 	s.cursor, s.hasCur = v, true
-	return fromU32(v), nil
+	return s.addr(v), nil
 }
 
 // nextFree returns the lowest address in [lo, hi] neither used nor reserved.
@@ -237,10 +302,13 @@ func (s *Subnet) nextFree(lo, hi uint32) (uint32, bool) {
 // Release frees a. Releasing a free, gateway or aux address is harmless.
 // An address outside the subnet is an error wrapping ErrInvalid.
 func (s *Subnet) Release(a netip.Addr) error {
-	if !a.Is4() || !s.Contains(a) {
+	if !s.Contains(a) {
 		return errorf(ErrInvalid, "ipam: release %s: not in subnet %s", a, s.cfg.Subnet)
 	}
-	s.used.remove(toU32(a))
+	if !s.family(a) {
+		return nil
+	}
+	s.used.remove(s.u32(a))
 	return nil
 }
 
@@ -248,10 +316,10 @@ func (s *Subnet) Release(a netip.Addr) error {
 // network or broadcast address, not the gateway or an aux address, and, if
 // dynamic, inside the ip-range. It ignores what is allocated.
 func (s *Subnet) Usable(a netip.Addr, dynamic bool) bool {
-	if !a.Is4() || !s.Contains(a) {
+	if !s.family(a) || !s.Contains(a) {
 		return false
 	}
-	v := toU32(a)
+	v := s.u32(a)
 	if v < s.first || v > s.last || s.reserved.contains(v) {
 		return false
 	}

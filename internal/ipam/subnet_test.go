@@ -50,7 +50,7 @@ func TestNewSubnetValidation(t *testing.T) {
 		{name: "no subnet", cfg: Config{}, wantMsg: "ipam: a subnet is required"},
 		{name: "too large", cfg: Config{Subnet: pfx("10.0.0.0/7")}, wantMsg: "invalid subnet 10.0.0.0/7: too large, the largest allowed is /8"},
 		{name: "host bits", cfg: Config{Subnet: pfx("10.0.0.5/24")}, wantMsg: "invalid subnet 10.0.0.5/24: it should be 10.0.0.0/24"},
-		{name: "ipv6", cfg: Config{Subnet: pfx("2001:db8::/64")}, wantMsg: "invalid subnet 2001:db8::/64: IPv6 is not supported yet"},
+		{name: "ipv6 gateway in ipv4", cfg: Config{Subnet: pfx("10.0.0.0/24"), Gateway: ip("2001:db8::1")}, wantMsg: "no matching subnet for gateway 2001:db8::1"},
 		{name: "gateway outside", cfg: Config{Subnet: pfx("10.0.0.0/24"), Gateway: ip("10.0.1.1")}, wantMsg: "no matching subnet for gateway 10.0.1.1"},
 		{name: "gateway network address", cfg: Config{Subnet: pfx("10.0.0.0/24"), Gateway: ip("10.0.0.0")}, wantMsg: "invalid gateway 10.0.0.0: it is the network or broadcast address of 10.0.0.0/24"},
 		{name: "gateway broadcast", cfg: Config{Subnet: pfx("10.0.0.0/24"), Gateway: ip("10.0.0.255")}, wantMsg: "invalid gateway 10.0.0.255: it is the network or broadcast address of 10.0.0.0/24"},
@@ -146,7 +146,7 @@ func TestStatic(t *testing.T) {
 		{"10.0.1.5", ErrInvalid, "no configured subnet contains IP address 10.0.1.5"},
 		{"10.0.0.0", ErrInvalid, "invalid IP address 10.0.0.0: it is the network or broadcast address of 10.0.0.0/24"},
 		{"10.0.0.255", ErrInvalid, "invalid IP address 10.0.0.255: it is the network or broadcast address of 10.0.0.0/24"},
-		{"2001:db8::1", ErrInvalid, "invalid IP address 2001:db8::1: IPv6 is not supported yet"},
+		{"2001:db8::1", ErrInvalid, "no configured subnet contains IP address 2001:db8::1"},
 	}
 	for _, tt := range tests {
 		_, err := s.Allocate(ip(tt.ip))

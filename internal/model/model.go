@@ -59,6 +59,9 @@ type Network struct {
 	Predefined bool `json:"Predefined,omitempty"`
 	// VNI is the VXLAN network identifier of an overlay network (0 otherwise).
 	VNI uint32 `json:"VNI,omitempty"`
+	// EnableIPv6: the network has an IPv6 subnet next to its IPv4 one
+	// (bridge networks only) and its endpoints an IPv6 address.
+	EnableIPv6 bool `json:"EnableIPv6,omitempty"`
 }
 
 // Endpoint is one container's attachment to one network.
@@ -74,6 +77,12 @@ type Endpoint struct {
 	Aliases     []string         `json:"Aliases,omitempty"`
 	// StaticIP is true when the user asked for the address (--ip).
 	StaticIP bool `json:"StaticIP,omitempty"`
+	// Addr6 and Gateway6: the IPv6 address (with the subnet's prefix
+	// length) and gateway on a network with EnableIPv6.
+	Addr6    netip.Prefix `json:"Addr6,omitzero"`
+	Gateway6 netip.Addr   `json:"Gateway6,omitzero"`
+	// StaticIP6 is true when the user asked for the IPv6 address (--ip6).
+	StaticIP6 bool `json:"StaticIP6,omitempty"`
 	// IfName is the interface name inside the sandbox (eth0, eth1, ...).
 	IfName string `json:"IfName"`
 	// HostVeth is the host-side veth name (empty for host/null networks).

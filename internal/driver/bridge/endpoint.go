@@ -211,6 +211,11 @@ func (d *Driver) configureSandboxSide(sh *netlink.Handle, ep model.Endpoint, mtu
 	if err := ensureOnlyAddr(sh, pl, ep.Addr); err != nil {
 		return fmt.Errorf("address %s on %s: %w", ep.Addr, ep.IfName, err)
 	}
+	if ep.Addr6.IsValid() {
+		if err := ensureOnlyAddr(sh, pl, ep.Addr6); err != nil {
+			return fmt.Errorf("address %s on %s: %w", ep.Addr6, ep.IfName, err)
+		}
+	}
 	if err := addLinkLocal(sh, pl, ep); err != nil {
 		return err
 	}
@@ -221,6 +226,13 @@ func (d *Driver) configureSandboxSide(sh *netlink.Handle, ep model.Endpoint, mtu
 		r := &netlink.Route{LinkIndex: pl.Attrs().Index, Gw: ep.Gateway.AsSlice()}
 		if err := sh.RouteReplace(r); err != nil {
 			return fmt.Errorf("default route via %s: %w", ep.Gateway, err)
+		}
+	}
+	if defaultRoute && ep.Addr6.IsValid() && ep.Gateway6.IsValid() {
+		r := &netlink.Route{LinkIndex: pl.Attrs().Index, Gw: ep.Gateway6.AsSlice(), Family: netlink.FAMILY_V6,
+			Dst: &net.IPNet{IP: net.IPv6zero, Mask: net.CIDRMask(0, 128)}}
+		if err := sh.RouteReplace(r); err != nil {
+			return fmt.Errorf("default route via %s: %w", ep.Gateway6, err)
 		}
 	}
 	return nil
@@ -250,6 +262,11 @@ func ensureOnlyAddr(h *netlink.Handle, l netlink.Link, addr netip.Prefix) error 
 		IP:   addr.Addr().AsSlice(),
 		Mask: net.CIDRMask(addr.Bits(), addr.Addr().BitLen()),
 	}}
+	if family == netlink.FAMILY_V6 {
+		// The address is handed out by IPAM: no duplicate address
+		// detection (the address would stay tentative for a second).
+		want.Flags = unix.IFA_F_NODAD
+	}
 	if err := h.AddrReplace(l, want); err != nil {
 		return err
 	}

@@ -42,6 +42,7 @@ func (d *Driver) CreateNetwork(ctx context.Context, n model.Network) error {
 	if err != nil {
 		return fmt.Errorf("bridge: create network %s: %w", n.ID, err)
 	}
+	v6 := false
 	for _, c := range n.IPAM {
 		if !c.Gateway.IsValid() || !c.Subnet.IsValid() {
 			continue
@@ -50,6 +51,14 @@ func (d *Driver) CreateNetwork(ctx context.Context, n model.Network) error {
 			IP:   c.Gateway.AsSlice(),
 			Mask: net.CIDRMask(c.Subnet.Bits(), c.Gateway.BitLen()),
 		}}
+		if c.Gateway.Is6() {
+			// The gateway is ours alone: no duplicate address detection,
+			// which would keep it tentative (unusable) for a second.
+			a.Flags, v6 = unix.IFA_F_NODAD, true
+			if err := d.enableIPv6On(name); err != nil {
+				return fmt.Errorf("bridge: create network %s: %w", n.ID, err)
+			}
+		}
 		if err := h.AddrReplace(br, a); err != nil {
 			return fmt.Errorf("bridge: create network %s: add gateway %s to %s: %w", n.ID, a.IPNet, name, err)
 		}
@@ -57,8 +66,13 @@ func (d *Driver) CreateNetwork(ctx context.Context, n model.Network) error {
 	if err := h.LinkSetUp(br); err != nil {
 		return fmt.Errorf("bridge: create network %s: set %s up: %w", n.ID, name, err)
 	}
-	if err := d.enableForwarding(); err != nil {
+	if err := d.enableForwarding(ipForwardPath); err != nil {
 		return fmt.Errorf("bridge: create network %s: %w", n.ID, err)
+	}
+	if v6 {
+		if err := d.enableForwarding(ip6ForwardPath); err != nil {
+			return fmt.Errorf("bridge: create network %s: %w", n.ID, err)
+		}
 	}
 	d.log.Debug("network ready", "network", n.ID, "bridge", name)
 	return nil
@@ -147,19 +161,34 @@ func (d *Driver) DeleteNetwork(ctx context.Context, n model.Network) error {
 	return nil
 }
 
-const ipForwardPath = "/proc/sys/net/ipv4/ip_forward"
+const (
+	ipForwardPath  = "/proc/sys/net/ipv4/ip_forward"
+	ip6ForwardPath = "/proc/sys/net/ipv6/conf/all/forwarding"
+)
 
-// enableForwarding sets net.ipv4.ip_forward=1 in the host namespace.
-// /proc/sys/net shows the namespace of the thread that opens the file, so
-// for a pinned host namespace this runs inside it via netns.Do.
-func (d *Driver) enableForwarding() error {
+// enableForwarding sets net.ipv4.ip_forward=1 (or, for an IPv6 network,
+// net.ipv6.conf.all.forwarding=1) in the host namespace. /proc/sys/net
+// shows the namespace of the thread that opens the file, so for a pinned
+// host namespace this runs inside it via netns.Do.
+func (d *Driver) enableForwarding(path string) error {
+	return d.sysctlOn(path, "1")
+}
+
+// enableIPv6On clears disable_ipv6 on the bridge (a host booted with IPv6
+// disabled by default would refuse the gateway address).
+func (d *Driver) enableIPv6On(name string) error {
+	return d.sysctlOn("/proc/sys/net/ipv6/conf/"+name+"/disable_ipv6", "0")
+}
+
+// sysctlOn writes v to path in the host namespace unless it holds v.
+func (d *Driver) sysctlOn(path, v string) error {
 	set := func() error {
-		b, err := os.ReadFile(ipForwardPath)
-		if err == nil && strings.TrimSpace(string(b)) == "1" {
+		b, err := os.ReadFile(path)
+		if err == nil && strings.TrimSpace(string(b)) == v {
 			return nil
 		}
-		if err := os.WriteFile(ipForwardPath, []byte("1\n"), 0o644); err != nil {
-			return fmt.Errorf("enable ip forwarding: %w", err)
+		if err := os.WriteFile(path, []byte(v+"\n"), 0o644); err != nil {
+			return fmt.Errorf("set %s to %s: %w", path, v, err)
 		}
 		return nil
 	}

@@ -1,0 +1,167 @@
+package e2e
+
+import (
+	"encoding/json"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/vxnet/vxnet/internal/harness"
+)
+
+// ep6 is the IPv6 part of a container's endpoint on a network (inspect).
+type ep6 struct {
+	GlobalIPv6Address   string
+	GlobalIPv6PrefixLen int
+	IPv6Gateway         string
+	IPAMConfig          *struct{ IPv6Address string }
+}
+
+func ipv6Of(t *testing.T, h *harness.Host, ctr, network string) ep6 {
+	t.Helper()
+	var v []struct {
+		NetworkSettings struct{ Networks map[string]ep6 }
+	}
+	if err := json.Unmarshal([]byte(cli(t, h, "inspect", ctr)), &v); err != nil || len(v) != 1 {
+		t.Fatalf("inspect %s: %v", ctr, err)
+	}
+	n, ok := v[0].NetworkSettings.Networks[network]
+	if !ok {
+		t.Fatalf("%s is not on %s", ctr, network)
+	}
+	return n
+}
+
+func ping6(t *testing.T, h *harness.Host, ctr, dst string) bool {
+	t.Helper()
+	return execCode(t, h, ctr, "ping", "-6", "-c1", "-W2", dst) == 0
+}
+
+// eventually6 pings dst from ctr until it answers, for at most 15 tries
+// of 2 s each.
+func eventually6(t *testing.T, h *harness.Host, ctr, dst string) bool {
+	t.Helper()
+	for range 15 {
+		if ping6(t, h, ctr, dst) {
+			return true
+		}
+	}
+	return false
+}
+
+// Dual-stack bridge networks: IPv6 addresses from the given subnet (static
+// --ip6 honoured) and from the default ULA pool, the gateway and default
+// route, AAAA answers, inspect as Docker shows it, and the refusals.
+func TestBridgeIPv6(t *testing.T) {
+	_, h := single(t)
+	cli(t, h, "network", "create", "--ipv6", "--subnet", "10.78.0.0/24", "--subnet", "fd00:78::/64", "ds")
+	cli(t, h, "run", "-d", "--name", "a", "--net", "ds", "--ip6", "fd00:78::a0", "busybox", "sleep", "1d")
+	cli(t, h, "run", "-d", "--name", "b", "--net", "ds", "busybox", "sleep", "1d")
+
+	a, b := ipv6Of(t, h, "a", "ds"), ipv6Of(t, h, "b", "ds")
+	if a.GlobalIPv6Address != "fd00:78::a0" || a.GlobalIPv6PrefixLen != 64 || a.IPv6Gateway != "fd00:78::1" ||
+		a.IPAMConfig == nil || a.IPAMConfig.IPv6Address != "fd00:78::a0" {
+		t.Errorf("a's IPv6 endpoint = %+v, want fd00:78::a0/64 via fd00:78::1, static", a)
+	}
+	bAddr, err := netip.ParseAddr(b.GlobalIPv6Address)
+	if err != nil || !netip.MustParsePrefix("fd00:78::/64").Contains(bAddr) || b.IPv6Gateway != "fd00:78::1" {
+		t.Errorf("b's IPv6 endpoint = %+v, want an address of fd00:78::/64", b)
+	}
+	if !ping6(t, h, "b", "fd00:78::a0") {
+		t.Error("b cannot ping6 a's static address")
+	}
+	if !ping6(t, h, "a", b.GlobalIPv6Address) {
+		t.Error("a cannot ping6 b")
+	}
+	// The name resolves to the IPv6 address too (AAAA from the embedded DNS).
+	if !ping6(t, h, "b", "a") {
+		t.Error("b cannot ping6 a by name")
+	}
+	if out := cli(t, h, "exec", "b", "nslookup", "-type=AAAA", "a", "127.0.0.11"); !strings.Contains(out, "fd00:78::a0") {
+		t.Errorf("AAAA lookup of a:\n%s", out)
+	}
+	if out := cli(t, h, "exec", "b", "ip", "-6", "route", "show", "default"); !strings.Contains(out, "via fd00:78::1") {
+		t.Errorf("b's IPv6 default route = %q, want via fd00:78::1", out)
+	}
+	if !ping6(t, h, "b", "fd00:78::1") {
+		t.Error("b cannot ping6 its gateway")
+	}
+
+	// Network inspect: EnableIPv6 and both IPAM configs.
+	var nets []struct {
+		EnableIPv6 bool
+		IPAM       struct {
+			Config []struct{ Subnet, Gateway string }
+		}
+		Containers map[string]struct{ IPv6Address string }
+	}
+	if err := json.Unmarshal([]byte(cli(t, h, "network", "inspect", "ds")), &nets); err != nil || len(nets) != 1 {
+		t.Fatalf("network inspect: %v", err)
+	}
+	cfg := nets[0].IPAM.Config
+	if !nets[0].EnableIPv6 || len(cfg) != 2 || cfg[1].Subnet != "fd00:78::/64" || cfg[1].Gateway != "fd00:78::1" {
+		t.Errorf("network inspect: EnableIPv6 %v, IPAM %+v", nets[0].EnableIPv6, cfg)
+	}
+	found := false
+	for _, c := range nets[0].Containers {
+		found = found || c.IPv6Address == "fd00:78::a0/64"
+	}
+	if !found {
+		t.Errorf("network inspect containers %+v lack fd00:78::a0/64", nets[0].Containers)
+	}
+
+	// Refusals: a taken --ip6, --ip6 on a network without IPv6, an IPv6
+	// subnet without --ipv6, IPv6 on other drivers.
+	if _, stderr, code := h.CLI("run", "-d", "--name", "dup", "--net", "ds", "--ip6", "fd00:78::a0", "busybox", "sleep", "1d"); code == 0 || !strings.Contains(stderr, "fd00:78::a0") {
+		t.Errorf("taken --ip6: code %d, %s", code, stderr)
+	}
+	cli(t, h, "network", "create", "v4")
+	if _, stderr, code := h.CLI("run", "-d", "--net", "v4", "--ip6", "fd00:78::b0", "busybox", "sleep", "1d"); code == 0 || !strings.Contains(stderr, "does not have IPv6 enabled") {
+		t.Errorf("--ip6 on an IPv4 network: code %d, %s", code, stderr)
+	}
+	if _, stderr, code := h.CLI("network", "create", "--subnet", "fd00:79::/64", "x"); code == 0 || !strings.Contains(stderr, "needs --ipv6") {
+		t.Errorf("IPv6 subnet without --ipv6: code %d, %s", code, stderr)
+	}
+	if _, stderr, code := h.CLI("network", "create", "--ipv6", "-d", "macvlan", "-o", "parent=lo", "x"); code == 0 || !strings.Contains(stderr, "vxnet does not support IPv6 on macvlan networks yet") {
+		t.Errorf("IPv6 on macvlan: code %d, %s", code, stderr)
+	}
+	if out := cli(t, h, "network", "ls", "-q", "-f", "name=x"); out != "" {
+		t.Errorf("refused networks were created: %s", out)
+	}
+
+	// Without --subnet: IPv4 from the default pools, IPv6 a ULA /64.
+	cli(t, h, "network", "create", "--ipv6", "dflt")
+	if err := json.Unmarshal([]byte(cli(t, h, "network", "inspect", "dflt")), &nets); err != nil || len(nets) != 1 {
+		t.Fatalf("network inspect: %v", err)
+	}
+	cfg = nets[0].IPAM.Config
+	if len(cfg) != 2 {
+		t.Fatalf("default dual-stack IPAM %+v", cfg)
+	}
+	sub6, err := netip.ParsePrefix(cfg[1].Subnet)
+	if err != nil || sub6.Bits() != 64 || sub6.Addr().As16()[0] != 0xfd {
+		t.Fatalf("default IPv6 subnet %q, want a ULA /64", cfg[1].Subnet)
+	}
+	cli(t, h, "run", "-d", "--name", "c", "--net", "dflt", "busybox", "sleep", "1d")
+	cli(t, h, "run", "-d", "--name", "d", "--net", "dflt", "busybox", "sleep", "1d")
+	c6 := ipv6Of(t, h, "c", "dflt")
+	if a, err := netip.ParseAddr(c6.GlobalIPv6Address); err != nil || !sub6.Contains(a) || c6.IPv6Gateway != cfg[1].Gateway {
+		t.Errorf("c's IPv6 endpoint %+v, want an address of %s", c6, sub6)
+	}
+	if !ping6(t, h, "d", "c") {
+		t.Error("d cannot ping6 c on the default-pool network")
+	}
+	// Isolation holds for IPv6: a on ds does not reach c on dflt.
+	if ping6(t, h, "a", c6.GlobalIPv6Address) {
+		t.Error("a (ds) reached c (dflt) over IPv6")
+	}
+	// rm frees the addresses: the static address can be taken again. The
+	// new container has another MAC; b's neighbour cache holds the old one
+	// until it goes stale (no unsolicited neighbour advertisement yet), so
+	// this waits for reachability with a generous bound.
+	cli(t, h, "rm", "-f", "a")
+	cli(t, h, "run", "-d", "--name", "a2", "--net", "ds", "--ip6", "fd00:78::a0", "busybox", "sleep", "1d")
+	if !eventually6(t, h, "b", "fd00:78::a0") {
+		t.Error("b cannot ping6 a2 at the re-used static address")
+	}
+}
