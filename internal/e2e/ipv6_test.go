@@ -37,18 +37,6 @@ func ping6(t *testing.T, h *harness.Host, ctr, dst string) bool {
 	return execCode(t, h, ctr, "ping", "-6", "-c1", "-W2", dst) == 0
 }
 
-// eventually6 pings dst from ctr until it answers, for at most 15 tries
-// of 2 s each.
-func eventually6(t *testing.T, h *harness.Host, ctr, dst string) bool {
-	t.Helper()
-	for range 15 {
-		if ping6(t, h, ctr, dst) {
-			return true
-		}
-	}
-	return false
-}
-
 // Dual-stack bridge networks: IPv6 addresses from the given subnet (static
 // --ip6 honoured) and from the default ULA pool, the gateway and default
 // route, AAAA answers, inspect as Docker shows it, and the refusals.
@@ -156,12 +144,13 @@ func TestBridgeIPv6(t *testing.T) {
 		t.Error("a (ds) reached c (dflt) over IPv6")
 	}
 	// rm frees the addresses: the static address can be taken again. The
-	// new container has another MAC; b's neighbour cache holds the old one
-	// until it goes stale (no unsolicited neighbour advertisement yet), so
-	// this waits for reachability with a generous bound.
+	// new container has another MAC; its unsolicited neighbour
+	// advertisement updates b's neighbour cache at once.
 	cli(t, h, "rm", "-f", "a")
 	cli(t, h, "run", "-d", "--name", "a2", "--net", "ds", "--ip6", "fd00:78::a0", "busybox", "sleep", "1d")
-	if !eventually6(t, h, "b", "fd00:78::a0") {
-		t.Error("b cannot ping6 a2 at the re-used static address")
+	if !ping6(t, h, "b", "fd00:78::a0") {
+		a2, _, _ := h.CLI("exec", "a2", "ip", "-6", "addr")
+		nb, _, _ := h.CLI("exec", "b", "ip", "-6", "neigh")
+		t.Errorf("b cannot ping6 a2 at the re-used static address; a2:\n%s\nb's neighbours:\n%s", a2, nb)
 	}
 }
