@@ -2,11 +2,14 @@ package e2e
 
 import (
 	"encoding/json"
+	"net"
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vxnet/vxnet/internal/harness"
+	"github.com/vxnet/vxnet/internal/netns"
 )
 
 // ep6 is the IPv6 part of a container's endpoint on a network (inspect).
@@ -152,5 +155,64 @@ func TestBridgeIPv6(t *testing.T) {
 		a2, _, _ := h.CLI("exec", "a2", "ip", "-6", "addr")
 		nb, _, _ := h.CLI("exec", "b", "ip", "-6", "neigh")
 		t.Errorf("b cannot ping6 a2 at the re-used static address; a2:\n%s\nb's neighbours:\n%s", a2, nb)
+	}
+}
+
+// IPv6 egress from a dual-stack bridge network is masqueraded: the outside
+// namespace (which has no route to the network's ULA subnet) sees the
+// host's IPv6 address. A container on an --internal network does not get
+// out. The test gives the underlay IPv6 addresses of its own.
+func TestBridgeIPv6Egress(t *testing.T) {
+	c, h := single(t)
+	out := c.Outside()
+	out.MustExec(t, "ip", "-6", "addr", "add", "2001:db8:ff::254/64", "dev", "eth0", "nodad")
+	out.MustExec(t, "ip", "-6", "addr", "add", "2001:db8:ee::1/64", "dev", "eth0", "nodad")
+	h.MustExec(t, "ip", "-6", "addr", "add", "2001:db8:ff::10/64", "dev", "eth0", "nodad")
+	h.MustExec(t, "ip", "-6", "route", "add", "default", "via", "2001:db8:ff::254")
+
+	var ln net.Listener
+	if err := netns.Do(out.Path, func() error {
+		var err error
+		ln, err = net.Listen("tcp6", "[2001:db8:ee::1]:8080")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	sources := make(chan string, 16)
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			sources <- conn.RemoteAddr().(*net.TCPAddr).IP.String()
+			conn.Close()
+		}
+	}()
+
+	cli(t, h, "network", "create", "--ipv6", "--subnet", "fd00:79::/64", "eg")
+	cli(t, h, "network", "create", "--ipv6", "--internal", "--subnet", "fd00:7a::/64", "priv")
+	cli(t, h, "run", "-d", "--name", "a", "--net", "eg", "busybox", "sleep", "1d")
+	cli(t, h, "run", "-d", "--name", "p", "--net", "priv", "busybox", "sleep", "1d")
+	if code := execCode(t, h, "a", "sh", "-c", "echo hi | nc -w 2 2001:db8:ee::1 8080"); code != 0 {
+		t.Fatalf("a cannot reach [2001:db8:ee::1]:8080 (exit %d)", code)
+	}
+	select {
+	case src := <-sources:
+		if src != "2001:db8:ff::10" {
+			t.Errorf("outside saw source %s, want the host's 2001:db8:ff::10 (masquerade)", src)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the outside accepted no connection")
+	}
+	if ping6(t, h, "p", "2001:db8:ee::1") {
+		t.Error("container on an internal IPv6 network reached the outside")
+	}
+	execCode(t, h, "p", "sh", "-c", "echo x | nc -w 2 2001:db8:ee::1 8080")
+	select {
+	case src := <-sources:
+		t.Errorf("internal container opened a connection to the outside (source %s)", src)
+	default:
 	}
 }
