@@ -151,6 +151,16 @@ func TestBridgeIPv6(t *testing.T) {
 	// advertisement updates b's neighbour cache at once.
 	cli(t, h, "rm", "-f", "a")
 	cli(t, h, "run", "-d", "--name", "a2", "--net", "ds", "--ip6", "fd00:78::a0", "busybox", "sleep", "1d")
+	// A daemon restart keeps the IPv6 addresses in use, the subnet's
+	// allocation and the kernel state.
+	h.Restart()
+	if got := ipv6Of(t, h, "b", "ds"); got.GlobalIPv6Address != b.GlobalIPv6Address {
+		t.Errorf("b's IPv6 address after restart = %s, want %s", got.GlobalIPv6Address, b.GlobalIPv6Address)
+	}
+	cli(t, h, "run", "-d", "--name", "e", "--net", "ds", "busybox", "sleep", "1d")
+	if e6 := ipv6Of(t, h, "e", "ds").GlobalIPv6Address; e6 == "" || e6 == b.GlobalIPv6Address || e6 == "fd00:78::a0" {
+		t.Errorf("e's IPv6 address after restart = %q, taken or missing", e6)
+	}
 	if !ping6(t, h, "b", "fd00:78::a0") {
 		a2, _, _ := h.CLI("exec", "a2", "ip", "-6", "addr")
 		nb, _, _ := h.CLI("exec", "b", "ip", "-6", "neigh")
