@@ -7,7 +7,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -593,35 +592,7 @@ func (r *Containerd) Stop(ctx context.Context, id string, timeout time.Duration)
 		return err
 	}
 	defer r.lock(id)()
-	st, err := r.State(ctx, id)
-	if err != nil {
-		return err
-	}
-	if st.Status != StatusRunning {
-		return nil
-	}
-	waitFor := func(d time.Duration) bool {
-		wctx, cancel := context.WithTimeout(ctx, d)
-		defer cancel()
-		_, err := r.Wait(wctx, id)
-		return err == nil
-	}
-	if err := r.Kill(ctx, id, unix.SIGTERM); err != nil && !errors.Is(err, ErrNotRunning) {
-		return err
-	}
-	if timeout > 0 && waitFor(timeout) {
-		return nil
-	}
-	if err := r.Kill(ctx, id, unix.SIGKILL); err != nil && !errors.Is(err, ErrNotRunning) {
-		return err
-	}
-	if !waitFor(10 * time.Second) {
-		if ctx.Err() != nil {
-			return fmt.Errorf("runtime: stop %s: %w", id, ctx.Err())
-		}
-		return fmt.Errorf("runtime: stop %s: still running after SIGKILL", id)
-	}
-	return nil
+	return stopGracefully(ctx, r, id, timeout)
 }
 
 // Delete removes the container for good: kills and deletes its task,

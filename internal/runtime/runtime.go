@@ -558,35 +558,7 @@ func (r *Runtime) Stop(ctx context.Context, id string, timeout time.Duration) er
 		return err
 	}
 	defer r.lock(id)()
-	st, err := r.State(ctx, id)
-	if err != nil {
-		return err
-	}
-	if st.Status != StatusRunning {
-		return nil
-	}
-	waitFor := func(d time.Duration) bool {
-		wctx, cancel := context.WithTimeout(ctx, d)
-		defer cancel()
-		_, err := r.Wait(wctx, id)
-		return err == nil
-	}
-	if err := r.Kill(ctx, id, unix.SIGTERM); err != nil && !errors.Is(err, ErrNotRunning) {
-		return err
-	}
-	if timeout > 0 && waitFor(timeout) {
-		return nil
-	}
-	if err := r.Kill(ctx, id, unix.SIGKILL); err != nil && !errors.Is(err, ErrNotRunning) {
-		return err
-	}
-	if !waitFor(10 * time.Second) {
-		if ctx.Err() != nil {
-			return fmt.Errorf("runtime: stop %s: %w", id, ctx.Err())
-		}
-		return fmt.Errorf("runtime: stop %s: still running after SIGKILL", id)
-	}
-	return nil
+	return stopGracefully(ctx, r, id, timeout)
 }
 
 // Delete removes the container for good: kills it, removes runc's state,
