@@ -603,9 +603,7 @@ func (e *Engine) StartContainer(ctx context.Context, ref string) error {
 // lockContainer resolves ref, takes the container's op lock and returns
 // the container as it is under that lock.
 func (e *Engine) lockContainer(ref string) (model.Container, func(), error) {
-	e.mu.Lock()
-	c, err := e.containerLocked(ref)
-	e.mu.Unlock()
+	c, err := e.lookupContainer(ref)
 	if err != nil {
 		return c, nil, err
 	}
@@ -687,9 +685,7 @@ func (e *Engine) setExited(id string, code int, finished time.Time) (model.Conta
 
 // StopContainer stops a running container (SIGTERM, then SIGKILL).
 func (e *Engine) StopContainer(ctx context.Context, ref string, timeoutSeconds *int) error {
-	e.mu.Lock()
-	c, err := e.containerLocked(ref)
-	e.mu.Unlock()
+	c, err := e.lookupContainer(ref)
 	if err != nil {
 		return err
 	}
@@ -1119,9 +1115,7 @@ func (e *Engine) InspectContainer(ctx context.Context, ref string) (api.Containe
 
 // WaitContainer blocks until the container is not running.
 func (e *Engine) WaitContainer(ctx context.Context, ref string) (int, error) {
-	e.mu.Lock()
-	c, err := e.containerLocked(ref)
-	e.mu.Unlock()
+	c, err := e.lookupContainer(ref)
 	if err != nil {
 		return 0, err
 	}
@@ -1138,9 +1132,7 @@ func (e *Engine) WaitContainer(ctx context.Context, ref string) (int, error) {
 
 // Logs streams a container's output.
 func (e *Engine) Logs(ctx context.Context, ref string, stdout, stderr io.Writer, follow bool) error {
-	e.mu.Lock()
-	c, err := e.containerLocked(ref)
-	e.mu.Unlock()
+	c, err := e.lookupContainer(ref)
 	if err != nil {
 		return err
 	}
@@ -1149,9 +1141,7 @@ func (e *Engine) Logs(ctx context.Context, ref string, stdout, stderr io.Writer,
 
 // Exec runs a command in a running container.
 func (e *Engine) Exec(ctx context.Context, ref string, cmd, env []string, stdout, stderr io.Writer) (int, error) {
-	e.mu.Lock()
-	c, err := e.containerLocked(ref)
-	e.mu.Unlock()
+	c, err := e.lookupContainer(ref)
 	if err != nil {
 		return 0, err
 	}

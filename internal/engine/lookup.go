@@ -66,6 +66,14 @@ func (e *Engine) containerLocked(ref string) (model.Container, error) {
 		errf(model.ErrNotFound, "No such container: %s", ref))
 }
 
+// lookupContainer resolves ref under the engine lock and returns a copy
+// of the container; nothing stays locked afterwards.
+func (e *Engine) lookupContainer(ref string) (model.Container, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.containerLocked(ref)
+}
+
 // endpointsOf returns the endpoints of a container in attach order.
 func (e *Engine) endpointsOfLocked(ctrID string) []model.Endpoint {
 	var out []model.Endpoint

@@ -31,9 +31,7 @@ func (e *Engine) AttachContainer(ctx context.Context, ref string, s api.AttachSt
 	if err != nil {
 		return err
 	}
-	e.mu.Lock()
-	c, err := e.containerLocked(ref)
-	e.mu.Unlock()
+	c, err := e.lookupContainer(ref)
 	if err != nil {
 		return err
 	}
@@ -49,9 +47,7 @@ func (e *Engine) ExecStream(ctx context.Context, ref string, req api.ExecStreamR
 	if err != nil {
 		return 0, err
 	}
-	e.mu.Lock()
-	c, err := e.containerLocked(ref)
-	e.mu.Unlock()
+	c, err := e.lookupContainer(ref)
 	if err != nil {
 		return 0, err
 	}
@@ -70,9 +66,7 @@ func (e *Engine) ResizeTTY(ctx context.Context, ref, execID string, height, widt
 	if err != nil {
 		return err
 	}
-	e.mu.Lock()
-	c, err := e.containerLocked(ref)
-	e.mu.Unlock()
+	c, err := e.lookupContainer(ref)
 	if err != nil {
 		return err
 	}
@@ -97,9 +91,7 @@ func (e *Engine) KillContainer(ctx context.Context, ref string, sig syscall.Sign
 	if err != nil {
 		return err
 	}
-	e.mu.Lock()
-	c, err := e.containerLocked(ref)
-	e.mu.Unlock()
+	c, err := e.lookupContainer(ref)
 	if err != nil {
 		return err
 	}
@@ -129,9 +121,7 @@ func (e *Engine) LogsWith(ctx context.Context, ref string, stdout, stderr io.Wri
 	if err != nil {
 		return err
 	}
-	e.mu.Lock()
-	c, err := e.containerLocked(ref)
-	e.mu.Unlock()
+	c, err := e.lookupContainer(ref)
 	if err != nil {
 		return err
 	}
