@@ -22,6 +22,7 @@ import (
 
 	"github.com/vxnet/vxnet/internal/api"
 	"github.com/vxnet/vxnet/internal/engine"
+	"github.com/vxnet/vxnet/internal/ipam"
 	"github.com/vxnet/vxnet/internal/store"
 )
 
@@ -32,7 +33,10 @@ type Config struct {
 	DataRoot string
 	ExecRoot string
 	BIP      string // default bridge gateway/prefix, e.g. 172.17.0.1/16
-	LogLevel string
+	// DefaultAddressPools are --default-address-pool values
+	// (base=PREFIX,size=BITS) for networks created without --subnet.
+	DefaultAddressPools []string
+	LogLevel            string
 	// Firewall table name (one per daemon; tests use the default since
 	// each daemon runs in its own network namespace).
 	FirewallTable string
@@ -56,6 +60,8 @@ type Config struct {
 	onLeave func() // stops the daemon after a clean leave of the cluster
 	// apiPorts are the TCP ports of the API (closed to containers).
 	apiPorts []int
+	// pools are the parsed DefaultAddressPools.
+	pools []ipam.Pool
 }
 
 // ClusterConfig holds the cluster-mode flags.
@@ -136,6 +142,7 @@ func NewCommand() *cobra.Command {
 	f.StringVar(&cfg.DataRoot, "data-root", "/var/lib/vxnet", "Root of persistent state (store, images)")
 	f.StringVar(&cfg.ExecRoot, "exec-root", "/run/vxnet", "Root of runtime state (netns mounts, runc state)")
 	f.StringVar(&cfg.BIP, "bip", "172.17.0.1/16", "Default bridge gateway address with prefix length")
+	f.StringArrayVar(&cfg.DefaultAddressPools, "default-address-pool", nil, "Default address pools for local networks (base=PREFIX,size=BITS; IPv4 or IPv6)")
 	f.StringVar(&cfg.LogLevel, "log-level", "info", `Log level ("debug"|"info"|"warn"|"error")`)
 	f.StringVar(&cfg.FirewallTable, "firewall-table", "vxnet", "Name of the nftables table the daemon owns")
 	f.StringVar(&cfg.DockerPluginDir, "docker-plugin-dir", DefaultDockerPluginDir,
@@ -197,6 +204,15 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil || !bip.Addr().Is4() || bip.Bits() > 30 {
 		return fmt.Errorf("invalid --bip %q: want an IPv4 address with prefix length, e.g. 172.17.0.1/16", cfg.BIP)
 	}
+	var pools []ipam.Pool
+	for _, v := range cfg.DefaultAddressPools {
+		p, err := ipam.ParsePool(v)
+		if err != nil {
+			return err
+		}
+		pools = append(pools, p)
+	}
+	cfg.pools = pools
 	if err := checkStoreTLS(cfg.Cluster); err != nil {
 		return err
 	}

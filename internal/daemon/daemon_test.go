@@ -80,6 +80,7 @@ func TestRunRejectsBadFlags(t *testing.T) {
 		{func(c *Config) { c.BIP = "172.17.0.1" }, "invalid --bip"},
 		{func(c *Config) { c.BIP = "fd00::1/64" }, "invalid --bip"},
 		{func(c *Config) { c.LogLevel = "loud" }, "invalid --log-level"},
+		{func(c *Config) { c.DefaultAddressPools = []string{"base=10.0.0.0/16"} }, "invalid --default-address-pool"},
 		{func(c *Config) { c.API.Hosts = []string{"ftp://1.2.3.4:1"} }, "invalid -H"},
 		{func(c *Config) { c.API.Hosts = []string{"tcp://1.2.3.4:1"} }, "needs TLS"},
 		{func(c *Config) { c.Cluster.Store = "etcd://192.0.2.1:2379" }, "not a loopback address and the store would be reached without TLS"},

@@ -97,9 +97,11 @@ func wire(ctx context.Context, cfg Config, bip netip.Prefix, st *store.Store, lo
 	}
 	resolver := dns.New(dns.Options{Upstreams: ups, Logger: log.With("component", "dns")})
 	w.closers = append(w.closers, resolver.Close)
+	alloc := ipam.NewAllocator()
+	alloc.SetDefaultPools(cfg.pools)
 	eopts := engine.Options{
 		DataRoot: cfg.DataRoot, ExecRoot: cfg.ExecRoot, BridgeIP: bip, Store: st,
-		IPAM: engine.LocalIPAM(ipam.NewAllocator()), Runtime: runtimeAdapter{rt}, Images: imagesAdapter{images},
+		IPAM: engine.LocalIPAM(alloc), Runtime: runtimeAdapter{rt}, Images: imagesAdapter{images},
 		Firewall: fw, HostRoutes: ipam.HostRoutes, Logger: log, DNS: resolver,
 		ControlPorts: append([]int(nil), cfg.apiPorts...),
 	}

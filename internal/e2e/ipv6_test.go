@@ -226,3 +226,23 @@ func TestBridgeIPv6Egress(t *testing.T) {
 	default:
 	}
 }
+
+// --default-address-pool replaces the default pools of its family: a
+// network created without --subnet takes its IPv4 and IPv6 subnets from
+// the given pools.
+func TestDefaultAddressPool(t *testing.T) {
+	c := harness.New(t, harness.Options{Hosts: 1})
+	h := c.Host(0)
+	h.Start("--default-address-pool", "base=10.99.0.0/16,size=24", "--default-address-pool", "base=fd12:3456::/48,size=64")
+	cli(t, h, "network", "create", "--ipv6", "p")
+	var nets []struct {
+		IPAM struct{ Config []struct{ Subnet string } }
+	}
+	if err := json.Unmarshal([]byte(cli(t, h, "network", "inspect", "p")), &nets); err != nil || len(nets) != 1 {
+		t.Fatalf("network inspect: %v", err)
+	}
+	cfg := nets[0].IPAM.Config
+	if len(cfg) != 2 || cfg[0].Subnet != "10.99.0.0/24" || cfg[1].Subnet != "fd12:3456::/64" {
+		t.Errorf("subnets %+v, want 10.99.0.0/24 and fd12:3456::/64", cfg)
+	}
+}

@@ -21,6 +21,25 @@ type Allocator struct {
 	mu   sync.Mutex
 	nets map[string][]*Subnet
 	gid  [5]byte // global ID of the default IPv6 ULA pool
+	// pools4 and pools6 replace the default pools when set
+	// (--default-address-pool).
+	pools4, pools6 []Pool
+}
+
+// SetDefaultPools replaces the default pools of a family by the given
+// pools of that family (the daemon's --default-address-pool): IPv4 pools
+// replace Docker's 172.17-31/192.168 pools, IPv6 pools the ULA /48.
+func (a *Allocator) SetDefaultPools(pools []Pool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.pools4, a.pools6 = nil, nil
+	for _, p := range pools {
+		if p.Base.Addr().Is4() {
+			a.pools4 = append(a.pools4, p)
+		} else {
+			a.pools6 = append(a.pools6, p)
+		}
+	}
 }
 
 // NewAllocator returns an empty Allocator with a random ULA global ID for
@@ -122,8 +141,14 @@ func (a *Allocator) RequestPool(netID string, cfgs []Config, hostRoutes []netip.
 			avoid = append(avoid, u.prefix)
 		}
 		pools := DefaultLocalPools()
+		if a.pools4 != nil {
+			pools = poolsSeq(a.pools4)
+		}
 		if cfgs[i].Subnet == DefaultIPv6Pool {
 			pools = a.ula()
+			if a.pools6 != nil {
+				pools = poolsSeq(a.pools6)
+			}
 		}
 		p, err := PickPool(pools, nil, avoid)
 		if err != nil {

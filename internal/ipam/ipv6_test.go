@@ -104,3 +104,46 @@ func TestAllocatorDualStack(t *testing.T) {
 		t.Fatalf("after restore AllocateAddress6 = %v, %v", p6, err)
 	}
 }
+
+func TestDefaultAddressPools(t *testing.T) {
+	for _, bad := range []string{"base=10.0.0.0/16", "size=24", "base=10.0.0.0/16,size=12", "base=10.0.0.0/16,size=33",
+		"base=fd00::/8,size=64", "base=nope,size=24", "base=10.0.0.0/16,size=24,x=1"} {
+		if _, err := ParsePool(bad); !errors.Is(err, ErrInvalid) {
+			t.Errorf("ParsePool(%q) err = %v, want ErrInvalid", bad, err)
+		}
+	}
+	p4, err := ParsePool("base=10.99.0.0/16,size=24")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p6, err := ParsePool("base=fd12:3456::/48,size=64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []netip.Prefix
+	for s := range p6.Subnets() {
+		got = append(got, s)
+		if len(got) == 3 {
+			break
+		}
+	}
+	if got[0] != pfx("fd12:3456::/64") || got[2] != pfx("fd12:3456:0:2::/64") {
+		t.Fatalf("IPv6 pool subnets %v", got)
+	}
+	got = got[:0]
+	for s := range p4.Subnets() {
+		got = append(got, s)
+	}
+	if len(got) != 256 || got[0] != pfx("10.99.0.0/24") || got[255] != pfx("10.99.255.0/24") {
+		t.Fatalf("IPv4 pool subnets: %d, %v ... %v", len(got), got[0], got[len(got)-1])
+	}
+	a := NewAllocator()
+	a.SetDefaultPools([]Pool{p4, p6})
+	cfgs, err := a.RequestPool("n", []Config{{}, {Subnet: DefaultIPv6Pool}}, []netip.Prefix{pfx("10.99.0.0/24")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfgs[0].Subnet != pfx("10.99.1.0/24") || cfgs[1].Subnet != pfx("fd12:3456::/64") {
+		t.Fatalf("pools from --default-address-pool: %+v", cfgs)
+	}
+}

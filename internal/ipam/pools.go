@@ -3,6 +3,8 @@ package ipam
 import (
 	"iter"
 	"net/netip"
+	"strconv"
+	"strings"
 )
 
 // poolSpec is a base prefix split into subnets of Size bits.
@@ -104,6 +106,100 @@ func ULAPools(gid [5]byte) iter.Seq[netip.Prefix] {
 			b[6], b[7] = byte(i>>8), byte(i)
 			if !yield(netip.PrefixFrom(netip.AddrFrom16(b), 64)) {
 				return
+			}
+		}
+	}
+}
+
+// Pool is one daemon --default-address-pool: Base cut into subnets of Size
+// bits, handed out in order to networks created without --subnet.
+type Pool struct {
+	Base netip.Prefix
+	Size int
+}
+
+// ParsePool parses Docker's --default-address-pool value,
+// "base=10.10.0.0/16,size=24" (IPv4 or IPv6). At most 2^24 subnets per pool.
+func ParsePool(s string) (Pool, error) {
+	var p Pool
+	var haveBase, haveSize bool
+	for _, kv := range strings.Split(s, ",") {
+		k, v, _ := strings.Cut(strings.TrimSpace(kv), "=")
+		switch strings.ToLower(k) {
+		case "base":
+			b, err := ParsePrefix(v)
+			if err != nil {
+				return Pool{}, errorf(ErrInvalid, "invalid --default-address-pool %q: %v", s, err)
+			}
+			p.Base, haveBase = b, true
+		case "size":
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return Pool{}, errorf(ErrInvalid, "invalid --default-address-pool %q: size %q is not a number", s, v)
+			}
+			p.Size, haveSize = n, true
+		default:
+			return Pool{}, errorf(ErrInvalid, "invalid --default-address-pool %q: unknown field %q (base=PREFIX,size=BITS)", s, k)
+		}
+	}
+	if !haveBase || !haveSize {
+		return Pool{}, errorf(ErrInvalid, "invalid --default-address-pool %q: want base=PREFIX,size=BITS", s)
+	}
+	if p.Size < p.Base.Bits() || p.Size > p.Base.Addr().BitLen() || p.Size < MaxPrefixBits {
+		return Pool{}, errorf(ErrInvalid, "invalid --default-address-pool %q: size %d must be between the base's /%d and /%d", s, p.Size, p.Base.Bits(), p.Base.Addr().BitLen())
+	}
+	if p.Size-p.Base.Bits() > 24 {
+		return Pool{}, errorf(ErrInvalid, "invalid --default-address-pool %q: more than 2^24 subnets", s)
+	}
+	return p, nil
+}
+
+// Subnets yields the pool's subnets in order.
+func (p Pool) Subnets() iter.Seq[netip.Prefix] {
+	return func(yield func(netip.Prefix) bool) {
+		n := uint64(1) << (p.Size - p.Base.Bits())
+		b := p.Base.Masked().Addr().As16()
+		if p.Base.Addr().Is4() {
+			b = netip.AddrFrom4(p.Base.Masked().Addr().As4()).As16()
+		}
+		shift := 128 - p.Size
+		if p.Base.Addr().Is4() {
+			shift = 32 - p.Size
+		}
+		for i := range n {
+			c := b
+			// add i << shift to the 128-bit address, byte by byte
+			carry := uint64(0)
+			for k := 15; k >= 0; k-- {
+				bit := (15 - k) * 8
+				var add uint64
+				if bit >= shift && bit-shift < 64 {
+					add = (i >> uint(bit-shift)) & 0xff
+				} else if bit < shift && shift-bit < 8 {
+					add = (i << uint(shift-bit)) & 0xff
+				}
+				sum := uint64(c[k]) + add + carry
+				c[k], carry = byte(sum), sum>>8
+			}
+			a := netip.AddrFrom16(c)
+			if p.Base.Addr().Is4() {
+				a = a.Unmap()
+			}
+			if !yield(netip.PrefixFrom(a, p.Size)) {
+				return
+			}
+		}
+	}
+}
+
+// poolsSeq chains the subnets of several pools.
+func poolsSeq(pools []Pool) iter.Seq[netip.Prefix] {
+	return func(yield func(netip.Prefix) bool) {
+		for _, p := range pools {
+			for s := range p.Subnets() {
+				if !yield(s) {
+					return
+				}
 			}
 		}
 	}
