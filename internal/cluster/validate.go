@@ -149,6 +149,9 @@ func ValidateNetwork(keyID string, n model.Network) error {
 	if n.Driver == "overlay" && (n.VNI < MinVNI || n.VNI > MaxVNI) {
 		return badf("VNI %d outside %d-%d", n.VNI, MinVNI, MaxVNI)
 	}
+	if n.EnableIPv6 {
+		return badf("IPv6 enabled on a global network")
+	}
 	if len(n.IPAM) == 0 || len(n.IPAM) > maxSubnets {
 		return badf("%d subnets", len(n.IPAM))
 	}

@@ -61,6 +61,8 @@ func TestValidateNetwork(t *testing.T) {
 		"host bits in subnet": func(n *model.Network) { n.IPAM[0].Subnet = netip.MustParsePrefix("10.5.0.7/24") },
 		"option with newline": func(n *model.Network) { n.Options = map[string]string{"a": "b\nc"} },
 		"driver with space":   func(n *model.Network) { n.Driver = "over lay" },
+		"IPv6 subnet":         func(n *model.Network) { n.IPAM[0].Subnet = netip.MustParsePrefix("fd00:5::/64") },
+		"IPv6 enabled":        func(n *model.Network) { n.EnableIPv6 = true },
 	} {
 		t.Run(name, func(t *testing.T) {
 			n := vNetwork()
