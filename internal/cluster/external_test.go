@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,7 +12,7 @@ import (
 	"time"
 
 	"github.com/vxnet/vxnet/internal/model"
-	"github.com/vxnet/vxnet/internal/pki"
+	"github.com/vxnet/vxnet/internal/pki/pkitest"
 )
 
 const etcdBinary = "/usr/bin/etcd"
@@ -33,45 +32,11 @@ type etcdProcess struct {
 
 // testCerts are PEM files made by the test: a CA, the server's certificate
 // (IP SAN 127.0.0.1) and a client certificate, each with its key.
-type testCerts struct {
-	CA, ServerCert, ServerKey, ClientCert, ClientKey string
-}
+type testCerts = pkitest.Files
 
 func makeTestCerts(t *testing.T, dir string) testCerts {
 	t.Helper()
-	ca, err := pki.NewCA("test-external-etcd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := testCerts{CA: filepath.Join(dir, "ca.pem")}
-	if err := os.WriteFile(c.CA, ca.CertPEM, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	issue := func(cn string) (string, string) {
-		key, err := pki.NewKey()
-		if err != nil {
-			t.Fatal(err)
-		}
-		crt, err := ca.Issue(&key.PublicKey, cn, []netip.Addr{loopback}, time.Hour)
-		if err != nil {
-			t.Fatal(err)
-		}
-		kp, err := pki.KeyPEM(key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cp, kpath := filepath.Join(dir, cn+".pem"), filepath.Join(dir, cn+"-key.pem")
-		if err := os.WriteFile(cp, crt, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(kpath, kp, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return cp, kpath
-	}
-	c.ServerCert, c.ServerKey = issue("server")
-	c.ClientCert, c.ClientKey = issue("client")
-	return c
+	return pkitest.Write(t, dir, "test-external-etcd", "server", "client", loopback)
 }
 
 func startEtcd(t *testing.T) *etcdProcess {

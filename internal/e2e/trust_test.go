@@ -18,6 +18,7 @@ import (
 	"github.com/vxnet/vxnet/internal/harness"
 	"github.com/vxnet/vxnet/internal/netns"
 	"github.com/vxnet/vxnet/internal/pki"
+	"github.com/vxnet/vxnet/internal/pki/pkitest"
 )
 
 // etcdPut writes key=val into the cluster store as host h would: from h's
@@ -250,43 +251,11 @@ func TestVNIFilterAndControlPorts(t *testing.T) {
 // client certificates, made by the test: a CA, the server's certificate
 // (IP SAN = the store's address) and one client certificate the daemons
 // share.
-type storeTLS struct{ CA, ServerCert, ServerKey, ClientCert, ClientKey string }
+type storeTLS pkitest.Files
 
 func makeStoreTLS(t *testing.T, dir string, addr netip.Addr) storeTLS {
 	t.Helper()
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	ca, err := pki.NewCA("e2e-external-etcd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := storeTLS{CA: filepath.Join(dir, "ca.pem")}
-	if err := os.WriteFile(s.CA, ca.CertPEM, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	issue := func(cn string) (string, string) {
-		key, err := pki.NewKey()
-		if err != nil {
-			t.Fatal(err)
-		}
-		crt, err := ca.Issue(&key.PublicKey, cn, []netip.Addr{addr}, time.Hour)
-		if err != nil {
-			t.Fatal(err)
-		}
-		kp, err := pki.KeyPEM(key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cp, kpath := filepath.Join(dir, cn+".pem"), filepath.Join(dir, cn+"-key.pem")
-		if os.WriteFile(cp, crt, 0o644) != nil || os.WriteFile(kpath, kp, 0o600) != nil {
-			t.Fatal("write test certificates")
-		}
-		return cp, kpath
-	}
-	s.ServerCert, s.ServerKey = issue("etcd-server")
-	s.ClientCert, s.ClientKey = issue("vxnet-client")
-	return s
+	return storeTLS(pkitest.Write(t, dir, "e2e-external-etcd", "etcd-server", "vxnet-client", addr))
 }
 
 // etcdArgs are etcd's flags for a TLS-only client listener that requires
