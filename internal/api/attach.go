@@ -225,24 +225,24 @@ func (s *server) containerAttach(w http.ResponseWriter, r *http.Request) {
 	closeWrite(conn)
 }
 
-// resizeParams reads h and w of a resize request.
-func resizeParams(r *http.Request) (uint32, uint32, error) {
+// resizeRequest returns the backend's Streamer (refusing a backend that
+// has none) and the h and w of a resize request.
+func (s *server) resizeRequest(r *http.Request) (Streamer, uint32, uint32, error) {
+	st, ok := s.b.(Streamer)
+	if !ok {
+		return nil, 0, 0, apiErr(model.ErrInvalid, "vxnet cannot resize TTYs with this backend")
+	}
 	h, err1 := strconv.ParseUint(r.URL.Query().Get("h"), 10, 16)
 	wd, err2 := strconv.ParseUint(r.URL.Query().Get("w"), 10, 16)
 	if err1 != nil || err2 != nil {
-		return 0, 0, apiErr(model.ErrInvalid, "invalid resize: h and w must be numbers")
+		return nil, 0, 0, apiErr(model.ErrInvalid, "invalid resize: h and w must be numbers")
 	}
-	return uint32(h), uint32(wd), nil
+	return st, uint32(h), uint32(wd), nil
 }
 
 // containerResize is POST /containers/{id}/resize?h=&w=.
 func (s *server) containerResize(w http.ResponseWriter, r *http.Request) {
-	st, ok := s.b.(Streamer)
-	if !ok {
-		writeError(w, apiErr(model.ErrInvalid, "vxnet cannot resize TTYs with this backend"))
-		return
-	}
-	h, wd, err := resizeParams(r)
+	st, h, wd, err := s.resizeRequest(r)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -256,12 +256,7 @@ func (s *server) containerResize(w http.ResponseWriter, r *http.Request) {
 
 // execResize is POST /exec/{id}/resize?h=&w=.
 func (s *server) execResize(w http.ResponseWriter, r *http.Request) {
-	st, ok := s.b.(Streamer)
-	if !ok {
-		writeError(w, apiErr(model.ErrInvalid, "vxnet cannot resize TTYs with this backend"))
-		return
-	}
-	h, wd, err := resizeParams(r)
+	st, h, wd, err := s.resizeRequest(r)
 	if err != nil {
 		writeError(w, err)
 		return
