@@ -157,20 +157,32 @@ func (e *Engine) CreateContainer(ctx context.Context, req api.ContainerCreate) (
 	}
 	undo = append(undo, func() { os.RemoveAll(filepath.Join(e.filesDir(), id)) })
 	var eps []model.Endpoint
-	if n.Driver == "bridge" || n.Driver == "overlay" || n.Driver == "macvlan" {
-		ep, err := e.attach(ctx, n, c, sb, req.Endpoint, 0, givesDefaultRoute(n))
+	// join attaches the container to n (and, if n needs one, to the
+	// gateway network), recording both for undo. The caller defers the
+	// returned gateway's done.
+	join := func(n model.Network, r api.EndpointRequest, order int, defaultRoute bool) (*gwAttach, error) {
+		ep, err := e.attach(ctx, n, c, sb, r, order, defaultRoute)
 		if err != nil {
-			return fail(err)
+			return nil, err
 		}
 		eps = append(eps, ep)
 		undo = append(undo, func() { e.unplumb(bg, n, ep, sb) })
 		gw, err := e.gatewayEndpoint(ctx, n, c, sb, eps)
 		if err != nil {
-			return fail(err)
+			return nil, err
 		}
 		if gw != nil {
 			eps = append(eps, gw.ep)
 			undo = append(undo, func() { e.unplumb(bg, gw.n, gw.ep, sb) })
+		}
+		return gw, nil
+	}
+	if n.Driver == "bridge" || n.Driver == "overlay" || n.Driver == "macvlan" {
+		gw, err := join(n, req.Endpoint, 0, givesDefaultRoute(n))
+		if err != nil {
+			return fail(err)
+		}
+		if gw != nil {
 			defer gw.done()
 		}
 	}
@@ -187,19 +199,11 @@ func (e *Engine) CreateContainer(ctx context.Context, req api.ContainerCreate) (
 		for _, ep := range eps {
 			order = max(order, ep.Order+1)
 		}
-		ep, err := e.attach(ctx, xn, c, sb, r, order, e.wantsDefaultRoute(xn, r.GwPriority, eps))
-		if err != nil {
-			return fail(err)
-		}
-		eps = append(eps, ep)
-		undo = append(undo, func() { e.unplumb(bg, xn, ep, sb) })
-		gw, err := e.gatewayEndpoint(ctx, xn, c, sb, eps)
+		gw, err := join(xn, r, order, e.wantsDefaultRoute(xn, r.GwPriority, eps))
 		if err != nil {
 			return fail(err)
 		}
 		if gw != nil {
-			eps = append(eps, gw.ep)
-			undo = append(undo, func() { e.unplumb(bg, gw.n, gw.ep, sb) })
 			defer gw.done()
 		}
 	}
