@@ -1145,17 +1145,27 @@ func (e *Engine) Logs(ctx context.Context, ref string, stdout, stderr io.Writer,
 
 // Exec runs a command in a running container.
 func (e *Engine) Exec(ctx context.Context, ref string, cmd, env []string, stdout, stderr io.Writer) (int, error) {
-	c, err := e.lookupContainer(ref)
+	c, err := e.execTarget(ref, cmd)
 	if err != nil {
 		return 0, err
 	}
+	return e.opts.Runtime.Exec(ctx, c.ID, cmd, env, stdout, stderr)
+}
+
+// execTarget resolves the container an exec of cmd runs in: it must be
+// running and cmd must not be empty.
+func (e *Engine) execTarget(ref string, cmd []string) (model.Container, error) {
+	c, err := e.lookupContainer(ref)
+	if err != nil {
+		return model.Container{}, err
+	}
 	if c.State != model.StateRunning {
-		return 0, errf(model.ErrConflict, "container %s is not running", c.ID)
+		return model.Container{}, errf(model.ErrConflict, "container %s is not running", c.ID)
 	}
 	if len(cmd) == 0 {
-		return 0, errf(model.ErrInvalid, "no exec command specified")
+		return model.Container{}, errf(model.ErrInvalid, "no exec command specified")
 	}
-	return e.opts.Runtime.Exec(ctx, c.ID, cmd, env, stdout, stderr)
+	return c, nil
 }
 
 // ensureSandbox re-creates a lost sandbox and re-joins endpoints. The

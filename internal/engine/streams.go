@@ -47,15 +47,9 @@ func (e *Engine) ExecStream(ctx context.Context, ref string, req api.ExecStreamR
 	if err != nil {
 		return 0, err
 	}
-	c, err := e.lookupContainer(ref)
+	c, err := e.execTarget(ref, req.Cmd)
 	if err != nil {
 		return 0, err
-	}
-	if c.State != model.StateRunning {
-		return 0, errf(model.ErrConflict, "container %s is not running", c.ID)
-	}
-	if len(req.Cmd) == 0 {
-		return 0, errf(model.ErrInvalid, "no exec command specified")
 	}
 	return sr.ExecStream(ctx, c.ID, req)
 }
