@@ -181,20 +181,11 @@ func parseOptions(opts map[string]string) (netOptions, error) {
 	return o, nil
 }
 
-// validIfName applies the kernel's rules for interface names.
+// validIfName applies the kernel's rules for interface names; the error
+// wraps driver.ErrInvalid.
 func validIfName(name string) error {
-	switch {
-	case name == "":
-		return fmt.Errorf("empty interface name: %w", driver.ErrInvalid)
-	case len(name) > unix.IFNAMSIZ-1:
-		return fmt.Errorf("interface name %q is longer than %d bytes: %w", name, unix.IFNAMSIZ-1, driver.ErrInvalid)
-	case name == "." || name == "..":
-		return fmt.Errorf("interface name %q is not allowed: %w", name, driver.ErrInvalid)
-	}
-	for _, r := range name {
-		if r == '/' || r == ':' || r == ' ' || r < 0x21 || r == 0x7f {
-			return fmt.Errorf("interface name %q contains %q: %w", name, r, driver.ErrInvalid)
-		}
+	if err := driver.CheckIfName(name); err != nil {
+		return fmt.Errorf("%v: %w", err, driver.ErrInvalid)
 	}
 	return nil
 }

@@ -36,13 +36,8 @@ func (d *Driver) Join(ctx context.Context, n model.Network, ep model.Endpoint, j
 
 func (d *Driver) join(n model.Network, ep model.Endpoint, ji driver.JoinInfo) (err error) {
 	sb := ji.Sandbox
-	switch {
-	case sb.HostNetwork || sb.NetnsPath == "":
-		return fmt.Errorf("sandbox %s has no namespace of its own: %w", sb.ID, driver.ErrInvalid)
-	case !ep.Addr.IsValid():
-		return fmt.Errorf("no address: %w", driver.ErrInvalid)
-	case len(ep.MAC) != 6:
-		return fmt.Errorf("bad MAC %q: %w", ep.MAC, driver.ErrInvalid)
+	if err := driver.CheckJoin(sb, ep); err != nil {
+		return err
 	}
 	if err := validIfName(ep.IfName); err != nil {
 		return err

@@ -138,7 +138,7 @@ func parseOptions(opts map[string]string) (netOptions, error) {
 	for k, v := range opts {
 		switch k {
 		case OptParent:
-			if err := validIfName(v); err != nil {
+			if err := driver.CheckIfName(v); err != nil {
 				return o, invalid("option parent: %v", err)
 			}
 			o.parent = v
@@ -165,24 +165,6 @@ func parseOptions(opts map[string]string) (netOptions, error) {
 		}
 	}
 	return o, nil
-}
-
-// validIfName applies the kernel's rules for interface names.
-func validIfName(name string) error {
-	switch {
-	case name == "":
-		return errors.New("empty interface name")
-	case len(name) > unix.IFNAMSIZ-1:
-		return fmt.Errorf("interface name %q is longer than %d bytes", name, unix.IFNAMSIZ-1)
-	case name == "." || name == "..":
-		return fmt.Errorf("interface name %q is not allowed", name)
-	}
-	for _, r := range name {
-		if r == '/' || r == ':' || r < 0x21 || r == 0x7f {
-			return fmt.Errorf("interface name %q contains %q", name, r)
-		}
-	}
-	return nil
 }
 
 // IsolatedParentName is the parent bridge of an --internal network without
