@@ -395,16 +395,26 @@ func (s *server) containerStart(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
+// stopTimeout reads the t query parameter of a stop or restart: nil when
+// absent.
+func stopTimeout(r *http.Request) (*int, error) {
+	t := r.URL.Query().Get("t")
+	if t == "" {
+		return nil, nil
+	}
+	n, err := strconv.Atoi(t)
+	if err != nil {
+		return nil, apiErr(model.ErrInvalid, "invalid value for t: %q is not a number", t)
+	}
+	return &n, nil
+}
+
 func (s *server) containerStop(w http.ResponseWriter, r *http.Request) {
 	ref := r.PathValue("id")
-	var timeout *int
-	if t := r.URL.Query().Get("t"); t != "" {
-		n, err := strconv.Atoi(t)
-		if err != nil {
-			writeError(w, apiErr(model.ErrInvalid, "invalid value for t: %q is not a number", t))
-			return
-		}
-		timeout = &n
+	timeout, err := stopTimeout(r)
+	if err != nil {
+		writeError(w, err)
+		return
 	}
 	v, err := s.b.InspectContainer(r.Context(), ref)
 	if err != nil {

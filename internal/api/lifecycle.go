@@ -41,14 +41,10 @@ func (s *server) containerKill(w http.ResponseWriter, r *http.Request) {
 // running) then start.
 func (s *server) containerRestart(w http.ResponseWriter, r *http.Request) {
 	ref := r.PathValue("id")
-	var timeout *int
-	if t := r.URL.Query().Get("t"); t != "" {
-		n, err := strconv.Atoi(t)
-		if err != nil {
-			writeError(w, apiErr(model.ErrInvalid, "invalid value for t: %q is not a number", t))
-			return
-		}
-		timeout = &n
+	timeout, err := stopTimeout(r)
+	if err != nil {
+		writeError(w, err)
+		return
 	}
 	if r.URL.Query().Get("signal") != "" {
 		writeError(w, apiErr(model.ErrInvalid, "vxnet does not support restart --signal"))
