@@ -30,20 +30,30 @@ func (c *Cluster) netIDKey(id string) string     { return c.key("networks", "id"
 func (c *Cluster) netNameKey(name string) string { return c.key("networks", "name", name) }
 func (c *Cluster) vniKey(v uint32) string        { return c.key("vni", strconv.FormatUint(uint64(v), 10)) }
 
+// checkCreate refuses a network create on a closed Cluster, and a network
+// without an ID (or with a slash in it), without a name or with a VNI set
+// outside MinVNI-MaxVNI.
+func (c *Cluster) checkCreate(n model.Network) error {
+	if err := c.checkOpen(); err != nil {
+		return err
+	}
+	if n.ID == "" || n.Name == "" || strings.Contains(n.ID, "/") {
+		return fmt.Errorf("cluster: create network: %w: network needs an ID without slashes and a name", model.ErrInvalid)
+	}
+	if n.VNI != 0 && (n.VNI < MinVNI || n.VNI > MaxVNI) {
+		return fmt.Errorf("cluster: create network %s: %w: VNI %d outside %d-%d", n.Name, model.ErrInvalid, n.VNI, MinVNI, MaxVNI)
+	}
+	return nil
+}
+
 // CreateNetwork stores a global network. Its name must be unused across the
 // cluster (else an error wrapping model.ErrConflict, "network with name NAME
 // already exists"), and so must its ID. Unless n.VNI is set, it allocates the
 // lowest free VNI from 4096 up; the name, ID and VNI keys are written in one
 // transaction. It returns the network as stored (with its VNI).
 func (c *Cluster) CreateNetwork(ctx context.Context, n model.Network) (model.Network, error) {
-	if err := c.checkOpen(); err != nil {
+	if err := c.checkCreate(n); err != nil {
 		return model.Network{}, err
-	}
-	if n.ID == "" || n.Name == "" || strings.Contains(n.ID, "/") {
-		return model.Network{}, fmt.Errorf("cluster: create network: %w: network needs an ID without slashes and a name", model.ErrInvalid)
-	}
-	if n.VNI != 0 && (n.VNI < MinVNI || n.VNI > MaxVNI) {
-		return model.Network{}, fmt.Errorf("cluster: create network %s: %w: VNI %d outside %d-%d", n.Name, model.ErrInvalid, n.VNI, MinVNI, MaxVNI)
 	}
 	n.Scope = model.ScopeGlobal
 	wantVNI := n.VNI
@@ -271,14 +281,8 @@ func (c *Cluster) WatchNetworks(ctx context.Context, fromRev int64, fn func([]mo
 // the block-size option (OptBlockSize). It returns the network as stored,
 // with its VNI and effective IPAM configs.
 func (c *Cluster) CreateNetworkWithPool(ctx context.Context, n model.Network) (model.Network, error) {
-	if err := c.checkOpen(); err != nil {
+	if err := c.checkCreate(n); err != nil {
 		return model.Network{}, err
-	}
-	if n.ID == "" || n.Name == "" || strings.Contains(n.ID, "/") {
-		return model.Network{}, fmt.Errorf("cluster: create network: %w: network needs an ID without slashes and a name", model.ErrInvalid)
-	}
-	if n.VNI != 0 && (n.VNI < MinVNI || n.VNI > MaxVNI) {
-		return model.Network{}, fmt.Errorf("cluster: create network %s: %w: VNI %d outside %d-%d", n.Name, model.ErrInvalid, n.VNI, MinVNI, MaxVNI)
 	}
 	if _, err := ParseBlockSize(n.Options); err != nil {
 		return model.Network{}, err
