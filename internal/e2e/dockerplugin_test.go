@@ -46,18 +46,9 @@ func needDocker(t *testing.T) {
 // <host dir>/docker-plugins.
 func dockerCluster(t *testing.T) *harness.Cluster {
 	t.Helper()
-	c := harness.New(t, harness.Options{Hosts: 3, DaemonArgs: func(i int, h *harness.Host) []string {
-		args := []string{"--advertise-addr", h.Addr.String(), "--node-ttl", "2s", "--resync-interval", "2s",
-			"--docker-plugin-dir", filepath.Join(h.Dir, "docker-plugins")}
-		if i == 0 {
-			return append(args, "--cluster-init")
-		}
-		return append(args, h.JoinArgs(0)...)
-	}})
-	for _, h := range c.Hosts {
-		h.Start()
-	}
-	return c
+	return ovClusterWith(t, 3, func(h *harness.Host) []string {
+		return []string{"--docker-plugin-dir", filepath.Join(h.Dir, "docker-plugins")}
+	})
 }
 
 func startDockerd(t *testing.T, h *harness.Host) *dockerd {

@@ -19,8 +19,18 @@ import (
 // its underlay address, with a 2 s node TTL and a 2 s overlay resync.
 func ovCluster(t *testing.T, n int) *harness.Cluster {
 	t.Helper()
+	return ovClusterWith(t, n, nil)
+}
+
+// ovClusterWith is ovCluster with more daemon flags per host (more may be
+// nil).
+func ovClusterWith(t *testing.T, n int, more func(h *harness.Host) []string) *harness.Cluster {
+	t.Helper()
 	c := harness.New(t, harness.Options{Hosts: n, DaemonArgs: func(i int, h *harness.Host) []string {
 		args := []string{"--advertise-addr", h.Addr.String(), "--node-ttl", "2s", "--resync-interval", "2s"}
+		if more != nil {
+			args = append(args, more(h)...)
+		}
 		if i == 0 {
 			return append(args, "--cluster-init")
 		}
