@@ -217,6 +217,17 @@ func linkByName(h *netlink.Handle, name string) (netlink.Link, error) {
 	return l, nil
 }
 
+// lookUpParent returns the name of n's parent interface and the link (nil
+// when there is none).
+func lookUpParent(h *netlink.Handle, n model.Network, o netOptions) (string, netlink.Link, error) {
+	name := parentName(n, o)
+	l, err := linkByName(h, name)
+	if err != nil {
+		return name, nil, fmt.Errorf("macvlan: look up parent %s: %w", name, err)
+	}
+	return name, l, nil
+}
+
 // unsupportedKind reports the kernel's answer to an unknown link type.
 func unsupportedKind(err error) bool {
 	return errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOTSUP) ||
@@ -276,10 +287,9 @@ func (d *Driver) CreateNetwork(ctx context.Context, n model.Network) error {
 		return err
 	}
 	defer h.Close()
-	name := parentName(n, o)
-	l, err := linkByName(h, name)
+	name, l, err := lookUpParent(h, n, o)
 	if err != nil {
-		return fmt.Errorf("macvlan: look up parent %s: %w", name, err)
+		return err
 	}
 	if l != nil {
 		if a := l.Attrs().Alias; strings.HasPrefix(a, markPrefix) && a != mark(n.ID) {
@@ -342,10 +352,9 @@ func (d *Driver) DeleteNetwork(ctx context.Context, n model.Network) error {
 		return err
 	}
 	defer h.Close()
-	name := parentName(n, o)
-	l, err := linkByName(h, name)
+	name, l, err := lookUpParent(h, n, o)
 	if err != nil {
-		return fmt.Errorf("macvlan: look up parent %s: %w", name, err)
+		return err
 	}
 	if l == nil || l.Attrs().Alias != mark(n.ID) {
 		return nil
