@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vxnet/vxnet/internal/harness/freeport"
 	"github.com/vxnet/vxnet/internal/model"
 )
 
@@ -22,20 +23,7 @@ var loopback = netip.MustParseAddr("127.0.0.1")
 // freePorts returns n TCP ports on 127.0.0.1 that were free a moment ago.
 func freePorts(t *testing.T, n int) []int {
 	t.Helper()
-	var ls []net.Listener
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
-		l.Close()
-	}
-	return ports
+	return freeport.Loopback(t, n)
 }
 
 // checkPortsFree fails the test if anything still listens on the ports.

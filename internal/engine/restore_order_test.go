@@ -14,6 +14,7 @@ import (
 	"github.com/vxnet/vxnet/internal/api"
 	"github.com/vxnet/vxnet/internal/cluster"
 	"github.com/vxnet/vxnet/internal/driver"
+	"github.com/vxnet/vxnet/internal/harness/freeport"
 	"github.com/vxnet/vxnet/internal/ipam"
 	"github.com/vxnet/vxnet/internal/model"
 	"github.com/vxnet/vxnet/internal/store"
@@ -92,19 +93,7 @@ func TestVXLANFilterBeforeOverlayRestore(t *testing.T) {
 // openTestCluster starts a one-member embedded cluster on loopback.
 func openTestCluster(t *testing.T) *cluster.Cluster {
 	t.Helper()
-	var ports []int // free a moment ago
-	var ls []net.Listener
-	for range 3 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
-		l.Close()
-	}
+	ports := freeport.Loopback(t, 3)
 	dir := t.TempDir()
 	opts := cluster.Options{
 		NodeID: strings.Repeat("0e", cluster.NodeIDLen/2), Hostname: "engine-test", AdvertiseAddr: addr("127.0.0.1"),
