@@ -120,7 +120,10 @@ func TestMembershipTwoHosts(t *testing.T) {
 	c1 := open(t, o1)
 	o2 := embeddedOpts(t, root, 2, c1)
 	c2 := open(t, o2)
-	ctx := ctxT(t)
+	// The whole scenario runs about 30 s, longer than ctxT's 20 s: with
+	// that context the last steps failed with its deadline, not etcd's.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
 	eventually(t, 5*time.Second, "one voter, one learner", wantMembers(ctx, c1, 1, 1))
 	if c2.etcd == nil || !c2.etcd.Server.IsLearner() {
 		t.Fatal("second host is not a learner")
@@ -207,7 +210,9 @@ func TestMembershipHeals(t *testing.T) {
 		opts = append(opts, o)
 		ms = append(ms, open(t, o))
 	}
-	ctx := ctxT(t)
+	// Longer than ctxT's 20 s: the scenario itself may take that long.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
 	eventually(t, 20*time.Second, "three voters and a spare", wantMembers(ctx, ms[0], 3, 1))
 	_, learners, _ := voterNames(ctx, ms[0])
 	if len(learners) != 1 || learners[0] != nid("node4") {
