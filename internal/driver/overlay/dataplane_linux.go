@@ -90,7 +90,12 @@ func (d *Driver) underlayMTU() (int, error) {
 		return 0, err
 	}
 	defer h.Close()
+	// A dump that raced with an address change elsewhere in the host's
+	// namespace comes back interrupted: ask again.
 	addrs, err := h.AddrList(nil, netlink.FAMILY_ALL)
+	for try := 0; errors.Is(err, netlink.ErrDumpInterrupted) && try < 5; try++ {
+		addrs, err = h.AddrList(nil, netlink.FAMILY_ALL)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("overlay: list host addresses: %w", err)
 	}
