@@ -59,7 +59,13 @@ func TestProcessLeak(t *testing.T) {
 		case <-time.After(5 * time.Second):
 		}
 	})
+	// Between fork and exec a child's command line is still the test
+	// binary's: look again until the exec has happened.
 	leaks := s.Leaks()
+	for deadline := time.Now().Add(5 * time.Second); !hasLeak(leaks, marker+"-sleeper") && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+		leaks = s.Leaks()
+	}
 	if !hasLeak(leaks, marker+"-sleeper") {
 		t.Errorf("marked process not reported: %q", leaks)
 	}
