@@ -1,10 +1,12 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"strings"
 
@@ -53,10 +55,39 @@ func apiErr(class error, format string, args ...any) error {
 	return &classError{msg: fmt.Sprintf(format, args...), class: class}
 }
 
-// decodeJSON decodes a request body into v. An empty body leaves v as it is
-// when allowEmpty; bad JSON is ErrInvalid with a one-line message.
+// decodeJSON decodes a request body into v, as Docker's ReadJSON does: a
+// body must come as application/json (a request without a body may leave
+// the Content-Type out), and nothing may follow the JSON value. An empty
+// body leaves v as it is when allowEmpty; bad JSON is ErrInvalid with a
+// one-line message.
 func decodeJSON(r *http.Request, v any, allowEmpty bool) error {
-	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+	if err := checkJSONContentType(r); err != nil {
+		return err
+	}
+	return decodeJSONBody(io.LimitReader(r.Body, 1<<20), v, allowEmpty)
+}
+
+// checkJSONContentType refuses a request body that is not declared as
+// application/json (Docker's CheckForJSON, with its wording).
+func checkJSONContentType(r *http.Request) error {
+	ct := r.Header.Get("Content-Type")
+	if ct == "" && (r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0) {
+		return nil
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return apiErr(model.ErrInvalid, "malformed Content-Type header (%s): %s", ct, err)
+	}
+	if mt != "application/json" {
+		return apiErr(model.ErrInvalid, "unsupported Content-Type header (%s): must be 'application/json'", ct)
+	}
+	return nil
+}
+
+// decodeJSONBody decodes one JSON value from body into v and refuses
+// anything after it but white space.
+func decodeJSONBody(body io.Reader, v any, allowEmpty bool) error {
+	dec := json.NewDecoder(body)
 	if err := dec.Decode(v); err != nil {
 		if errors.Is(err, io.EOF) {
 			if allowEmpty {
@@ -65,6 +96,15 @@ func decodeJSON(r *http.Request, v any, allowEmpty bool) error {
 			return apiErr(model.ErrInvalid, "invalid JSON: empty request body")
 		}
 		return apiErr(model.ErrInvalid, "invalid JSON: %s", strings.ReplaceAll(err.Error(), "\n", " "))
+	}
+	if dec.More() {
+		return apiErr(model.ErrInvalid, "unexpected content after JSON")
+	}
+	// More stops at a closing bracket; any byte left but white space is
+	// content after the value.
+	rest, _ := io.ReadAll(io.MultiReader(dec.Buffered(), body))
+	if len(bytes.TrimSpace(rest)) > 0 {
+		return apiErr(model.ErrInvalid, "unexpected content after JSON")
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/moby/moby/api/types/image"
+	"github.com/moby/moby/api/types/swarm"
 	"github.com/moby/moby/api/types/system"
 
 	"github.com/vxnet/vxnet/internal/model"
@@ -149,6 +150,7 @@ func (s *server) info(w http.ResponseWriter, r *http.Request) {
 		DefaultRuntime:    "runc",
 		Labels:            []string{},
 		Warnings:          append([]string{}, in.Warnings...),
+		Swarm:             swarm.Info{LocalNodeState: swarm.LocalNodeStateInactive},
 	}
 	writeJSON(w, http.StatusOK, out)
 }

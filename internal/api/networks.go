@@ -3,7 +3,6 @@ package api
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"io"
 	"maps"
 	"net"
@@ -117,6 +116,10 @@ func (s *server) networkInspect(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) networkCreate(w http.ResponseWriter, r *http.Request) {
+	if err := checkJSONContentType(r); err != nil {
+		writeError(w, err)
+		return
+	}
 	req, err := decodeNetworkCreate(io.LimitReader(r.Body, 1<<20))
 	if err != nil {
 		writeError(w, err)
@@ -135,11 +138,8 @@ func (s *server) networkCreate(w http.ResponseWriter, r *http.Request) {
 // IPAM drivers) with ErrInvalid.
 func decodeNetworkCreate(body io.Reader) (NetworkCreate, error) {
 	var req network.CreateRequest
-	if err := json.NewDecoder(body).Decode(&req); err != nil {
-		if errors.Is(err, io.EOF) {
-			return NetworkCreate{}, apiErr(model.ErrInvalid, "invalid JSON: empty request body")
-		}
-		return NetworkCreate{}, apiErr(model.ErrInvalid, "invalid JSON: %s", strings.ReplaceAll(err.Error(), "\n", " "))
+	if err := decodeJSONBody(body, &req, false); err != nil {
+		return NetworkCreate{}, err
 	}
 	name := strings.TrimSpace(req.Name)
 	if name == "" {

@@ -119,6 +119,7 @@ func (s *server) routes() {
 	m.HandleFunc("GET /images/json", s.imageList)
 	m.HandleFunc("POST /images/create", s.imageCreate)
 
+	s.nonSwarmRoutes()
 	s.vxnetRoutes()
 	s.externalRoutes()
 

@@ -29,6 +29,9 @@ func do(t *testing.T, h http.Handler, method, path, body string) *httptest.Respo
 		r = strings.NewReader(body)
 	}
 	req := httptest.NewRequest(method, path, r)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, req)
 	return w
@@ -58,7 +61,19 @@ func TestHandlers(t *testing.T) {
 		{"info", "GET", "/v1.51/info", "", 200, `"OSType":"linux"`},
 		{"too new", "GET", "/v1.99/version", "", 400, "client version 1.99 is too new. Maximum supported API version is " + api.APIVersion},
 		{"too old", "GET", "/v1.12/version", "", 400, "client version 1.12 is too old"},
-		{"unknown route", "GET", "/v1.51/plugins", "", 404, "page not found"},
+		{"unknown route", "GET", "/v1.51/distribution/x/json", "", 404, "page not found"},
+		{"plugins", "GET", "/v1.51/plugins", "", 200, "[]"},
+		{"plugins bad filter", "GET", `/plugins?filters={"x":{"y":true}}`, "", 400, "invalid filter 'x'"},
+		{"plugin inspect", "GET", "/plugins/p1/json", "", 404, `plugin \"p1\" not found`},
+		{"swarm inspect", "GET", "/v1.51/swarm", "", 503, `This node is not a swarm manager. Use \"docker swarm init\" or \"docker swarm join\" to connect this node to swarm and try again.`},
+		{"swarm services", "GET", "/services", "", 503, "This node is not a swarm manager."},
+		{"swarm node inspect", "GET", "/nodes/abc", "", 503, "This node is not a swarm manager."},
+		{"swarm leave", "POST", "/swarm/leave", "", 503, "This node is not part of a swarm"},
+		{"swarm init", "POST", "/swarm/init", `{}`, 400, "vxnet does not support swarm mode"},
+		{"info swarm", "GET", "/info", "", 200, `"LocalNodeState":"inactive"`},
+		{"network create trailing content", "POST", "/networks/create", `{"Name":"n9"} {"Name":"n10"}`, 400, "unexpected content after JSON"},
+		{"network create trailing garbage", "POST", "/networks/create", `{"Name":"n9"}]`, 400, "unexpected content after JSON"},
+		{"container create trailing content", "POST", "/containers/create", `{"Image":"busybox"}x`, 400, "unexpected content after JSON"},
 		{"network list", "GET", "/networks", "", 200, `"Name":"bridge"`},
 		{"network list filter", "GET", `/networks?filters={"name":{"none":true}}`, "", 200, `"Name":"none"`},
 		{"network list old filter form", "GET", `/networks?filters={"type":["builtin"]}`, "", 200, `"Name":"host"`},
@@ -412,5 +427,50 @@ func TestRequestLog(t *testing.T) {
 	if !strings.Contains(line, "level=DEBUG") || !strings.Contains(line, "method=GET") ||
 		!strings.Contains(line, "path=/networks/ghost") || !strings.Contains(line, "status=404") {
 		t.Fatalf("request log %q", line)
+	}
+}
+
+// A JSON body must say it is JSON (Docker's CheckForJSON): another or a
+// malformed Content-Type is refused with 400 before anything is done, and
+// a request without a body needs none.
+func TestContentTypeChecked(t *testing.T) {
+	f := apitest.New()
+	h := api.NewServer(f, api.Options{})
+	for _, tc := range []struct {
+		name, path, ct, body string
+		status               int
+		msg                  string
+	}{
+		{"network text/plain", "/networks/create", "text/plain", `{"Name":"ct1"}`, 400, "unsupported Content-Type header (text/plain): must be 'application/json'"},
+		{"network none", "/networks/create", "", `{"Name":"ct1"}`, 400, "malformed Content-Type header (): mime: no media type"},
+		{"network malformed", "/networks/create", "application/json; =x", `{"Name":"ct1"}`, 400, "malformed Content-Type header (application/json; =x)"},
+		{"container form", "/containers/create", "application/x-www-form-urlencoded", `{"Image":"busybox"}`, 400, "unsupported Content-Type header"},
+		{"connect text", "/networks/bridge/connect", "text/json", `{"Container":"x"}`, 400, "unsupported Content-Type header (text/json)"},
+		{"charset parameter is fine", "/networks/create", "application/json; charset=utf-8", `{"Name":"ct2"}`, 201, ""},
+		{"no body no type", "/containers/prune", "", "", 200, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var body io.Reader
+			if tc.body != "" {
+				body = strings.NewReader(tc.body)
+			}
+			req := httptest.NewRequest("POST", tc.path, body)
+			if tc.ct != "" {
+				req.Header.Set("Content-Type", tc.ct)
+			}
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, req)
+			if w.Code != tc.status {
+				t.Fatalf("status %d, want %d: %s", w.Code, tc.status, w.Body.String())
+			}
+			if tc.msg != "" && !strings.Contains(message(t, w), tc.msg) {
+				t.Fatalf("message %q lacks %q", message(t, w), tc.msg)
+			}
+		})
+	}
+	// Nothing was made by the refused requests.
+	w := do(t, h, "GET", "/networks/ct1", "")
+	if w.Code != 404 {
+		t.Fatalf("refused network create made ct1: %d %s", w.Code, w.Body.String())
 	}
 }
