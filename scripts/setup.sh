@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what vxnet and its tests need on a Debian machine (idempotent).
 set -euo pipefail
-pkgs=(runc busybox-static iproute2 nftables iputils-ping iputils-arping etcd-server etcd-client iperf3 util-linux kmod curl docker.io)
+pkgs=(runc busybox-static iproute2 nftables iputils-ping iputils-arping etcd-server etcd-client iperf3 util-linux kmod curl docker.io docker-registry)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -17,6 +17,8 @@ systemctl stop etcd >/dev/null 2>&1 || true
 # docker.io (for the Docker plugin tests, which run their own dockerd in test
 # namespaces) may start a system dockerd; stop it. /usr/local/bin/docker is left alone.
 systemctl stop docker.service docker.socket >/dev/null 2>&1 || true
+# docker-registry (for the registry tests, which run their own) may start a system one.
+systemctl stop docker-registry.service >/dev/null 2>&1 || true
 # br_netfilter lets the firewall see bridged traffic (ICC off); load if present.
 modprobe br_netfilter >/dev/null 2>&1 || true
 # The neighbour table is shared by every network namespace of the machine. The

@@ -39,12 +39,12 @@ func (s *server) imageList(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// imageCreate serves docker import (fromSrc=- with the rootfs tar as the
-// body). Pulling from a registry (fromImage) is not something vxnet does.
+// imageCreate serves docker pull (fromImage) and docker import (fromSrc=-
+// with the rootfs tar as the body).
 func (s *server) imageCreate(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	if q.Get("fromImage") != "" {
-		writeError(w, apiErr(model.ErrNotFound, "No such image: %s: vxnet does not pull images; import a root filesystem with 'vxnet image import'", q.Get("fromImage")))
+		s.imagePull(w, r)
 		return
 	}
 	if q.Get("fromSrc") != "-" {

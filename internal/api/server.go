@@ -16,7 +16,9 @@
 //	POST /containers/{id}/start|stop|wait, DELETE /containers/{id},
 //	GET /containers/{id}/logs, POST /containers/{id}/exec
 //	POST /exec/{id}/start (hijacked), GET /exec/{id}/json
-//	GET /images/json, POST /images/create?fromSrc=- (docker import)
+//	GET /images/json, POST /images/create (pull, or fromSrc=-: docker import),
+//	GET /images/{name}/json|history, POST /images/{name}/push|tag,
+//	DELETE /images/{name}, POST /images/prune, GET /images/get, POST /images/load
 //
 // The path prefix /vxnet/ is reserved for vxnet-only endpoints where Docker's
 // API has nothing to say; none exist yet (network inspect detail is served
@@ -118,6 +120,10 @@ func (s *server) routes() {
 
 	m.HandleFunc("GET /images/json", s.imageList)
 	m.HandleFunc("POST /images/create", s.imageCreate)
+	m.HandleFunc("POST /images/prune", s.imagePrune)
+	m.HandleFunc("GET /images/get", s.imageSave)
+	m.HandleFunc("POST /images/load", s.imageLoad)
+	m.HandleFunc("/images/{rest...}", s.imageByName)
 
 	s.nonSwarmRoutes()
 	s.vxnetRoutes()

@@ -23,6 +23,7 @@ import (
 	"github.com/vxnet/vxnet/internal/api"
 	"github.com/vxnet/vxnet/internal/engine"
 	"github.com/vxnet/vxnet/internal/ipam"
+	"github.com/vxnet/vxnet/internal/runtime"
 	"github.com/vxnet/vxnet/internal/store"
 )
 
@@ -56,6 +57,9 @@ type Config struct {
 	Containerd string
 	// ContainerdNamespace is this daemon's containerd namespace.
 	ContainerdNamespace string
+	// InsecureRegistries may be spoken to over plain HTTP (host[:port]
+	// or CIDR), as Docker's --insecure-registry.
+	InsecureRegistries []string
 
 	onLeave func() // stops the daemon after a clean leave of the cluster
 	// apiPorts are the TCP ports of the API (closed to containers).
@@ -151,6 +155,7 @@ func NewCommand() *cobra.Command {
 	f.StringVar(&cfg.Runtime, "runtime", "containerd", `Container runtime: "containerd", or "runc" (vxnet's own shim, for data roots made before containerd)`)
 	f.StringVar(&cfg.Containerd, "containerd", "", "Socket of a running containerd (default: run one under the data and exec roots)")
 	f.StringVar(&cfg.ContainerdNamespace, "containerd-namespace", "vxnet", "containerd namespace of this daemon (one per daemon sharing a containerd)")
+	f.StringArrayVar(&cfg.InsecureRegistries, "insecure-registry", nil, "Registry (HOST[:PORT] or CIDR) that may be used over plain HTTP (repeatable)")
 	c := &cfg.Cluster
 	f.StringVar(&c.Store, "cluster-store", "", "External etcd cluster, etcd://HOST:PORT[,HOST:PORT...]")
 	f.StringVar(&c.StoreCA, "cluster-store-ca", "", "CA file for the cluster store's TLS")
@@ -193,6 +198,11 @@ func Run(ctx context.Context, cfg Config) error {
 	level, err := parseLevel(cfg.LogLevel)
 	if err != nil {
 		return err
+	}
+	for _, r := range cfg.InsecureRegistries {
+		if err := runtime.CheckInsecureRegistry(r); err != nil {
+			return err
+		}
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	apiPlan, err := planAPI(cfg.API)

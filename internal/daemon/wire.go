@@ -101,7 +101,7 @@ func wire(ctx context.Context, cfg Config, bip netip.Prefix, st *store.Store, lo
 	alloc.SetDefaultPools(cfg.pools)
 	eopts := engine.Options{
 		DataRoot: cfg.DataRoot, ExecRoot: cfg.ExecRoot, BridgeIP: bip, Store: st,
-		IPAM: engine.LocalIPAM(alloc), Runtime: runtimeAdapter{rt}, Images: imagesAdapter{images},
+		IPAM: engine.LocalIPAM(alloc), Runtime: runtimeAdapter{rt}, Images: newImagesAdapter(images, rt),
 		Firewall: fw, HostRoutes: ipam.HostRoutes, Logger: log, DNS: resolver,
 		ControlPorts: append([]int(nil), cfg.apiPorts...),
 	}
@@ -184,6 +184,8 @@ func wireRuntime(ctx context.Context, cfg Config, images *image.Store, w *wired,
 		RuncRoot:      filepath.Join(cfg.ExecRoot, "containerd-runc"),
 		Images:        images,
 		Logger:        log.With("component", "runtime"),
+
+		InsecureRegistries: cfg.InsecureRegistries,
 	})
 	if err != nil {
 		return nil, err
@@ -243,15 +245,19 @@ func (a runtimeAdapter) Logs(ctx context.Context, id string, stdout, stderr io.W
 }
 func (a runtimeAdapter) List(ctx context.Context) ([]string, error) { return a.r.List(ctx) }
 
-// imagesAdapter presents the image store as the engine's Images.
-type imagesAdapter struct{ s *image.Store }
+// imagesAdapter presents the image store as the engine's Images (and,
+// with the containerd runtime, its ImageManager).
+type imagesAdapter struct {
+	s  *image.Store
+	rt imageRuntime // nil with the runc runtime
+}
 
 func info(i image.Image) engine.ImageInfo {
 	name := i.ID
 	if len(i.RepoTags) > 0 {
 		name = i.RepoTags[0]
 	}
-	return engine.ImageInfo{ID: i.ID, Name: name, Created: i.Created, Size: i.Size, Cmd: i.Config.Cmd,
+	return engine.ImageInfo{ID: i.ID, Name: name, Created: i.Created, Size: i.Size, Cmd: i.Config.Cmd, Entrypoint: i.Config.Entrypoint,
 		ExposedPorts: exposedPorts(i.Config.ExposedPorts)}
 }
 

@@ -41,6 +41,8 @@ func (e *Engine) CreateContainer(ctx context.Context, req api.ContainerCreate) (
 	if len(cmd) == 0 {
 		cmd = img.Cmd
 	}
+	// The image's entrypoint runs the command (as Docker's).
+	cmd = append(slices.Clone(img.Entrypoint), cmd...)
 	if len(cmd) == 0 {
 		return model.Container{}, errf(model.ErrInvalid, "no command specified")
 	}
@@ -124,7 +126,7 @@ func (e *Engine) CreateContainer(ctx context.Context, req api.ContainerCreate) (
 		hostname, _ = os.Hostname()
 	}
 	c := model.Container{
-		ID: id, Name: name, Image: img.Name, Cmd: cmd, Env: req.Env, Hostname: hostname,
+		ID: id, Name: name, Image: img.Name, ImageID: img.ID, Cmd: cmd, Env: req.Env, Hostname: hostname,
 		Created: e.now(), AutoRemove: req.AutoRemove, NetworkMode: n.Name, State: model.StateCreated,
 		ExposedPorts: exposed, PortBindings: req.PortBindings, PublishAll: req.PublishAll,
 		DNS: req.DNS, DNSSearch: req.DNSSearch, DNSOptions: req.DNSOptions, Links: links, ExtraHosts: req.ExtraHosts,

@@ -87,6 +87,8 @@ type ImageInfo struct {
 	Created  time.Time
 	Size     int64
 	Cmd      []string
+	// Entrypoint is the image's entrypoint (runs Cmd).
+	Entrypoint []string
 	// ExposedPorts are the image's exposed ports (published by -P).
 	ExposedPorts []model.Port
 }

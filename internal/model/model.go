@@ -137,9 +137,11 @@ const (
 
 // Container is a runc container whose namespace is its sandbox's.
 type Container struct {
-	ID       string    `json:"ID"`
-	Name     string    `json:"Name"`
-	Image    string    `json:"Image"`
+	ID    string `json:"ID"`
+	Name  string `json:"Name"`
+	Image string `json:"Image"`
+	// ImageID is the ID of the image Image named at create.
+	ImageID  string    `json:"ImageID,omitempty"`
 	Cmd      []string  `json:"Cmd"`
 	Env      []string  `json:"Env,omitempty"`
 	Hostname string    `json:"Hostname"`

@@ -69,6 +69,9 @@ type ContainerdOptions struct {
 	// Images is vxnet's image store; images are imported from it into
 	// containerd's content store on first use.
 	Images *image.Store
+	// InsecureRegistries may be spoken to over plain HTTP: host[:port] or
+	// CIDR (--insecure-registry).
+	InsecureRegistries []string
 	// CgroupParent; "" means "vxnet-<12 hex of sha256(Namespace)>".
 	CgroupParent string
 	Logger       *slog.Logger
@@ -236,6 +239,17 @@ func (r *Containerd) Create(ctx context.Context, s Spec) error {
 // importing it (one uncompressed layer of its rootfs) and unpacking it into
 // the snapshotter when containerd does not have it yet.
 func (r *Containerd) ensureImage(ctx context.Context, vimg image.Image) (containerd.Image, error) {
+	if vimg.Target != nil {
+		// Pulled or loaded: containerd has the content under the ID.
+		img, err := r.client.GetImage(ctx, vimg.ID)
+		if err != nil {
+			return nil, fmt.Errorf("image %s: its content is not in containerd (pull or load it again): %w", vimg.ID, err)
+		}
+		if ok, _ := img.IsUnpacked(ctx, Snapshotter); ok {
+			return img, nil
+		}
+		return img, img.Unpack(ctx, Snapshotter)
+	}
 	name := vimg.ID
 	if len(vimg.RepoTags) > 0 {
 		name = vimg.RepoTags[0]

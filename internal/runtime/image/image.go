@@ -1,6 +1,9 @@
-// Package image is vxnet's local image store. There is no registry: images
-// come from `vxnet image import NAME ROOTFS.tar` (like `docker import`) or
-// are built from the host's static busybox (EnsureBusybox).
+// Package image is vxnet's local image store: the names and metadata of
+// every image. Images come from `vxnet image import NAME ROOTFS.tar` (like
+// `docker import`), are built from the host's static busybox
+// (EnsureBusybox), or are pulled from a registry or loaded from a saved tar
+// by the containerd runtime, which keeps their content (Add; such images
+// have a Target and no rootfs directory here).
 //
 // On-disk layout under the store directory:
 //
@@ -22,6 +25,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -38,10 +42,34 @@ var (
 
 // Config is the run configuration an image carries.
 type Config struct {
-	Cmd []string `json:"Cmd,omitempty"`
-	Env []string `json:"Env,omitempty"`
+	Cmd        []string          `json:"Cmd,omitempty"`
+	Entrypoint []string          `json:"Entrypoint,omitempty"`
+	Env        []string          `json:"Env,omitempty"`
+	WorkingDir string            `json:"WorkingDir,omitempty"`
+	User       string            `json:"User,omitempty"`
+	Labels     map[string]string `json:"Labels,omitempty"`
 	// ExposedPorts as in the OCI image config: {"80/tcp": {}}.
 	ExposedPorts map[string]struct{} `json:"ExposedPorts,omitempty"`
+	// Volumes are the image's volume mount points: {"/data": {}}.
+	Volumes map[string]struct{} `json:"Volumes,omitempty"`
+}
+
+// Target is the root descriptor (manifest or index) of an image whose
+// content containerd holds.
+type Target struct {
+	MediaType string `json:"mediaType"`
+	Digest    string `json:"digest"`
+	Size      int64  `json:"size"`
+}
+
+// History is one entry of an image's history (from its OCI config).
+type History struct {
+	Created    time.Time `json:"created"`
+	CreatedBy  string    `json:"created_by,omitempty"`
+	Comment    string    `json:"comment,omitempty"`
+	EmptyLayer bool      `json:"empty_layer,omitempty"`
+	// Size is the size of the layer the step made (0 for empty layers).
+	Size int64 `json:"size,omitempty"`
 }
 
 // Image is one local image.
@@ -51,7 +79,14 @@ type Image struct {
 	Created  time.Time `json:"Created"`
 	Size     int64     `json:"Size"` // bytes of regular files in the rootfs
 	Config   Config    `json:"Config"`
-	// Rootfs is the absolute path of the unpacked root filesystem.
+	// Target is set for images whose content is in containerd (pulled or
+	// loaded); they have no Rootfs.
+	Target  *Target   `json:"Target,omitempty"`
+	History []History `json:"History,omitempty"`
+	// RepoDigests are "repo@sha256:..." of the manifests pulled or pushed.
+	RepoDigests []string `json:"RepoDigests,omitempty"`
+	// Rootfs is the absolute path of the unpacked root filesystem ("" for
+	// images with a Target).
 	Rootfs string `json:"-"`
 }
 
@@ -141,6 +176,9 @@ func (s *Store) load(hexID string, repos map[string]string) (Image, error) {
 		return Image{}, fmt.Errorf("image: decode %s: %w", hexID, err)
 	}
 	img.Rootfs = filepath.Join(s.imageDir(hexID), "rootfs")
+	if img.Target != nil {
+		img.Rootfs = ""
+	}
 	img.RepoTags = nil
 	for name, id := range repos {
 		if id == img.ID {
@@ -253,12 +291,12 @@ func (s *Store) get(ref string) (Image, error) {
 	return Image{}, &notFoundError{ref: named}
 }
 
-// notFoundError reads like Docker's message and says what to do instead of
-// pulling.
+// notFoundError is Docker's message for a missing image (the docker CLI
+// pulls the image when create answers it with 404).
 type notFoundError struct{ ref Reference }
 
 func (e *notFoundError) Error() string {
-	return fmt.Sprintf("Unable to find image '%s' locally: no registry can be reached; import a root filesystem with: vxnet image import %s ROOTFS.tar", e.ref, e.ref.Repo)
+	return fmt.Sprintf("No such image: %s", e.ref)
 }
 
 func (e *notFoundError) Is(target error) bool { return target == ErrImageNotFound }
@@ -328,6 +366,86 @@ func (s *Store) Remove(ref string) (deleted []string, err error) {
 	}
 	return []string{img.ID}, nil
 }
+
+// Add records an image whose content containerd holds (img.Target set,
+// img.ID "sha256:<hex>" of its config) and points name at it ("" adds it
+// untagged). Adding an existing ID keeps its metadata, adds the name and
+// merges RepoDigests.
+func (s *Store) Add(name string, img Image) (Image, error) {
+	hexID := strings.TrimPrefix(img.ID, "sha256:")
+	if img.Target == nil || len(hexID) != 64 || !isHex(hexID) {
+		return Image{}, fmt.Errorf("image: add %q: need a sha256 ID and a target: %w", img.ID, ErrInvalid)
+	}
+	var named Reference
+	if name != "" {
+		var err error
+		if named, err = ParseReference(name); err != nil {
+			return Image{}, err
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	repos, err := s.readRepos()
+	if err != nil {
+		return Image{}, err
+	}
+	dir := s.imageDir(hexID)
+	if old, err := s.load(hexID, repos); err == nil {
+		for _, d := range old.RepoDigests {
+			if !slices.Contains(img.RepoDigests, d) {
+				img.RepoDigests = append(img.RepoDigests, d)
+			}
+		}
+		sort.Strings(img.RepoDigests)
+		old.RepoDigests = img.RepoDigests
+		old.RepoTags = nil
+		if err := writeJSON(filepath.Join(dir, "image.json"), old); err != nil {
+			return Image{}, fmt.Errorf("image: add %s: %w", img.ID, err)
+		}
+	} else if errors.Is(err, ErrImageNotFound) {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return Image{}, fmt.Errorf("image: add %s: %w", img.ID, err)
+		}
+		img.RepoTags, img.Rootfs = nil, ""
+		if err := writeJSON(filepath.Join(dir, "image.json"), img); err != nil {
+			return Image{}, fmt.Errorf("image: add %s: %w", img.ID, err)
+		}
+	} else {
+		return Image{}, err
+	}
+	if name != "" {
+		repos[named.String()] = img.ID
+		if err := s.writeRepos(repos); err != nil {
+			return Image{}, fmt.Errorf("image: tag %s: %w", named, err)
+		}
+	}
+	return s.load(hexID, repos)
+}
+
+// Untag removes the name name (the image stays, even without names).
+func (s *Store) Untag(name string) error {
+	named, err := ParseReference(name)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	repos, err := s.readRepos()
+	if err != nil {
+		return err
+	}
+	if _, ok := repos[named.String()]; !ok {
+		return &notFoundError{ref: named}
+	}
+	delete(repos, named.String())
+	if err := s.writeRepos(repos); err != nil {
+		return fmt.Errorf("image: untag %s: %w", named, err)
+	}
+	return nil
+}
+
+// Untagged reports whether the image has no name (a "dangling" image).
+func (img Image) Untagged() bool { return len(img.RepoTags) == 0 }
 
 func isHex(s string) bool {
 	if s == "" {

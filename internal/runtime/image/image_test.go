@@ -216,7 +216,7 @@ func TestImportRejects(t *testing.T) {
 	if !errors.Is(err, ErrImageNotFound) {
 		t.Fatalf("Get(foo) = %v, want not found", err)
 	}
-	want := "Unable to find image 'foo:latest' locally: no registry can be reached; import a root filesystem with: vxnet image import foo ROOTFS.tar"
+	want := "No such image: foo:latest"
 	if err.Error() != want {
 		t.Errorf("message %q", err)
 	}
