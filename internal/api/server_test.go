@@ -19,7 +19,7 @@ import (
 	"time"
 
 	"github.com/vxnet/vxnet/internal/api"
-	"github.com/vxnet/vxnet/internal/api/apitest"
+	"github.com/vxnet/vxnet/internal/engine/enginetest"
 )
 
 func do(t *testing.T, h http.Handler, method, path, body string) *httptest.ResponseRecorder {
@@ -47,8 +47,7 @@ func message(t *testing.T, w *httptest.ResponseRecorder) string {
 }
 
 func TestHandlers(t *testing.T) {
-	f := apitest.New()
-	h := api.NewServer(f, api.Options{Version: "t"})
+	h := api.NewServer(enginetest.New(t).Engine, api.Options{Version: "t"})
 	tests := []struct {
 		name, method, path, body string
 		status                   int
@@ -88,14 +87,14 @@ func TestHandlers(t *testing.T) {
 		{"network create ipv6-only", "POST", "/networks/create", `{"Name":"v6","EnableIPv6":true,"EnableIPv4":false}`, 400, "IPv6-only"},
 		{"network create ipam driver", "POST", "/networks/create", `{"Name":"d","IPAM":{"Driver":"dhcp"}}`, 400, "default IPAM driver"},
 		{"network create empty body", "POST", "/networks/create", "", 400, "empty request body"},
-		{"network inspect", "GET", "/networks/n1?verbose=true", "", 200, `"VXNet":{"endpoints":0}`},
+		{"network inspect", "GET", "/networks/n1?verbose=true", "", 200, `"Config":[{"Subnet":"192.0.2.0/24","Gateway":"192.0.2.1"}]`},
 		{"network remove predefined", "DELETE", "/networks/host", "", 403, "host is a pre-defined network and cannot be removed"},
 		{"network connect bad json", "POST", "/networks/n1/connect", `[]`, 400, "invalid JSON"},
 		{"network connect no container", "POST", "/networks/n1/connect", `{}`, 400, "container name or ID is required"},
 		{"network prune filter", "POST", `/networks/prune?filters={"until":{"1h":true}}`, "", 400, "prune filters"},
 		{"container create no config", "POST", "/containers/create", `{}`, 400, "config cannot be empty"},
 		{"container create no image", "POST", "/containers/create", `{"Cmd":["true"]}`, 400, "image name is required"},
-		{"container create missing image", "POST", "/containers/create", `{"Image":"nope"}`, 404, "No such image: nope"},
+		{"container create missing image", "POST", "/containers/create", `{"Image":"nope"}`, 404, "Unable to find image 'nope:latest' locally"},
 		{"container create host and another network", "POST", "/containers/create", `{"Image":"busybox","HostConfig":{"NetworkMode":"host"},"NetworkingConfig":{"EndpointsConfig":{"host":{},"b":{}}}}`, 400, "conflicting options"},
 		{"container create endpoint driver option", "POST", "/containers/create", `{"Image":"busybox","NetworkingConfig":{"EndpointsConfig":{"a":{"DriverOpts":{"x":"y"}}}}}`, 400, "endpoint driver option x"},
 		{"container create bad MAC", "POST", "/containers/create", `{"Image":"busybox","NetworkingConfig":{"EndpointsConfig":{"a":{"MacAddress":"01:00:00:00:00:01"}}}}`, 400, "invalid MAC address"},
@@ -108,7 +107,7 @@ func TestHandlers(t *testing.T) {
 		{"container list", "GET", "/containers/json", "", 200, `"Names":["/c1"]`},
 		{"container list bad filter", "GET", `/containers/json?filters={"ancestor":{"x":true}}`, "", 400, "invalid filter 'ancestor'"},
 		{"exec create no cmd", "POST", "/containers/c1/exec", `{"AttachStdout":true}`, 400, "No exec command specified"},
-		{"exec create tty", "POST", "/containers/c1/exec", `{"Cmd":["sh"],"Tty":true}`, 400, "TTY"},
+		{"exec create tty", "POST", "/containers/c1/exec", `{"Cmd":["sh"],"Tty":true}`, 201, `"Id":"`},
 		{"exec start missing", "POST", "/exec/nope/start", `{}`, 404, "No such exec instance: nope"},
 		{"exec inspect missing", "GET", "/exec/nope/json", "", 404, "No such exec instance: nope"},
 		{"container stop bad t", "POST", "/containers/c1/stop?t=soon", "", 400, "invalid value for t"},
@@ -148,9 +147,24 @@ func TestHandlers(t *testing.T) {
 	}
 }
 
+// A backend without the Streamer ability refuses a TTY or stdin at exec
+// create instead of ignoring them.
+func TestExecTTYWithoutStreamer(t *testing.T) {
+	h := api.NewServer(struct{ api.Backend }{enginetest.New(t).Engine}, api.Options{})
+	if w := do(t, h, "POST", "/containers/create?name=c1", `{"Image":"busybox","Cmd":["sleep","9"]}`); w.Code != 201 {
+		t.Fatal(w.Body.String())
+	}
+	do(t, h, "POST", "/containers/c1/start", "")
+	for _, body := range []string{`{"Cmd":["sh"],"Tty":true}`, `{"Cmd":["sh"],"AttachStdin":true}`} {
+		w := do(t, h, "POST", "/containers/c1/exec", body)
+		if w.Code != 400 || !strings.Contains(message(t, w), "neither a TTY nor stdin") {
+			t.Fatalf("exec create %s: %d %s", body, w.Code, w.Body.String())
+		}
+	}
+}
+
 func TestImportNameTagging(t *testing.T) {
-	f := apitest.New()
-	h := api.NewServer(f, api.Options{})
+	h := api.NewServer(enginetest.New(t).Engine, api.Options{})
 	for _, tc := range []struct{ query, want string }{
 		{"repo=a", "a:latest"},
 		{"repo=a&tag=1", "a:1"},
@@ -168,8 +182,7 @@ func TestImportNameTagging(t *testing.T) {
 }
 
 func TestNetworkListDangling(t *testing.T) {
-	f := apitest.New()
-	h := api.NewServer(f, api.Options{})
+	h := api.NewServer(enginetest.New(t).Engine, api.Options{})
 	do(t, h, "POST", "/networks/create", `{"Name":"used"}`)
 	do(t, h, "POST", "/networks/create", `{"Name":"idle"}`)
 	if w := do(t, h, "POST", "/containers/create", `{"Image":"busybox","HostConfig":{"NetworkMode":"used"}}`); w.Code != 201 {
@@ -231,8 +244,7 @@ func readFrames(t *testing.T, r io.Reader) (string, string) {
 // Exec start hijacks the connection: 101 when asked to upgrade, 200 with
 // the raw stream otherwise; the exit code is then in exec inspect.
 func TestExecHijack(t *testing.T) {
-	f := apitest.New()
-	sock := serve(t, f)
+	sock := serve(t, enginetest.New(t).Engine)
 	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, "unix", sock)
@@ -354,11 +366,11 @@ func TestExecHijack(t *testing.T) {
 }
 
 func TestLogsStream(t *testing.T) {
-	f := apitest.New()
-	h := api.NewServer(f, api.Options{})
+	env := enginetest.New(t)
+	h := api.NewServer(env.Engine, api.Options{})
 	do(t, h, "POST", "/containers/create?name=l", `{"Image":"busybox","Cmd":["sleep","1"]}`)
-	f.AddOutput("l", false, "a\n")
-	f.AddOutput("l", true, "b\n")
+	env.AddOutput(t, "l", false, "a\n")
+	env.AddOutput(t, "l", true, "b\n")
 	w := do(t, h, "GET", "/containers/l/logs?stdout=1&stderr=1", "")
 	if w.Code != 200 || w.Header().Get("Content-Type") != "application/vnd.docker.multiplexed-stream" {
 		t.Fatalf("logs: %d %v", w.Code, w.Header())
@@ -421,7 +433,7 @@ func TestListenUnix(t *testing.T) {
 func TestRequestLog(t *testing.T) {
 	var buf bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	h := api.NewServer(apitest.New(), api.Options{Logger: log})
+	h := api.NewServer(enginetest.New(t).Engine, api.Options{Logger: log})
 	do(t, h, "GET", "/v1.51/networks/ghost", "")
 	line := buf.String()
 	if !strings.Contains(line, "level=DEBUG") || !strings.Contains(line, "method=GET") ||
@@ -434,8 +446,7 @@ func TestRequestLog(t *testing.T) {
 // malformed Content-Type is refused with 400 before anything is done, and
 // a request without a body needs none.
 func TestContentTypeChecked(t *testing.T) {
-	f := apitest.New()
-	h := api.NewServer(f, api.Options{})
+	h := api.NewServer(enginetest.New(t).Engine, api.Options{})
 	for _, tc := range []struct {
 		name, path, ct, body string
 		status               int

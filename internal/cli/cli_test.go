@@ -13,22 +13,64 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/vxnet/vxnet/internal/api"
-	"github.com/vxnet/vxnet/internal/api/apitest"
+	"github.com/vxnet/vxnet/internal/engine"
+	"github.com/vxnet/vxnet/internal/engine/enginetest"
 	"github.com/vxnet/vxnet/internal/model"
 )
 
-// daemon is a fake-backed API server on a unix socket.
+// daemon is an API server on a unix socket in front of a real engine on
+// fake drivers and runtime (enginetest); reqs counts the requests that
+// reached it, by method and path without the version prefix.
 type daemon struct {
 	t    *testing.T
 	sock string
-	fake *apitest.Fake
+	env  *enginetest.Env
+	reqs *requests
+}
+
+// requests counts the API requests a daemon received.
+type requests struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (r *requests) count(method, path string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.n[method+" "+path]
+}
+
+func (r *requests) total() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, c := range r.n {
+		n += c
+	}
+	return n
+}
+
+var versionPrefix = regexp.MustCompile(`^/v[0-9.]+/`)
+
+func (r *requests) wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		r.mu.Lock()
+		r.n[req.Method+" "+versionPrefix.ReplaceAllString(req.URL.Path, "/")]++
+		r.mu.Unlock()
+		h.ServeHTTP(w, req)
+	})
 }
 
 func startDaemon(t *testing.T, b api.Backend) string {
+	return startDaemonCounting(t, b, nil)
+}
+
+func startDaemonCounting(t *testing.T, b api.Backend, reqs *requests) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "vxcli")
 	if err != nil {
@@ -40,15 +82,20 @@ func startDaemon(t *testing.T, b api.Backend) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: api.NewServer(b, api.Options{Version: "test"}), ReadHeaderTimeout: 5 * time.Second}
+	h := api.NewServer(b, api.Options{Version: "test"})
+	if reqs != nil {
+		h = reqs.wrap(h)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Close() })
 	return sock
 }
 
 func newDaemon(t *testing.T) *daemon {
-	f := apitest.New()
-	return &daemon{t: t, sock: startDaemon(t, f), fake: f}
+	env := enginetest.New(t)
+	reqs := &requests{n: map[string]int{}}
+	return &daemon{t: t, sock: startDaemonCounting(t, env.Engine, reqs), env: env, reqs: reqs}
 }
 
 type result struct {
@@ -131,7 +178,7 @@ func TestNetworkLifecycle(t *testing.T) {
 	if !strings.Contains(out, `"IPv4Address": "192.0.2.200/24"`) || !strings.Contains(out, ctr) {
 		t.Fatalf("inspect after connect lacks the endpoint:\n%s", out)
 	}
-	if r := d.run("network", "rm", "front"); r.code != 1 || !strings.Contains(r.stderr, "Error response from daemon: error while removing network: network front has active endpoints") {
+	if r := d.run("network", "rm", "front"); r.code != 1 || !regexp.MustCompile(`^Error response from daemon: error while removing network: network front id [0-9a-f]{64} has active endpoints\n$`).MatchString(r.stderr) {
 		t.Fatalf("rm of a used network: %+v", r)
 	}
 	d.ok("network", "disconnect", "-f", "front", "web")
@@ -173,8 +220,8 @@ func TestNetworkPrune(t *testing.T) {
 	d.ok("run", "-d", "--net", "b", "busybox", "sleep", "1")
 
 	r := d.runIn("n\n", "network", "prune")
-	if r.code != 0 || d.fake.Calls("PruneNetworks") != 0 || !strings.Contains(r.stdout, "[y/N]") {
-		t.Fatalf("declined prune: %+v, prune calls %d", r, d.fake.Calls("PruneNetworks"))
+	if r.code != 0 || d.reqs.count("POST", "/networks/prune") != 0 || !strings.Contains(r.stdout, "[y/N]") {
+		t.Fatalf("declined prune: %+v, prune requests %d", r, d.reqs.count("POST", "/networks/prune"))
 	}
 	r = d.runIn("y\n", "network", "prune")
 	if r.code != 0 || !strings.HasSuffix(r.stdout, "Deleted Networks:\na\n") {
@@ -192,7 +239,7 @@ func TestNetworkListFilters(t *testing.T) {
 	d := newDaemon(t)
 	d.ok("network", "create", "--label", "env=prod", "prod1")
 	d.ok("network", "create", "--label", "env=dev", "dev1")
-	d.ok("network", "create", "-d", "overlay", "ov1")
+	d.ok("network", "create", "-d", "macvlan", "ov1")
 	names := func(args ...string) string {
 		out := d.ok(append([]string{"network", "ls"}, args...)...)
 		var got []string
@@ -209,8 +256,9 @@ func TestNetworkListFilters(t *testing.T) {
 		{[]string{"-f", "type=builtin"}, "bridge,host,none"},
 		{[]string{"-f", "label=env=prod"}, "prod1"},
 		{[]string{"-f", "label=env"}, "dev1,prod1"},
-		{[]string{"-f", "driver=overlay"}, "ov1"},
-		{[]string{"-f", "scope=global"}, "ov1"},
+		{[]string{"-f", "driver=macvlan"}, "ov1"},
+		{[]string{"-f", "scope=global"}, ""},
+		{[]string{"-f", "scope=local"}, "bridge,dev1,host,none,ov1,prod1"},
 		{[]string{"-f", "name=1"}, "dev1,ov1,prod1"},
 		{[]string{"-f", "name=^prod"}, "prod1"},
 		{[]string{"-f", "name=prod1", "-f", "name=dev1"}, "dev1,prod1"},
@@ -257,13 +305,13 @@ func TestBadInputNeverReachesBackend(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
-			before := d.fake.TotalCalls()
+			before := d.reqs.total()
 			r := d.run(tc.args...)
 			if r.code != tc.code || r.stderr != tc.stderr+"\n" {
 				t.Errorf("got exit %d stderr %q, want exit %d stderr %q", r.code, r.stderr, tc.code, tc.stderr+"\n")
 			}
-			if n := d.fake.TotalCalls() - before; n != 0 {
-				t.Errorf("%d backend calls were made", n)
+			if n := d.reqs.total() - before; n != 0 {
+				t.Errorf("%d requests reached the daemon", n)
 			}
 		})
 	}
@@ -284,8 +332,8 @@ func TestErrorMapping(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(fmt.Sprint(tc.status), func(t *testing.T) {
-			d := newDaemon(t)
-			d.fake.Fail = func(string) error { return fmt.Errorf("engine: remove network x: %w", tc.class) }
+			env := enginetest.New(t)
+			d := &daemon{t: t, sock: startDaemon(t, failRemove{env.Engine, fmt.Errorf("engine: remove network x: %w", tc.class)}), env: env}
 			r := d.run("network", "rm", "x")
 			want := "Error response from daemon: engine: remove network x: " + tc.class.Error() + "\n"
 			if r.code != 1 || r.stderr != want {
@@ -324,7 +372,7 @@ func TestContainerFlow(t *testing.T) {
 	id = strings.TrimSpace(id)
 
 	ps := d.ok("ps")
-	if !regexp.MustCompile(`^CONTAINER ID\s+IMAGE\s+COMMAND\s+CREATED\s+STATUS\s+PORTS\s+NAMES\n` + id[:12] + `\s+busybox\s+"sleep 1000"\s+Less than a second ago\s+Up Less than a second\s+db\n$`).MatchString(ps) {
+	if !regexp.MustCompile(`^CONTAINER ID\s+IMAGE\s+COMMAND\s+CREATED\s+STATUS\s+PORTS\s+NAMES\n` + id[:12] + `\s+busybox(:latest)?\s+"sleep 1000"\s+Less than a second ago\s+Up Less than a second\s+db\n$`).MatchString(ps) {
 		t.Fatalf("ps:\n%s", ps)
 	}
 	if q := d.ok("ps", "-q"); q != id[:12]+"\n" {
@@ -395,17 +443,25 @@ func TestRunAttached(t *testing.T) {
 	if ps := d.ok("ps", "-a", "-q"); len(strings.Fields(ps)) != 3 {
 		t.Fatalf("ps -a -q after runs: %q", ps)
 	}
-	if r := d.run("run", "nosuchimage"); r.code != 125 || r.stderr != "Error response from daemon: No such image: nosuchimage\n" {
+	if r := d.run("run", "nosuchimage"); r.code != 125 || !strings.HasPrefix(r.stderr, "Error response from daemon: Unable to find image 'nosuchimage:latest' locally") {
 		t.Fatalf("run of a missing image: %+v", r)
 	}
 }
 
-// hideWaiter hides the Fake's ExitWaiter, to test the API's fallback.
+// failRemove is the engine with RemoveNetwork failing with err.
+type failRemove struct {
+	*engine.Engine
+	err error
+}
+
+func (f failRemove) RemoveNetwork(context.Context, string) error { return f.err }
+
+// hideWaiter hides the engine's ExitWaiter, to test the API's fallback.
 type hideWaiter struct{ api.Backend }
 
 func TestRunAttachedWithoutExitWaiter(t *testing.T) {
-	f := apitest.New()
-	d := &daemon{t: t, sock: startDaemon(t, hideWaiter{f}), fake: f}
+	env := enginetest.New(t)
+	d := &daemon{t: t, sock: startDaemon(t, hideWaiter{env.Engine}), env: env}
 	if r := d.run("run", "busybox", "exit", "4"); r.code != 4 {
 		t.Fatalf("run: %+v", r)
 	}
@@ -417,12 +473,8 @@ func TestRunAttachedWithoutExitWaiter(t *testing.T) {
 func TestLogs(t *testing.T) {
 	d := newDaemon(t)
 	d.ok("run", "-d", "--name", "chatty", "busybox", "sleep", "9")
-	if err := d.fake.AddOutput("chatty", false, "to stdout\n"); err != nil {
-		t.Fatal(err)
-	}
-	if err := d.fake.AddOutput("chatty", true, "to stderr\n"); err != nil {
-		t.Fatal(err)
-	}
+	d.env.AddOutput(t, "chatty", false, "to stdout\n")
+	d.env.AddOutput(t, "chatty", true, "to stderr\n")
 	r := d.run("logs", "chatty")
 	if r.code != 0 || r.stdout != "to stdout\n" || r.stderr != "to stderr\n" {
 		t.Fatalf("logs: %+v", r)
@@ -440,14 +492,14 @@ func TestExec(t *testing.T) {
 		t.Fatalf("exec echo (flags after the command go to it): %+v", r)
 	}
 	var gotEnv []string
-	d.fake.ExecHook = func(cmd, env []string, stdout, stderr io.Writer) (int, error) {
+	d.env.Runtime.ExecHook = func(cmd, env []string, stdout, stderr io.Writer) (int, error) {
 		gotEnv = env
 		return 0, nil
 	}
 	if r := d.run("exec", "-e", "X=1", "box", "env"); r.code != 0 || len(gotEnv) != 1 || gotEnv[0] != "X=1" {
 		t.Fatalf("exec -e: %+v env %v", r, gotEnv)
 	}
-	d.fake.ExecHook = nil
+	d.env.Runtime.ExecHook = nil
 	if r := d.run("exec", "nobox", "echo"); r.code != 1 || r.stderr != "Error response from daemon: No such container: nobox\n" {
 		t.Fatalf("exec in a missing container: %+v", r)
 	}
@@ -516,12 +568,30 @@ func dialUnix(ctx context.Context, path string) (net.Conn, error) {
 func TestRunDetachedAutoRemove(t *testing.T) {
 	d := newDaemon(t)
 	id := strings.TrimSpace(d.ok("run", "-d", "--rm", "busybox", "true"))
-	if r := d.run("inspect", id); r.code != 1 || r.stderr != "Error: No such object: "+id+"\n" {
-		t.Fatalf("container of run -d --rm still there: %+v", r)
+	// The daemon removes it once it has seen the exit.
+	for i := 0; ; i++ {
+		r := d.run("inspect", id)
+		if r.code == 1 && r.stderr == "Error: No such object: "+id+"\n" {
+			break
+		}
+		if i == 500 {
+			t.Fatalf("container of run -d --rm still there after 10s: %+v", r)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	id = strings.TrimSpace(d.ok("run", "-d", "busybox", "true"))
-	if out := d.ok("inspect", id); !strings.Contains(out, `"AutoRemove": false`) || !strings.Contains(out, `"Status": "exited"`) {
-		t.Fatalf("inspect:\n%s", out)
+	for i := 0; ; i++ {
+		out := d.ok("inspect", id)
+		if !strings.Contains(out, `"AutoRemove": false`) {
+			t.Fatalf("inspect:\n%s", out)
+		}
+		if strings.Contains(out, `"Status": "exited"`) {
+			break
+		}
+		if i == 500 {
+			t.Fatalf("not exited after 10s:\n%s", out)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

@@ -74,6 +74,11 @@ type Options struct {
 	Logger  *slog.Logger
 	Now     func() time.Time
 
+	// NoNetns makes sandboxes without network namespaces, for tests that
+	// run without root on fake drivers (internal/engine/enginetest); the
+	// daemon never sets it.
+	NoNetns bool
+
 	// noNetns makes sandboxes without namespaces (unit tests without root).
 	noNetns bool
 	// portCheck replaces the bind test of host ports (unit tests).
@@ -142,6 +147,7 @@ func New(opts Options) (*Engine, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	opts.noNetns = opts.noNetns || opts.NoNetns
 	if !opts.BridgeIP.IsValid() {
 		opts.BridgeIP = netip.MustParsePrefix("172.17.0.1/16")
 	}
