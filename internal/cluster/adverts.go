@@ -27,12 +27,17 @@ type Advert struct {
 	EndpointID string
 	IP         netip.Addr
 	MAC        net.HardwareAddr
-	VTEP       netip.Addr // underlay address of the host
-	NodeID     string
-	// Name and Aliases are the container's name and network aliases, so
-	// peers on other hosts can resolve it.
-	Name    string
-	Aliases []string
+	// IP6 is the endpoint's IPv6 address on a network with IPv6 (invalid
+	// otherwise).
+	IP6    netip.Addr
+	VTEP   netip.Addr // underlay address of the host
+	NodeID string
+	// Name, Aliases and ContainerID are the container's name, network
+	// aliases and ID, so peers on other hosts can resolve it (by its short
+	// ID too). Advertisements of older versions have no ContainerID.
+	Name        string
+	Aliases     []string
+	ContainerID string
 
 	// Where the advertisement was read from (empty for one not read from
 	// the store): its key, and the store revision that created it.
@@ -46,18 +51,20 @@ func (a Advert) Key() string { return a.key }
 
 // advertJSON is the stored form (the MAC as text, not base64).
 type advertJSON struct {
-	NetworkID  string     `json:"NetworkID"`
-	EndpointID string     `json:"EndpointID"`
-	IP         netip.Addr `json:"IP"`
-	MAC        string     `json:"MAC"`
-	VTEP       netip.Addr `json:"VTEP"`
-	NodeID     string     `json:"NodeID"`
-	Name       string     `json:"Name,omitempty"`
-	Aliases    []string   `json:"Aliases,omitempty"`
+	NetworkID   string     `json:"NetworkID"`
+	EndpointID  string     `json:"EndpointID"`
+	IP          netip.Addr `json:"IP"`
+	IP6         netip.Addr `json:"IP6,omitzero"`
+	MAC         string     `json:"MAC"`
+	VTEP        netip.Addr `json:"VTEP"`
+	NodeID      string     `json:"NodeID"`
+	Name        string     `json:"Name,omitempty"`
+	Aliases     []string   `json:"Aliases,omitempty"`
+	ContainerID string     `json:"ContainerID,omitempty"`
 }
 
 func encodeAdvert(a Advert) []byte {
-	b, _ := json.Marshal(advertJSON{a.NetworkID, a.EndpointID, a.IP, a.MAC.String(), a.VTEP, a.NodeID, a.Name, a.Aliases})
+	b, _ := json.Marshal(advertJSON{a.NetworkID, a.EndpointID, a.IP, a.IP6, a.MAC.String(), a.VTEP, a.NodeID, a.Name, a.Aliases, a.ContainerID})
 	return b
 }
 
@@ -70,7 +77,8 @@ func decodeAdvert(b []byte) (Advert, error) {
 	if err != nil {
 		return Advert{}, err
 	}
-	return Advert{NetworkID: j.NetworkID, EndpointID: j.EndpointID, IP: j.IP, MAC: mac, VTEP: j.VTEP, NodeID: j.NodeID, Name: j.Name, Aliases: j.Aliases}, nil
+	return Advert{NetworkID: j.NetworkID, EndpointID: j.EndpointID, IP: j.IP, IP6: j.IP6, MAC: mac, VTEP: j.VTEP, NodeID: j.NodeID,
+		Name: j.Name, Aliases: j.Aliases, ContainerID: j.ContainerID}, nil
 }
 
 // advertKey is the key of one of this node's advertisements, or with epID

@@ -2,8 +2,10 @@ package cluster
 
 // Global addresses come from per-host blocks, as in Calico's IPAM. A subnet
 // is cut into blocks (a /26 unless the network's option
-// com.vxnet.ipam.block-size says otherwise; the whole subnet if it is
-// smaller). A host claims a free block (its affinity), gives out addresses
+// com.vxnet.ipam.block-size says otherwise; in an IPv6 subnet a /122 unless
+// com.vxnet.ipam.block-size6 says otherwise, inside the first 2^32
+// addresses, the part of an IPv6 subnet vxnet hands out; the whole subnet if
+// it is smaller). A host claims a free block (its affinity), gives out addresses
 // from its own blocks, so that concurrent allocations on different hosts
 // write different keys, claims another block when its blocks are full, and
 // borrows a free address from any other block only when no block is left to
@@ -20,6 +22,7 @@ package cluster
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -44,6 +47,13 @@ const OptBlockSize = "com.vxnet.ipam.block-size"
 // DefaultBlockBits is the default block prefix length (64 addresses).
 const DefaultBlockBits = 26
 
+// OptBlockSize6 is the network option (-o) setting the prefix length of the
+// address blocks in a global network's IPv6 subnets.
+const OptBlockSize6 = "com.vxnet.ipam.block-size6"
+
+// DefaultBlockBits6 is the default IPv6 block prefix length (64 addresses).
+const DefaultBlockBits6 = 122
+
 // ParseBlockSize checks the block-size option (absent: the default).
 func ParseBlockSize(opts map[string]string) (int, error) {
 	v, ok := opts[OptBlockSize]
@@ -53,6 +63,19 @@ func ParseBlockSize(opts map[string]string) (int, error) {
 	b, err := strconv.Atoi(strings.TrimPrefix(v, "/"))
 	if err != nil || b < 16 || b > 32 {
 		return 0, fmt.Errorf("%w: invalid option %s=%q: want an IPv4 prefix length from 16 to 32", model.ErrInvalid, OptBlockSize, v)
+	}
+	return b, nil
+}
+
+// ParseBlockSize6 checks the IPv6 block-size option (absent: the default).
+func ParseBlockSize6(opts map[string]string) (int, error) {
+	v, ok := opts[OptBlockSize6]
+	if !ok {
+		return DefaultBlockBits6, nil
+	}
+	b, err := strconv.Atoi(strings.TrimPrefix(v, "/"))
+	if err != nil || b < 104 || b > 128 {
+		return 0, fmt.Errorf("%w: invalid option %s=%q: want an IPv6 prefix length from 104 to 128", model.ErrInvalid, OptBlockSize6, v)
 	}
 	return b, nil
 }
@@ -92,7 +115,16 @@ func (c *Cluster) blockKey(netID string, b netip.Prefix) string {
 type ipamView struct {
 	subs   []storedSubnet
 	blocks map[netip.Prefix]*storedBlock
-	bits   int
+	bits   int // block prefix length in IPv4 subnets
+	bits6  int // in IPv6 subnets
+}
+
+// bitsFor is the block prefix length in subnet p.
+func (v ipamView) bitsFor(p netip.Prefix) int {
+	if p.Addr().Is6() {
+		return v.bits6
+	}
+	return v.bits
 }
 
 func (c *Cluster) readIPAM(ctx context.Context, netID string) (ipamView, error) {
@@ -106,7 +138,7 @@ func (c *Cluster) readIPAM(ctx context.Context, netID string) (ipamView, error) 
 	if err != nil {
 		return ipamView{}, unavailable("read pools", err)
 	}
-	v := ipamView{blocks: map[netip.Prefix]*storedBlock{}, bits: DefaultBlockBits}
+	v := ipamView{blocks: map[netip.Prefix]*storedBlock{}, bits: DefaultBlockBits, bits6: DefaultBlockBits6}
 	for _, kv := range resp.Responses[0].GetResponseRange().Kvs {
 		s := new(ipam.Subnet)
 		if err := json.Unmarshal(kv.Value, s); err != nil {
@@ -138,6 +170,9 @@ func (c *Cluster) readIPAM(ctx context.Context, netID string) (ipamView, error) 
 		if json.Unmarshal(kvs[0].Value, &n) == nil {
 			if b, err := ParseBlockSize(n.Options); err == nil {
 				v.bits = b
+			}
+			if b, err := ParseBlockSize6(n.Options); err == nil {
+				v.bits6 = b
 			}
 		}
 	}
@@ -177,24 +212,42 @@ func freeIn(sub *ipam.Subnet, b netip.Prefix, taken map[netip.Addr]AddrOwner, cu
 	return netip.Addr{}, false
 }
 
-// AllocateAddress gives out an address of a global network, owned by this
-// node, with no endpoint recorded. See AllocateAddressFor.
+// AllocateAddress gives out an IPv4 address of a global network, owned by
+// this node, with no endpoint recorded. See AllocateAddressFor.
 func (c *Cluster) AllocateAddress(ctx context.Context, netID string, static netip.Addr) (netip.Prefix, error) {
 	return c.AllocateAddressFor(ctx, netID, static, "")
 }
 
 // AllocateAddressFor gives out an address of a global network, with its
 // subnet's prefix length, owned by this node and endpoint. A valid static
-// address is taken in whatever block holds it; otherwise the subnets are
-// tried in order: a free address of this node's blocks, else a newly claimed
-// block, else a free address borrowed from another node's block. Block
-// writes are compare-and-swap, retried on contention. Allocations are
-// durable.
+// address (of either family) is taken in whatever block holds it; otherwise
+// the IPv4 subnets are tried in order: a free address of this node's
+// blocks, else a newly claimed block, else a free address borrowed from
+// another node's block. Block writes are compare-and-swap, retried on
+// contention. Allocations are durable.
 func (c *Cluster) AllocateAddressFor(ctx context.Context, netID string, static netip.Addr, endpoint string) (netip.Prefix, error) {
+	return c.allocate(ctx, netID, static, endpoint, static.Is6())
+}
+
+// AllocateAddress6For is AllocateAddressFor in the network's IPv6 subnets:
+// static, if valid, must be an IPv6 address; without it the next free
+// address of this node's IPv6 blocks (or a new block) is given out. A
+// network without an IPv6 subnet is ErrInvalid.
+func (c *Cluster) AllocateAddress6For(ctx context.Context, netID string, static netip.Addr, endpoint string) (netip.Prefix, error) {
+	if static.IsValid() && !static.Is6() {
+		return netip.Prefix{}, fmt.Errorf("%w: %s is not an IPv6 address", ipam.ErrInvalid, static)
+	}
+	return c.allocate(ctx, netID, static, endpoint, true)
+}
+
+func (c *Cluster) allocate(ctx context.Context, netID string, static netip.Addr, endpoint string, v6 bool) (netip.Prefix, error) {
 	if err := c.checkOpen(); err != nil {
 		return netip.Prefix{}, err
 	}
 	if c.opts.singleKeyIPAM {
+		if v6 {
+			return netip.Prefix{}, fmt.Errorf("%w: the single-key allocator has no IPv6", ipam.ErrInvalid)
+		}
 		return c.allocateSingleKey(ctx, netID, static)
 	}
 	// One allocation at a time from this host: its own blocks then see no
@@ -208,7 +261,7 @@ func (c *Cluster) AllocateAddressFor(ctx context.Context, netID string, static n
 	defer cancel()
 	owner := AddrOwner{Node: c.opts.NodeID, Endpoint: endpoint, Since: time.Now().UTC()}
 	if !static.IsValid() {
-		p, ok, err := c.allocateCached(actx, netID, owner)
+		p, ok, err := c.allocateCached(actx, netID, owner, v6)
 		if err != nil || ok {
 			return p, err
 		}
@@ -218,7 +271,7 @@ func (c *Cluster) AllocateAddressFor(ctx context.Context, netID string, static n
 		if err != nil {
 			return netip.Prefix{}, err
 		}
-		blk, a, sub, err := c.pickAddress(netID, v, static)
+		blk, a, sub, err := c.pickAddress(netID, v, static, v6)
 		if err != nil {
 			return netip.Prefix{}, err
 		}
@@ -242,9 +295,10 @@ func (c *Cluster) AllocateAddressFor(ctx context.Context, netID string, static n
 }
 
 // pickAddress chooses the block and address of one allocation in view v
-// (see AllocateAddressFor). The returned block is to be written back; a
+// (see AllocateAddressFor), in the subnets of one family (IPv6 if v6) when
+// no static address is given. The returned block is to be written back; a
 // block with rev 0 is a new claim.
-func (c *Cluster) pickAddress(netID string, v ipamView, static netip.Addr) (*storedBlock, netip.Addr, *ipam.Subnet, error) {
+func (c *Cluster) pickAddress(netID string, v ipamView, static netip.Addr, v6 bool) (*storedBlock, netip.Addr, *ipam.Subnet, error) {
 	self := c.opts.NodeID
 	newBlock := func(sub *ipam.Subnet, b netip.Prefix) *storedBlock {
 		return &storedBlock{key: c.blockKey(netID, b), rec: blockRecord{Block: b, Subnet: sub.Prefix(), Node: self, Addrs: map[netip.Addr]AddrOwner{}}}
@@ -263,7 +317,7 @@ func (c *Cluster) pickAddress(netID string, v ipamView, static netip.Addr) (*sto
 			if _, err := fresh.Allocate(static); err != nil {
 				return nil, netip.Addr{}, nil, err
 			}
-			b := blockOf(s.sub.Prefix(), v.bits, static)
+			b := blockOf(s.sub.Prefix(), v.bitsFor(s.sub.Prefix()), static)
 			blk := v.blocks[b]
 			if blk == nil {
 				blk = newBlock(s.sub, b)
@@ -275,7 +329,12 @@ func (c *Cluster) pickAddress(netID string, v ipamView, static netip.Addr) (*sto
 		}
 		return nil, netip.Addr{}, nil, fmt.Errorf("%w: no configured subnet contains IP address %s", ipam.ErrInvalid, static)
 	}
+	var last *ipam.Subnet
 	for _, s := range v.subs {
+		if s.sub.IPv6() != v6 {
+			continue
+		}
+		last = s.sub
 		sp := s.sub.Prefix()
 		var mine, others []*storedBlock
 		for b, blk := range v.blocks {
@@ -314,24 +373,35 @@ func (c *Cluster) pickAddress(netID string, v ipamView, static netip.Addr) (*sto
 			}
 		}
 	}
-	return nil, netip.Addr{}, nil, fmt.Errorf("%w: %s", ipam.ErrNoAvailableAddress, v.subs[len(v.subs)-1].sub.Prefix())
+	if last == nil {
+		fam := "IPv4"
+		if v6 {
+			fam = "IPv6"
+		}
+		return nil, netip.Addr{}, nil, fmt.Errorf("%w: network %s has no %s subnet", ipam.ErrInvalid, netID, fam)
+	}
+	return nil, netip.Addr{}, nil, fmt.Errorf("%w: %s", ipam.ErrNoAvailableAddress, last.Prefix())
 }
 
 // unclaimedBlock returns a block of sub with no record and an address to
 // hand out. The search starts at a place derived from the node ID, so hosts
-// claiming at the same time seldom race for the same block.
+// claiming at the same time seldom race for the same block. In an IPv6
+// subnet the blocks lie in its first 2^32 addresses (what ipam.Subnet hands
+// out).
 func (c *Cluster) unclaimedBlock(sub *ipam.Subnet, v ipamView) (netip.Prefix, bool) {
 	sp := sub.Prefix()
-	bits := max(v.bits, sp.Bits())
-	n := uint64(1) << (bits - sp.Bits())
+	bits := max(v.bitsFor(sp), sp.Bits())
+	span := sp.Bits()
+	if sub.IPv6() {
+		span = max(span, 96)
+	}
+	n := uint64(1) << (bits - span)
 	h := fnv.New64a()
 	h.Write([]byte(c.opts.NodeID))
 	start := h.Sum64() % n
-	base := toU32(sp.Addr())
-	size := uint64(1) << (32 - bits)
 	for i := range n {
 		idx := (start + i) % n
-		b := netip.PrefixFrom(fromU32(uint32(uint64(base)+idx*size)), bits)
+		b := blockAt(sp, bits, idx)
 		if _, taken := v.blocks[b]; taken {
 			continue
 		}
@@ -340,6 +410,21 @@ func (c *Cluster) unclaimedBlock(sub *ipam.Subnet, v ipamView) (netip.Prefix, bo
 		}
 	}
 	return netip.Prefix{}, false
+}
+
+// blockAt is the idx-th block of bits in subnet sp (for IPv6, counted in
+// the low 32 bits of the address).
+func blockAt(sp netip.Prefix, bits int, idx uint64) netip.Prefix {
+	a := sp.Masked().Addr()
+	if a.Is4() {
+		size := uint64(1) << (32 - bits)
+		return netip.PrefixFrom(fromU32(uint32(uint64(toU32(a))+idx*size)), bits)
+	}
+	b := a.As16()
+	lo := uint64(binary.BigEndian.Uint32(b[12:]))
+	size := uint64(1) << (128 - bits)
+	binary.BigEndian.PutUint32(b[12:], uint32(lo+idx*size))
+	return netip.PrefixFrom(netip.AddrFrom16(b), bits)
 }
 
 func toU32(a netip.Addr) uint32 {
@@ -404,16 +489,19 @@ func (c *Cluster) cacheView(netID string, v ipamView) {
 	c.ipamCache[netID] = ic
 }
 
-// allocateCached tries to allocate from this host's cached blocks. It
-// returns ok false when the cache cannot serve (no cache, no room, or a lost
-// condition, which drops the cache).
-func (c *Cluster) allocateCached(ctx context.Context, netID string, owner AddrOwner) (netip.Prefix, bool, error) {
+// allocateCached tries to allocate from this host's cached blocks of one
+// family (IPv6 if v6). It returns ok false when the cache cannot serve (no
+// cache, no room, or a lost condition, which drops the cache).
+func (c *Cluster) allocateCached(ctx context.Context, netID string, owner AddrOwner, v6 bool) (netip.Prefix, bool, error) {
 	ic := c.ipamCache[netID]
 	if ic == nil {
 		return netip.Prefix{}, false, nil
 	}
 	for _, wrap := range []bool{false, true} {
 		for _, blk := range ic.own {
+			if blk.rec.Block.Addr().Is6() != v6 {
+				continue
+			}
 			var sub *ipam.Subnet
 			for _, s := range ic.subs {
 				if s.sub.Prefix().Contains(blk.rec.Block.Addr()) {
@@ -479,7 +567,7 @@ func (c *Cluster) ReleaseAddress(ctx context.Context, netID string, addr netip.A
 		if sub == nil {
 			return fmt.Errorf("cluster: release address %s: %w: no subnet of network %s contains it", addr, ipam.ErrInvalid, netID)
 		}
-		blk := v.blocks[blockOf(sub.Prefix(), v.bits, addr)]
+		blk := v.blocks[blockOf(sub.Prefix(), v.bitsFor(sub.Prefix()), addr)]
 		if blk == nil {
 			return nil
 		}

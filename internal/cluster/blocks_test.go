@@ -253,3 +253,116 @@ func TestIPAMGarbageCollection(t *testing.T) {
 		alloc(t, a, n.ID, netip.Addr{}, fmt.Sprintf("again-%d", i))
 	}
 }
+
+// IPv6 in global IPAM: a default ULA /64 from the cluster's /48, /122
+// blocks per host (by default) in the subnet's first 2^32 addresses, the
+// families kept apart (an IPv4 allocation never hands out an IPv6 address
+// and the other way round), static IPv6 addresses, release.
+func TestIPAMBlocksIPv6(t *testing.T) {
+	e := startEtcd(t)
+	a := openExternal(t, externalOpts(t, e, "blk6-a"))
+	b := openExternal(t, externalOpts(t, e, "blk6-b"))
+	ctx := ctxT(t)
+
+	n := testNet("blocks6")
+	n.EnableIPv6 = true
+	n.IPAM = []model.IPAMConfig{{Subnet: netip.MustParsePrefix("10.62.0.0/24")}, {Subnet: ipam.DefaultIPv6Pool}}
+	created, err := a.CreateNetworkWithPool(ctx, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(created.IPAM) != 2 {
+		t.Fatalf("IPAM %+v", created.IPAM)
+	}
+	sub6 := created.IPAM[1].Subnet
+	if !sub6.Addr().Is6() || sub6.Bits() != 64 || sub6.Addr().As16()[0] != 0xfd || created.IPAM[1].Gateway != sub6.Addr().Next() {
+		t.Fatalf("default IPv6 subnet %+v, want a ULA /64 with gateway ::1", created.IPAM[1])
+	}
+	if err := ValidateNetwork(created.ID, created); err != nil {
+		t.Fatalf("stored dual-stack network invalid: %v", err)
+	}
+	// A second network gets another /64 of the same /48.
+	n2 := testNet("blocks6b")
+	n2.EnableIPv6 = true
+	n2.IPAM = []model.IPAMConfig{{}, {Subnet: ipam.DefaultIPv6Pool}}
+	created2, err := b.CreateNetworkWithPool(ctx, n2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := created2.IPAM[1].Subnet; s == sub6 || netip.PrefixFrom(s.Addr(), 48).Masked() != netip.PrefixFrom(sub6.Addr(), 48).Masked() {
+		t.Fatalf("second network's IPv6 subnet %s, want another /64 of %s's /48", s, sub6)
+	}
+
+	v4 := alloc(t, a, n.ID, netip.Addr{}, "ep1")
+	if !v4.Is4() {
+		t.Fatalf("IPv4 allocation gave %s", v4)
+	}
+	p6a, err := a.AllocateAddress6For(ctx, n.ID, netip.Addr{}, "ep1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p6b, err := b.AllocateAddress6For(ctx, n.ID, netip.Addr{}, "ep2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []netip.Prefix{p6a, p6b} {
+		if !sub6.Contains(p.Addr()) || p.Bits() != 64 || p.Addr() == created.IPAM[1].Gateway {
+			t.Fatalf("IPv6 allocation %s, want a host address of %s", p, sub6)
+		}
+		if p.Addr().As16()[8]|p.Addr().As16()[9]|p.Addr().As16()[10]|p.Addr().As16()[11] != 0 {
+			t.Fatalf("IPv6 allocation %s beyond the subnet's first 2^32 addresses", p)
+		}
+	}
+	blocks := blockRecords(t, a, n.ID)
+	blkA, blkB := blockOf(sub6, DefaultBlockBits6, p6a.Addr()), blockOf(sub6, DefaultBlockBits6, p6b.Addr())
+	if blkA == blkB || blocks[blkA].Node != a.NodeID() || blocks[blkB].Node != b.NodeID() || blkA.Bits() != 122 {
+		t.Fatalf("IPv6 blocks: a in %s, b in %s; records %+v", blkA, blkB, blocks)
+	}
+	if o := blocks[blkA].Addrs[p6a.Addr()]; o.Node != a.NodeID() || o.Endpoint != "ep1" {
+		t.Fatalf("owner of %s = %+v", p6a.Addr(), o)
+	}
+	// The next IPv6 allocation of a stays in its block; the next IPv4 one
+	// is IPv4.
+	if p, err := a.AllocateAddress6For(ctx, n.ID, netip.Addr{}, "ep3"); err != nil || blockOf(sub6, DefaultBlockBits6, p.Addr()) != blkA {
+		t.Fatalf("second IPv6 allocation of a: %v %v, want in %s", p, err, blkA)
+	}
+	if v := alloc(t, a, n.ID, netip.Addr{}, "ep3"); !v.Is4() {
+		t.Fatalf("IPv4 allocation after IPv6 ones gave %s", v)
+	}
+	// Static IPv6: taken once.
+	static := netip.MustParseAddr(sub6.Addr().String()).Next().Next().Next().Next().Next()
+	if p, err := b.AllocateAddress6For(ctx, n.ID, static, "ep4"); err != nil || p.Addr() != static {
+		t.Fatalf("static %s: %v %v", static, p, err)
+	}
+	if _, err := a.AllocateAddress6For(ctx, n.ID, static, "ep5"); !errors.Is(err, ipam.ErrAddressInUse) {
+		t.Fatalf("static %s again: %v, want address in use", static, err)
+	}
+	if _, err := a.AllocateAddress6For(ctx, n.ID, netip.MustParseAddr("10.62.0.9"), "ep5"); !errors.Is(err, ipam.ErrInvalid) {
+		t.Fatalf("IPv4 static through AllocateAddress6For: %v, want invalid", err)
+	}
+	owners, err := a.AddressOwners(ctx, n.ID)
+	if err != nil || owners[static].Node != b.NodeID() {
+		t.Fatalf("owners %v %v", owners, err)
+	}
+	if err := b.ReleaseAddress(ctx, n.ID, static); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := a.AllocateAddress6For(ctx, n.ID, static, "ep5"); err != nil || p.Addr() != static {
+		t.Fatalf("static %s after release: %v %v", static, p, err)
+	}
+	// A network without IPv6 has no IPv6 addresses to give.
+	n4 := testNet("blocks4")
+	n4.IPAM = []model.IPAMConfig{{Subnet: netip.MustParsePrefix("10.63.0.0/24")}}
+	if _, err := a.CreateNetworkWithPool(ctx, n4); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.AllocateAddress6For(ctx, n4.ID, netip.Addr{}, "ep6"); !errors.Is(err, ipam.ErrInvalid) {
+		t.Fatalf("IPv6 on an IPv4 network: %v, want invalid", err)
+	}
+	// A bad IPv6 block size is refused at create.
+	bad := testNet("badblk6")
+	bad.Options = map[string]string{OptBlockSize6: "64"}
+	if _, err := a.CreateNetworkWithPool(ctx, bad); !errors.Is(err, model.ErrInvalid) {
+		t.Fatalf("block-size6=64: %v, want invalid", err)
+	}
+}

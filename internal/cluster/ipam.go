@@ -13,6 +13,8 @@ package cluster
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,7 +36,9 @@ func (c *Cluster) subnetsPrefix(netID string) string {
 
 // RequestPool reserves the subnets of a global network and returns their
 // effective configs (gateway filled in). An empty cfgs, or a config with no
-// subnet, takes the first /24 of 10.0.0.0/8 that overlaps no global subnet.
+// subnet, takes the first /24 of 10.0.0.0/8 that overlaps no global subnet;
+// a config whose subnet is ipam.DefaultIPv6Pool takes the first free /64 of
+// the cluster's ULA /48 (clusterULA).
 // Given subnets must overlap neither each other nor any global subnet (an
 // error wrapping ipam.ErrPoolOverlap). The reservation is one transaction
 // conditioned on the set of pools being unchanged since it was read, retried
@@ -108,14 +112,11 @@ func (c *Cluster) planPools(rctx context.Context, netID string, cfgs []model.IPA
 	}
 	subs := make([]*ipam.Subnet, len(cfgs))
 	for i, cfg := range cfgs {
-		if !cfg.Subnet.IsValid() {
+		if !cfg.Subnet.IsValid() || cfg.Subnet == ipam.DefaultIPv6Pool {
 			if cfg.IPRange.IsValid() || cfg.Gateway.IsValid() || len(cfg.AuxAddress) > 0 {
 				return nil, nil, nil, fmt.Errorf("cluster: request pool: %w: ip-range, gateway and aux-address need a subnet", ipam.ErrInvalid)
 			}
 			continue
-		}
-		if !cfg.Subnet.Addr().Is4() {
-			return nil, nil, nil, fmt.Errorf("%w: vxnet does not support IPv6 on global networks yet (subnet %s)", ipam.ErrInvalid, cfg.Subnet)
 		}
 		s, err := ipam.NewSubnet(cfg)
 		if err != nil {
@@ -140,7 +141,11 @@ func (c *Cluster) planPools(rctx context.Context, netID string, cfgs []model.IPA
 		for j, u := range used {
 			avoid[j] = u.p
 		}
-		p, err := ipam.PickPool(ipam.DefaultGlobalPools(), nil, avoid)
+		pools := ipam.DefaultGlobalPools()
+		if cfgs[i].Subnet == ipam.DefaultIPv6Pool {
+			pools = ipam.ULAPools(clusterULA(resp.Header.ClusterId))
+		}
+		p, err := ipam.PickPool(pools, nil, avoid)
 		if err != nil {
 			return nil, nil, nil, err
 		}
@@ -167,6 +172,16 @@ func (c *Cluster) planPools(rctx context.Context, netID string, cfgs []model.IPA
 		out[i] = s.Config()
 	}
 	return cmps, ops, out, nil
+}
+
+// clusterULA is the global ID of the cluster's default IPv6 pool: a ULA
+// /48 (RFC 4193) derived from the etcd cluster ID, so every member picks
+// from the same /48 and two clusters most likely from different ones.
+func clusterULA(id uint64) [5]byte {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], id)
+	h := sha256.Sum256(append([]byte("vxnet-ula:"), b[:]...))
+	return [5]byte(h[:5])
 }
 
 // ReleasePool frees a global network's subnets and addresses. Releasing a

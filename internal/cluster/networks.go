@@ -278,13 +278,16 @@ func (c *Cluster) WatchNetworks(ctx context.Context, fromRev int64, fn func([]mo
 // CreateNetworkWithPool stores a global network and reserves its subnets
 // (n.IPAM, as RequestPool takes them) in the same transaction, so a network
 // never exists without its pool nor a pool without its network. It checks
-// the block-size option (OptBlockSize). It returns the network as stored,
+// the block-size options (OptBlockSize, OptBlockSize6). It returns the network as stored,
 // with its VNI and effective IPAM configs.
 func (c *Cluster) CreateNetworkWithPool(ctx context.Context, n model.Network) (model.Network, error) {
 	if err := c.checkCreate(n); err != nil {
 		return model.Network{}, err
 	}
 	if _, err := ParseBlockSize(n.Options); err != nil {
+		return model.Network{}, err
+	}
+	if _, err := ParseBlockSize6(n.Options); err != nil {
 		return model.Network{}, err
 	}
 	n.Scope = model.ScopeGlobal

@@ -149,16 +149,19 @@ func ValidateNetwork(keyID string, n model.Network) error {
 	if n.Driver == "overlay" && (n.VNI < MinVNI || n.VNI > MaxVNI) {
 		return badf("VNI %d outside %d-%d", n.VNI, MinVNI, MaxVNI)
 	}
-	if n.EnableIPv6 {
-		return badf("IPv6 enabled on a global network")
-	}
 	if len(n.IPAM) == 0 || len(n.IPAM) > maxSubnets {
 		return badf("%d subnets", len(n.IPAM))
 	}
 	var seen []netip.Prefix
+	has4, has6 := false, false
 	for _, cfg := range n.IPAM {
-		if !cfg.Subnet.Addr().Is4() {
-			return badf("subnet %s: global networks are IPv4 only", cfg.Subnet)
+		if cfg.Subnet.Addr().Is6() {
+			has6 = true
+			if !n.EnableIPv6 {
+				return badf("IPv6 subnet %s without EnableIPv6", cfg.Subnet)
+			}
+		} else {
+			has4 = true
 		}
 		if _, err := ipam.NewSubnet(cfg); err != nil {
 			return badf("subnet %s: %v", cfg.Subnet, err)
@@ -172,6 +175,12 @@ func ValidateNetwork(keyID string, n model.Network) error {
 			}
 		}
 		seen = append(seen, cfg.Subnet)
+	}
+	if n.EnableIPv6 && !has6 {
+		return badf("EnableIPv6 without an IPv6 subnet")
+	}
+	if !has4 {
+		return badf("no IPv4 subnet")
 	}
 	if len(n.Options) > maxOptions || len(n.Labels) > maxOptions {
 		return badf("too many options or labels")
@@ -229,6 +238,12 @@ func ValidateAdvert(keyNode, keyNet, keyEP string, a Advert) error {
 	if !validUnicastAddr(a.IP) || a.IP.IsLoopback() {
 		return badf("endpoint address %v", a.IP)
 	}
+	if a.IP6.IsValid() && (!a.IP6.Is6() || !validUnicastAddr(a.IP6) || a.IP6.IsLoopback() || a.IP6.IsLinkLocalUnicast()) {
+		return badf("endpoint IPv6 address %v", a.IP6)
+	}
+	if a.ContainerID != "" && !ValidHexID(a.ContainerID, ObjectIDLen) {
+		return badf("container ID %q is not %d hex digits", a.ContainerID, ObjectIDLen)
+	}
 	if !ValidMAC(a.MAC) {
 		return badf("MAC %v is not a unicast Ethernet address", a.MAC)
 	}
@@ -263,11 +278,12 @@ type Rejected struct {
 // together, given the registered address of every node (nodes) and this
 // node's ID (self):
 //
-//   - the address is a host address of one of n's subnets, not its gateway
-//     or an aux address;
+//   - the address (and the IPv6 address, if any) is a host address of one of
+//     n's subnets, not its gateway or an aux address;
 //   - the advertising node is registered and the VTEP is its registered
 //     address;
-//   - no other advertisement claims the same address, MAC or endpoint. On
+//   - no other advertisement claims the same address (of either family),
+//     MAC or endpoint. On
 //     such a conflict this node's own advertisement wins (it knows its own
 //     endpoints), then the address's owner in owners when given (global
 //     IPAM's record of which node holds it), then the one created first in
@@ -292,6 +308,16 @@ func FilterAdverts(n model.Network, ads []Advert, nodes map[string]netip.Addr, s
 		if err := inSubnets(n, a.IP); err != nil {
 			reject(i, "%v", err)
 			continue
+		}
+		if a.IP6.IsValid() {
+			if !a.IP6.Is6() {
+				reject(i, "IPv6 address %s is not IPv6", a.IP6)
+				continue
+			}
+			if err := inSubnets(n, a.IP6); err != nil {
+				reject(i, "%v", err)
+				continue
+			}
 		}
 		reg, known := nodes[a.NodeID]
 		if !known {
@@ -324,6 +350,12 @@ func FilterAdverts(n model.Network, ads []Advert, nodes map[string]netip.Addr, s
 		of   func(Advert) string
 	}{
 		{"address", func(a Advert) string { return a.IP.String() }},
+		{"IPv6 address", func(a Advert) string {
+			if !a.IP6.IsValid() {
+				return ""
+			}
+			return a.IP6.String()
+		}},
 		{"MAC", func(a Advert) string { return a.MAC.String() }},
 		{"endpoint", func(a Advert) string { return a.EndpointID }},
 	} {
@@ -333,6 +365,9 @@ func FilterAdverts(n model.Network, ads []Advert, nodes map[string]netip.Addr, s
 				continue
 			}
 			k := claim.of(a)
+			if k == "" {
+				continue
+			}
 			w, dup := winner[k]
 			if !dup {
 				winner[k] = i
@@ -351,6 +386,9 @@ func FilterAdverts(n model.Network, ads []Advert, nodes map[string]netip.Addr, s
 	for i, a := range ads {
 		if o, has := owners[a.IP]; ok[i] && has && o != a.NodeID && a.NodeID != self {
 			reject(i, "address %s belongs to node %s", a.IP, o)
+		}
+		if o, has := owners[a.IP6]; ok[i] && a.IP6.IsValid() && has && o != a.NodeID && a.NodeID != self {
+			reject(i, "address %s belongs to node %s", a.IP6, o)
 		}
 	}
 	for i, a := range ads {
@@ -380,6 +418,9 @@ func inSubnets(n model.Network, a netip.Addr) error {
 		}
 		if p.Addr().Is4() && p.Bits() < 31 && (a == p.Masked().Addr() || a == lastAddr(p)) {
 			return badf("address %s is the network or broadcast address of %s", a, p)
+		}
+		if p.Addr().Is6() && p.Bits() < 127 && a == p.Masked().Addr() {
+			return badf("address %s is the subnet-router anycast address of %s", a, p)
 		}
 		return nil
 	}

@@ -34,10 +34,20 @@ func vAdvert(ep, node, ip, vtep string) Advert {
 		NodeID: node, Name: "c1", key: "/vxnet/v1/adverts/" + node + "/" + vNet + "/" + ep}
 }
 
+func vNetwork6() model.Network {
+	n := vNetwork()
+	n.EnableIPv6 = true
+	n.IPAM = append(n.IPAM, model.IPAMConfig{Subnet: netip.MustParsePrefix("fd00:5::/64"), Gateway: netip.MustParseAddr("fd00:5::1")})
+	return n
+}
+
 func TestValidateNetwork(t *testing.T) {
 	ok := vNetwork()
 	if err := ValidateNetwork(vNet, ok); err != nil {
 		t.Fatalf("valid network refused: %v", err)
+	}
+	if err := ValidateNetwork(vNet, vNetwork6()); err != nil {
+		t.Fatalf("valid dual-stack network refused: %v", err)
 	}
 	for name, mutate := range map[string]func(*model.Network){
 		"short ID":          func(n *model.Network) { n.ID = "abc" },
@@ -61,8 +71,18 @@ func TestValidateNetwork(t *testing.T) {
 		"host bits in subnet": func(n *model.Network) { n.IPAM[0].Subnet = netip.MustParsePrefix("10.5.0.7/24") },
 		"option with newline": func(n *model.Network) { n.Options = map[string]string{"a": "b\nc"} },
 		"driver with space":   func(n *model.Network) { n.Driver = "over lay" },
-		"IPv6 subnet":         func(n *model.Network) { n.IPAM[0].Subnet = netip.MustParsePrefix("fd00:5::/64") },
-		"IPv6 enabled":        func(n *model.Network) { n.EnableIPv6 = true },
+		"IPv6 subnet without EnableIPv6": func(n *model.Network) {
+			n.IPAM = append(n.IPAM, model.IPAMConfig{Subnet: netip.MustParsePrefix("fd00:5::/64")})
+		},
+		"IPv6 enabled without IPv6 subnet": func(n *model.Network) { n.EnableIPv6 = true },
+		"only an IPv6 subnet": func(n *model.Network) {
+			n.EnableIPv6 = true
+			n.IPAM[0] = model.IPAMConfig{Subnet: netip.MustParsePrefix("fd00:5::/64")}
+		},
+		"IPv6 subnet with host bits": func(n *model.Network) {
+			n.EnableIPv6 = true
+			n.IPAM = append(n.IPAM, model.IPAMConfig{Subnet: netip.MustParsePrefix("fd00:5::7/64")})
+		},
 	} {
 		t.Run(name, func(t *testing.T) {
 			n := vNetwork()
@@ -78,6 +98,10 @@ func TestValidateAdvert(t *testing.T) {
 	good := vAdvert(vEP1, vPeer, "10.5.0.2", "192.0.2.2")
 	if err := ValidateAdvert(vPeer, vNet, vEP1, good); err != nil {
 		t.Fatalf("valid advert refused: %v", err)
+	}
+	good.IP6, good.ContainerID = netip.MustParseAddr("fd00:5::2"), oid("ctr")
+	if err := ValidateAdvert(vPeer, vNet, vEP1, good); err != nil {
+		t.Fatalf("valid advert with IPv6 address and container ID refused: %v", err)
 	}
 	for name, mutate := range map[string]func(*Advert){
 		"short network ID":   func(a *Advert) { a.NetworkID = "0123" },
@@ -96,6 +120,13 @@ func TestValidateAdvert(t *testing.T) {
 		"name with newline":  func(a *Advert) { a.Name = "web\n10.5.0.9 bank" },
 		"alias with space":   func(a *Advert) { a.Aliases = []string{"a b"} },
 		"too many aliases":   func(a *Advert) { a.Aliases = make([]string, 100) },
+		"IPv4 as IPv6":       func(a *Advert) { a.IP6 = netip.MustParseAddr("10.5.0.3") },
+		"IPv4-mapped IPv6":   func(a *Advert) { a.IP6 = netip.MustParseAddr("::ffff:10.5.0.3") },
+		"loopback IPv6":      func(a *Advert) { a.IP6 = netip.IPv6Loopback() },
+		"link-local IPv6":    func(a *Advert) { a.IP6 = netip.MustParseAddr("fe80::1") },
+		"multicast IPv6":     func(a *Advert) { a.IP6 = netip.MustParseAddr("ff02::1") },
+		"short container ID": func(a *Advert) { a.ContainerID = "abc" },
+		"container ID text":  func(a *Advert) { a.ContainerID = strings.Repeat("z", 64) },
 	} {
 		t.Run(name, func(t *testing.T) {
 			a := vAdvert(vEP1, vPeer, "10.5.0.2", "192.0.2.2")
@@ -168,6 +199,33 @@ func TestFilterAdverts(t *testing.T) {
 		{"a claim on a peer's MAC", []Advert{peer, with(vAdvert(vEP3, vEvil, "10.5.0.9", "192.0.2.3"), func(a *Advert) { a.created = 20; a.MAC = peer.MAC })}, advKeys([]Advert{peer})},
 		{"a claim on a peer's endpoint", []Advert{peer, with(vAdvert(vEP2, vEvil, "10.5.0.9", "192.0.2.3"), func(a *Advert) { a.created = 20; a.key += "x" })}, advKeys([]Advert{peer})},
 		{"wrong network", []Advert{with(peer, func(a *Advert) { a.NetworkID = oid("x") })}, ""},
+		{"IPv6 address on a network without IPv6", []Advert{with(peer, func(a *Advert) { a.IP6 = netip.MustParseAddr("fd00:5::3") })}, ""},
+	}
+	n6 := vNetwork6()
+	peer6 := with(peer, func(a *Advert) { a.IP6 = netip.MustParseAddr("fd00:5::3") })
+	tests6 := []struct {
+		name string
+		ads  []Advert
+		want string
+	}{
+		{"IPv6: all good", []Advert{mine, peer6}, advKeys([]Advert{mine, peer6})},
+		{"IPv6: no IPv6 address (older host)", []Advert{mine, peer}, advKeys([]Advert{mine, peer})},
+		{"IPv6: address outside the subnet", []Advert{with(peer6, func(a *Advert) { a.IP6 = netip.MustParseAddr("fd00:6::3") })}, ""},
+		{"IPv6: gateway address", []Advert{with(peer6, func(a *Advert) { a.IP6 = netip.MustParseAddr("fd00:5::1") })}, ""},
+		{"IPv6: subnet-router anycast address", []Advert{with(peer6, func(a *Advert) { a.IP6 = netip.MustParseAddr("fd00:5::") })}, ""},
+		{"IPv6: IPv4 subnet's address as IPv6", []Advert{with(peer6, func(a *Advert) { a.IP6 = netip.MustParseAddr("10.5.0.9") })}, ""},
+		{"IPv6: a later claim on a peer's IPv6 address", []Advert{peer6, with(vAdvert(vEP3, vEvil, "10.5.0.9", "192.0.2.3"), func(a *Advert) { a.created = 20; a.IP6 = peer6.IP6 })}, advKeys([]Advert{peer6})},
+	}
+	for _, tt := range tests6 {
+		t.Run(tt.name, func(t *testing.T) {
+			kept, rejected := FilterAdverts(n6, tt.ads, nodes, vSelf, nil)
+			if got := advKeys(kept); got != tt.want {
+				t.Fatalf("kept %s, want %s (rejected %+v)", got, tt.want, rejected)
+			}
+			if len(kept)+len(rejected) != len(tt.ads) {
+				t.Fatalf("%d kept + %d rejected != %d given", len(kept), len(rejected), len(tt.ads))
+			}
+		})
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -219,7 +219,7 @@ type overlayDriver struct{ *overlay.Driver }
 func (o overlayDriver) SetPeers(ctx context.Context, n model.Network, ads []engine.Peer) error {
 	peers := make([]overlay.Peer, 0, len(ads))
 	for _, a := range ads {
-		peers = append(peers, overlay.Peer{IP: a.IP, MAC: net.HardwareAddr(a.MAC), VTEP: a.VTEP, NodeID: a.NodeID})
+		peers = append(peers, overlay.Peer{IP: a.IP, IP6: a.IP6, MAC: net.HardwareAddr(a.MAC), VTEP: a.VTEP, NodeID: a.NodeID})
 	}
 	return o.Driver.SetPeers(ctx, n, peers)
 }

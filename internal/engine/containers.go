@@ -398,15 +398,10 @@ func (e *Engine) attachNamed(ctx context.Context, n model.Network, c model.Conta
 		return model.Endpoint{}, errf(model.ErrInvalid, "invalid IPv6 address %s: network %s does not have IPv6 enabled", r.IP6, n.Name)
 	}
 	if n.EnableIPv6 {
-		a6, ok := e.opts.IPAM.(IPAM6)
-		if !ok || n.Scope != model.ScopeLocal {
-			e.release(context.WithoutCancel(ctx), n, addr.Addr())
-			return model.Endpoint{}, errf(model.ErrInvalid, "vxnet does not support IPv6 on %s networks yet", n.Driver)
-		}
-		p6, err := a6.Allocate6(n.ID, r.IP6)
+		p6, err := e.allocate6(ctx, n, r.IP6, id)
 		if err != nil {
 			e.release(context.WithoutCancel(ctx), n, addr.Addr())
-			return model.Endpoint{}, classify(err, model.ErrInvalid)
+			return model.Endpoint{}, err
 		}
 		ep.Addr6, ep.StaticIP6 = p6, r.IP6.IsValid()
 		for _, cfg := range n.IPAM {
@@ -416,8 +411,18 @@ func (e *Engine) attachNamed(ctx context.Context, n model.Network, c model.Conta
 		}
 	}
 	if n.Scope == model.ScopeGlobal {
-		if err := e.hold(n, addr.Addr()); err != nil {
+		err := e.hold(n, addr.Addr())
+		if err == nil && ep.Addr6.IsValid() {
+			if err = e.hold(n, ep.Addr6.Addr()); err != nil {
+				e.releaseHeld(context.WithoutCancel(ctx), n, addr.Addr())
+			}
+		} else if err != nil {
 			e.release(context.WithoutCancel(ctx), n, addr.Addr())
+		}
+		if err != nil {
+			if ep.Addr6.IsValid() {
+				e.release(context.WithoutCancel(ctx), n, ep.Addr6.Addr())
+			}
 			return model.Endpoint{}, err
 		}
 	}
@@ -437,6 +442,9 @@ func (e *Engine) unplumb(ctx context.Context, n model.Network, ep model.Endpoint
 	}
 	if n.Scope == model.ScopeGlobal {
 		e.releaseHeld(ctx, n, ep.Addr.Addr())
+		if ep.Addr6.IsValid() {
+			e.releaseHeld(ctx, n, ep.Addr6.Addr())
+		}
 		return
 	}
 	e.release(ctx, n, ep.Addr.Addr())
@@ -542,6 +550,9 @@ func (e *Engine) released(ctx context.Context, n model.Network, eps []model.Endp
 		e.beforeRelease(ctx, n, ep)
 		if n.Scope == model.ScopeGlobal {
 			e.releaseHeld(ctx, n, ep.Addr.Addr())
+			if ep.Addr6.IsValid() {
+				e.releaseHeld(ctx, n, ep.Addr6.Addr())
+			}
 		} else {
 			e.release(ctx, n, ep.Addr.Addr())
 			if ep.Addr6.IsValid() {
@@ -1212,6 +1223,23 @@ func (e *Engine) allocate(ctx context.Context, n model.Network, static netip.Add
 		return e.allocateGlobal(ctx, n, static, epID)
 	}
 	p, err := e.opts.IPAM.Allocate(n.ID, static)
+	if err != nil {
+		return netip.Prefix{}, classify(err, model.ErrInvalid)
+	}
+	return p, nil
+}
+
+// allocate6 reserves an IPv6 address on a network with IPv6 for endpoint
+// epID.
+func (e *Engine) allocate6(ctx context.Context, n model.Network, static netip.Addr, epID string) (netip.Prefix, error) {
+	if n.Scope == model.ScopeGlobal {
+		return e.allocateGlobal6(ctx, n, static, epID)
+	}
+	a6, ok := e.opts.IPAM.(IPAM6)
+	if !ok {
+		return netip.Prefix{}, errf(model.ErrInvalid, "vxnet does not support IPv6 on %s networks yet", n.Driver)
+	}
+	p, err := a6.Allocate6(n.ID, static)
 	if err != nil {
 		return netip.Prefix{}, classify(err, model.ErrInvalid)
 	}

@@ -150,6 +150,18 @@ func (e *Engine) allocateGlobal(ctx context.Context, n model.Network, static net
 	return p, nil
 }
 
+// allocateGlobal6 is allocateGlobal in the network's IPv6 subnets.
+func (e *Engine) allocateGlobal6(ctx context.Context, n model.Network, static netip.Addr, epID string) (netip.Prefix, error) {
+	if e.cluster() == nil {
+		return netip.Prefix{}, errf(model.ErrUnavailable, "cluster store unreachable: not in cluster mode")
+	}
+	p, err := e.cluster().AllocateAddress6For(ctx, n.ID, static, epID)
+	if err != nil {
+		return netip.Prefix{}, ipamClass(err)
+	}
+	return p, nil
+}
+
 func (e *Engine) releaseGlobal(ctx context.Context, n model.Network, a netip.Addr) error {
 	if e.cluster() == nil {
 		return errf(model.ErrUnavailable, "cluster store unreachable: not in cluster mode")
@@ -254,7 +266,8 @@ func (e *Engine) afterJoin(n model.Network, ep model.Endpoint) {
 
 func (e *Engine) advertise(ctx context.Context, n model.Network, ep model.Endpoint) {
 	err := e.cluster().Advertise(ctx, cluster.Advert{NetworkID: n.ID, EndpointID: ep.ID,
-		IP: ep.Addr.Addr(), MAC: ep.MAC, VTEP: e.opts.VTEP, Name: ep.Name, Aliases: ep.Aliases})
+		IP: ep.Addr.Addr(), IP6: ep.Addr6.Addr(), MAC: ep.MAC, VTEP: e.opts.VTEP, Name: ep.Name, Aliases: ep.Aliases,
+		ContainerID: ep.ContainerID})
 	if err != nil {
 		// The cluster publishes it once the store is back.
 		e.log.Warn("advertise endpoint", "network", n.Name, "ip", ep.Addr.Addr(), "err", err)
@@ -571,6 +584,7 @@ func (e *Engine) verbose(ctx context.Context, n model.Network) map[string]any {
 	}
 	type peerRow struct {
 		IP, MAC, VTEP, Node string
+		IP6                 string `json:",omitempty"`
 		Local               bool   `json:",omitempty"`
 		Status              string // programmed, MISSING, local, unverified since T
 	}
@@ -582,13 +596,17 @@ func (e *Engine) verbose(ctx context.Context, n model.Network) map[string]any {
 	wantFDB := map[string]bool{}
 	for _, a := range desired {
 		r := peerRow{IP: a.IP.String(), MAC: a.MAC.String(), VTEP: a.VTEP.String(), Node: a.NodeID}
+		if a.IP6.IsValid() {
+			r.IP6 = a.IP6.String()
+		}
 		if a.NodeID == self {
 			r.Local, r.Status = true, "local"
 		} else {
 			key := a.MAC.String() + "@" + a.VTEP.String()
 			wantFDB[key] = true
 			switch {
-			case !(fdb[key] && neigh[a.IP.String()+"@"+a.MAC.String()]):
+			case !(fdb[key] && neigh[a.IP.String()+"@"+a.MAC.String()]) ||
+				(a.IP6.IsValid() && !neigh[a.IP6.String()+"@"+a.MAC.String()]):
 				r.Status = "MISSING"
 			case !store.Reachable:
 				// The kernel holds the entry, but whether the peer
@@ -667,8 +685,8 @@ func sameAdverts(a, b []cluster.Advert) bool {
 	}
 	for i := range a {
 		x, y := a[i], b[i]
-		if x.EndpointID != y.EndpointID || x.IP != y.IP || x.VTEP != y.VTEP || x.MAC.String() != y.MAC.String() ||
-			x.Name != y.Name || strings.Join(x.Aliases, ",") != strings.Join(y.Aliases, ",") {
+		if x.EndpointID != y.EndpointID || x.IP != y.IP || x.IP6 != y.IP6 || x.VTEP != y.VTEP || x.MAC.String() != y.MAC.String() ||
+			x.Name != y.Name || strings.Join(x.Aliases, ",") != strings.Join(y.Aliases, ",") || x.ContainerID != y.ContainerID {
 			return false
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 
 	"github.com/vxnet/vxnet/internal/model"
 	"github.com/vxnet/vxnet/internal/store"
@@ -42,14 +43,33 @@ func holdTx(tx *store.Tx, n model.Network, ep model.Endpoint) error {
 	if n.Scope != model.ScopeGlobal {
 		return nil
 	}
-	return tx.Put(store.Held, heldKey(n.ID, ep.Addr.Addr()), heldAddr{n.ID, ep.Addr.Addr()})
+	for _, a := range epAddrs(ep) {
+		if err := tx.Put(store.Held, heldKey(n.ID, a), heldAddr{n.ID, a}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func unholdTx(tx *store.Tx, n model.Network, ep model.Endpoint) error {
 	if n.Scope != model.ScopeGlobal {
 		return nil
 	}
-	return tx.Delete(store.Held, heldKey(n.ID, ep.Addr.Addr()))
+	for _, a := range epAddrs(ep) {
+		if err := tx.Delete(store.Held, heldKey(n.ID, a)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// epAddrs are an endpoint's addresses (IPv4, and IPv6 if it has one).
+func epAddrs(ep model.Endpoint) []netip.Addr {
+	out := []netip.Addr{ep.Addr.Addr()}
+	if ep.Addr6.IsValid() {
+		out = append(out, ep.Addr6.Addr())
+	}
+	return out
 }
 
 // releaseHeld releases a held global address and forgets it; if the store
@@ -79,7 +99,7 @@ func (e *Engine) sweepHeld(ctx context.Context) error {
 		n, ok := e.networks[h.NetworkID]
 		used := false
 		for _, ep := range e.endpoints {
-			if ep.NetworkID == h.NetworkID && ep.Addr.Addr() == h.Addr {
+			if ep.NetworkID == h.NetworkID && slices.Contains(epAddrs(ep), h.Addr) {
 				used = true
 			}
 		}

@@ -95,7 +95,15 @@ func (e *Engine) dnsConfigLocked() dns.Config {
 				if a.NodeID == e.opts.NodeID || a.Name == "" || !a.IP.IsValid() {
 					continue
 				}
-				recs = append(recs, dns.Record{Names: append([]string{a.Name}, a.Aliases...), Addrs: []netip.Addr{a.IP}})
+				names := append([]string{a.Name}, a.Aliases...)
+				if a.ContainerID != "" {
+					names = append(names, a.ContainerID[:12])
+				}
+				addrs := []netip.Addr{a.IP}
+				if a.IP6.IsValid() {
+					addrs = append(addrs, a.IP6)
+				}
+				recs = append(recs, dns.Record{Names: names, Addrs: addrs})
 			}
 		}
 		if len(recs) == 0 {

@@ -105,6 +105,7 @@ func (e *Engine) CreateNetwork(ctx context.Context, req api.NetworkCreate) (mode
 
 // ipv6Config checks the IPv6 part of a network create and returns the IPAM
 // request: with --ipv6 and no IPv6 subnet, a default ULA /64 is asked for
+// (from the host's pool for a bridge, the cluster's for an overlay)
 // (and a default IPv4 pool when only an IPv6 subnet was given, as vxnet
 // networks always have IPv4). IPv6 is refused where vxnet does not do it.
 func (e *Engine) ipv6Config(req api.NetworkCreate) ([]model.IPAMConfig, error) {
@@ -122,10 +123,10 @@ func (e *Engine) ipv6Config(req api.NetworkCreate) ([]model.IPAMConfig, error) {
 		}
 		return req.IPAM, nil
 	}
-	if req.Driver != "bridge" {
+	if req.Driver != "bridge" && req.Driver != "overlay" {
 		return nil, errf(model.ErrInvalid, "vxnet does not support IPv6 on %s networks yet", req.Driver)
 	}
-	if _, ok := e.opts.IPAM.(IPAM6); !ok {
+	if _, ok := e.opts.IPAM.(IPAM6); !ok && req.Driver == "bridge" {
 		return nil, errf(model.ErrInvalid, "vxnet does not support IPv6 with this address allocator")
 	}
 	out := slices.Clone(req.IPAM)

@@ -251,6 +251,12 @@ func ensureAddrs(h *netlink.Handle, l netlink.Link, want []netip.Prefix) error {
 			continue
 		}
 		addr := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}}
+		if p.Addr().Is6() && !p.Addr().IsLinkLocalUnicast() {
+			// Given out by IPAM (or the gateway, the same on every
+			// host): no duplicate address detection, which would keep
+			// it tentative for a second.
+			addr.Flags = unix.IFA_F_NODAD
+		}
 		if err := h.AddrAdd(l, addr); err != nil && !errors.Is(err, unix.EEXIST) {
 			return fmt.Errorf("add address %s: %w", p, err)
 		}
@@ -523,7 +529,11 @@ func (d *Driver) configurePorts(h, sh *netlink.Handle, br, hostL, sbL netlink.Li
 			return fmt.Errorf("set %s address: %w", ep.IfName, err)
 		}
 	}
-	if err := ensureAddrs(sh, sbL, append([]netip.Prefix{ep.Addr}, driver.LinkLocalPrefixes(ep)...)); err != nil {
+	want := []netip.Prefix{ep.Addr}
+	if ep.Addr6.IsValid() {
+		want = append(want, ep.Addr6)
+	}
+	if err := ensureAddrs(sh, sbL, append(want, driver.LinkLocalPrefixes(ep)...)); err != nil {
 		return fmt.Errorf("%s: %w", ep.IfName, err)
 	}
 	if sa.Flags&net.FlagUp == 0 {
@@ -534,13 +544,18 @@ func (d *Driver) configurePorts(h, sh *netlink.Handle, br, hostL, sbL netlink.Li
 	if !ji.DefaultRoute {
 		return nil
 	}
-	gw := gatewayOf(n, ep)
-	if !gw.IsValid() {
-		return nil
+	if gw := gatewayOf(n, ep); gw.IsValid() {
+		r := &netlink.Route{LinkIndex: sa.Index, Gw: gw.AsSlice()}
+		if err := sh.RouteReplace(r); err != nil {
+			return fmt.Errorf("set default route via %s: %w", gw, err)
+		}
 	}
-	r := &netlink.Route{LinkIndex: sa.Index, Gw: gw.AsSlice()}
-	if err := sh.RouteReplace(r); err != nil {
-		return fmt.Errorf("set default route via %s: %w", gw, err)
+	if ep.Addr6.IsValid() && ep.Gateway6.IsValid() {
+		r := &netlink.Route{LinkIndex: sa.Index, Gw: ep.Gateway6.AsSlice(), Family: netlink.FAMILY_V6,
+			Dst: &net.IPNet{IP: net.IPv6zero, Mask: net.CIDRMask(0, 128)}}
+		if err := sh.RouteReplace(r); err != nil {
+			return fmt.Errorf("set IPv6 default route via %s: %w", ep.Gateway6, err)
+		}
 	}
 	return nil
 }

@@ -8,10 +8,12 @@ import (
 )
 
 // Peer is one remote endpoint of an overlay network as the control plane
-// advertises it: its address and MAC inside the overlay and the underlay
-// address (VTEP) of the host it lives on.
+// advertises it: its address (and IPv6 address, on a network with IPv6)
+// and MAC inside the overlay and the underlay address (VTEP) of the host it
+// lives on.
 type Peer struct {
 	IP     netip.Addr
+	IP6    netip.Addr
 	MAC    net.HardwareAddr
 	VTEP   netip.Addr
 	NodeID string
@@ -43,7 +45,9 @@ type State struct {
 var zeroMAC = net.HardwareAddr{0, 0, 0, 0, 0, 0}
 
 // desiredState turns a peer list into kernel entries: per remote endpoint
-// one FDB entry MAC -> VTEP and one neighbour entry IP -> MAC, per remote
+// one FDB entry MAC -> VTEP and one neighbour entry IP -> MAC (two with an
+// IPv6 address: the VXLAN device's proxy answers ARP and neighbour
+// solicitations from the same table), per remote
 // VTEP one all-zero-MAC FDB entry. Peers on localVTEP, and peers with
 // invalid fields, are skipped. When two peers claim the same MAC or IP, the
 // last one wins (the control plane resolves such conflicts, not us).
@@ -60,8 +64,10 @@ func desiredState(localVTEP netip.Addr, peers []Peer) State {
 		fdb[k] = p.VTEP
 		macs[k] = p.MAC
 		vteps[p.VTEP] = true
-		if p.IP.IsValid() && !p.IP.IsMulticast() {
-			neigh[p.IP] = k
+		for _, ip := range []netip.Addr{p.IP, p.IP6} {
+			if ip.IsValid() && !ip.IsMulticast() {
+				neigh[ip.Unmap()] = k
+			}
 		}
 	}
 	var s State

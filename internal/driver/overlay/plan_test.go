@@ -114,3 +114,17 @@ func TestDiff(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) { tt.check(t, diff(desired, tt.actual)) })
 	}
 }
+
+// An endpoint with an IPv6 address gets a second neighbour entry (the
+// VXLAN proxy answers neighbour solicitations from it), to the same MAC.
+func TestDesiredStateIPv6(t *testing.T) {
+	mac := net.HardwareAddr{0x02, 0x42, 10, 0, 0, 2}
+	p := Peer{IP: netip.MustParseAddr("10.0.0.2"), IP6: netip.MustParseAddr("fd00::2"), MAC: mac, VTEP: netip.MustParseAddr("192.0.2.2")}
+	s := desiredState(netip.MustParseAddr("192.0.2.1"), []Peer{p})
+	if len(s.Neigh) != 2 || s.Neigh[0].IP != p.IP || s.Neigh[1].IP != p.IP6 || s.Neigh[1].MAC.String() != mac.String() {
+		t.Fatalf("neighbours %+v, want %s and %s -> %s", s.Neigh, p.IP, p.IP6, mac)
+	}
+	if len(s.FDB) != 2 {
+		t.Fatalf("fdb %+v, want the MAC and the replication entry", s.FDB)
+	}
+}
