@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/json"
 	"net/http"
+	"path"
 	"strings"
 	"time"
 
@@ -14,6 +15,11 @@ import (
 )
 
 func (s *server) imageList(w http.ResponseWriter, r *http.Request) {
+	refs, dangling, err := imageListFilters(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
 	imgs, err := s.b.ListImages(r.Context())
 	if err != nil {
 		writeError(w, err)
@@ -21,6 +27,12 @@ func (s *server) imageList(w http.ResponseWriter, r *http.Request) {
 	}
 	out := []image.Summary{}
 	for _, img := range imgs {
+		if dangling != nil && *dangling != (img.Name == "") {
+			continue
+		}
+		if len(refs) > 0 && !matchesReference(img.Name, refs) {
+			continue
+		}
 		sum := image.Summary{
 			ID:          img.ID,
 			Created:     img.Created,
@@ -37,6 +49,54 @@ func (s *server) imageList(w http.ResponseWriter, r *http.Request) {
 		out = append(out, sum)
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// imageListFilters reads docker images' filters: reference (a name or a
+// path.Match pattern, with or without tag) and dangling. Others are refused.
+func imageListFilters(r *http.Request) (refs []string, dangling *bool, err error) {
+	f := r.URL.Query().Get("filters")
+	if f == "" {
+		return nil, nil, nil
+	}
+	var filters map[string]map[string]bool
+	if err := json.Unmarshal([]byte(f), &filters); err != nil {
+		return nil, nil, apiErr(model.ErrInvalid, "invalid filters: %v", err)
+	}
+	for k, v := range filters {
+		switch k {
+		case "reference":
+			for ref := range v {
+				refs = append(refs, ref)
+			}
+		case "dangling":
+			d := v["true"] || v["1"]
+			dangling = &d
+		default:
+			return nil, nil, apiErr(model.ErrInvalid, "vxnet does not support the images filter %q", k)
+		}
+	}
+	return refs, dangling, nil
+}
+
+// matchesReference reports whether name ("repo:tag") matches one of the
+// reference patterns: "repo" matches every tag of repo, "repo:tag" that tag.
+func matchesReference(name string, refs []string) bool {
+	if name == "" {
+		return false
+	}
+	repo := name
+	if i := strings.LastIndex(name, ":"); i > strings.LastIndex(name, "/") {
+		repo = name[:i]
+	}
+	for _, ref := range refs {
+		if ok, _ := path.Match(ref, name); ok {
+			return true
+		}
+		if ok, _ := path.Match(ref, repo); ok {
+			return true
+		}
+	}
+	return false
 }
 
 // imageCreate serves docker pull (fromImage) and docker import (fromSrc=-

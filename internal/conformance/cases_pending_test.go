@@ -16,8 +16,6 @@ var pendingGroups = []Group{{
 		{Name: "unpause", Args: []string{"unpause", "pd"}, Out: Line("pd"), Pending: "unpause"},
 		{Name: "top", Args: []string{"top", "pd", "-o", "args"}, Out: Exact("COMMAND\nsleep 1d\n"), Pending: "top"},
 		{Name: "stats", Args: []string{"stats", "--no-stream", "--format", "{{.Name}}", "pd"}, Out: Line("pd"), Pending: "stats"},
-		{Name: "image inspect", Args: []string{"image", "inspect", "-f", "{{.Os}}", "busybox"}, Out: Line("linux"), Pending: "image inspect"},
-		{Name: "tag", Args: []string{"tag", "busybox", "conf/bb:1"}, Pending: "image tag"},
 		{Name: "volume ls", Args: []string{"volume", "ls", "-q"}, Pending: "volumes"},
 		{Name: "plugin ls", Args: []string{"plugin", "ls", "--format", "{{.Name}}"}, Pending: "/plugins"},
 		{Name: "node ls", Args: []string{"node", "ls"}, Code: 1,

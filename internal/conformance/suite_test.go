@@ -66,6 +66,7 @@ func groups() [][]Group {
 		lifecycleGroups,
 		dnsGroups,
 		portGroups,
+		imageGroups,
 		pendingGroups,
 		refusedGroups,
 		finalGroups,
