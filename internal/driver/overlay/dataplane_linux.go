@@ -139,7 +139,7 @@ func (d *Driver) CreateNetwork(ctx context.Context, n model.Network) error {
 func (d *Driver) DeleteNetwork(ctx context.Context, n model.Network) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	delete(d.desired, n.ID)
+	d.peers.Forget(n.ID)
 	return d.teardown(n.ID)
 }
 
@@ -609,7 +609,7 @@ func (d *Driver) Leave(ctx context.Context, n model.Network, ep model.Endpoint, 
 		if err != nil {
 			errs = append(errs, err)
 		} else if ports == 0 {
-			delete(d.desired, n.ID)
+			d.peers.Forget(n.ID)
 			errs = append(errs, d.teardown(n.ID))
 		}
 	}

@@ -43,6 +43,9 @@
 // VTEP; nothing is learned and no multicast group is used. When a MAC stops
 // being wanted, what br0 learned for it on vxlan0 is flushed too, so a
 // reused IP is not black-holed until the bridge's ageing timer runs out.
+// This programming is the PeerController (peerctl.go): desired set, kernel
+// listing, diff, apply, through the PeerKernel interface (netlink here, a
+// fake kernel in its tests, which need no root).
 //
 // # Failure behaviour
 //
@@ -98,15 +101,11 @@ type Driver struct {
 	opts Options
 	log  *slog.Logger
 
+	// mu serialises kernel changes; the peer controller's lock is taken
+	// inside it.
 	mu sync.Mutex
-	// desired is the last peer set given to SetPeers, per network ID, for
-	// networks with a local data plane.
-	desired map[string]desiredPeers
-}
-
-type desiredPeers struct {
-	n     model.Network
-	peers []Peer
+	// peers programs the FDB and neighbour entries (peerctl.go).
+	peers *PeerController
 }
 
 var (
@@ -133,11 +132,9 @@ func New(opts Options) (*Driver, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Driver{
-		opts:    opts,
-		log:     opts.Logger.With("driver", Type),
-		desired: map[string]desiredPeers{},
-	}, nil
+	d := &Driver{opts: opts, log: opts.Logger.With("driver", Type)}
+	d.peers = NewPeerController(netlinkKernel{d}, opts.VTEP, d.log)
+	return d, nil
 }
 
 // Type returns "overlay".

@@ -31,16 +31,7 @@ func (d *Driver) SetPeers(ctx context.Context, n model.Network, peers []Peer) er
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	h, vx, err := d.openVxlan(n.ID)
-	if err != nil || vx == nil {
-		delete(d.desired, n.ID)
-		return err
-	}
-	defer h.Close()
-	cp := make([]Peer, len(peers))
-	copy(cp, peers)
-	d.desired[n.ID] = desiredPeers{n: n, peers: cp}
-	return d.reconcile(h, vx, n, cp)
+	return d.peers.Set(ctx, n, peers)
 }
 
 // Resync re-applies the last peer set of every network with a local data
@@ -48,25 +39,7 @@ func (d *Driver) SetPeers(ctx context.Context, n model.Network, peers []Peer) er
 func (d *Driver) Resync(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	var errs []error
-	for id, dp := range d.desired {
-		if err := ctx.Err(); err != nil {
-			errs = append(errs, err)
-			break
-		}
-		h, vx, err := d.openVxlan(id)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if vx == nil {
-			delete(d.desired, id)
-			continue
-		}
-		errs = append(errs, d.reconcile(h, vx, dp.n, dp.peers))
-		h.Close()
-	}
-	return errors.Join(errs...)
+	return d.peers.Resync(ctx)
 }
 
 // Programmed returns the FDB and neighbour entries the kernel holds on n's
@@ -74,21 +47,75 @@ func (d *Driver) Resync(ctx context.Context) error {
 func (d *Driver) Programmed(ctx context.Context, n model.Network) (State, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	h, vx, err := d.openVxlan(n.ID)
+	return d.peers.Programmed(ctx, n)
+}
+
+// netlinkKernel is the peer controller's kernel: vxlan0 in each overlay
+// namespace, through a namespace-bound netlink handle.
+type netlinkKernel struct{ d *Driver }
+
+func (k netlinkKernel) Open(netID string) (PeerTable, bool, error) {
+	h, vx, err := k.d.openVxlan(netID)
 	if err != nil || vx == nil {
-		return State{}, err
+		return nil, false, err
 	}
-	defer h.Close()
-	k, err := readKernel(h, vx)
-	if err != nil {
-		return State{}, fmt.Errorf("overlay: network %s: %w", short(n.ID, 12), err)
+	return &netlinkTable{h: h, idx: vx.Attrs().Index}, true, nil
+}
+
+// netlinkTable is one network's vxlan0.
+type netlinkTable struct {
+	h   *netlink.Handle
+	idx int
+}
+
+func (t *netlinkTable) Close() { t.h.Close() }
+
+func (t *netlinkTable) Read() (KernelEntries, error) { return readKernel(t.h, t.idx) }
+
+func (t *netlinkTable) fdb(e FDBEntry) *netlink.Neigh {
+	return &netlink.Neigh{
+		LinkIndex:    t.idx,
+		Family:       unix.AF_BRIDGE,
+		State:        netlink.NUD_PERMANENT,
+		Flags:        netlink.NTF_SELF,
+		HardwareAddr: e.MAC,
+		IP:           e.VTEP.AsSlice(),
 	}
-	s := State{FDB: k.fdb}
-	for _, e := range k.neigh {
-		s.Neigh = append(s.Neigh, e.NeighEntry)
+}
+
+func (t *netlinkTable) ReplaceFDB(e FDBEntry) error { return t.h.NeighSet(t.fdb(e)) }
+
+func (t *netlinkTable) AppendFDB(e FDBEntry) error {
+	if err := t.h.NeighAppend(t.fdb(e)); err != nil && !errors.Is(err, unix.EEXIST) {
+		return err
 	}
-	s.sort()
-	return s, nil
+	return nil
+}
+
+func (t *netlinkTable) DeleteFDB(e FDBEntry) error {
+	if err := t.h.NeighDel(t.fdb(e)); err != nil && !isNotFound(err) {
+		return err
+	}
+	return nil
+}
+
+func (t *netlinkTable) SetNeigh(e NeighEntry) error {
+	return t.h.NeighSet(&netlink.Neigh{LinkIndex: t.idx, State: netlink.NUD_PERMANENT, IP: e.IP.AsSlice(), HardwareAddr: e.MAC})
+}
+
+func (t *netlinkTable) DeleteNeigh(e NeighEntry) error {
+	if err := t.h.NeighDel(&netlink.Neigh{LinkIndex: t.idx, IP: e.IP.AsSlice()}); err != nil && !isNotFound(err) {
+		return err
+	}
+	return nil
+}
+
+func (t *netlinkTable) FlushLearned(mac net.HardwareAddr) error {
+	nb := &netlink.Neigh{LinkIndex: t.idx, Family: unix.AF_BRIDGE, Flags: netlink.NTF_MASTER, HardwareAddr: mac}
+	if err := t.h.NeighDel(nb); err != nil && !isNotFound(err) {
+		return err
+	}
+	return nil
 }
 
 // openVxlan returns a handle in network netID's overlay namespace and its
@@ -113,22 +140,8 @@ func (d *Driver) openVxlan(netID string) (*netlink.Handle, netlink.Link, error) 
 	return h, vx, nil
 }
 
-type kernelNeigh struct {
-	NeighEntry
-	permanent bool
-}
-
-// kernelState is what vxlan0 holds.
-type kernelState struct {
-	fdb   []FDBEntry    // vxlan0's own entries (one per MAC and remote)
-	neigh []kernelNeigh // neighbour entries on vxlan0
-	// learned are the MACs br0 learned on its vxlan0 port.
-	learned []net.HardwareAddr
-}
-
-func readKernel(h *netlink.Handle, vx netlink.Link) (kernelState, error) {
-	var k kernelState
-	idx := vx.Attrs().Index
+func readKernel(h *netlink.Handle, idx int) (KernelEntries, error) {
+	var k KernelEntries
 	// An interrupted dump is an error too: the caller retries the whole
 	// reconcile rather than act on a partial list.
 	fdb, err := h.NeighList(idx, unix.AF_BRIDGE)
@@ -143,13 +156,13 @@ func readKernel(h *netlink.Handle, vx netlink.Link) (kernelState, error) {
 			if !ok || len(e.HardwareAddr) != 6 {
 				continue
 			}
-			k.fdb = append(k.fdb, FDBEntry{MAC: e.HardwareAddr, VTEP: vtep.Unmap()})
+			k.FDB = append(k.FDB, FDBEntry{MAC: e.HardwareAddr, VTEP: vtep.Unmap()})
 		case e.MasterIndex != 0 || e.Flags&netlink.NTF_MASTER != 0:
 			// br0's entry for its vxlan0 port. Learned ones are neither
 			// permanent (local) nor static (added by a user).
 			learned := e.State&(netlink.NUD_PERMANENT|netlink.NUD_NOARP) == 0
 			if learned && len(e.HardwareAddr) == 6 && e.HardwareAddr[0]&1 == 0 {
-				k.learned = append(k.learned, e.HardwareAddr)
+				k.Learned = append(k.Learned, e.HardwareAddr)
 			}
 		}
 	}
@@ -164,86 +177,11 @@ func readKernel(h *netlink.Handle, vx netlink.Link) (kernelState, error) {
 				// Multicast entries (ff02::2 ...) are the kernel's own.
 				continue
 			}
-			k.neigh = append(k.neigh, kernelNeigh{
+			k.Neigh = append(k.Neigh, KernelNeigh{
 				NeighEntry: NeighEntry{IP: ip.Unmap(), MAC: e.HardwareAddr},
-				permanent:  e.State&netlink.NUD_PERMANENT != 0,
+				Permanent:  e.State&netlink.NUD_PERMANENT != 0,
 			})
 		}
 	}
 	return k, nil
-}
-
-// reconcile lists vxlan0's entries, diffs them against the peers and
-// applies the difference: replaces and appends first, deletes after.
-func (d *Driver) reconcile(h *netlink.Handle, vx netlink.Link, n model.Network, peers []Peer) error {
-	k, err := readKernel(h, vx)
-	if err != nil {
-		return fmt.Errorf("overlay: network %s: %w", short(n.ID, 12), err)
-	}
-	actual := State{FDB: k.fdb}
-	for _, e := range k.neigh {
-		ne := e.NeighEntry
-		if !e.permanent {
-			ne.MAC = nil // not ours as it stands: replace it if wanted
-		}
-		actual.Neigh = append(actual.Neigh, ne)
-	}
-	p := diff(desiredState(d.opts.VTEP, peers), actual)
-	idx := vx.Attrs().Index
-	var errs []error
-	fdbNeigh := func(e FDBEntry) *netlink.Neigh {
-		return &netlink.Neigh{
-			LinkIndex:    idx,
-			Family:       unix.AF_BRIDGE,
-			State:        netlink.NUD_PERMANENT,
-			Flags:        netlink.NTF_SELF,
-			HardwareAddr: e.MAC,
-			IP:           e.VTEP.AsSlice(),
-		}
-	}
-	for _, e := range p.fdbReplace {
-		if err := h.NeighSet(fdbNeigh(e)); err != nil {
-			errs = append(errs, fmt.Errorf("replace fdb %s -> %s: %w", e.MAC, e.VTEP, err))
-		}
-	}
-	for _, e := range p.fdbAppend {
-		if err := h.NeighAppend(fdbNeigh(e)); err != nil && !errors.Is(err, unix.EEXIST) {
-			errs = append(errs, fmt.Errorf("append fdb %s -> %s: %w", e.MAC, e.VTEP, err))
-		}
-	}
-	for _, e := range p.neighSet {
-		nb := &netlink.Neigh{LinkIndex: idx, State: netlink.NUD_PERMANENT, IP: e.IP.AsSlice(), HardwareAddr: e.MAC}
-		if err := h.NeighSet(nb); err != nil {
-			errs = append(errs, fmt.Errorf("replace neighbour %s -> %s: %w", e.IP, e.MAC, err))
-		}
-	}
-	for _, e := range p.neighDel {
-		nb := &netlink.Neigh{LinkIndex: idx, IP: e.IP.AsSlice()}
-		if err := h.NeighDel(nb); err != nil && !isNotFound(err) {
-			errs = append(errs, fmt.Errorf("delete neighbour %s: %w", e.IP, err))
-		}
-	}
-	for _, e := range p.fdbDel {
-		if err := h.NeighDel(fdbNeigh(e)); err != nil && !isNotFound(err) {
-			errs = append(errs, fmt.Errorf("delete fdb %s -> %s: %w", e.MAC, e.VTEP, err))
-		}
-	}
-	for _, mac := range k.learned {
-		if p.keepMACs[string(mac)] {
-			continue
-		}
-		nb := &netlink.Neigh{LinkIndex: idx, Family: unix.AF_BRIDGE, Flags: netlink.NTF_MASTER, HardwareAddr: mac}
-		if err := h.NeighDel(nb); err != nil && !isNotFound(err) {
-			errs = append(errs, fmt.Errorf("flush learned %s: %w", mac, err))
-		}
-	}
-	if !p.empty() {
-		d.log.Debug("programmed peers", "network", short(n.ID, 12),
-			"fdb_replaced", len(p.fdbReplace), "fdb_appended", len(p.fdbAppend), "fdb_deleted", len(p.fdbDel),
-			"neigh_set", len(p.neighSet), "neigh_deleted", len(p.neighDel), "errors", len(errs))
-	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("overlay: network %s: program peers: %w", short(n.ID, 12), err)
-	}
-	return nil
 }

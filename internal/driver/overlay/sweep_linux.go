@@ -56,7 +56,7 @@ func (d *Driver) Sweep(ctx context.Context, networks []model.Network, endpoints 
 			errs = append(errs, err)
 		} else if ports == 0 {
 			d.log.Info("sweeping overlay namespace without containers", "path", path)
-			delete(d.desired, n.ID)
+			d.peers.Forget(n.ID)
 			errs = append(errs, d.teardownPath(path, n.ID))
 		}
 	}

@@ -1,0 +1,227 @@
+package overlay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+
+	"github.com/vxnet/vxnet/internal/model"
+)
+
+// The peer controller is the overlay data plane's forwarding state as a
+// component of its own: it takes the whole desired peer set of a network,
+// turns it into FDB and neighbour entries (desiredState), lists what the
+// kernel holds, diffs (diff) and applies the difference through a
+// PeerKernel. It does no netlink itself, so it is tested without root
+// against a fake kernel; the driver gives it the netlink kernel
+// (peers_linux.go).
+
+// PeerKernel opens the forwarding tables of one overlay network.
+type PeerKernel interface {
+	// Open returns the network's tables, or ok=false (and no error) when
+	// the network has no data plane on this host. The caller closes the
+	// table.
+	Open(netID string) (t PeerTable, ok bool, err error)
+}
+
+// PeerTable is vxlan0's FDB and neighbour entries of one network, and what
+// br0 learned on its vxlan0 port. Every change is idempotent: appending an
+// entry that exists and deleting one that does not succeed.
+type PeerTable interface {
+	// Read lists the entries. An interrupted or partial listing is an
+	// error (the caller does not act on half a table).
+	Read() (KernelEntries, error)
+	// ReplaceFDB sets the unicast entry MAC -> VTEP (ip's "replace").
+	ReplaceFDB(e FDBEntry) error
+	// AppendFDB adds a head-end replication entry (all-zero MAC).
+	AppendFDB(e FDBEntry) error
+	DeleteFDB(e FDBEntry) error
+	// SetNeigh sets the permanent neighbour entry IP -> MAC.
+	SetNeigh(e NeighEntry) error
+	DeleteNeigh(e NeighEntry) error
+	// FlushLearned removes what br0 learned for mac on vxlan0.
+	FlushLearned(mac net.HardwareAddr) error
+	Close()
+}
+
+// KernelEntries is what a PeerTable holds.
+type KernelEntries struct {
+	FDB   []FDBEntry    // vxlan0's own entries (one per MAC and remote)
+	Neigh []KernelNeigh // neighbour entries on vxlan0
+	// Learned are the unicast MACs br0 learned on its vxlan0 port.
+	Learned []net.HardwareAddr
+}
+
+// KernelNeigh is a neighbour entry; only permanent ones are ours as they
+// stand (others are replaced when wanted).
+type KernelNeigh struct {
+	NeighEntry
+	Permanent bool
+}
+
+// PeerController keeps the desired peer set of every network with a local
+// data plane and reconciles the kernel with it. It is safe for concurrent
+// use; reconciles are serialised.
+type PeerController struct {
+	kernel PeerKernel
+	vtep   netip.Addr
+	log    *slog.Logger
+
+	mu sync.Mutex
+	// desired is the last peer set given to Set, per network ID, for
+	// networks with a local data plane.
+	desired map[string]desiredPeers
+}
+
+type desiredPeers struct {
+	n     model.Network
+	peers []Peer
+}
+
+// NewPeerController returns a controller programming kernel; peers on
+// localVTEP are this host's and get no entries.
+func NewPeerController(kernel PeerKernel, localVTEP netip.Addr, log *slog.Logger) *PeerController {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &PeerController{kernel: kernel, vtep: localVTEP.Unmap(), log: log, desired: map[string]desiredPeers{}}
+}
+
+// Set makes the kernel hold exactly the entries for peers on network n and
+// remembers the set for Resync. Without a local data plane it remembers
+// nothing and returns nil. It keeps going past single failures and returns
+// them joined; the set is kept, so Resync retries. Set copies peers.
+func (c *PeerController) Set(ctx context.Context, n model.Network, peers []Peer) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t, ok, err := c.kernel.Open(n.ID)
+	if err != nil || !ok {
+		delete(c.desired, n.ID)
+		return err
+	}
+	defer t.Close()
+	cp := make([]Peer, len(peers))
+	copy(cp, peers)
+	c.desired[n.ID] = desiredPeers{n: n, peers: cp}
+	return c.reconcile(t, n, cp)
+}
+
+// Resync re-applies the last set of every network, repairing drift and
+// retrying what failed. Networks whose data plane is gone are forgotten.
+func (c *PeerController) Resync(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var errs []error
+	for id, dp := range c.desired {
+		if err := ctx.Err(); err != nil {
+			errs = append(errs, err)
+			break
+		}
+		t, ok, err := c.kernel.Open(id)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if !ok {
+			delete(c.desired, id)
+			continue
+		}
+		errs = append(errs, c.reconcile(t, dp.n, dp.peers))
+		t.Close()
+	}
+	return errors.Join(errs...)
+}
+
+// Forget drops a network's desired set (its data plane is going).
+func (c *PeerController) Forget(netID string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.desired, netID)
+}
+
+// Programmed returns the FDB and neighbour entries the kernel holds for n
+// (empty without a local data plane).
+func (c *PeerController) Programmed(ctx context.Context, n model.Network) (State, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t, ok, err := c.kernel.Open(n.ID)
+	if err != nil || !ok {
+		return State{}, err
+	}
+	defer t.Close()
+	k, err := t.Read()
+	if err != nil {
+		return State{}, fmt.Errorf("overlay: network %s: %w", short(n.ID, 12), err)
+	}
+	s := State{FDB: k.FDB}
+	for _, e := range k.Neigh {
+		s.Neigh = append(s.Neigh, e.NeighEntry)
+	}
+	s.sort()
+	return s, nil
+}
+
+// reconcile lists the table, diffs it against the peers and applies the
+// difference: replaces and appends first, deletes after.
+func (c *PeerController) reconcile(t PeerTable, n model.Network, peers []Peer) error {
+	k, err := t.Read()
+	if err != nil {
+		return fmt.Errorf("overlay: network %s: %w", short(n.ID, 12), err)
+	}
+	actual := State{FDB: k.FDB}
+	for _, e := range k.Neigh {
+		ne := e.NeighEntry
+		if !e.Permanent {
+			ne.MAC = nil // not ours as it stands: replace it if wanted
+		}
+		actual.Neigh = append(actual.Neigh, ne)
+	}
+	p := diff(desiredState(c.vtep, peers), actual)
+	var errs []error
+	for _, e := range p.fdbReplace {
+		if err := t.ReplaceFDB(e); err != nil {
+			errs = append(errs, fmt.Errorf("replace fdb %s -> %s: %w", e.MAC, e.VTEP, err))
+		}
+	}
+	for _, e := range p.fdbAppend {
+		if err := t.AppendFDB(e); err != nil {
+			errs = append(errs, fmt.Errorf("append fdb %s -> %s: %w", e.MAC, e.VTEP, err))
+		}
+	}
+	for _, e := range p.neighSet {
+		if err := t.SetNeigh(e); err != nil {
+			errs = append(errs, fmt.Errorf("replace neighbour %s -> %s: %w", e.IP, e.MAC, err))
+		}
+	}
+	for _, e := range p.neighDel {
+		if err := t.DeleteNeigh(e); err != nil {
+			errs = append(errs, fmt.Errorf("delete neighbour %s: %w", e.IP, err))
+		}
+	}
+	for _, e := range p.fdbDel {
+		if err := t.DeleteFDB(e); err != nil {
+			errs = append(errs, fmt.Errorf("delete fdb %s -> %s: %w", e.MAC, e.VTEP, err))
+		}
+	}
+	for _, mac := range k.Learned {
+		if p.keepMACs[string(mac)] {
+			continue
+		}
+		if err := t.FlushLearned(mac); err != nil {
+			errs = append(errs, fmt.Errorf("flush learned %s: %w", mac, err))
+		}
+	}
+	if !p.empty() {
+		c.log.Debug("programmed peers", "network", short(n.ID, 12),
+			"fdb_replaced", len(p.fdbReplace), "fdb_appended", len(p.fdbAppend), "fdb_deleted", len(p.fdbDel),
+			"neigh_set", len(p.neighSet), "neigh_deleted", len(p.neighDel), "errors", len(errs))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("overlay: network %s: program peers: %w", short(n.ID, 12), err)
+	}
+	return nil
+}
