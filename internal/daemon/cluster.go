@@ -203,13 +203,23 @@ func advertiseAddr(s string) (netip.Addr, error) {
 	return netip.Addr{}, errors.New("no default route: give --advertise-addr IP|IFACE")
 }
 
+// firstAddr is the first IPv4 address of l, else its first global IPv6
+// address (an IPv6 underlay).
 func firstAddr(l netlink.Link) (netip.Addr, error) {
 	addrs, err := netlink.AddrList(l, netlink.FAMILY_V4)
-	if err != nil || len(addrs) == 0 {
-		return netip.Addr{}, fmt.Errorf("interface %s has no IPv4 address", l.Attrs().Name)
+	if err == nil && len(addrs) > 0 {
+		a, _ := netip.AddrFromSlice(addrs[0].IP.To4())
+		return a, nil
 	}
-	a, _ := netip.AddrFromSlice(addrs[0].IP.To4())
-	return a, nil
+	addrs, err = netlink.AddrList(l, netlink.FAMILY_V6)
+	if err == nil {
+		for _, x := range addrs {
+			if a, ok := netip.AddrFromSlice(x.IP); ok && a.IsGlobalUnicast() && !a.Is4In6() {
+				return a, nil
+			}
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("interface %s has no IPv4 or global IPv6 address", l.Attrs().Name)
 }
 
 // overlayDriver presents the overlay driver's peer programming in the

@@ -105,3 +105,72 @@ func TestOverlayIPv6(t *testing.T) {
 		t.Errorf("host A sees ov6d's IPv6 subnet as %s, host B as %s", sub(a), p)
 	}
 }
+
+// An IPv6 underlay: each host advertises an IPv6 address (the embedded
+// etcd and the join service are reached at bracketed IPv6 URLs), the VXLAN
+// devices have an IPv6 local address and IPv6 FDB destinations, and the
+// VXLAN filter admits the IPv6 VTEPs of members: containers on a
+// dual-stack overlay ping and ping6 each other across the two hosts. The
+// overlay MTU leaves room for the 70-byte VXLAN-over-IPv6 overhead.
+func TestOverlayIPv6Underlay(t *testing.T) {
+	under := func(i int) string {
+		return netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0x00, 0xfe, 15: byte(i + 1)}).String()
+	}
+	c := harness.New(t, harness.Options{Hosts: 2, DaemonArgs: func(i int, h *harness.Host) []string {
+		args := []string{"--advertise-addr", under(i), "--node-ttl", "2s", "--resync-interval", "2s"}
+		if i == 0 {
+			return append(args, "--cluster-init")
+		}
+		join := h.JoinArgs(0)
+		join[1] = "[" + under(0) + "]"
+		return append(args, join...)
+	}})
+	for i, h := range c.Hosts {
+		h.MustExec(t, "ip", "-6", "addr", "add", under(i)+"/64", "dev", "eth0", "nodad")
+	}
+	for _, h := range c.Hosts {
+		h.Start()
+	}
+	a, b := c.Host(0), c.Host(1)
+	if !eventually(20*time.Second, func() bool { return len(nodes(t, b)) == 2 }) {
+		t.Fatalf("host B does not list both nodes: %+v", nodes(t, b))
+	}
+	for _, n := range nodes(t, b) {
+		if n.Addr != under(0) && n.Addr != under(1) {
+			t.Errorf("node %s address %q is not its advertised IPv6 address", n.ID, n.Addr)
+		}
+	}
+	cli(t, a, "network", "create", "-d", "overlay", "--ipv6", "--subnet", "10.85.0.0/24", "--subnet", "fd00:85::/64", "u6")
+	ovRun(t, a, "x", "u6")
+	ovRun(t, b, "y", "u6")
+	x4, x6 := ipOf(t, a, "x", "u6"), ipv6Of(t, a, "x", "u6").GlobalIPv6Address
+	y4, y6 := ipOf(t, b, "y", "u6"), ipv6Of(t, b, "y", "u6").GlobalIPv6Address
+	if !eventually(20*time.Second, func() bool { return ping(t, b, "y", x4) }) {
+		nv := ovInspect(t, b, "u6")
+		fdb, _ := ovKernel(t, b, nv.VXNet.Namespace)
+		t.Fatalf("y (host B) cannot ping x (host A) at %s over the IPv6 underlay; peers %+v, fdb:\n%s", x4, nv.VXNet.Peers, fdb)
+	}
+	if !ping6(t, b, "y", x6) {
+		t.Errorf("y cannot ping6 x at %s over the IPv6 underlay", x6)
+	}
+	if !ping(t, a, "x", y4) || !ping6(t, a, "x", y6) {
+		t.Errorf("x cannot reach y (%s, %s) over the IPv6 underlay", y4, y6)
+	}
+	nv := ovInspect(t, a, "u6")
+	for _, p := range nv.VXNet.Peers {
+		if p.VTEP != under(0) && p.VTEP != under(1) {
+			t.Errorf("peer %+v: VTEP is not a host's IPv6 address", p)
+		}
+	}
+	fdb, _ := ovKernel(t, a, nv.VXNet.Namespace)
+	if !strings.Contains(fdb, "dst "+under(1)) {
+		t.Errorf("host A's vxlan0 FDB has no entry to host B's IPv6 VTEP %s:\n%s", under(1), fdb)
+	}
+	link, _ := a.Exec("nsenter", "--net="+nv.VXNet.Namespace, "ip", "-d", "link", "show", "vxlan0")
+	if !strings.Contains(link, "local "+under(0)) {
+		t.Errorf("vxlan0 on host A does not use the IPv6 VTEP %s as local address:\n%s", under(0), link)
+	}
+	if mtu := cli(t, a, "exec", "x", "cat", "/sys/class/net/eth0/mtu"); mtu != "1430" {
+		t.Errorf("x eth0 MTU = %s, want 1430 on a 1500 IPv6 underlay", mtu)
+	}
+}
