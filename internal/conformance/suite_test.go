@@ -67,6 +67,8 @@ func groups() [][]Group {
 		dnsGroups,
 		portGroups,
 		imageGroups,
+		endpointGroups,
+		swarmGroups,
 		pendingGroups,
 		refusedGroups,
 		finalGroups,
