@@ -123,6 +123,9 @@ type ContainerCreate struct {
 	ExtraHosts []model.ExtraHost
 	// Links are HostConfig.Links, "NAME[:ALIAS]" (default bridge only).
 	Links []string
+	// Mounts are the binds and volumes (HostConfig.Binds and Mounts,
+	// Config.Volumes); a volume without a Name is anonymous.
+	Mounts []model.Mount
 }
 
 // NetworkView is a network with its endpoints on this host, for inspect and ls.

@@ -62,6 +62,11 @@ func containerCreateRequest(name string, req container.CreateRequest) (Container
 	if req.HostConfig != nil {
 		cc.ConsoleSize = req.HostConfig.ConsoleSize
 	}
+	mounts, err := createMounts(req)
+	if err != nil {
+		return ContainerCreate{}, err
+	}
+	cc.Mounts = mounts
 	mode := ""
 	var bindings network.PortMap
 	publishAll := false
@@ -185,7 +190,7 @@ func toSummary(v ContainerView, now time.Time) container.Summary {
 		Labels:  map[string]string{},
 		State:   container.ContainerState(c.State),
 		Status:  statusText(c, now),
-		Mounts:  []container.MountPoint{},
+		Mounts:  mountPoints(c.Mounts),
 		NetworkSettings: &container.NetworkSettingsSummary{
 			Networks: endpointSettings(v.Endpoints),
 		},
@@ -351,7 +356,7 @@ func toInspect(v ContainerView) container.InspectResponse {
 			PortBindings:    portBindingsOf(c),
 			PublishAllPorts: c.PublishAll,
 		},
-		Mounts: []container.MountPoint{},
+		Mounts: mountPoints(c.Mounts),
 		Config: &container.Config{
 			Hostname:     c.Hostname,
 			Tty:          c.Tty,
@@ -433,7 +438,19 @@ func (s *server) containerStop(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) containerRemove(w http.ResponseWriter, r *http.Request) {
-	if err := s.b.RemoveContainer(r.Context(), r.PathValue("id"), boolParam(r, "force")); err != nil {
+	if boolParam(r, "link") {
+		writeError(w, apiErr(model.ErrInvalid, "vxnet does not support rm --link"))
+		return
+	}
+	remove := s.b.RemoveContainer
+	if boolParam(r, "v") {
+		vs, ok := s.volumeService(w)
+		if !ok {
+			return
+		}
+		remove = vs.RemoveContainerVolumes
+	}
+	if err := remove(r.Context(), r.PathValue("id"), boolParam(r, "force")); err != nil {
 		writeError(w, err)
 		return
 	}

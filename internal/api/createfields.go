@@ -65,6 +65,11 @@ var supportedCreateFields = map[string]bool{
 	"HostConfig.DnsSearch":  true,
 	"HostConfig.Links":      true,
 	"HostConfig.ExtraHosts": true,
+
+	// Binds and volumes (local driver); Mounts of type bind and volume.
+	"HostConfig.Binds":  true,
+	"HostConfig.Mounts": true,
+	"Config.Volumes":    true,
 }
 
 // pendingCreateFields are refused today and being implemented in parallel

@@ -126,6 +126,7 @@ func (s *server) routes() {
 	m.HandleFunc("/images/{rest...}", s.imageByName)
 
 	s.nonSwarmRoutes()
+	s.volumeRoutes()
 	s.vxnetRoutes()
 	s.externalRoutes()
 

@@ -120,7 +120,7 @@ func TestHandlers(t *testing.T) {
 		{"network remove", "DELETE", "/networks/n1", "", 204, ""},
 		{"network prune", "POST", "/networks/prune", "", 200, `{"NetworksDeleted":[]}`},
 		{"image list", "GET", "/images/json", "", 200, `"RepoTags":["busybox:latest"]`},
-		{"image pull", "POST", "/images/create?fromImage=alpine&tag=latest", "", 400, "does not manage images beyond import"},
+		{"image pull", "POST", "/images/create?fromImage=alpine&tag=latest", "", 400, "image store cannot do that"},
 		{"image import", "POST", "/images/create?fromSrc=-&repo=r1", "tarbytes", 200, `{"status":"sha256:`},
 	}
 	for _, tc := range tests {

@@ -29,6 +29,7 @@ import (
 	"github.com/vxnet/vxnet/internal/runtime"
 	"github.com/vxnet/vxnet/internal/runtime/image"
 	"github.com/vxnet/vxnet/internal/store"
+	"github.com/vxnet/vxnet/internal/volume"
 )
 
 // RuncRootDir is where, under the exec root, runc keeps its state.
@@ -69,6 +70,10 @@ func wire(ctx context.Context, cfg Config, bip netip.Prefix, st *store.Store, lo
 			}
 		}
 	}
+	vols, err := volume.Open(filepath.Join(cfg.DataRoot, "volumes"))
+	if err != nil {
+		return nil, err
+	}
 	rt, err := wireRuntime(ctx, cfg, images, w, log)
 	if err != nil {
 		w.close()
@@ -101,7 +106,7 @@ func wire(ctx context.Context, cfg Config, bip netip.Prefix, st *store.Store, lo
 	alloc.SetDefaultPools(cfg.pools)
 	eopts := engine.Options{
 		DataRoot: cfg.DataRoot, ExecRoot: cfg.ExecRoot, BridgeIP: bip, Store: st,
-		IPAM: engine.LocalIPAM(alloc), Runtime: runtimeAdapter{rt}, Images: newImagesAdapter(images, rt),
+		IPAM: engine.LocalIPAM(alloc), Runtime: runtimeAdapter{rt}, Images: newImagesAdapter(images, rt), Volumes: vols,
 		Firewall: fw, HostRoutes: ipam.HostRoutes, Logger: log, DNS: resolver,
 		ControlPorts: append([]int(nil), cfg.apiPorts...),
 	}
@@ -220,7 +225,7 @@ func (a runtimeAdapter) Create(ctx context.Context, s engine.ContainerSpec) erro
 		return err
 	}
 	for _, m := range s.Mounts {
-		spec.Mounts = append(spec.Mounts, runtime.Mount{Source: m.Source, Destination: m.Destination, ReadOnly: m.ReadOnly})
+		spec.Mounts = append(spec.Mounts, runtime.Mount{Source: m.Source, Destination: m.Destination, ReadOnly: m.ReadOnly, Propagation: m.Propagation})
 	}
 	return a.r.Create(ctx, spec)
 }

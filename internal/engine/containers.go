@@ -154,6 +154,14 @@ func (e *Engine) CreateContainer(ctx context.Context, req api.ContainerCreate) (
 		}
 		undo = append(undo, func() { e.deleteNetns(sb.NetnsPath) })
 	}
+	if len(req.Mounts) > 0 {
+		ms, undoMounts, err := e.resolveMounts(req.Mounts)
+		if err != nil {
+			return fail(err)
+		}
+		undo = append(undo, undoMounts)
+		c.Mounts = ms
+	}
 	if err := e.writeSandboxFiles(sandboxFiles{c: c, sb: sb}); err != nil {
 		return fail(err)
 	}
@@ -211,7 +219,7 @@ func (e *Engine) CreateContainer(ctx context.Context, req api.ContainerCreate) (
 	}
 	e.crashPoint(CrashCreateAfterJoin)
 	spec := ContainerSpec{ID: id, Image: img.ID, Args: cmd, Env: req.Env, Hostname: hostname,
-		NetnsPath: sb.NetnsPath, Mounts: e.mounts(id), Tty: req.Tty, Stdin: req.OpenStdin,
+		NetnsPath: sb.NetnsPath, Mounts: append(e.mounts(id), runtimeMounts(c.Mounts)...), Tty: req.Tty, Stdin: req.OpenStdin,
 		ConsoleSize: req.ConsoleSize}
 	if err := e.opts.Runtime.Create(ctx, spec); err != nil {
 		return fail(fmt.Errorf("create container: %w", err))
@@ -817,6 +825,10 @@ func (e *Engine) removeContainer(ctx context.Context, c model.Container, force b
 	}
 	if err := os.RemoveAll(filepath.Join(e.filesDir(), c.ID)); err != nil {
 		errs = append(errs, err)
+	}
+	if c.AutoRemove {
+		// --rm takes the anonymous volumes along, as Docker's.
+		errs = append(errs, e.removeAnonymousVolumes(c))
 	}
 	if len(nets) > 0 {
 		e.syncDNS()

@@ -58,6 +58,8 @@ type ContainerSpec struct {
 type Mount struct {
 	Source, Destination string
 	ReadOnly            bool
+	// Propagation is the bind propagation; "" is rprivate.
+	Propagation string
 }
 
 // RuntimeState is the runtime's view of one container.

@@ -30,6 +30,7 @@ import (
 	"github.com/vxnet/vxnet/internal/model"
 	"github.com/vxnet/vxnet/internal/netns"
 	"github.com/vxnet/vxnet/internal/store"
+	"github.com/vxnet/vxnet/internal/volume"
 )
 
 // Options wires an Engine.
@@ -45,6 +46,8 @@ type Options struct {
 	Runtime  Runtime
 	Images   Images
 	Firewall Firewall
+	// Volumes is the local volume store; nil refuses volumes.
+	Volumes *volume.Store
 	// DNS is the embedded DNS server for containers on user-defined
 	// networks; nil: none (their resolv.conf keeps the host's resolvers).
 	DNS *dns.Server

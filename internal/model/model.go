@@ -136,10 +136,31 @@ const (
 )
 
 // Container is a runc container whose namespace is its sandbox's.
+// Mount is a bind mount (a host path) or a volume of a container.
+type Mount struct {
+	Type string `json:"Type"` // "bind" or "volume"
+	// Name is the volume's name (volumes only).
+	Name string `json:"Name,omitempty"`
+	// Source is the host path: the bind source or the volume's directory.
+	Source      string `json:"Source"`
+	Destination string `json:"Destination"`
+	ReadOnly    bool   `json:"ReadOnly,omitempty"`
+	// Propagation is the bind propagation (rprivate, private, rshared,
+	// shared, rslave, slave); "" is rprivate.
+	Propagation string `json:"Propagation,omitempty"`
+	// Anonymous: a volume made for this container (-v /path), removed
+	// with it by rm -v and --rm.
+	Anonymous bool `json:"Anonymous,omitempty"`
+	// CreateSource: a bind from -v creates a missing host directory.
+	CreateSource bool `json:"-"`
+}
+
 type Container struct {
 	ID    string `json:"ID"`
 	Name  string `json:"Name"`
 	Image string `json:"Image"`
+	// Mounts are the container's binds and volumes.
+	Mounts []Mount `json:"Mounts,omitempty"`
 	// ImageID is the ID of the image Image named at create.
 	ImageID  string    `json:"ImageID,omitempty"`
 	Cmd      []string  `json:"Cmd"`

@@ -86,6 +86,8 @@ type Mount struct {
 	Source      string `json:"source"`
 	Destination string `json:"destination"`
 	ReadOnly    bool   `json:"readOnly,omitempty"`
+	// Propagation: rprivate (""), private, rshared, shared, rslave, slave.
+	Propagation string `json:"propagation,omitempty"`
 }
 
 // Spec describes a container to create.

@@ -75,9 +75,23 @@ func ociSpec(c containerConfig, cgroupsPath string) *specs.Spec {
 		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: c.NetnsPath})
 	}
 	for _, m := range c.Mounts {
-		opts := []string{"rbind", "rprivate"}
+		prop := m.Propagation
+		if prop == "" {
+			prop = "rprivate"
+		}
+		opts := []string{"rbind", prop}
 		if m.ReadOnly {
 			opts = append(opts, "ro")
+		}
+		// As Docker's: a shared bind needs a shared root, a slave one a
+		// root that is at least a slave.
+		switch prop {
+		case "shared", "rshared":
+			s.Linux.RootfsPropagation = "shared"
+		case "slave", "rslave":
+			if s.Linux.RootfsPropagation != "shared" {
+				s.Linux.RootfsPropagation = "rslave"
+			}
 		}
 		s.Mounts = append(s.Mounts, specs.Mount{Destination: m.Destination, Type: "bind", Source: m.Source, Options: opts})
 	}
