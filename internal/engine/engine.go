@@ -86,6 +86,9 @@ type Options struct {
 	noNetns bool
 	// portCheck replaces the bind test of host ports (unit tests).
 	portCheck portCheck
+	// adverts replaces the cluster store as the source of advertisements
+	// (unit tests; adverts.go).
+	adverts advertSource
 }
 
 // Engine is the core of one daemon.

@@ -317,7 +317,7 @@ func (e *Engine) startPeerWatch(n model.Network) {
 		defer e.wg.Done()
 		// A first reconcile from a fresh list, then one per change.
 		e.resyncNetwork(ctx, n.ID)
-		err := e.cluster().WatchAdverts(ctx, n.ID, 0, func(ads []cluster.Advert, rev int64) {
+		err := e.adverts().WatchAdverts(ctx, n.ID, 0, func(ads []cluster.Advert, rev int64) {
 			e.programPeers(ctx, n.ID, ads, rev)
 		})
 		if err != nil && ctx.Err() == nil {
@@ -348,7 +348,7 @@ func (e *Engine) kickLocked(netID string) {
 // resyncNetwork lists the network's advertisements and reprograms the
 // kernel. If the store is unreachable the data plane is left as it is.
 func (e *Engine) resyncNetwork(ctx context.Context, netID string) {
-	ads, rev, err := e.cluster().Adverts(ctx, netID)
+	ads, rev, err := e.adverts().Adverts(ctx, netID)
 	if err != nil {
 		e.log.Debug("resync: store unreachable, data plane left as it is", "err", err)
 		return
@@ -383,7 +383,7 @@ func (e *Engine) programPeers(ctx context.Context, netID string, ads []cluster.A
 	// in the subnet, VTEPs of registered nodes, no address claimed twice;
 	// a disputed address goes to its owner in global IPAM, read from the
 	// store, so outside mu).
-	ads = e.cluster().CheckAdverts(ctx, n, ads)
+	ads = e.adverts().CheckAdverts(ctx, n, ads)
 	e.mu.Lock()
 	if cur, ok := e.peerWatches[netID]; !ok || cur != w {
 		e.mu.Unlock()

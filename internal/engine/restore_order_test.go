@@ -119,6 +119,14 @@ func openTestCluster(t *testing.T) *cluster.Cluster {
 func clusterTestEngine(t *testing.T, dir string, rt *fakeRuntime, cl *cluster.Cluster, pending bool,
 	onNetwork func(*fakeFirewall, model.Network)) (*Engine, *fakeFirewall, *fakeDriver, *store.Store) {
 	t.Helper()
+	return clusterTestEngineWith(t, dir, rt, cl, pending, onNetwork, nil)
+}
+
+// clusterTestEngineWith is clusterTestEngine with the options changed by
+// edit (if set) before the engine is built.
+func clusterTestEngineWith(t *testing.T, dir string, rt *fakeRuntime, cl *cluster.Cluster, pending bool,
+	onNetwork func(*fakeFirewall, model.Network), edit func(*Options)) (*Engine, *fakeFirewall, *fakeDriver, *store.Store) {
+	t.Helper()
 	st, err := store.Open(filepath.Join(dir, "vxnet.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -141,6 +149,9 @@ func clusterTestEngine(t *testing.T, dir string, rt *fakeRuntime, cl *cluster.Cl
 		opts.ClusterPending = true
 	} else {
 		opts.Cluster = cl
+	}
+	if edit != nil {
+		edit(&opts)
 	}
 	e, err := New(opts)
 	if err != nil {

@@ -1,0 +1,228 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"math/rand"
+	"net"
+	"net/netip"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vxnet/vxnet/internal/api"
+	"github.com/vxnet/vxnet/internal/cluster"
+	"github.com/vxnet/vxnet/internal/driver"
+	"github.com/vxnet/vxnet/internal/model"
+)
+
+// fakeAdverts is an advertisement source whose sets the test writes: the
+// current set answers lists, and every set given to push (or deliver) goes
+// to the watches as the store's watch would hand it over.
+type fakeAdverts struct {
+	mu   sync.Mutex
+	cur  []cluster.Advert
+	rev  int64
+	subs []chan advertSet
+}
+
+type advertSet struct {
+	ads  []cluster.Advert
+	rev  int64
+	done chan struct{} // closed once the watch callback returned
+}
+
+func (f *fakeAdverts) Adverts(ctx context.Context, netID string) ([]cluster.Advert, int64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]cluster.Advert(nil), f.cur...), f.rev, nil
+}
+
+func (f *fakeAdverts) WatchAdverts(ctx context.Context, netID string, fromRev int64, fn func([]cluster.Advert, int64)) error {
+	ch := make(chan advertSet, 256)
+	f.mu.Lock()
+	f.subs = append(f.subs, ch)
+	f.mu.Unlock()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case s := <-ch:
+			fn(s.ads, s.rev)
+			close(s.done)
+		}
+	}
+}
+
+func (f *fakeAdverts) CheckAdverts(ctx context.Context, n model.Network, ads []cluster.Advert) []cluster.Advert {
+	return ads
+}
+
+// push makes ads the current set at rev and hands it to the watches.
+func (f *fakeAdverts) push(ads []cluster.Advert, rev int64) {
+	f.mu.Lock()
+	f.cur, f.rev = ads, rev
+	f.mu.Unlock()
+	f.deliver(ads, rev)
+}
+
+// deliver hands a set to the watches (without making it current) and
+// waits until each has handled it.
+func (f *fakeAdverts) deliver(ads []cluster.Advert, rev int64) {
+	f.mu.Lock()
+	subs := append([]chan advertSet(nil), f.subs...)
+	f.mu.Unlock()
+	for _, ch := range subs {
+		s := advertSet{ads: ads, rev: rev, done: make(chan struct{})}
+		ch <- s
+		<-s.done
+	}
+}
+
+// recordingPeers is an overlay driver that records the last remote peer
+// set per network, as text ("IP@VTEP", sorted).
+type recordingPeers struct {
+	*fakeDriver
+	mu   sync.Mutex
+	last map[string]string
+	sets int
+}
+
+func (d *recordingPeers) SetPeers(ctx context.Context, n model.Network, peers []Peer) error {
+	var s []string
+	for _, p := range peers {
+		s = append(s, p.IP.String()+"@"+p.VTEP.String())
+	}
+	sort.Strings(s)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.last[n.ID] = strings.Join(s, " ")
+	d.sets++
+	return nil
+}
+
+func (d *recordingPeers) Resync(ctx context.Context) error { return nil }
+
+func (d *recordingPeers) programmed(netID string) (string, int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.last[netID], d.sets
+}
+
+// remoteAd is endpoint 10.79.0.last on the member with VTEP vtep.
+func remoteAd(netID string, last byte, vtep string) cluster.Advert {
+	ip := netip.AddrFrom4([4]byte{10, 79, 0, last})
+	return cluster.Advert{NetworkID: netID, EndpointID: fmt.Sprintf("%064x", last), IP: ip, MAC: net.HardwareAddr(model.MACForIP(ip)),
+		VTEP: addr(vtep), NodeID: fmt.Sprintf("%0*x", cluster.NodeIDLen, vtep[len(vtep)-1]), Name: fmt.Sprintf("r%d", last)}
+}
+
+func wantSet(ads []cluster.Advert, self string) string {
+	var s []string
+	for _, a := range ads {
+		if a.NodeID != self {
+			s = append(s, a.IP.String()+"@"+a.VTEP.String())
+		}
+	}
+	sort.Strings(s)
+	return strings.Join(s, " ")
+}
+
+// The engine half of the overlay peer controller, without root: remote
+// advertisements reach the driver as whole sets without this host's own
+// endpoints, removals follow, a set older than the one applied is dropped,
+// the firewall accepts VXLAN exactly from the VTEPs with members, churn
+// converges on the last set, and a restarted engine programs the current
+// set from a fresh list.
+func TestPeerControllerEngineHalf(t *testing.T) {
+	cl := openTestCluster(t)
+	dir := t.TempDir()
+	src := &fakeAdverts{}
+	var rp *recordingPeers
+	withFakes := func(o *Options) {
+		o.adverts = src
+		for i, d := range o.Drivers {
+			if d.Type() == "overlay" {
+				rp = &recordingPeers{fakeDriver: d.(*fakeDriver), last: map[string]string{}}
+				o.Drivers[i] = rp
+			}
+		}
+	}
+	rt := newFakeRuntime()
+	e, fw, _, st := clusterTestEngineWith(t, dir, rt, cl, false, nil, withFakes)
+	n := mustNet(t, e, api.NetworkCreate{Name: "ov", Driver: "overlay", IPAM: []model.IPAMConfig{{Subnet: pfx("10.79.0.0/24")}}})
+	c := mustRun(t, e, api.ContainerCreate{Name: "c1", Network: "ov"})
+	v, err := e.InspectContainer(context.Background(), c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var local model.Endpoint
+	for _, ev := range v.Endpoints {
+		if ev.Endpoint.NetworkID == n.ID {
+			local = ev.Endpoint
+		}
+	}
+	self := cluster.Advert{NetworkID: n.ID, EndpointID: local.ID, IP: local.Addr.Addr(), MAC: local.MAC,
+		VTEP: addr("127.0.0.1"), NodeID: cl.NodeID(), Name: "c1"}
+
+	eventually := func(what string, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(20 * time.Second); !ok(); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 20s", what)
+			}
+		}
+	}
+	programmedIs := func(want string) func() bool {
+		return func() bool { got, _ := rp.programmed(n.ID); return got == want }
+	}
+
+	// Adds.
+	set := []cluster.Advert{self, remoteAd(n.ID, 10, "192.0.2.2"), remoteAd(n.ID, 11, "192.0.2.3")}
+	src.push(set, 10)
+	eventually("two remote peers programmed", programmedIs("10.79.0.10@192.0.2.2 10.79.0.11@192.0.2.3"))
+	eventually("VXLAN accepted from both members", func() bool {
+		return fw.allows(addr("192.0.2.2"), n.VNI) && fw.allows(addr("192.0.2.3"), n.VNI)
+	})
+	if fw.allows(addr("127.0.0.1"), n.VNI) {
+		t.Fatal("the firewall accepts VXLAN from this host's own VTEP")
+	}
+
+	// Removes: the member 192.0.2.3 has no endpoint left.
+	src.push([]cluster.Advert{self, remoteAd(n.ID, 10, "192.0.2.2")}, 11)
+	eventually("the removed peer unprogrammed", programmedIs("10.79.0.10@192.0.2.2"))
+	eventually("VXLAN refused from the member without endpoints", func() bool { return !fw.allows(addr("192.0.2.3"), n.VNI) })
+
+	// A set older than the one applied (a lagging watch) is dropped.
+	_, before := rp.programmed(n.ID)
+	src.deliver([]cluster.Advert{self, remoteAd(n.ID, 10, "192.0.2.2"), remoteAd(n.ID, 12, "192.0.2.4")}, 5)
+	if got, sets := rp.programmed(n.ID); got != "10.79.0.10@192.0.2.2" || sets != before {
+		t.Fatalf("a stale set (revision 5 after 11) was programmed: %q (%d sets, %d before)", got, sets, before)
+	}
+
+	// Churn: the last set wins.
+	rng := rand.New(rand.NewSource(8))
+	vteps := []string{"192.0.2.2", "192.0.2.3", "192.0.2.4"}
+	rev := int64(11)
+	for i := 0; i < 100; i++ {
+		set = []cluster.Advert{self}
+		for last := byte(20); last < 40; last++ {
+			if rng.Intn(2) == 0 {
+				set = append(set, remoteAd(n.ID, last, vteps[rng.Intn(len(vteps))]))
+			}
+		}
+		rev++
+		src.push(set, rev)
+	}
+	eventually("the last of 100 sets programmed", programmedIs(wantSet(set, cl.NodeID())))
+
+	// Restart: the new engine lists the current set and programs it.
+	e.Close()
+	st.Close()
+	e, _, _, _ = clusterTestEngineWith(t, dir, rt, cl, false, nil, withFakes)
+	eventually("the current set programmed after restart", programmedIs(wantSet(set, cl.NodeID())))
+	_ = e
+}
+
+var _ driver.Driver = (*recordingPeers)(nil)
