@@ -148,15 +148,31 @@ func (s *server) containerList(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	all := boolParam(r, "all")
+	// limit (ps -n, -l): the newest N containers of any state, as dockerd.
+	limit := 0
+	if q := r.URL.Query().Get("limit"); q != "" {
+		if limit, err = strconv.Atoi(q); err != nil {
+			writeError(w, apiErr(model.ErrInvalid, "invalid limit %q: %v", q, err))
+			return
+		}
+	}
+	all := boolParam(r, "all") || limit > 0
+	if boolParam(r, "size") {
+		writeError(w, apiErr(model.ErrInvalid, "vxnet does not support container sizes (ps --size)"))
+		return
+	}
 	views, err := s.b.ListContainers(r.Context(), all || len(f["status"]) > 0)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
+	slices.SortStableFunc(views, func(a, b ContainerView) int { return b.Container.Created.Compare(a.Container.Created) })
 	out := []container.Summary{}
 	now := time.Now()
 	for _, v := range views {
+		if limit > 0 && len(out) == limit {
+			break
+		}
 		c := v.Container
 		if !all && len(f["status"]) == 0 && c.State != model.StateRunning {
 			continue

@@ -122,6 +122,17 @@ func (s *server) execCreate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	// The exec runs as the container's init does: a user, working
+	// directory or privilege of its own is refused, not ignored.
+	for _, f := range []struct {
+		set  bool
+		name string
+	}{{req.User != "", "User"}, {req.WorkingDir != "", "WorkingDir"}, {req.Privileged, "Privileged"}} {
+		if f.set {
+			writeError(w, apiErr(model.ErrInvalid, "vxnet does not support ExecConfig.%s", f.name))
+			return
+		}
+	}
 	v, err := s.b.InspectContainer(r.Context(), r.PathValue("id"))
 	if err != nil {
 		writeError(w, err)
