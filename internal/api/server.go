@@ -127,6 +127,7 @@ func (s *server) routes() {
 
 	s.nonSwarmRoutes()
 	s.volumeRoutes()
+	s.archiveRoutes()
 	s.vxnetRoutes()
 	s.externalRoutes()
 

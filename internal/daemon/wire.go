@@ -327,6 +327,17 @@ type streamBackend interface {
 	Resize(ctx context.Context, id, execID string, height, width uint32) error
 }
 
+// RootFS gives docker cp the container's files (containerd runtime only).
+func (a runtimeAdapter) RootFS(ctx context.Context, id string) (string, bool, func(), error) {
+	fr, ok := a.r.(interface {
+		RootFS(ctx context.Context, id string) (string, bool, func(), error)
+	})
+	if !ok {
+		return "", false, nil, classed{errors.New("docker cp needs the containerd runtime (this daemon runs --runtime runc)"), model.ErrInvalid}
+	}
+	return fr.RootFS(ctx, id)
+}
+
 func (a runtimeAdapter) streams() (streamBackend, error) {
 	sb, ok := a.r.(streamBackend)
 	if !ok {

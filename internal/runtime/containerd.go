@@ -23,6 +23,7 @@ import (
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/images"
+	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/containerd/v2/pkg/archive"
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
@@ -845,4 +846,57 @@ func PinNetns(p string) error {
 		return fmt.Errorf("pin the host network namespace at %s: %w", p, err)
 	}
 	return nil
+}
+
+// RootFS returns a host directory holding the container's root file system
+// (for docker cp) and a release to call when done: /proc/PID/root of a
+// running task (its mounts in place), or else the container's snapshot
+// mounted in a temporary directory (mounted is then true: the container's
+// own binds and volumes are not there).
+func (r *Containerd) RootFS(ctx context.Context, id string) (root string, mounted bool, release func(), err error) {
+	if err := checkID(id); err != nil {
+		return "", false, nil, err
+	}
+	ctx = r.ctx(ctx)
+	// Held while the snapshot is mounted here: a start waits for it.
+	unlock := r.lock(id)
+	ok := false
+	defer func() {
+		if !ok {
+			unlock()
+		}
+	}()
+	ctr, err := r.client.LoadContainer(ctx, id)
+	if err != nil {
+		return "", false, nil, notFound(id, err)
+	}
+	if t, err := ctr.Task(ctx, nil); err == nil {
+		if st, err := t.Status(ctx); err == nil && (st.Status == containerd.Running || st.Status == containerd.Paused) {
+			return fmt.Sprintf("/proc/%d/root", t.Pid()), false, func() {}, nil
+		}
+	}
+	info, err := ctr.Info(ctx)
+	if err != nil {
+		return "", false, nil, notFound(id, err)
+	}
+	mounts, err := r.client.SnapshotService(info.Snapshotter).Mounts(ctx, info.SnapshotKey)
+	if err != nil {
+		return "", false, nil, fmt.Errorf("runtime: %s: snapshot: %w", id, err)
+	}
+	dir, err := os.MkdirTemp(r.opts.FIFODir, "rootfs-")
+	if err != nil {
+		return "", false, nil, err
+	}
+	if err := mount.All(mounts, dir); err != nil {
+		os.Remove(dir)
+		return "", false, nil, fmt.Errorf("runtime: %s: mount snapshot: %w", id, err)
+	}
+	ok = true
+	return dir, true, func() {
+		if err := mount.UnmountAll(dir, unix.MNT_DETACH); err != nil {
+			r.log.Warn("unmount a container's root", "dir", dir, "err", err)
+		}
+		os.Remove(dir)
+		unlock()
+	}, nil
 }
