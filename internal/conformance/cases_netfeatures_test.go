@@ -88,5 +88,6 @@ var finalGroups = []Group{{
 		{Name: "no containers", Args: []string{"ps", "-aq"}},
 		{Name: "default networks", Args: []string{"network", "ls", "--format", "{{.Name}}"}, Out: Exact("bridge\nhost\nnone\n")},
 		{Name: "info no containers", Args: []string{"info", "--format", "{{.Containers}}"}, Out: Line("0")},
+		{Name: "no volumes", Args: []string{"volume", "ls", "-q"}},
 	},
 }}

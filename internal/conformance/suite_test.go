@@ -68,6 +68,7 @@ func groups() [][]Group {
 		portGroups,
 		imageGroups,
 		endpointGroups,
+		volumeGroups,
 		swarmGroups,
 		pendingGroups,
 		refusedGroups,
@@ -227,6 +228,13 @@ func TestDockerConformance(t *testing.T) {
 			"DOCKER_CONFIG=" + filepath.Join(h.Dir, "docker-config-conformance")},
 		vars: map[string]string{},
 	}
+	// ${hostdir}: a host directory holding the file h ("hostfile\n"),
+	// for binds.
+	hostdir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(hostdir, "h"), []byte("hostfile\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s.vars["hostdir"] = hostdir
 	start := time.Now()
 	defer func() { s.report(time.Since(start)) }()
 	for _, gs := range groups() {
