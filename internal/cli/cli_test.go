@@ -372,7 +372,7 @@ func TestContainerFlow(t *testing.T) {
 	id = strings.TrimSpace(id)
 
 	ps := d.ok("ps")
-	if !regexp.MustCompile(`^CONTAINER ID\s+IMAGE\s+COMMAND\s+CREATED\s+STATUS\s+PORTS\s+NAMES\n` + id[:12] + `\s+busybox(:latest)?\s+"sleep 1000"\s+Less than a second ago\s+Up Less than a second\s+db\n$`).MatchString(ps) {
+	if !regexp.MustCompile(`^CONTAINER ID\s+IMAGE\s+COMMAND\s+CREATED\s+STATUS\s+PORTS\s+NAMES\n` + id[:12] + `\s+busybox(:latest)?\s+"sleep 1000"\s+(Less than a second|[0-9]+ seconds?) ago\s+Up (Less than a second|[0-9]+ seconds?)\s+db\n$`).MatchString(ps) {
 		t.Fatalf("ps:\n%s", ps)
 	}
 	if q := d.ok("ps", "-q"); q != id[:12]+"\n" {
