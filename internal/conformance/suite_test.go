@@ -67,6 +67,7 @@ func groups() [][]Group {
 		dnsGroups,
 		portGroups,
 		imageGroups,
+		dataGroups,
 		endpointGroups,
 		volumeGroups,
 		swarmGroups,
