@@ -60,10 +60,12 @@ type NetworkCreate struct {
 	Driver     string // "" means bridge
 	IPAM       []model.IPAMConfig
 	EnableIPv6 bool
-	Internal   bool
-	Attachable bool
-	Labels     map[string]string
-	Options    map[string]string
+	// DisableIPv4 is Docker's EnableIPv4 false (an IPv6-only network).
+	DisableIPv4 bool
+	Internal    bool
+	Attachable  bool
+	Labels      map[string]string
+	Options     map[string]string
 }
 
 // EndpointRequest is the per-network part of connect and create.

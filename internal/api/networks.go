@@ -146,8 +146,8 @@ func decodeNetworkCreate(body io.Reader) (NetworkCreate, error) {
 		return NetworkCreate{}, apiErr(model.ErrInvalid, "network name cannot be empty")
 	}
 	switch {
-	case req.EnableIPv4 != nil && !*req.EnableIPv4:
-		return NetworkCreate{}, apiErr(model.ErrInvalid, "vxnet does not support IPv6-only networks yet (--ipv4=false): vxnet networks always have IPv4")
+	case req.EnableIPv4 != nil && !*req.EnableIPv4 && (req.EnableIPv6 == nil || !*req.EnableIPv6):
+		return NetworkCreate{}, apiErr(model.ErrInvalid, "IPv4 or IPv6 must be enabled")
 	case req.Ingress:
 		return NetworkCreate{}, apiErr(model.ErrInvalid, "vxnet does not support ingress networks")
 	case req.ConfigOnly || req.ConfigFrom != nil:
@@ -156,13 +156,14 @@ func decodeNetworkCreate(body io.Reader) (NetworkCreate, error) {
 		return NetworkCreate{}, apiErr(model.ErrInvalid, "invalid network scope %q", req.Scope)
 	}
 	out := NetworkCreate{
-		Name:       name,
-		Driver:     req.Driver,
-		Internal:   req.Internal,
-		Attachable: req.Attachable,
-		EnableIPv6: req.EnableIPv6 != nil && *req.EnableIPv6,
-		Labels:     maps.Clone(req.Labels),
-		Options:    maps.Clone(req.Options),
+		Name:        name,
+		Driver:      req.Driver,
+		Internal:    req.Internal,
+		Attachable:  req.Attachable,
+		EnableIPv6:  req.EnableIPv6 != nil && *req.EnableIPv6,
+		DisableIPv4: req.EnableIPv4 != nil && !*req.EnableIPv4,
+		Labels:      maps.Clone(req.Labels),
+		Options:     maps.Clone(req.Options),
 	}
 	if req.IPAM != nil {
 		if d := req.IPAM.Driver; d != "" && d != "default" {
@@ -320,7 +321,7 @@ func toDockerNetwork(n model.Network) network.Network {
 		Created:    n.Created,
 		Scope:      n.Scope,
 		Driver:     n.Driver,
-		EnableIPv4: true,
+		EnableIPv4: !n.DisableIPv4,
 		EnableIPv6: n.EnableIPv6,
 		IPAM:       network.IPAM{Driver: "default", Options: map[string]string{}, Config: []network.IPAMConfig{}},
 		Internal:   n.Internal,

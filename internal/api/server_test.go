@@ -84,7 +84,7 @@ func TestHandlers(t *testing.T) {
 		{"network create bad subnet", "POST", "/networks/create", `{"Name":"n2","IPAM":{"Config":[{"Subnet":"192.0.2.0/33"}]}}`, 400, "invalid JSON"},
 		{"network create noncanonical", "POST", "/networks/create", `{"Name":"n2","IPAM":{"Config":[{"Subnet":"192.0.2.1/24"}]}}`, 400, "it should be 192.0.2.0/24"},
 		{"network create no name", "POST", "/networks/create", `{"Name":" "}`, 400, "network name cannot be empty"},
-		{"network create ipv6-only", "POST", "/networks/create", `{"Name":"v6","EnableIPv6":true,"EnableIPv4":false}`, 400, "IPv6-only"},
+		{"network create without IPv4 or IPv6", "POST", "/networks/create", `{"Name":"v6","EnableIPv4":false}`, 400, "IPv4 or IPv6 must be enabled"},
 		{"network create ipam driver", "POST", "/networks/create", `{"Name":"d","IPAM":{"Driver":"dhcp"}}`, 400, "default IPAM driver"},
 		{"network create empty body", "POST", "/networks/create", "", 400, "empty request body"},
 		{"network inspect", "GET", "/networks/n1?verbose=true", "", 200, `"Config":[{"Subnet":"192.0.2.0/24","Gateway":"192.0.2.1"}]`},

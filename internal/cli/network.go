@@ -15,10 +15,10 @@ import (
 
 func newNetworkCreate(e *env) *cobra.Command {
 	var (
-		driver                     string
-		subnets, gateways, ranges  []string
-		aux, labels, opts          []string
-		internal, attachable, ipv6 bool
+		driver                           string
+		subnets, gateways, ranges        []string
+		aux, labels, opts                []string
+		internal, attachable, ipv6, ipv4 bool
 	)
 	cmd := &cobra.Command{
 		Use:   "create [OPTIONS] NETWORK",
@@ -44,6 +44,7 @@ func newNetworkCreate(e *env) *cobra.Command {
 			req := client.NetworkCreateOptions{
 				Driver:     driver,
 				EnableIPv6: &ipv6,
+				EnableIPv4: &ipv4,
 				Internal:   internal,
 				Attachable: attachable,
 				Labels:     lbl,
@@ -72,6 +73,7 @@ func newNetworkCreate(e *env) *cobra.Command {
 	f.BoolVar(&internal, "internal", false, "Restrict external access to the network")
 	f.BoolVar(&attachable, "attachable", false, "Enable manual container attachment")
 	f.BoolVar(&ipv6, "ipv6", false, "Enable or disable IPv6 networking")
+	f.BoolVar(&ipv4, "ipv4", true, "Enable or disable IPv4 networking (--ipv4=false with --ipv6: an IPv6-only network)")
 	return cmd
 }
 

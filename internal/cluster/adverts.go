@@ -25,7 +25,7 @@ import (
 type Advert struct {
 	NetworkID  string
 	EndpointID string
-	IP         netip.Addr
+	IP         netip.Addr // invalid on an IPv6-only network
 	MAC        net.HardwareAddr
 	// IP6 is the endpoint's IPv6 address on a network with IPv6 (invalid
 	// otherwise).
@@ -53,7 +53,7 @@ func (a Advert) Key() string { return a.key }
 type advertJSON struct {
 	NetworkID   string     `json:"NetworkID"`
 	EndpointID  string     `json:"EndpointID"`
-	IP          netip.Addr `json:"IP"`
+	IP          netip.Addr `json:"IP,omitzero"`
 	IP6         netip.Addr `json:"IP6,omitzero"`
 	MAC         string     `json:"MAC"`
 	VTEP        netip.Addr `json:"VTEP"`
@@ -118,8 +118,8 @@ func (c *Cluster) Advertise(ctx context.Context, a Advert) error {
 	if err := c.checkOpen(); err != nil {
 		return err
 	}
-	if a.NetworkID == "" || a.EndpointID == "" || strings.Contains(a.NetworkID+a.EndpointID, "/") || !a.IP.IsValid() || len(a.MAC) != 6 {
-		return fmt.Errorf("cluster: advertise: %w: need network and endpoint IDs without slashes, an IP and a MAC", model.ErrInvalid)
+	if a.NetworkID == "" || a.EndpointID == "" || strings.Contains(a.NetworkID+a.EndpointID, "/") || !(a.IP.IsValid() || a.IP6.IsValid()) || len(a.MAC) != 6 {
+		return fmt.Errorf("cluster: advertise: %w: need network and endpoint IDs without slashes, an IP (or IPv6 address) and a MAC", model.ErrInvalid)
 	}
 	a.NodeID = c.opts.NodeID
 	if !a.VTEP.IsValid() {

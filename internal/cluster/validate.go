@@ -179,8 +179,8 @@ func ValidateNetwork(keyID string, n model.Network) error {
 	if n.EnableIPv6 && !has6 {
 		return badf("EnableIPv6 without an IPv6 subnet")
 	}
-	if !has4 {
-		return badf("no IPv4 subnet")
+	if has4 == n.DisableIPv4 {
+		return badf("IPv4 subnet present %v with IPv4 disabled %v", has4, n.DisableIPv4)
 	}
 	if len(n.Options) > maxOptions || len(n.Labels) > maxOptions {
 		return badf("too many options or labels")
@@ -235,8 +235,11 @@ func ValidateAdvert(keyNode, keyNet, keyEP string, a Advert) error {
 	if !ValidHexID(a.NodeID, NodeIDLen) || a.NodeID != keyNode {
 		return badf("node ID %q (key names %q)", a.NodeID, keyNode)
 	}
-	if !validUnicastAddr(a.IP) || a.IP.IsLoopback() {
-		return badf("endpoint address %v", a.IP)
+	if a.IP.IsValid() || !a.IP6.IsValid() {
+		// Only an endpoint of an IPv6-only network has no IPv4 address.
+		if !a.IP.Is4() || !validUnicastAddr(a.IP) || a.IP.IsLoopback() {
+			return badf("endpoint address %v", a.IP)
+		}
 	}
 	if a.IP6.IsValid() && (!a.IP6.Is6() || !validUnicastAddr(a.IP6) || a.IP6.IsLoopback() || a.IP6.IsLinkLocalUnicast()) {
 		return badf("endpoint IPv6 address %v", a.IP6)
@@ -305,9 +308,19 @@ func FilterAdverts(n model.Network, ads []Advert, nodes map[string]netip.Addr, s
 			reject(i, "advertisement of network %.12s read for network %.12s", a.NetworkID, n.ID)
 			continue
 		}
-		if err := inSubnets(n, a.IP); err != nil {
-			reject(i, "%v", err)
+		if a.IP.IsValid() == n.DisableIPv4 {
+			reject(i, "endpoint address %v on a network with IPv4 %s", a.IP, map[bool]string{false: "enabled", true: "disabled"}[n.DisableIPv4])
 			continue
+		}
+		if n.DisableIPv4 && !a.IP6.IsValid() {
+			reject(i, "no IPv6 address on an IPv6-only network")
+			continue
+		}
+		if a.IP.IsValid() {
+			if err := inSubnets(n, a.IP); err != nil {
+				reject(i, "%v", err)
+				continue
+			}
 		}
 		if a.IP6.IsValid() {
 			if !a.IP6.Is6() {
@@ -349,7 +362,12 @@ func FilterAdverts(n model.Network, ads []Advert, nodes map[string]netip.Addr, s
 		what string
 		of   func(Advert) string
 	}{
-		{"address", func(a Advert) string { return a.IP.String() }},
+		{"address", func(a Advert) string {
+			if !a.IP.IsValid() {
+				return ""
+			}
+			return a.IP.String()
+		}},
 		{"IPv6 address", func(a Advert) string {
 			if !a.IP6.IsValid() {
 				return ""
@@ -384,7 +402,7 @@ func FilterAdverts(n model.Network, ads []Advert, nodes map[string]netip.Addr, s
 	// An owner record naming another node also beats an unconflicted claim.
 	dispute = false
 	for i, a := range ads {
-		if o, has := owners[a.IP]; ok[i] && has && o != a.NodeID && a.NodeID != self {
+		if o, has := owners[a.IP]; ok[i] && a.IP.IsValid() && has && o != a.NodeID && a.NodeID != self {
 			reject(i, "address %s belongs to node %s", a.IP, o)
 		}
 		if o, has := owners[a.IP6]; ok[i] && a.IP6.IsValid() && has && o != a.NodeID && a.NodeID != self {

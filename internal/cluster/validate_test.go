@@ -326,3 +326,61 @@ func FuzzDecodeNode(f *testing.F) {
 }
 
 func nopLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// IPv6-only networks: the record has only IPv6 subnets and DisableIPv4;
+// its advertisements carry IP6 and no IP, and the other way round is
+// rejected on either kind of network.
+func TestValidateIPv6Only(t *testing.T) {
+	n := vNetwork6()
+	n.DisableIPv4 = true
+	n.IPAM = n.IPAM[1:]
+	if err := ValidateNetwork(vNet, n); err != nil {
+		t.Fatalf("IPv6-only network refused: %v", err)
+	}
+	with4 := vNetwork6()
+	with4.DisableIPv4 = true
+	if err := ValidateNetwork(vNet, with4); err == nil {
+		t.Fatal("IPv6-only network with an IPv4 subnet accepted")
+	}
+	nodes := map[string]netip.Addr{vPeer: netip.MustParseAddr("192.0.2.2"), vEvil: netip.MustParseAddr("192.0.2.3")}
+	only6 := vAdvert(vEP1, vPeer, "10.5.0.2", "192.0.2.2")
+	only6.IP, only6.IP6 = netip.Addr{}, netip.MustParseAddr("fd00:5::2")
+	if err := ValidateAdvert(vPeer, vNet, vEP1, only6); err != nil {
+		t.Fatalf("advert with only an IPv6 address refused: %v", err)
+	}
+	other6 := with(vAdvert(vEP2, vEvil, "10.5.0.3", "192.0.2.3"), func(a *Advert) {
+		a.IP, a.IP6, a.created = netip.Addr{}, netip.MustParseAddr("fd00:5::3"), 20
+	})
+	if kept, rej := FilterAdverts(n, []Advert{only6, other6}, nodes, vSelf, nil); len(kept) != 2 {
+		t.Fatalf("two IPv6-only adverts: kept %s, rejected %+v", advKeys(kept), rej)
+	}
+	dup := with(other6, func(a *Advert) { a.IP6 = only6.IP6 })
+	if kept, _ := FilterAdverts(n, []Advert{only6, dup}, nodes, vSelf, nil); advKeys(kept) != advKeys([]Advert{only6}) {
+		t.Fatalf("a second claim on an IPv6 address kept: %s", advKeys(kept))
+	}
+	dual := with(only6, func(a *Advert) { a.IP = netip.MustParseAddr("10.5.0.2") })
+	if kept, _ := FilterAdverts(n, []Advert{dual}, nodes, vSelf, nil); len(kept) != 0 {
+		t.Fatal("an advert with an IPv4 address kept on an IPv6-only network")
+	}
+	if kept, _ := FilterAdverts(vNetwork6(), []Advert{only6}, nodes, vSelf, nil); len(kept) != 0 {
+		t.Fatal("an advert without an IPv4 address kept on a dual-stack network")
+	}
+}
+
+// Advertisements written before IPv6 and container IDs existed decode
+// with neither and stay valid; new ones round-trip both.
+func TestAdvertJSONCompat(t *testing.T) {
+	old := `{"NetworkID":"` + vNet + `","EndpointID":"` + vEP1 + `","IP":"10.5.0.2","MAC":"02:42:0a:05:00:02","VTEP":"192.0.2.2","NodeID":"` + vPeer + `","Name":"c1"}`
+	a, err := decodeAdvert([]byte(old))
+	if err != nil || a.IP6.IsValid() || a.ContainerID != "" || a.Name != "c1" {
+		t.Fatalf("old advert decoded as %+v, %v", a, err)
+	}
+	if err := ValidateAdvert(vPeer, vNet, vEP1, a); err != nil {
+		t.Fatalf("old advert refused: %v", err)
+	}
+	a.IP6, a.ContainerID = netip.MustParseAddr("fd00:5::2"), oid("ctr")
+	b, err := decodeAdvert(encodeAdvert(a))
+	if err != nil || b.IP6 != a.IP6 || b.ContainerID != a.ContainerID {
+		t.Fatalf("round trip: %+v, %v", b, err)
+	}
+}

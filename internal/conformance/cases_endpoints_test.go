@@ -48,7 +48,7 @@ var endpointGroups = []Group{{
 		{Name: "overlay outside a cluster", Args: []string{"network", "create", "-d", "overlay", "nov"}, Code: 1,
 			Err:     daemonErr("overlay networks need cluster mode: start the daemon with --cluster-init, --cluster-join ADDR or --cluster-store etcd://HOST:2379"),
 			Differs: "overlay"},
-		{Name: "ipv6-only network", Args: []string{"network", "create", "--ipv4=false", "--ipv6", "n6o"}, Out: Re(id64), Pending: "IPv6-only networks"},
+		{Name: "ipv6-only network", Args: []string{"network", "create", "--ipv4=false", "--ipv6", "n6o"}, Out: Re(id64)},
 		{Name: "macvlan", Args: []string{"network", "create", "-d", "macvlan", "-o", "parent=eth0", "--subnet", "10.220.0.0/24", "nmv"}, Out: Re(id64)},
 		{Name: "macvlan inspect", Args: []string{"network", "inspect", "-f", `{{.Driver}} {{index .Options "parent"}}`, "nmv"}, Out: Line("macvlan eth0")},
 		{Name: "macvlan container", Args: []string{"run", "--rm", "--network", "nmv", "busybox", "ip", "-o", "-4", "addr", "show", "eth0"}, Out: Has("inet 10.220.0.2/24")},

@@ -16,7 +16,7 @@ func CheckJoin(sb model.Sandbox, ep model.Endpoint) error {
 	switch {
 	case sb.HostNetwork || sb.NetnsPath == "":
 		return fmt.Errorf("sandbox %s has no namespace of its own: %w", sb.ID, ErrInvalid)
-	case !ep.Addr.IsValid():
+	case !ep.Addr.IsValid() && !ep.Addr6.IsValid():
 		return fmt.Errorf("no address: %w", ErrInvalid)
 	case len(ep.MAC) != 6:
 		return fmt.Errorf("bad MAC %q: %w", ep.MAC, ErrInvalid)

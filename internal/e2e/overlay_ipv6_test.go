@@ -32,7 +32,8 @@ func nslookupAAAA(h *harness.Host, ctr, name string) []string {
 // endpoints by proxy, so containers on two hosts ping6 each other, by
 // address and by name (AAAA from the advertisement). Containers on the
 // other host resolve by their short ID too. A network without --subnet
-// gets a ULA /64 of the cluster's /48, the same on both hosts.
+// gets a ULA /64 of the cluster's /48, the same on both hosts. An
+// IPv6-only overlay (--ipv4=false) works across the hosts too.
 func TestOverlayIPv6(t *testing.T) {
 	c := ovCluster(t, 2)
 	a, b := c.Host(0), c.Host(1)
@@ -103,6 +104,22 @@ func TestOverlayIPv6(t *testing.T) {
 	}
 	if !eventually(10*time.Second, func() bool { return sub(a) == p.String() }) {
 		t.Errorf("host A sees ov6d's IPv6 subnet as %s, host B as %s", sub(a), p)
+	}
+
+	// An IPv6-only overlay: advertisements with an IPv6 address and no
+	// IPv4 one, ping6 across hosts by address and by name.
+	cli(t, a, "network", "create", "-d", "overlay", "--ipv6", "--ipv4=false", "--subnet", "fd00:87::/64", "o6o")
+	ovRun(t, a, "p", "o6o")
+	ovRun(t, b, "q", "o6o")
+	if out := cli(t, b, "exec", "q", "ip", "-o", "-4", "addr", "show", "eth0"); out != "" {
+		t.Errorf("q has IPv4 on an IPv6-only overlay: %q", out)
+	}
+	p6 := ipv6Of(t, a, "p", "o6o").GlobalIPv6Address
+	if !eventually(20*time.Second, func() bool { return ping6(t, b, "q", p6) }) {
+		t.Fatalf("q (host B) cannot ping6 p (host A) at %s on the IPv6-only overlay", p6)
+	}
+	if !ping6(t, b, "q", "p") || !ping6(t, a, "p", "q") {
+		t.Error("p and q cannot ping6 each other by name on the IPv6-only overlay")
 	}
 }
 

@@ -383,32 +383,42 @@ func (e *Engine) attach(ctx context.Context, n model.Network, c model.Container,
 // attachNamed is attach with the interface name given.
 func (e *Engine) attachNamed(ctx context.Context, n model.Network, c model.Container, sb model.Sandbox, r api.EndpointRequest, order int, ifName string, defaultRoute bool) (model.Endpoint, error) {
 	id := newID()
-	addr, err := e.allocate(ctx, n, r.IP, id)
-	if err != nil {
-		return model.Endpoint{}, err
-	}
 	ep := model.Endpoint{
-		ID: id, NetworkID: n.ID, ContainerID: c.ID, Name: c.Name, Addr: addr,
-		MAC: model.MACForIP(addr.Addr()), Aliases: r.Aliases, StaticIP: r.IP.IsValid(),
+		ID: id, NetworkID: n.ID, ContainerID: c.ID, Name: c.Name,
+		Aliases: r.Aliases, StaticIP: r.IP.IsValid(),
 		IfName: ifName, Order: order, GwPriority: r.GwPriority, LinkLocalIPs: r.LinkLocalIPs,
 		IfNameStatic: r.IfName != "",
 	}
-	if len(r.MAC) == 6 {
-		ep.MAC, ep.MACStatic = slices.Clone(r.MAC), true
+	// undo gives back what was allocated so far.
+	undo := func() {
+		for _, a := range epAddrs(ep) {
+			e.release(context.WithoutCancel(ctx), n, a)
+		}
 	}
-	for _, cfg := range n.IPAM {
-		if cfg.Subnet.Contains(addr.Addr()) {
-			ep.Gateway = cfg.Gateway
+	if n.DisableIPv4 {
+		if r.IP.IsValid() {
+			return model.Endpoint{}, errf(model.ErrInvalid, "invalid IPv4 address %s: network %s does not have IPv4 enabled", r.IP, n.Name)
+		}
+	} else {
+		addr, err := e.allocate(ctx, n, r.IP, id)
+		if err != nil {
+			return model.Endpoint{}, err
+		}
+		ep.Addr = addr
+		for _, cfg := range n.IPAM {
+			if cfg.Subnet.Contains(addr.Addr()) {
+				ep.Gateway = cfg.Gateway
+			}
 		}
 	}
 	if r.IP6.IsValid() && !n.EnableIPv6 {
-		e.release(context.WithoutCancel(ctx), n, addr.Addr())
+		undo()
 		return model.Endpoint{}, errf(model.ErrInvalid, "invalid IPv6 address %s: network %s does not have IPv6 enabled", r.IP6, n.Name)
 	}
 	if n.EnableIPv6 {
 		p6, err := e.allocate6(ctx, n, r.IP6, id)
 		if err != nil {
-			e.release(context.WithoutCancel(ctx), n, addr.Addr())
+			undo()
 			return model.Endpoint{}, err
 		}
 		ep.Addr6, ep.StaticIP6 = p6, r.IP6.IsValid()
@@ -418,20 +428,24 @@ func (e *Engine) attachNamed(ctx context.Context, n model.Network, c model.Conta
 			}
 		}
 	}
+	if len(r.MAC) == 6 {
+		ep.MAC, ep.MACStatic = slices.Clone(r.MAC), true
+	} else if ep.Addr.IsValid() {
+		ep.MAC = model.MACForIP(ep.Addr.Addr())
+	} else {
+		ep.MAC = model.MACForIP(ep.Addr6.Addr())
+	}
 	if n.Scope == model.ScopeGlobal {
-		err := e.hold(n, addr.Addr())
-		if err == nil && ep.Addr6.IsValid() {
-			if err = e.hold(n, ep.Addr6.Addr()); err != nil {
-				e.releaseHeld(context.WithoutCancel(ctx), n, addr.Addr())
+		var held []netip.Addr
+		for _, a := range epAddrs(ep) {
+			if err := e.hold(n, a); err != nil {
+				for _, h := range held {
+					e.releaseHeld(context.WithoutCancel(ctx), n, h)
+				}
+				undo()
+				return model.Endpoint{}, err
 			}
-		} else if err != nil {
-			e.release(context.WithoutCancel(ctx), n, addr.Addr())
-		}
-		if err != nil {
-			if ep.Addr6.IsValid() {
-				e.release(context.WithoutCancel(ctx), n, ep.Addr6.Addr())
-			}
-			return model.Endpoint{}, err
+			held = append(held, a)
 		}
 	}
 	ep.MTU = e.mtuFor(ctx, n)
@@ -448,16 +462,12 @@ func (e *Engine) unplumb(ctx context.Context, n model.Network, ep model.Endpoint
 	if err := e.drivers[n.Driver].Leave(ctx, n, ep, sb); err != nil {
 		e.log.Warn("undo join", "network", n.Name, "err", err)
 	}
-	if n.Scope == model.ScopeGlobal {
-		e.releaseHeld(ctx, n, ep.Addr.Addr())
-		if ep.Addr6.IsValid() {
-			e.releaseHeld(ctx, n, ep.Addr6.Addr())
+	for _, a := range epAddrs(ep) {
+		if n.Scope == model.ScopeGlobal {
+			e.releaseHeld(ctx, n, a)
+		} else {
+			e.release(ctx, n, a)
 		}
-		return
-	}
-	e.release(ctx, n, ep.Addr.Addr())
-	if ep.Addr6.IsValid() {
-		e.release(ctx, n, ep.Addr6.Addr())
 	}
 }
 
@@ -556,15 +566,11 @@ func (e *Engine) released(ctx context.Context, n model.Network, eps []model.Endp
 	ctx = context.WithoutCancel(ctx)
 	for _, ep := range eps {
 		e.beforeRelease(ctx, n, ep)
-		if n.Scope == model.ScopeGlobal {
-			e.releaseHeld(ctx, n, ep.Addr.Addr())
-			if ep.Addr6.IsValid() {
-				e.releaseHeld(ctx, n, ep.Addr6.Addr())
-			}
-		} else {
-			e.release(ctx, n, ep.Addr.Addr())
-			if ep.Addr6.IsValid() {
-				e.release(ctx, n, ep.Addr6.Addr())
+		for _, a := range epAddrs(ep) {
+			if n.Scope == model.ScopeGlobal {
+				e.releaseHeld(ctx, n, a)
+			} else {
+				e.release(ctx, n, a)
 			}
 		}
 	}

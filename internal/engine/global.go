@@ -270,7 +270,7 @@ func (e *Engine) advertise(ctx context.Context, n model.Network, ep model.Endpoi
 		ContainerID: ep.ContainerID})
 	if err != nil {
 		// The cluster publishes it once the store is back.
-		e.log.Warn("advertise endpoint", "network", n.Name, "ip", ep.Addr.Addr(), "err", err)
+		e.log.Warn("advertise endpoint", "network", n.Name, "ip", ep.Addr.Addr(), "ip6", ep.Addr6.Addr(), "err", err)
 	}
 }
 

@@ -63,9 +63,13 @@ func unholdTx(tx *store.Tx, n model.Network, ep model.Endpoint) error {
 	return nil
 }
 
-// epAddrs are an endpoint's addresses (IPv4, and IPv6 if it has one).
+// epAddrs are an endpoint's addresses: IPv4 (none on an IPv6-only
+// network), and IPv6 if it has one.
 func epAddrs(ep model.Endpoint) []netip.Addr {
-	out := []netip.Addr{ep.Addr.Addr()}
+	var out []netip.Addr
+	if ep.Addr.IsValid() {
+		out = append(out, ep.Addr.Addr())
+	}
 	if ep.Addr6.IsValid() {
 		out = append(out, ep.Addr6.Addr())
 	}

@@ -61,9 +61,8 @@ func (e *Engine) selfEntriesLocked(c model.Container) []HostEntry {
 		if !n.Predefined && n.Name != GatewayBridge {
 			names = append(names, entryNames(ep, n.Name)...)
 		}
-		out = append(out, HostEntry{Addr: ep.Addr.Addr(), Names: dedupe(names)})
-		if ep.Addr6.IsValid() {
-			out = append(out, HostEntry{Addr: ep.Addr6.Addr(), Names: dedupe(names)})
+		for _, a := range epAddrs(ep) {
+			out = append(out, HostEntry{Addr: a, Names: dedupe(names)})
 		}
 	}
 	return out

@@ -79,11 +79,7 @@ func (e *Engine) dnsConfigLocked() dns.Config {
 		if len(ep.ContainerID) >= 12 {
 			names = append(names, ep.ContainerID[:12])
 		}
-		addrs := []netip.Addr{ep.Addr.Addr()}
-		if ep.Addr6.IsValid() {
-			addrs = append(addrs, ep.Addr6.Addr())
-		}
-		byNet[n.ID] = append(byNet[n.ID], dns.Record{Names: names, Addrs: addrs})
+		byNet[n.ID] = append(byNet[n.ID], dns.Record{Names: names, Addrs: epAddrs(ep)})
 	}
 	for id, n := range e.networks {
 		if !dnsNetwork(n) {
@@ -92,16 +88,18 @@ func (e *Engine) dnsConfigLocked() dns.Config {
 		recs := byNet[id]
 		if n.Scope == model.ScopeGlobal {
 			for _, a := range e.knownPeersLocked(id) {
-				if a.NodeID == e.opts.NodeID || a.Name == "" || !a.IP.IsValid() {
+				if a.NodeID == e.opts.NodeID || a.Name == "" || !(a.IP.IsValid() || a.IP6.IsValid()) {
 					continue
 				}
 				names := append([]string{a.Name}, a.Aliases...)
 				if a.ContainerID != "" {
 					names = append(names, a.ContainerID[:12])
 				}
-				addrs := []netip.Addr{a.IP}
-				if a.IP6.IsValid() {
-					addrs = append(addrs, a.IP6)
+				var addrs []netip.Addr
+				for _, x := range []netip.Addr{a.IP, a.IP6} {
+					if x.IsValid() {
+						addrs = append(addrs, x)
+					}
 				}
 				recs = append(recs, dns.Record{Names: names, Addrs: addrs})
 			}
@@ -154,10 +152,7 @@ func (e *Engine) linkRecordsLocked(c model.Container, nets []string) []dns.Recor
 		for _, ep := range e.endpointsOfLocked(other.ID) {
 			for _, id := range nets {
 				if ep.NetworkID == id {
-					addrs = append(addrs, ep.Addr.Addr())
-					if ep.Addr6.IsValid() {
-						addrs = append(addrs, ep.Addr6.Addr())
-					}
+					addrs = append(addrs, epAddrs(ep)...)
 				}
 			}
 		}

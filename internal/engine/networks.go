@@ -65,7 +65,7 @@ func (e *Engine) CreateNetwork(ctx context.Context, req api.NetworkCreate) (mode
 	n := model.Network{
 		ID: newID(), Name: req.Name, Driver: req.Driver, Scope: d.Scope(), Created: e.now(),
 		Internal: req.Internal, Attachable: req.Attachable, Labels: req.Labels, Options: req.Options,
-		IPAM: ipamCfg, EnableIPv6: req.EnableIPv6,
+		IPAM: ipamCfg, EnableIPv6: req.EnableIPv6, DisableIPv4: req.DisableIPv4,
 	}
 	if d.Scope() == model.ScopeGlobal {
 		return e.createGlobalNetwork(ctx, d, n)
@@ -106,8 +106,9 @@ func (e *Engine) CreateNetwork(ctx context.Context, req api.NetworkCreate) (mode
 // ipv6Config checks the IPv6 part of a network create and returns the IPAM
 // request: with --ipv6 and no IPv6 subnet, a default ULA /64 is asked for
 // (from the host's pool for a bridge, the cluster's for an overlay)
-// (and a default IPv4 pool when only an IPv6 subnet was given, as vxnet
-// networks always have IPv4). IPv6 is refused where vxnet does not do it.
+// (and a default IPv4 pool when only an IPv6 subnet was given, unless the
+// network is IPv6-only: --ipv4=false). IPv6 is refused where vxnet does not
+// do it.
 func (e *Engine) ipv6Config(req api.NetworkCreate) ([]model.IPAMConfig, error) {
 	var has4, has6 bool
 	for _, c := range req.IPAM {
@@ -115,6 +116,14 @@ func (e *Engine) ipv6Config(req api.NetworkCreate) ([]model.IPAMConfig, error) {
 			has6 = true
 		} else {
 			has4 = true
+		}
+	}
+	if req.DisableIPv4 {
+		switch {
+		case !req.EnableIPv6:
+			return nil, errf(model.ErrInvalid, "IPv4 or IPv6 must be enabled")
+		case has4:
+			return nil, errf(model.ErrInvalid, "an IPv4 subnet needs IPv4 enabled (the network was created with --ipv4=false)")
 		}
 	}
 	if !req.EnableIPv6 {
@@ -130,7 +139,7 @@ func (e *Engine) ipv6Config(req api.NetworkCreate) ([]model.IPAMConfig, error) {
 		return nil, errf(model.ErrInvalid, "vxnet does not support IPv6 with this address allocator")
 	}
 	out := slices.Clone(req.IPAM)
-	if !has4 {
+	if !has4 && !req.DisableIPv4 {
 		out = append([]model.IPAMConfig{{}}, out...)
 	}
 	if !has6 {

@@ -85,10 +85,7 @@ func (e *Engine) Start(ctx context.Context) error {
 		var inUse []netip.Addr
 		for _, ep := range eps {
 			if ep.NetworkID == n.ID && !orphans[ep.ID] {
-				inUse = append(inUse, ep.Addr.Addr())
-				if ep.Addr6.IsValid() {
-					inUse = append(inUse, ep.Addr6.Addr())
-				}
+				inUse = append(inUse, epAddrs(ep)...)
 			}
 		}
 		if err := e.opts.IPAM.Restore(n.ID, n.IPAM, state, inUse); err != nil {

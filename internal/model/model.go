@@ -59,9 +59,13 @@ type Network struct {
 	Predefined bool `json:"Predefined,omitempty"`
 	// VNI is the VXLAN network identifier of an overlay network (0 otherwise).
 	VNI uint32 `json:"VNI,omitempty"`
-	// EnableIPv6: the network has an IPv6 subnet next to its IPv4 one
-	// (bridge networks only) and its endpoints an IPv6 address.
+	// EnableIPv6: the network has an IPv6 subnet (bridge and overlay
+	// networks) and its endpoints an IPv6 address.
 	EnableIPv6 bool `json:"EnableIPv6,omitempty"`
+	// DisableIPv4: an IPv6-only network (Docker's EnableIPv4 false): no
+	// IPv4 subnet, endpoints without an IPv4 address. Records written
+	// before IPv6-only networks existed have IPv4.
+	DisableIPv4 bool `json:"DisableIPv4,omitempty"`
 }
 
 // Endpoint is one container's attachment to one network.
@@ -103,9 +107,16 @@ type Endpoint struct {
 }
 
 // MACForIP returns Docker's MAC for an IPv4 address: 02:42 followed by the
-// four address bytes, so one IP always maps to one MAC.
+// four address bytes, so one IP always maps to one MAC. For an IPv6
+// address (the endpoints of IPv6-only networks) it is 02:42 followed by
+// the low four bytes, unique among the addresses vxnet hands out in a
+// subnet (the first 2^32).
 func MACForIP(a netip.Addr) net.HardwareAddr {
-	b := a.As4()
+	if a.Is6() && !a.Is4In6() {
+		b := a.As16()
+		return net.HardwareAddr{0x02, 0x42, b[12], b[13], b[14], b[15]}
+	}
+	b := a.Unmap().As4()
 	return net.HardwareAddr{0x02, 0x42, b[0], b[1], b[2], b[3]}
 }
 

@@ -238,8 +238,10 @@ func (d *Driver) configureSandboxSide(sh *netlink.Handle, ep model.Endpoint, mtu
 			return fmt.Errorf("set mtu of %s: %w", ep.IfName, err)
 		}
 	}
-	if err := ensureOnlyAddr(sh, pl, ep.Addr); err != nil {
-		return fmt.Errorf("address %s on %s: %w", ep.Addr, ep.IfName, err)
+	if ep.Addr.IsValid() {
+		if err := ensureOnlyAddr(sh, pl, ep.Addr); err != nil {
+			return fmt.Errorf("address %s on %s: %w", ep.Addr, ep.IfName, err)
+		}
 	}
 	if ep.Addr6.IsValid() {
 		if err := ensureOnlyAddr(sh, pl, ep.Addr6); err != nil {

@@ -401,7 +401,7 @@ func (d *Driver) Join(ctx context.Context, n model.Network, ep model.Endpoint, j
 		return err
 	}
 	sbPath := ji.Sandbox.NetnsPath
-	if sbPath == "" || ep.IfName == "" || !ep.Addr.IsValid() || len(ep.MAC) != 6 {
+	if sbPath == "" || ep.IfName == "" || !(ep.Addr.IsValid() || ep.Addr6.IsValid()) || len(ep.MAC) != 6 {
 		return fmt.Errorf("overlay: join %s: need sandbox path, interface name, address and MAC: %w", short(ep.ID, 12), driver.ErrInvalid)
 	}
 	netMTU, err := d.MTU(n)
@@ -529,7 +529,10 @@ func (d *Driver) configurePorts(h, sh *netlink.Handle, br, hostL, sbL netlink.Li
 			return fmt.Errorf("set %s address: %w", ep.IfName, err)
 		}
 	}
-	want := []netip.Prefix{ep.Addr}
+	var want []netip.Prefix
+	if ep.Addr.IsValid() {
+		want = append(want, ep.Addr)
+	}
 	if ep.Addr6.IsValid() {
 		want = append(want, ep.Addr6)
 	}
@@ -566,7 +569,7 @@ func gatewayOf(n model.Network, ep model.Endpoint) netip.Addr {
 		return ep.Gateway
 	}
 	for _, c := range n.IPAM {
-		if c.Subnet.Contains(ep.Addr.Addr()) && c.Gateway.IsValid() {
+		if ep.Addr.IsValid() && c.Subnet.Contains(ep.Addr.Addr()) && c.Gateway.IsValid() {
 			return c.Gateway
 		}
 	}
