@@ -1,6 +1,6 @@
 package conformance
 
-// Named volumes of the local driver, anonymous volumes, binds.
+// Named volumes of the local driver, anonymous volumes, binds, docker cp.
 var volumeGroups = []Group{{
 	Name: "volumes",
 	Cases: []Case{
@@ -38,7 +38,17 @@ var volumeGroups = []Group{{
 			Pending: "HostConfig.Tmpfs"},
 		{Name: "tmpfs mount", Args: []string{"run", "--rm", "--mount", "type=tmpfs,destination=/t", "busybox", "sh", "-c", "mount | grep ' /t '"}, Out: Re(`^tmpfs on /t type tmpfs \(rw,`),
 			Pending: "mounts of type tmpfs"},
-		{Name: "cp into container", Args: []string{"cp", "${hostdir}/h", "vc:/tmp/h"}, Pending: "docker cp (archive endpoints)"},
+		{Name: "cp target", Args: []string{"run", "-d", "--name", "vcp", "busybox", "sleep", "1d"}, Out: Re(id64)},
+		{Name: "cp into container", Args: []string{"cp", "${hostdir}/h", "vcp:/tmp/h"}},
+		{Name: "cp arrived", Args: []string{"exec", "vcp", "cat", "/tmp/h"}, Out: Line("hostfile")},
+		{Name: "cp out of container", Args: []string{"cp", "vcp:/etc/hostname", "${hostdir}/hn"}},
+		{Name: "cp out arrived", Args: []string{"run", "--rm", "-v", "${hostdir}:/b:ro", "busybox", "cat", "/b/hn"}, Out: Re(`^[0-9a-f]{12}\n$`)},
+		{Name: "cp missing path", Args: []string{"cp", "vcp:/nosuch", "${hostdir}/x"}, Code: 1, Err: daemonErr("Could not find the file /nosuch in container vcp")},
+		{Name: "cp missing container", Args: []string{"cp", "nosuch:/x", "${hostdir}/x"}, Code: 1, Err: daemonErr("No such container: nosuch")},
+		{Name: "cp into missing directory", Args: []string{"cp", "${hostdir}/h", "vcp:/nosuchdir/sub/"}, Code: 1, Err: Re(`(^|\n)no such directory\n$`)},
+		{Name: "cp stop", Args: []string{"stop", "-t", "0", "vcp"}, Out: Line("vcp")},
+		{Name: "cp out of a stopped container", Args: []string{"cp", "vcp:/tmp/h", "${hostdir}/h2"}},
+		{Name: "cp from stopped arrived", Args: []string{"run", "--rm", "-v", "${hostdir}:/b:ro", "busybox", "cat", "/b/h2"}, Out: Line("hostfile")},
 	},
-	Cleanup: [][]string{{"rm", "-f", "-v", "vu", "va"}, {"volume", "rm", "-f", "cv1", "cv2"}},
+	Cleanup: [][]string{{"rm", "-f", "-v", "vu", "va", "vcp"}, {"volume", "rm", "-f", "cv1", "cv2"}},
 }}
