@@ -1,225 +1,19 @@
-package overlay
+package overlay_test
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"math/rand"
-	"net"
 	"net/netip"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 
+	"github.com/vxnet/vxnet/internal/driver/overlay"
+	"github.com/vxnet/vxnet/internal/driver/overlay/overlaytest"
 	"github.com/vxnet/vxnet/internal/model"
 )
-
-// fakeKernel is a PeerKernel in memory: per network vxlan0's FDB and
-// neighbour entries and br0's learned MACs, rendered as `bridge fdb` /
-// `ip neigh` text. Operations can be made to fail, and every change is
-// logged.
-type fakeKernel struct {
-	mu     sync.Mutex
-	tables map[string]*fakeTable // network ID -> table; absent: no data plane
-	// failOps makes the next operations whose log line starts with a key
-	// fail (the value counts how many more times).
-	failOps map[string]int
-	failErr error // Read fails with it while set
-	ops     []string
-	opens   int
-}
-
-type fakeTable struct {
-	fdb     map[string]bool // "MAC dst VTEP"
-	neigh   map[netip.Addr]KernelNeigh
-	learned map[string]net.HardwareAddr
-}
-
-func newFakeKernel() *fakeKernel {
-	return &fakeKernel{tables: map[string]*fakeTable{}, failOps: map[string]int{}}
-}
-
-// plumb gives network id a (empty) data plane.
-func (k *fakeKernel) plumb(id string) *fakeTable {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	t := &fakeTable{fdb: map[string]bool{}, neigh: map[netip.Addr]KernelNeigh{}, learned: map[string]net.HardwareAddr{}}
-	k.tables[id] = t
-	return t
-}
-
-func (k *fakeKernel) unplumb(id string) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	delete(k.tables, id)
-}
-
-func (k *fakeKernel) Open(id string) (PeerTable, bool, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	k.opens++
-	t, ok := k.tables[id]
-	if !ok {
-		return nil, false, nil
-	}
-	return &fakeHandle{k: k, t: t}, true, nil
-}
-
-// takeOps returns the operations logged since the last call.
-func (k *fakeKernel) takeOps() string {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	out := strings.Join(k.ops, "\n")
-	k.ops = nil
-	return out
-}
-
-func (k *fakeKernel) failNext(prefix string, times int) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	k.failOps[prefix] = times
-}
-
-// render shows a network's table as text, sorted.
-func (k *fakeKernel) render(id string) string {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	t, ok := k.tables[id]
-	if !ok {
-		return "<no data plane>"
-	}
-	var lines []string
-	for e := range t.fdb {
-		lines = append(lines, "fdb "+e)
-	}
-	for _, n := range t.neigh {
-		state := "PERMANENT"
-		if !n.Permanent {
-			state = "REACHABLE"
-		}
-		lines = append(lines, fmt.Sprintf("neigh %s lladdr %s %s", n.IP, n.MAC, state))
-	}
-	for _, m := range t.learned {
-		lines = append(lines, "learned "+m.String())
-	}
-	sort.Strings(lines)
-	return strings.Join(lines, "\n")
-}
-
-// fakeHandle is an open table.
-type fakeHandle struct {
-	k *fakeKernel
-	t *fakeTable
-}
-
-func (h *fakeHandle) Close() {}
-
-// op logs a change and says whether it is to fail.
-func (h *fakeHandle) op(line string) error {
-	h.k.ops = append(h.k.ops, line)
-	for prefix, n := range h.k.failOps {
-		if n > 0 && strings.HasPrefix(line, prefix) {
-			h.k.failOps[prefix] = n - 1
-			return errors.New("injected: no buffer space available")
-		}
-	}
-	return nil
-}
-
-func (h *fakeHandle) Read() (KernelEntries, error) {
-	h.k.mu.Lock()
-	defer h.k.mu.Unlock()
-	if h.k.failErr != nil {
-		return KernelEntries{}, h.k.failErr
-	}
-	var out KernelEntries
-	for e := range h.t.fdb {
-		var mac, dst string
-		fmt.Sscanf(e, "%s dst %s", &mac, &dst)
-		m, _ := net.ParseMAC(mac)
-		out.FDB = append(out.FDB, FDBEntry{MAC: m, VTEP: netip.MustParseAddr(dst)})
-	}
-	for _, n := range h.t.neigh {
-		out.Neigh = append(out.Neigh, n)
-	}
-	for _, m := range h.t.learned {
-		out.Learned = append(out.Learned, m)
-	}
-	// In a stable order, so the operations logged are too.
-	sort.Slice(out.FDB, func(i, j int) bool { return fdbKey(out.FDB[i]) < fdbKey(out.FDB[j]) })
-	sort.Slice(out.Neigh, func(i, j int) bool { return out.Neigh[i].IP.Less(out.Neigh[j].IP) })
-	sort.Slice(out.Learned, func(i, j int) bool { return out.Learned[i].String() < out.Learned[j].String() })
-	return out, nil
-}
-
-func fdbKey(e FDBEntry) string { return e.MAC.String() + " dst " + e.VTEP.String() }
-
-func (h *fakeHandle) ReplaceFDB(e FDBEntry) error {
-	h.k.mu.Lock()
-	defer h.k.mu.Unlock()
-	if err := h.op("fdb replace " + fdbKey(e)); err != nil {
-		return err
-	}
-	// Replace: one entry per MAC.
-	for k := range h.t.fdb {
-		if strings.HasPrefix(k, e.MAC.String()+" ") {
-			delete(h.t.fdb, k)
-		}
-	}
-	h.t.fdb[fdbKey(e)] = true
-	return nil
-}
-
-func (h *fakeHandle) AppendFDB(e FDBEntry) error {
-	h.k.mu.Lock()
-	defer h.k.mu.Unlock()
-	if err := h.op("fdb append " + fdbKey(e)); err != nil {
-		return err
-	}
-	h.t.fdb[fdbKey(e)] = true
-	return nil
-}
-
-func (h *fakeHandle) DeleteFDB(e FDBEntry) error {
-	h.k.mu.Lock()
-	defer h.k.mu.Unlock()
-	if err := h.op("fdb del " + fdbKey(e)); err != nil {
-		return err
-	}
-	delete(h.t.fdb, fdbKey(e))
-	return nil
-}
-
-func (h *fakeHandle) SetNeigh(e NeighEntry) error {
-	h.k.mu.Lock()
-	defer h.k.mu.Unlock()
-	if err := h.op(fmt.Sprintf("neigh replace %s lladdr %s", e.IP, e.MAC)); err != nil {
-		return err
-	}
-	h.t.neigh[e.IP] = KernelNeigh{NeighEntry: e, Permanent: true}
-	return nil
-}
-
-func (h *fakeHandle) DeleteNeigh(e NeighEntry) error {
-	h.k.mu.Lock()
-	defer h.k.mu.Unlock()
-	if err := h.op("neigh del " + e.IP.String()); err != nil {
-		return err
-	}
-	delete(h.t.neigh, e.IP)
-	return nil
-}
-
-func (h *fakeHandle) FlushLearned(mac net.HardwareAddr) error {
-	h.k.mu.Lock()
-	defer h.k.mu.Unlock()
-	if err := h.op("fdb del " + mac.String() + " master br0"); err != nil {
-		return err
-	}
-	delete(h.t.learned, mac.String())
-	return nil
-}
 
 var (
 	localVTEP = netip.MustParseAddr("192.0.2.1")
@@ -228,13 +22,35 @@ var (
 )
 
 func testNet(id string) model.Network {
-	return model.Network{ID: strings.Repeat(id, 64/len(id)), Name: "ov-" + id, Driver: Type, Scope: model.ScopeGlobal, VNI: 4097}
+	return model.Network{ID: strings.Repeat(id, 64/len(id)), Name: "ov-" + id, Driver: overlay.Type, Scope: model.ScopeGlobal, VNI: 4097}
 }
 
 // peer is the endpoint with address 10.0.0.last on vtep (MAC 02:42 + IP).
-func peer(last byte, vtep netip.Addr) Peer {
+func peer(last byte, vtep netip.Addr) overlay.Peer {
 	ip := netip.AddrFrom4([4]byte{10, 0, 0, last})
-	return Peer{IP: ip, MAC: model.MACForIP(ip), VTEP: vtep}
+	return overlay.Peer{IP: ip, MAC: model.MACForIP(ip), VTEP: vtep}
+}
+
+// expected is the kernel an exact reconcile leaves for peers (each with a
+// MAC of its own): per remote endpoint an FDB entry to its VTEP and a
+// permanent neighbour entry, per remote VTEP a replication entry; nothing
+// for endpoints on this host.
+func expected(peers []overlay.Peer) string {
+	var lines []string
+	vteps := map[netip.Addr]bool{}
+	for _, p := range peers {
+		if p.VTEP == localVTEP {
+			continue
+		}
+		vteps[p.VTEP] = true
+		lines = append(lines, fmt.Sprintf("fdb %s dst %s", p.MAC, p.VTEP),
+			fmt.Sprintf("neigh %s lladdr %s PERMANENT", p.IP, p.MAC))
+	}
+	for v := range vteps {
+		lines = append(lines, "fdb 00:00:00:00:00:00 dst "+v.String())
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
 }
 
 func mustEqual(t *testing.T, what, got, want string) {
@@ -249,16 +65,16 @@ func mustEqual(t *testing.T, what, got, want string) {
 // per MAC, a neighbour per IP and a replication entry per VTEP; local peers
 // get nothing. The same set again changes nothing.
 func TestPeerControllerAdds(t *testing.T) {
-	k := newFakeKernel()
+	k := overlaytest.NewKernel(true)
 	n := testNet("a")
-	k.plumb(n.ID)
-	c := NewPeerController(k, localVTEP, nil)
+	k.Plumb(n.ID)
+	c := overlay.NewPeerController(k, localVTEP, nil)
 	ctx := context.Background()
-	peers := []Peer{peer(2, vtepB), peer(3, vtepB), peer(4, vtepC), peer(5, localVTEP)}
+	peers := []overlay.Peer{peer(2, vtepB), peer(3, vtepB), peer(4, vtepC), peer(5, localVTEP)}
 	if err := c.Set(ctx, n, peers); err != nil {
 		t.Fatal(err)
 	}
-	mustEqual(t, "kernel", k.render(n.ID), `
+	mustEqual(t, "kernel", k.Render(n.ID), `
 fdb 00:00:00:00:00:00 dst 192.0.2.2
 fdb 00:00:00:00:00:00 dst 192.0.2.3
 fdb 02:42:0a:00:00:02 dst 192.0.2.2
@@ -268,7 +84,7 @@ neigh 10.0.0.2 lladdr 02:42:0a:00:00:02 PERMANENT
 neigh 10.0.0.3 lladdr 02:42:0a:00:00:03 PERMANENT
 neigh 10.0.0.4 lladdr 02:42:0a:00:00:04 PERMANENT`)
 	// Unicast entries are replaced, replication entries appended.
-	mustEqual(t, "operations", k.takeOps(), `
+	mustEqual(t, "operations", k.TakeOps(), `
 fdb replace 02:42:0a:00:00:02 dst 192.0.2.2
 fdb replace 02:42:0a:00:00:03 dst 192.0.2.2
 fdb replace 02:42:0a:00:00:04 dst 192.0.2.3
@@ -280,7 +96,7 @@ neigh replace 10.0.0.4 lladdr 02:42:0a:00:00:04`)
 	if err := c.Set(ctx, n, peers); err != nil {
 		t.Fatal(err)
 	}
-	mustEqual(t, "operations of the same set again", k.takeOps(), "")
+	mustEqual(t, "operations of the same set again", k.TakeOps(), "")
 }
 
 // Removes: a peer that goes loses its entries, its host's replication
@@ -288,31 +104,29 @@ neigh replace 10.0.0.4 lladdr 02:42:0a:00:00:04`)
 // flushed; an endpoint that moved host gets its FDB entry replaced (not
 // deleted and added).
 func TestPeerControllerRemovesAndMoves(t *testing.T) {
-	k := newFakeKernel()
+	k := overlaytest.NewKernel(true)
 	n := testNet("b")
-	tab := k.plumb(n.ID)
-	c := NewPeerController(k, localVTEP, nil)
+	k.Plumb(n.ID)
+	c := overlay.NewPeerController(k, localVTEP, nil)
 	ctx := context.Background()
-	if err := c.Set(ctx, n, []Peer{peer(2, vtepB), peer(3, vtepB), peer(4, vtepC)}); err != nil {
+	if err := c.Set(ctx, n, []overlay.Peer{peer(2, vtepB), peer(3, vtepB), peer(4, vtepC)}); err != nil {
 		t.Fatal(err)
 	}
-	k.takeOps()
+	k.TakeOps()
 	gone := peer(4, vtepC)
-	k.mu.Lock()
-	tab.learned[gone.MAC.String()] = gone.MAC
-	k.mu.Unlock()
+	k.Learn(n.ID, gone.MAC)
 	// 10.0.0.4 on host C goes; 10.0.0.3 moves from B to C.
-	if err := c.Set(ctx, n, []Peer{peer(2, vtepB), peer(3, vtepC)}); err != nil {
+	if err := c.Set(ctx, n, []overlay.Peer{peer(2, vtepB), peer(3, vtepC)}); err != nil {
 		t.Fatal(err)
 	}
-	mustEqual(t, "kernel", k.render(n.ID), `
+	mustEqual(t, "kernel", k.Render(n.ID), `
 fdb 00:00:00:00:00:00 dst 192.0.2.2
 fdb 00:00:00:00:00:00 dst 192.0.2.3
 fdb 02:42:0a:00:00:02 dst 192.0.2.2
 fdb 02:42:0a:00:00:03 dst 192.0.2.3
 neigh 10.0.0.2 lladdr 02:42:0a:00:00:02 PERMANENT
 neigh 10.0.0.3 lladdr 02:42:0a:00:00:03 PERMANENT`)
-	mustEqual(t, "operations", k.takeOps(), `
+	mustEqual(t, "operations", k.TakeOps(), `
 fdb replace 02:42:0a:00:00:03 dst 192.0.2.3
 neigh del 10.0.0.4
 fdb del 02:42:0a:00:00:03 dst 192.0.2.2
@@ -323,22 +137,22 @@ fdb del 02:42:0a:00:00:04 master br0`)
 	if err := c.Set(ctx, n, nil); err != nil {
 		t.Fatal(err)
 	}
-	mustEqual(t, "kernel after the last peer left", k.render(n.ID), "")
+	mustEqual(t, "kernel after the last peer left", k.Render(n.ID), "")
 }
 
 // Churn: after every Set of a random peer set (joins, leaves, moves, MAC
 // reuse) the kernel holds exactly the desired entries, and Set again does
 // nothing.
 func TestPeerControllerChurn(t *testing.T) {
-	k := newFakeKernel()
+	k := overlaytest.NewKernel(true)
 	n := testNet("c")
-	k.plumb(n.ID)
-	c := NewPeerController(k, localVTEP, nil)
+	k.Plumb(n.ID)
+	c := overlay.NewPeerController(k, localVTEP, nil)
 	ctx := context.Background()
 	rng := rand.New(rand.NewSource(8))
 	vteps := []netip.Addr{localVTEP, vtepB, vtepC, netip.MustParseAddr("192.0.2.4")}
 	for round := 0; round < 200; round++ {
-		var peers []Peer
+		var peers []overlay.Peer
 		for last := byte(2); last < 30; last++ {
 			if rng.Intn(3) == 0 {
 				peers = append(peers, peer(last, vteps[rng.Intn(len(vteps))]))
@@ -347,18 +161,12 @@ func TestPeerControllerChurn(t *testing.T) {
 		if err := c.Set(ctx, n, peers); err != nil {
 			t.Fatalf("round %d: %v", round, err)
 		}
-		got, err := c.Programmed(ctx, n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if want := desiredState(localVTEP, peers); fmt.Sprint(got) != fmt.Sprint(want) {
-			t.Fatalf("round %d:\n kernel %v\n want   %v", round, got, want)
-		}
-		k.takeOps()
+		mustEqual(t, fmt.Sprintf("kernel after round %d", round), k.Render(n.ID), expected(peers))
+		k.TakeOps()
 		if err := c.Set(ctx, n, peers); err != nil {
 			t.Fatal(err)
 		}
-		if ops := k.takeOps(); ops != "" {
+		if ops := k.TakeOps(); ops != "" {
 			t.Fatalf("round %d: the same set again changed the kernel:\n%s", round, ops)
 		}
 	}
@@ -367,51 +175,44 @@ func TestPeerControllerChurn(t *testing.T) {
 // A failed kernel operation: Set keeps going past it, returns it, and the
 // next Resync (with no new set) programs what was missing.
 func TestPeerControllerFailedOpRetried(t *testing.T) {
-	k := newFakeKernel()
+	k := overlaytest.NewKernel(true)
 	n := testNet("d")
-	k.plumb(n.ID)
-	c := NewPeerController(k, localVTEP, nil)
+	k.Plumb(n.ID)
+	c := overlay.NewPeerController(k, localVTEP, nil)
 	ctx := context.Background()
-	peers := []Peer{peer(2, vtepB), peer(3, vtepB)}
-	k.failNext("neigh replace 10.0.0.2", 1)
+	peers := []overlay.Peer{peer(2, vtepB), peer(3, vtepB)}
+	k.FailNext("neigh replace 10.0.0.2", 1)
 	err := c.Set(ctx, n, peers)
 	if err == nil || !strings.Contains(err.Error(), "replace neighbour 10.0.0.2 -> 02:42:0a:00:00:02: injected") {
 		t.Fatalf("Set with a failing neighbour: %v", err)
 	}
 	// Everything else was programmed.
-	mustEqual(t, "kernel after the failure", k.render(n.ID), `
+	mustEqual(t, "kernel after the failure", k.Render(n.ID), `
 fdb 00:00:00:00:00:00 dst 192.0.2.2
 fdb 02:42:0a:00:00:02 dst 192.0.2.2
 fdb 02:42:0a:00:00:03 dst 192.0.2.2
 neigh 10.0.0.3 lladdr 02:42:0a:00:00:03 PERMANENT`)
-	k.takeOps()
+	k.TakeOps()
 	if err := c.Resync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	mustEqual(t, "the retry", k.takeOps(), "neigh replace 10.0.0.2 lladdr 02:42:0a:00:00:02")
-	got, _ := c.Programmed(ctx, n)
-	if want := desiredState(localVTEP, peers); fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Fatalf("after resync: %v, want %v", got, want)
-	}
+	mustEqual(t, "the retry", k.TakeOps(), "neigh replace 10.0.0.2 lladdr 02:42:0a:00:00:02")
+	mustEqual(t, "kernel after the retry", k.Render(n.ID), expected(peers))
 
 	// A table that cannot be read is not acted on (no half-table diff),
 	// and the set is kept for the next resync.
-	k.mu.Lock()
-	k.failErr = errors.New("injected: dump interrupted")
-	k.mu.Unlock()
-	if err := c.Set(ctx, n, []Peer{peer(2, vtepB)}); err == nil || !strings.Contains(err.Error(), "dump interrupted") {
+	k.FailReads(errors.New("injected: dump interrupted"))
+	if err := c.Set(ctx, n, []overlay.Peer{peer(2, vtepB)}); err == nil || !strings.Contains(err.Error(), "dump interrupted") {
 		t.Fatalf("Set with an unreadable table: %v", err)
 	}
-	if ops := k.takeOps(); ops != "" {
+	if ops := k.TakeOps(); ops != "" {
 		t.Fatalf("changes made on an unreadable table:\n%s", ops)
 	}
-	k.mu.Lock()
-	k.failErr = nil
-	k.mu.Unlock()
+	k.FailReads(nil)
 	if err := c.Resync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	mustEqual(t, "kernel after the resync", k.render(n.ID), `
+	mustEqual(t, "kernel after the resync", k.Render(n.ID), `
 fdb 00:00:00:00:00:00 dst 192.0.2.2
 fdb 02:42:0a:00:00:02 dst 192.0.2.2
 neigh 10.0.0.2 lladdr 02:42:0a:00:00:02 PERMANENT`)
@@ -422,34 +223,32 @@ neigh 10.0.0.2 lladdr 02:42:0a:00:00:02 PERMANENT`)
 // (learned, not permanent) and drift: the first Set makes it exact, only
 // touching what differs; a later Resync repairs an entry deleted by hand.
 func TestPeerControllerResyncAfterRestart(t *testing.T) {
-	k := newFakeKernel()
+	k := overlaytest.NewKernel(true)
 	n := testNet("e")
-	tab := k.plumb(n.ID)
+	k.Plumb(n.ID)
 	ctx := context.Background()
-	old := NewPeerController(k, localVTEP, nil)
-	if err := old.Set(ctx, n, []Peer{peer(2, vtepB), peer(3, vtepC)}); err != nil {
+	old := overlay.NewPeerController(k, localVTEP, nil)
+	if err := old.Set(ctx, n, []overlay.Peer{peer(2, vtepB), peer(3, vtepC)}); err != nil {
 		t.Fatal(err)
 	}
 	// The daemon dies; meanwhile 10.0.0.3 left and 10.0.0.4 joined on B,
 	// and 10.0.0.2's neighbour entry became a dynamic one.
-	k.mu.Lock()
 	p2 := peer(2, vtepB)
-	tab.neigh[p2.IP] = KernelNeigh{NeighEntry: NeighEntry{IP: p2.IP, MAC: p2.MAC}, Permanent: false}
-	k.mu.Unlock()
-	k.takeOps()
+	k.PutNeigh(n.ID, overlay.KernelNeigh{NeighEntry: overlay.NeighEntry{IP: p2.IP, MAC: p2.MAC}, Permanent: false})
+	k.TakeOps()
 
-	c := NewPeerController(k, localVTEP, nil)
+	c := overlay.NewPeerController(k, localVTEP, nil)
 	if err := c.Resync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if ops := k.takeOps(); ops != "" {
+	if ops := k.TakeOps(); ops != "" {
 		t.Fatalf("a fresh controller's resync, with no set given, changed the kernel:\n%s", ops)
 	}
-	peers := []Peer{peer(2, vtepB), peer(4, vtepB)}
+	peers := []overlay.Peer{peer(2, vtepB), peer(4, vtepB)}
 	if err := c.Set(ctx, n, peers); err != nil {
 		t.Fatal(err)
 	}
-	mustEqual(t, "operations of the first set after restart", k.takeOps(), `
+	mustEqual(t, "operations of the first set after restart", k.TakeOps(), `
 fdb replace 02:42:0a:00:00:04 dst 192.0.2.2
 neigh replace 10.0.0.2 lladdr 02:42:0a:00:00:02
 neigh replace 10.0.0.4 lladdr 02:42:0a:00:00:04
@@ -458,14 +257,12 @@ fdb del 00:00:00:00:00:00 dst 192.0.2.3
 fdb del 02:42:0a:00:00:03 dst 192.0.2.3`)
 
 	// Drift: an entry deleted by hand comes back at the next resync.
-	k.mu.Lock()
-	delete(tab.fdb, "02:42:0a:00:00:04 dst 192.0.2.2")
-	k.mu.Unlock()
+	k.DropFDB(n.ID, "02:42:0a:00:00:04 dst 192.0.2.2")
 	if err := c.Resync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	mustEqual(t, "repair", k.takeOps(), "fdb replace 02:42:0a:00:00:04 dst 192.0.2.2")
-	mustEqual(t, "kernel", k.render(n.ID), `
+	mustEqual(t, "repair", k.TakeOps(), "fdb replace 02:42:0a:00:00:04 dst 192.0.2.2")
+	mustEqual(t, "kernel", k.Render(n.ID), `
 fdb 00:00:00:00:00:00 dst 192.0.2.2
 fdb 02:42:0a:00:00:02 dst 192.0.2.2
 fdb 02:42:0a:00:00:04 dst 192.0.2.2
@@ -477,28 +274,28 @@ neigh 10.0.0.4 lladdr 02:42:0a:00:00:04 PERMANENT`)
 // is forgotten at the next resync and a new one is not programmed from a
 // stale set.
 func TestPeerControllerNoDataPlane(t *testing.T) {
-	k := newFakeKernel()
+	k := overlaytest.NewKernel(true)
 	n := testNet("f")
-	c := NewPeerController(k, localVTEP, nil)
+	c := overlay.NewPeerController(k, localVTEP, nil)
 	ctx := context.Background()
-	if err := c.Set(ctx, n, []Peer{peer(2, vtepB)}); err != nil {
+	if err := c.Set(ctx, n, []overlay.Peer{peer(2, vtepB)}); err != nil {
 		t.Fatal(err)
 	}
-	k.plumb(n.ID)
+	k.Plumb(n.ID)
 	if err := c.Resync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	mustEqual(t, "kernel of a network set before its data plane existed", k.render(n.ID), "")
-	if err := c.Set(ctx, n, []Peer{peer(2, vtepB)}); err != nil {
+	mustEqual(t, "kernel of a network set before its data plane existed", k.Render(n.ID), "")
+	if err := c.Set(ctx, n, []overlay.Peer{peer(2, vtepB)}); err != nil {
 		t.Fatal(err)
 	}
-	k.unplumb(n.ID)
+	k.Unplumb(n.ID)
 	if err := c.Resync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	k.plumb(n.ID)
+	k.Plumb(n.ID)
 	if err := c.Resync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	mustEqual(t, "kernel of a re-made data plane", k.render(n.ID), "")
+	mustEqual(t, "kernel of a re-made data plane", k.Render(n.ID), "")
 }
