@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what vxnet and its tests need on a Debian machine (idempotent).
 set -euo pipefail
-pkgs=(runc busybox-static iproute2 nftables iputils-ping iputils-arping etcd-server etcd-client iperf3 util-linux kmod curl docker.io docker-registry)
+pkgs=(runc busybox-static iproute2 nftables iputils-ping iputils-arping etcd-server etcd-client iperf3 util-linux kmod curl docker.io docker-registry tini)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -128,6 +128,8 @@ type ContainerCreate struct {
 	// Mounts are the binds and volumes (HostConfig.Binds and Mounts,
 	// Config.Volumes); a volume without a Name is anonymous.
 	Mounts []model.Mount
+	// Run are the process, resource and security options, checked.
+	Run model.RunConfig
 }
 
 // NetworkView is a network with its endpoints on this host, for inspect and ls.

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -67,6 +68,14 @@ func containerCreateRequest(name string, req container.CreateRequest) (Container
 		return ContainerCreate{}, err
 	}
 	cc.Mounts = mounts
+	rc, err := runConfig(req.Config, req.HostConfig)
+	if err != nil {
+		return ContainerCreate{}, err
+	}
+	cc.Run = rc
+	if err := checkMountTargets(cc.Mounts, rc); err != nil {
+		return ContainerCreate{}, err
+	}
 	mode := ""
 	var bindings network.PortMap
 	publishAll := false
@@ -200,10 +209,10 @@ func toSummary(v ContainerView, now time.Time) container.Summary {
 		ID:      c.ID,
 		Names:   []string{"/" + c.Name},
 		Image:   c.Image,
-		Command: strings.Join(c.Cmd, " "),
+		Command: strings.Join(append(slices.Clone(c.Run.Entrypoint), c.Cmd...), " "),
 		Created: c.Created.Unix(),
 		Ports:   portSummaries(c),
-		Labels:  map[string]string{},
+		Labels:  labelsOf(c),
 		State:   container.ContainerState(c.State),
 		Status:  statusText(c, now),
 		Mounts:  mountPoints(c.Mounts),
@@ -381,7 +390,7 @@ func toInspect(v ContainerView) container.InspectResponse {
 			Env:          slices.Clone(c.Env),
 			Cmd:          slices.Clone(c.Cmd),
 			Image:        c.Image,
-			Labels:       map[string]string{},
+			Labels:       labelsOf(c),
 			ExposedPorts: exposedOf(c),
 		},
 		NetworkSettings: &container.NetworkSettings{
@@ -391,11 +400,19 @@ func toInspect(v ContainerView) container.InspectResponse {
 			Ports:      portsOf(c),
 		},
 	}
-	if len(c.Cmd) > 0 {
-		out.Path = c.Cmd[0]
-		out.Args = slices.Clone(c.Cmd[1:])
+	if args := append(slices.Clone(c.Run.Entrypoint), c.Cmd...); len(args) > 0 {
+		out.Path = args[0]
+		out.Args = args[1:]
 	}
+	inspectRunConfig(&out, c.Run)
 	return out
+}
+
+func labelsOf(c model.Container) map[string]string {
+	if c.Run.Labels == nil {
+		return map[string]string{}
+	}
+	return maps.Clone(c.Run.Labels)
 }
 
 func (s *server) containerStart(w http.ResponseWriter, r *http.Request) {

@@ -70,6 +70,31 @@ var supportedCreateFields = map[string]bool{
 	"HostConfig.Binds":  true,
 	"HostConfig.Mounts": true,
 	"Config.Volumes":    true,
+	// Process, resources and confinement (runConfig checks them).
+	"Config.Entrypoint":         true,
+	"Config.User":               true,
+	"Config.WorkingDir":         true,
+	"Config.Labels":             true,
+	"Config.Domainname":         true,
+	"Config.StopSignal":         true,
+	"Config.StopTimeout":        true,
+	"HostConfig.ReadonlyRootfs": true,
+	"HostConfig.Memory":         true,
+	"HostConfig.MemorySwap":     true,
+	"HostConfig.NanoCpus":       true,
+	"HostConfig.CpuShares":      true,
+	"HostConfig.PidsLimit":      true,
+	"HostConfig.Ulimits":        true,
+	"HostConfig.ShmSize":        true,
+	"HostConfig.Sysctls":        true,
+	"HostConfig.CapAdd":         true,
+	"HostConfig.CapDrop":        true,
+	"HostConfig.Privileged":     true,
+	"HostConfig.Init":           true,
+	"HostConfig.SecurityOpt":    true,
+	"HostConfig.MaskedPaths":    true,
+	"HostConfig.ReadonlyPaths":  true,
+	"HostConfig.Tmpfs":          true,
 }
 
 // pendingCreateFields are refused today and being implemented in parallel
@@ -87,7 +112,6 @@ var defaultCreateValues = map[string]func(reflect.Value) bool{
 	"HostConfig.Isolation":          func(v reflect.Value) bool { return v.String() == "default" },
 	"HostConfig.MemorySwappiness":   func(v reflect.Value) bool { return v.Elem().Int() == -1 },
 	"HostConfig.OomKillDisable":     func(v reflect.Value) bool { return !v.Elem().Bool() },
-	"HostConfig.PidsLimit":          func(v reflect.Value) bool { return v.Elem().Int() == 0 },
 }
 
 // checkCreateFields refuses the first field (in name order, so the answer is

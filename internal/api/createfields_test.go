@@ -76,11 +76,11 @@ func TestCreateFieldsRefused(t *testing.T) {
 		{container.CreateRequest{Config: &container.Config{Image: "busybox"}, HostConfig: &container.HostConfig{
 			RestartPolicy: container.RestartPolicy{Name: "no"}, Resources: container.Resources{MemorySwappiness: &minus, OomKillDisable: &no},
 			LogConfig: container.LogConfig{Type: "json-file", Config: map[string]string{}}}}, ""},
-		{container.CreateRequest{Config: &container.Config{Image: "busybox", User: "nobody"}}, "vxnet does not support Config.User"},
+		{container.CreateRequest{Config: &container.Config{Image: "busybox"}, HostConfig: &container.HostConfig{GroupAdd: []string{"x"}}}, "vxnet does not support HostConfig.GroupAdd"},
 		{container.CreateRequest{Config: &container.Config{Image: "busybox"}, HostConfig: &container.HostConfig{
 			Resources: container.Resources{Devices: []container.DeviceMapping{{PathOnHost: "/dev/null"}}}}}, "vxnet does not support HostConfig.Devices"},
 		{container.CreateRequest{Config: &container.Config{Image: "busybox"}, HostConfig: &container.HostConfig{
-			Resources: container.Resources{PidsLimit: &one}}}, "vxnet does not support HostConfig.PidsLimit"},
+			Resources: container.Resources{CPUQuota: one}}}, "vxnet does not support HostConfig.CpuQuota"},
 		{container.CreateRequest{Config: &container.Config{Image: "busybox"}, HostConfig: &container.HostConfig{
 			LogConfig: container.LogConfig{Config: map[string]string{"max-size": "1m"}}}}, "vxnet does not support HostConfig.LogConfig.Config"},
 		{container.CreateRequest{Config: &container.Config{Image: "busybox", Healthcheck: &container.HealthConfig{Test: []string{"NONE"}}}},

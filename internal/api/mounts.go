@@ -26,6 +26,9 @@ func createMounts(req container.CreateRequest) ([]model.Mount, error) {
 			out = append(out, m)
 		}
 		for _, mt := range hc.Mounts {
+			if mt.Type == mount.TypeTmpfs {
+				continue // a run option (runConfig)
+			}
 			m, err := parseMount(mt)
 			if err != nil {
 				return nil, err

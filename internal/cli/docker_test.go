@@ -117,23 +117,18 @@ func TestDockerCLIRefusesUnsupportedOptions(t *testing.T) {
 		flags []string
 		field string
 	}{
-		{[]string{"--memory", "1g"}, "HostConfig.Memory"},
 		{[]string{"--device", "/dev/null"}, "HostConfig.Devices"},
-		{[]string{"--cpus", "1.5"}, "HostConfig.NanoCpus"},
+		{[]string{"--cpu-quota", "1000"}, "HostConfig.CpuQuota"},
 		{[]string{"--restart", "always"}, "HostConfig.RestartPolicy.Name"},
 		{[]string{"--log-driver", "syslog"}, "HostConfig.LogConfig.Type"},
-		{[]string{"--pids-limit", "10"}, "HostConfig.PidsLimit"},
 		{[]string{"--oom-kill-disable"}, "HostConfig.OomKillDisable"},
-		{[]string{"--privileged"}, "HostConfig.Privileged"},
-		{[]string{"--read-only"}, "HostConfig.ReadonlyRootfs"},
-		{[]string{"--cap-add", "NET_ADMIN"}, "HostConfig.CapAdd"},
-		{[]string{"--security-opt", "no-new-privileges"}, "HostConfig.SecurityOpt"},
-		{[]string{"--tmpfs", "/run"}, "HostConfig.Tmpfs"},
-		{[]string{"--user", "1000"}, "Config.User"},
-		{[]string{"-w", "/tmp"}, "Config.WorkingDir"},
-		{[]string{"--entrypoint", "sh"}, "Config.Entrypoint"},
-		{[]string{"--label", "a=b"}, "Config.Labels"},
-		{[]string{"--init"}, "HostConfig.Init"},
+		{[]string{"--oom-score-adj", "5"}, "HostConfig.OomScoreAdj"},
+		{[]string{"--group-add", "10"}, "HostConfig.GroupAdd"},
+		{[]string{"--ipc", "host"}, "HostConfig.IpcMode"},
+		{[]string{"--pid", "host"}, "HostConfig.PidMode"},
+		{[]string{"--memory-reservation", "10m"}, "HostConfig.MemoryReservation"},
+		{[]string{"--cpuset-cpus", "0"}, "HostConfig.CpusetCpus"},
+		{[]string{"--health-cmd", "true"}, "Config.Healthcheck"},
 	}
 	for _, c := range cases {
 		args := append(append([]string{"run", "-d"}, c.flags...), "busybox", "sleep", "60")

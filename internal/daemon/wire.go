@@ -220,15 +220,27 @@ type runtimeAdapter struct{ r runtimeBackend }
 
 func (a runtimeAdapter) Create(ctx context.Context, s engine.ContainerSpec) error {
 	spec := runtime.Spec{ID: s.ID, Image: s.Image, Args: s.Args, Env: s.Env, Hostname: s.Hostname, NetnsPath: s.NetnsPath,
-		Terminal: s.Tty, Stdin: s.Stdin, ConsoleSize: s.ConsoleSize}
+		Terminal: s.Tty, Stdin: s.Stdin, ConsoleSize: s.ConsoleSize, Run: s.Run}
 	if _, err := a.streams(); err != nil && (s.Tty || s.Stdin) {
 		return err
 	}
 	for _, m := range s.Mounts {
 		spec.Mounts = append(spec.Mounts, runtime.Mount{Source: m.Source, Destination: m.Destination, ReadOnly: m.ReadOnly, Propagation: m.Propagation})
 	}
-	return a.r.Create(ctx, spec)
+	err := a.r.Create(ctx, spec)
+	if oe := (*runtime.OptionError)(nil); errors.As(err, &oe) {
+		return optionError{oe.Msg}
+	}
+	return err
 }
+
+// optionError is a run option the runtime refused: model.ErrInvalid with
+// the runtime's message as it is.
+type optionError struct{ msg string }
+
+func (e optionError) Error() string        { return e.msg }
+func (e optionError) Is(target error) bool { return target == model.ErrInvalid }
+
 func (a runtimeAdapter) Start(ctx context.Context, id string) (int, error) { return a.r.Start(ctx, id) }
 func (a runtimeAdapter) Stop(ctx context.Context, id string, t time.Duration) error {
 	return a.r.Stop(ctx, id, t)
@@ -262,7 +274,9 @@ func info(i image.Image) engine.ImageInfo {
 	if len(i.RepoTags) > 0 {
 		name = i.RepoTags[0]
 	}
-	return engine.ImageInfo{ID: i.ID, Name: name, Created: i.Created, Size: i.Size, Cmd: i.Config.Cmd, Entrypoint: i.Config.Entrypoint,
+	return engine.ImageInfo{ID: i.ID, Name: name, Created: i.Created, Size: i.Size, Cmd: i.Config.Cmd,
+		Entrypoint: i.Config.Entrypoint, User: i.Config.User, WorkingDir: i.Config.WorkingDir,
+		Labels: i.Config.Labels, StopSignal: i.Config.StopSignal,
 		ExposedPorts: exposedPorts(i.Config.ExposedPorts)}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -37,13 +38,8 @@ func (e *Engine) CreateContainer(ctx context.Context, req api.ContainerCreate) (
 	if err != nil {
 		return model.Container{}, classify(err, model.ErrNotFound)
 	}
-	cmd := req.Cmd
-	if len(cmd) == 0 {
-		cmd = img.Cmd
-	}
-	// The image's entrypoint runs the command (as Docker's).
-	cmd = append(slices.Clone(img.Entrypoint), cmd...)
-	if len(cmd) == 0 {
+	cmd, run := mergeImageConfig(req, img)
+	if len(run.Entrypoint) == 0 && len(cmd) == 0 {
 		return model.Container{}, errf(model.ErrInvalid, "no command specified")
 	}
 	for _, kv := range req.Env {
@@ -130,7 +126,7 @@ func (e *Engine) CreateContainer(ctx context.Context, req api.ContainerCreate) (
 		Created: e.now(), AutoRemove: req.AutoRemove, NetworkMode: n.Name, State: model.StateCreated,
 		ExposedPorts: exposed, PortBindings: req.PortBindings, PublishAll: req.PublishAll,
 		DNS: req.DNS, DNSSearch: req.DNSSearch, DNSOptions: req.DNSOptions, Links: links, ExtraHosts: req.ExtraHosts,
-		Tty: req.Tty, OpenStdin: req.OpenStdin, StdinOnce: req.StdinOnce,
+		Tty: req.Tty, OpenStdin: req.OpenStdin, StdinOnce: req.StdinOnce, Run: run,
 	}
 	sb := model.Sandbox{ID: id, ContainerID: id}
 	if n.Driver == "host" {
@@ -218,10 +214,13 @@ func (e *Engine) CreateContainer(ctx context.Context, req api.ContainerCreate) (
 		}
 	}
 	e.crashPoint(CrashCreateAfterJoin)
-	spec := ContainerSpec{ID: id, Image: img.ID, Args: cmd, Env: req.Env, Hostname: hostname,
+	spec := ContainerSpec{ID: id, Image: img.ID, Args: append(slices.Clone(run.Entrypoint), cmd...), Env: req.Env, Hostname: hostname,
 		NetnsPath: sb.NetnsPath, Mounts: append(e.mounts(id), runtimeMounts(c.Mounts)...), Tty: req.Tty, Stdin: req.OpenStdin,
-		ConsoleSize: req.ConsoleSize}
+		ConsoleSize: req.ConsoleSize, Run: run}
 	if err := e.opts.Runtime.Create(ctx, spec); err != nil {
+		if errors.Is(err, model.ErrInvalid) {
+			return fail(err) // an option the runtime refused, in its words
+		}
 		return fail(fmt.Errorf("create container: %w", err))
 	}
 	undo = append(undo, func() { e.opts.Runtime.Delete(bg, id) })
@@ -264,6 +263,43 @@ func (e *Engine) CreateContainer(ctx context.Context, req api.ContainerCreate) (
 	e.namesChanged(id)
 	e.log.Info("container created", "name", name, "id", id[:12], "network", n.Name)
 	return c, nil
+}
+
+// mergeImageConfig completes a create request with the image's config as
+// Docker does: the request's entrypoint, else the image's; the image's Cmd
+// only when the request sets neither Cmd nor Entrypoint; an entrypoint of
+// [""] (--entrypoint "") clears both. User, WorkingDir and StopSignal
+// default to the image's, labels are the image's overridden by the
+// request's.
+func mergeImageConfig(req api.ContainerCreate, img ImageInfo) ([]string, model.RunConfig) {
+	run := req.Run
+	cmd := slices.Clone(req.Cmd)
+	if len(run.Entrypoint) == 0 {
+		if len(cmd) == 0 {
+			cmd = slices.Clone(img.Cmd)
+		}
+		if run.Entrypoint == nil {
+			run.Entrypoint = slices.Clone(img.Entrypoint)
+		}
+	}
+	if len(run.Entrypoint) == 1 && run.Entrypoint[0] == "" {
+		run.Entrypoint = nil
+	}
+	if run.User == "" {
+		run.User = img.User
+	}
+	if run.WorkingDir == "" {
+		run.WorkingDir = img.WorkingDir
+	}
+	if run.StopSignal == "" {
+		run.StopSignal = img.StopSignal
+	}
+	if len(img.Labels) > 0 {
+		labels := maps.Clone(img.Labels)
+		maps.Copy(labels, run.Labels)
+		run.Labels = labels
+	}
+	return cmd, run
 }
 
 // checkExtraNetworksLocked resolves the networks of a create beyond the
@@ -721,6 +757,9 @@ func (e *Engine) StopContainer(ctx context.Context, ref string, timeoutSeconds *
 		return err
 	}
 	t := 10 * time.Second
+	if timeoutSeconds == nil {
+		timeoutSeconds = c.Run.StopTimeout
+	}
 	if timeoutSeconds != nil && *timeoutSeconds >= 0 {
 		t = time.Duration(*timeoutSeconds) * time.Second
 	}

@@ -52,6 +52,9 @@ type ContainerSpec struct {
 	Tty, Stdin bool
 	// ConsoleSize is the TTY's initial {height, width}.
 	ConsoleSize [2]uint
+	// Run are the process, resource and security options, merged with
+	// the image's (Entrypoint, User, WorkingDir...).
+	Run model.RunConfig
 }
 
 // Mount is a bind mount into the container.
@@ -89,10 +92,15 @@ type ImageInfo struct {
 	Created  time.Time
 	Size     int64
 	Cmd      []string
-	// Entrypoint is the image's entrypoint (runs Cmd).
-	Entrypoint []string
 	// ExposedPorts are the image's exposed ports (published by -P).
 	ExposedPorts []model.Port
+	// Entrypoint, User, WorkingDir, Labels and StopSignal of the image's
+	// config, the defaults of a container's.
+	Entrypoint []string
+	User       string
+	WorkingDir string
+	Labels     map[string]string
+	StopSignal string
 }
 
 // Images is the local image store.

@@ -201,9 +201,11 @@ type Container struct {
 	Links []string `json:"Links,omitempty"`
 	// Tty, OpenStdin and StdinOnce: docker run -t, -i (and the CLI's
 	// stdin-once).
-	Tty        bool      `json:"Tty,omitempty"`
-	OpenStdin  bool      `json:"OpenStdin,omitempty"`
-	StdinOnce  bool      `json:"StdinOnce,omitempty"`
+	Tty       bool `json:"Tty,omitempty"`
+	OpenStdin bool `json:"OpenStdin,omitempty"`
+	StdinOnce bool `json:"StdinOnce,omitempty"`
+	// Run are the process, resource and security options.
+	Run        RunConfig `json:"Run"`
 	State      string    `json:"State"`
 	Pid        int       `json:"Pid,omitempty"`
 	ExitCode   int       `json:"ExitCode"`

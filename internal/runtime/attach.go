@@ -14,6 +14,10 @@ import (
 // labelStdin marks containers whose task gets a stdin (docker run -i).
 const labelStdin = "vxnet.stdin"
 
+// labelStopSignal holds the container's stop signal (StopSignal; "" is
+// SIGTERM).
+const labelStopSignal = "vxnet.stop-signal"
+
 // hub is the daemon's side of one container's streams across its runs: the
 // clients attached to its output, and the pipe its task's stdin reads from.
 // A client may attach before the task starts (docker run in the

@@ -21,12 +21,14 @@ import (
 
 	runcoptions "github.com/containerd/containerd/api/types/runc/options"
 	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/containers"
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/containerd/v2/pkg/archive"
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/containerd/errdefs"
 	digest "github.com/opencontainers/go-digest"
 	ocispecs "github.com/opencontainers/image-spec/specs-go"
@@ -183,7 +185,8 @@ func (r *Containerd) Create(ctx context.Context, s Spec) error {
 	if err != nil {
 		return err
 	}
-	c := containerConfig{ID: s.ID, ImageID: vimg.ID, Hostname: s.Hostname, NetnsPath: s.NetnsPath, Mounts: s.Mounts, Created: time.Now().UTC()}
+	c := containerConfig{ID: s.ID, ImageID: vimg.ID, Hostname: s.Hostname, NetnsPath: s.NetnsPath, Mounts: s.Mounts, Created: time.Now().UTC(), Run: s.Run}
+	hostNet := c.NetnsPath == ""
 	if c.NetnsPath == "" {
 		c.NetnsPath = r.opts.HostNetns
 	}
@@ -219,12 +222,21 @@ func (r *Containerd) Create(ctx context.Context, s Spec) error {
 		spec.Process.ConsoleSize = &specs.Box{Height: s.ConsoleSize[0], Width: s.ConsoleSize[1]}
 	}
 	_, err = r.client.NewContainer(ctx, s.ID,
-		containerd.WithContainerLabels(map[string]string{labelStdin: fmt.Sprint(s.Stdin)}),
+		containerd.WithContainerLabels(map[string]string{labelStdin: fmt.Sprint(s.Stdin), labelStopSignal: s.Run.StopSignal}),
 		containerd.WithImage(img),
 		containerd.WithSnapshotter(Snapshotter),
 		containerd.WithNewSnapshot(s.ID, img),
 		containerd.WithRuntime(runcShim, &runcoptions.Options{Root: r.opts.RuncRoot}),
-		containerd.WithSpec(spec),
+		// Applied once the snapshot exists: the user is looked up in it.
+		containerd.WithSpec(spec, func(ctx context.Context, cl oci.Client, ctr *containers.Container, s *oci.Spec) error {
+			return applyRunConfig(s, c.Run, hostNet, func(f func(string) error) error {
+				mounts, err := cl.SnapshotService(ctr.Snapshotter).Mounts(ctx, ctr.SnapshotKey)
+				if err != nil {
+					return err
+				}
+				return mount.WithReadonlyTempMount(ctx, mounts, f)
+			})
+		}),
 	)
 	if err != nil {
 		os.RemoveAll(r.dir(s.ID))
@@ -607,7 +619,13 @@ func (r *Containerd) Stop(ctx context.Context, id string, timeout time.Duration)
 		return err
 	}
 	defer r.lock(id)()
-	return stopGracefully(ctx, r, id, timeout)
+	var sig syscall.Signal
+	if ctr, err := r.client.LoadContainer(r.ctx(ctx), id); err == nil {
+		if labels, err := ctr.Labels(r.ctx(ctx)); err == nil {
+			sig = stopSignal(labels[labelStopSignal])
+		}
+	}
+	return stopGracefully(ctx, r, id, sig, timeout)
 }
 
 // Delete removes the container for good: kills and deletes its task,

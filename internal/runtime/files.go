@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vxnet/vxnet/internal/model"
 )
 
 // Files in a container directory (<ContainersDir>/<id>/). The shim and the
@@ -42,6 +44,8 @@ type containerConfig struct {
 	NetnsPath  string    `json:"netnsPath,omitempty"`
 	Mounts     []Mount   `json:"mounts,omitempty"`
 	Created    time.Time `json:"created"`
+	// Run are the run options (user, limits, confinement...).
+	Run model.RunConfig `json:"run"`
 }
 
 type shimRecord struct {

@@ -42,6 +42,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/vxnet/vxnet/internal/model"
 	"github.com/vxnet/vxnet/internal/runtime/image"
 )
 
@@ -116,6 +117,9 @@ type Spec struct {
 	Terminal, Stdin bool
 	// ConsoleSize is the TTY's initial {height, width}; 0 leaves it unset.
 	ConsoleSize [2]uint
+	// Run are the process, resource and security options (user, working
+	// directory, limits, capabilities, seccomp, tmpfs, init...).
+	Run model.RunConfig
 }
 
 // State is a container's status.
@@ -242,7 +246,7 @@ func (r *Runtime) Create(ctx context.Context, s Spec) error {
 	if _, err := os.Stat(filepath.Join(d, configFile)); err == nil {
 		return nil
 	}
-	c := containerConfig{ID: s.ID, Lower: s.Rootfs, Hostname: s.Hostname, NetnsPath: s.NetnsPath, Mounts: s.Mounts, Created: time.Now().UTC()}
+	c := containerConfig{ID: s.ID, Lower: s.Rootfs, Hostname: s.Hostname, NetnsPath: s.NetnsPath, Mounts: s.Mounts, Created: time.Now().UTC(), Run: s.Run}
 	var img image.Image
 	if c.Lower == "" {
 		if r.opts.Images == nil {
@@ -289,6 +293,10 @@ func (r *Runtime) Create(ctx context.Context, s Spec) error {
 		}
 		c.RootfsMode = mode
 		spec := ociSpec(c, r.cgParent+"/"+c.ID)
+		rootfs := filepath.Join(d, bundleDir, "rootfs")
+		if err := applyRunConfig(spec, c.Run, c.NetnsPath == "", func(f func(string) error) error { return f(rootfs) }); err != nil {
+			return err
+		}
 		if err := writeJSON(filepath.Join(d, bundleDir, "config.json"), spec); err != nil {
 			return err
 		}
@@ -560,7 +568,11 @@ func (r *Runtime) Stop(ctx context.Context, id string, timeout time.Duration) er
 		return err
 	}
 	defer r.lock(id)()
-	return stopGracefully(ctx, r, id, timeout)
+	var sig syscall.Signal
+	if c, _, err := r.loadConfig(id); err == nil {
+		sig = stopSignal(c.Run.StopSignal)
+	}
+	return stopGracefully(ctx, r, id, sig, timeout)
 }
 
 // Delete removes the container for good: kills it, removes runc's state,

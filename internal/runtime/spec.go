@@ -4,6 +4,8 @@ import (
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/vxnet/vxnet/internal/model"
 )
 
 // defaultPath is the PATH a container gets when neither the image nor the
@@ -61,14 +63,8 @@ func ociSpec(c containerConfig, cgroupsPath string) *specs.Spec {
 				// full, random, urandom, tty, ptmx, pts).
 				Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}},
 			},
-			MaskedPaths: []string{
-				"/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-				"/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
-				"/sys/firmware", "/sys/devices/virtual/powercap",
-			},
-			ReadonlyPaths: []string{
-				"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
-			},
+			MaskedPaths:   model.DefaultMaskedPaths(),
+			ReadonlyPaths: model.DefaultReadonlyPaths(),
 		},
 	}
 	if c.NetnsPath != "" {

@@ -7,6 +7,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/moby/sys/signal"
 	"golang.org/x/sys/unix"
 )
 
@@ -18,10 +19,13 @@ type signaller interface {
 	Kill(ctx context.Context, id string, sig syscall.Signal) error
 }
 
-// stopGracefully sends SIGTERM, waits up to timeout, then SIGKILL and waits
-// again (10s). A container that is not running is left alone. The caller
-// holds the container's lock.
-func stopGracefully(ctx context.Context, r signaller, id string, timeout time.Duration) error {
+// stopGracefully sends the stop signal (sig; 0 means SIGTERM), waits up to
+// timeout, then SIGKILL and waits again (10s). A container that is not
+// running is left alone. The caller holds the container's lock.
+func stopGracefully(ctx context.Context, r signaller, id string, sig syscall.Signal, timeout time.Duration) error {
+	if sig == 0 {
+		sig = unix.SIGTERM
+	}
 	st, err := r.State(ctx, id)
 	if err != nil {
 		return err
@@ -35,7 +39,7 @@ func stopGracefully(ctx context.Context, r signaller, id string, timeout time.Du
 		_, err := r.Wait(wctx, id)
 		return err == nil
 	}
-	if err := r.Kill(ctx, id, unix.SIGTERM); err != nil && !errors.Is(err, ErrNotRunning) {
+	if err := r.Kill(ctx, id, sig); err != nil && !errors.Is(err, ErrNotRunning) {
 		return err
 	}
 	if timeout > 0 && waitFor(timeout) {
@@ -51,4 +55,16 @@ func stopGracefully(ctx context.Context, r signaller, id string, timeout time.Du
 		return fmt.Errorf("runtime: stop %s: still running after SIGKILL", id)
 	}
 	return nil
+}
+
+// stopSignal parses a container's StopSignal ("" or a bad one: SIGTERM).
+func stopSignal(name string) syscall.Signal {
+	if name == "" {
+		return unix.SIGTERM
+	}
+	sig, err := signal.ParseSignal(name)
+	if err != nil {
+		return unix.SIGTERM
+	}
+	return sig
 }

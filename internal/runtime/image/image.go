@@ -52,6 +52,8 @@ type Config struct {
 	ExposedPorts map[string]struct{} `json:"ExposedPorts,omitempty"`
 	// Volumes are the image's volume mount points: {"/data": {}}.
 	Volumes map[string]struct{} `json:"Volumes,omitempty"`
+	// StopSignal is the signal docker stop sends (a container's default).
+	StopSignal string `json:"StopSignal,omitempty"`
 }
 
 // Target is the root descriptor (manifest or index) of an image whose
