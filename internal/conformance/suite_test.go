@@ -71,6 +71,7 @@ func groups() [][]Group {
 		endpointGroups,
 		volumeGroups,
 		swarmGroups,
+		runOptionGroups,
 		pendingGroups,
 		refusedGroups,
 		finalGroups,

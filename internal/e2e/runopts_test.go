@@ -10,7 +10,9 @@ import (
 )
 
 // docker run's process, resource and security options, each seen from
-// inside a real container (containerd, runc) with the real docker CLI: the
+// inside a real container (containerd, runc) with the real docker CLI (the
+// conformance suite has more: entrypoint, memory, pids, ulimit, shm, sysctl,
+// seccomp, init): the
 // user id, the working directory, a read-only root, the cgroup limits,
 // the rlimits, /dev/shm, sysctls, capabilities, seccomp, privileged and
 // init. Refusals are Docker's (exit 125, its words) and leave nothing
@@ -45,30 +47,18 @@ func TestDockerRunOptions(t *testing.T) {
 		{"read-only root", []string{"--read-only", "-w", "/made", "busybox", "sh", "-c", "pwd; touch /x"}, 1, "/made\n", "Read-only file system"},
 		{"read-only root with a tmpfs", []string{"--read-only", "--tmpfs", "/run:size=1m", "busybox", "sh", "-c", "touch /run/x && grep ' /run ' /proc/mounts"}, 0, "~tmpfs /run tmpfs rw,nosuid,nodev,noexec", ""},
 		{"mount type tmpfs", []string{"--mount", "type=tmpfs,destination=/m,tmpfs-size=2m", "busybox", "sh", "-c", "df -k /m | tail -1"}, 0, "~ 2048 ", ""},
-		{"entrypoint", []string{"--entrypoint", "echo", "busybox", "a", "b"}, 0, "a b\n", ""},
-		{"entrypoint cleared", []string{"--entrypoint", "", "busybox", "echo", "c"}, 0, "c\n", ""},
 		{"entrypoint cleared, no command", []string{"--entrypoint", "", "busybox"}, 125, "", "no command specified"},
-		{"memory limit", []string{"--memory", "64m", "busybox", "sh", "-c", cg("memory.max", "memory/memory.limit_in_bytes")}, 0, "67108864\n", ""},
 		{"cpus", []string{"--cpus", "0.5", "busybox", "sh", "-c", cg("cpu.max", "cpu/cpu.cfs_quota_us")}, 0, "~50000", ""},
-		{"pids limit", []string{"--pids-limit", "7", "busybox", "sh", "-c", cg("pids.max", "pids/pids.max")}, 0, "7\n", ""},
-		{"ulimit", []string{"--ulimit", "nofile=100:200", "busybox", "sh", "-c", "ulimit -n; ulimit -Hn"}, 0, "100\n200\n", ""},
-		{"shm size", []string{"--shm-size", "8m", "busybox", "sh", "-c", "df -k /dev/shm | tail -1"}, 0, "~ 8192 ", ""},
 		{"default sysctls", []string{"busybox", "sh", "-c", "cat /proc/sys/net/ipv4/ping_group_range /proc/sys/net/ipv4/ip_unprivileged_port_start"}, 0, "0\t2147483647\n0\n", ""},
-		{"sysctl", []string{"--sysctl", "net.ipv4.ip_forward=1", "busybox", "cat", "/proc/sys/net/ipv4/ip_forward"}, 0, "1\n", ""},
 		{"sysctl not namespaced", []string{"--sysctl", "kernel.panic=1", "busybox", "true"}, 125, "", "not allowed"},
 		{"capability kept", []string{"busybox", "chown", "1", "/tmp"}, 0, "", ""},
-		{"capability dropped", []string{"--cap-drop", "chown", "busybox", "chown", "1", "/tmp"}, 1, "", "Operation not permitted"},
 		{"all dropped, one added", []string{"--cap-drop", "ALL", "--cap-add", "CHOWN", "busybox", "grep", "CapEff", "/proc/self/status"}, 0, "CapEff:\t0000000000000001\n", ""},
 		{"unknown capability", []string{"--cap-add", "NOSUCH", "busybox", "true"}, 125, "", `unknown capability: "CAP_NOSUCH"`},
-		{"default seccomp profile", []string{"busybox", "unshare", "-U", "true"}, 1, "", "Operation not permitted"},
-		{"seccomp unconfined", []string{"--security-opt", "seccomp=unconfined", "busybox", "unshare", "-U", "true"}, 0, "", ""},
 		{"seccomp profile file", []string{"--security-opt", "seccomp=" + profile, "busybox", "mkdir", "/d"}, 1, "", "Operation not permitted"},
-		{"no-new-privileges", []string{"--security-opt", "no-new-privileges", "busybox", "grep", "NoNewPrivs", "/proc/self/status"}, 0, "NoNewPrivs:\t1\n", ""},
 		{"apparmor refused", []string{"--security-opt", "apparmor=x", "busybox", "true"}, 125, "", "vxnet does not support --security-opt apparmor"},
 		{"masked paths", []string{"busybox", "sh", "-c", "wc -c < /proc/timer_list; test -e /dev/kmsg || echo no kmsg"}, 0, "0\nno kmsg\n", ""},
 		{"systempaths unconfined", []string{"--security-opt", "systempaths=unconfined", "busybox", "sh", "-c", "[ $(wc -c < /proc/timer_list) -gt 0 ] && echo readable"}, 0, "readable\n", ""},
 		{"privileged", []string{"--privileged", "busybox", "sh", "-c", "test -c /dev/kmsg && grep CapEff /proc/self/status && mkdir -p /mnt/t && mount -t tmpfs t /mnt/t && echo mounted"}, 0, "~mounted", ""},
-		{"init", []string{"--init", "busybox", "cat", "/proc/1/comm"}, 0, "docker-init\n", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			stdout, stderr, code := h.Docker(append([]string{"run", "--rm"}, tc.args...)...)
