@@ -211,6 +211,8 @@ func (s *server) info(w http.ResponseWriter, r *http.Request) {
 		Labels:            []string{},
 		Warnings:          append([]string{}, in.Warnings...),
 		Swarm:             swarm.Info{LocalNodeState: swarm.LocalNodeStateInactive},
+		// Every container gets Docker's default seccomp profile.
+		SecurityOptions: []string{"name=seccomp,profile=builtin"},
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -70,6 +70,7 @@ func TestHandlers(t *testing.T) {
 		{"swarm leave", "POST", "/swarm/leave", "", 503, "This node is not part of a swarm"},
 		{"swarm init", "POST", "/swarm/init", `{}`, 400, "vxnet does not support swarm mode"},
 		{"info swarm", "GET", "/info", "", 200, `"LocalNodeState":"inactive"`},
+		{"info seccomp", "GET", "/info", "", 200, `"SecurityOptions":["name=seccomp,profile=builtin"]`},
 		{"network create trailing content", "POST", "/networks/create", `{"Name":"n9"} {"Name":"n10"}`, 400, "unexpected content after JSON"},
 		{"network create trailing garbage", "POST", "/networks/create", `{"Name":"n9"}]`, 400, "unexpected content after JSON"},
 		{"create memory too small", "POST", "/containers/create", `{"Image":"busybox","HostConfig":{"Memory":1024}}`, 400, "Minimum memory limit allowed is 6MB"},
