@@ -103,7 +103,7 @@ func TestRunConfigSpec(t *testing.T) {
 	s = specFor(t, model.RunConfig{Memory: 64 << 20, MemorySwap: 128 << 20, NanoCPUs: 5e8, CPUShares: 512, PidsLimit: 9,
 		Ulimits: []model.Ulimit{{Name: "nofile", Soft: 10, Hard: 20}}, Tmpfs: map[string]string{"/t": "exec,size=1m"},
 		TmpfsMounts: []model.TmpfsMount{{Target: "/m", SizeBytes: 2 << 20, Mode: 0o700, ReadOnly: true}},
-		Init: true, ReadonlyRootfs: true, WorkingDir: "/w", NoNewPrivileges: true, Seccomp: "unconfined"}, false)
+		Init:        true, ReadonlyRootfs: true, WorkingDir: "/w", NoNewPrivileges: true, Seccomp: "unconfined"}, false)
 	r := s.Linux.Resources
 	if *r.Memory.Limit != 64<<20 || *r.Memory.Swap != 128<<20 || *r.CPU.Quota != 50000 || *r.CPU.Period != 100000 ||
 		*r.CPU.Shares != 512 || *r.Pids.Limit != 9 {
