@@ -137,6 +137,9 @@ type Engine struct {
 	hostsMu sync.Mutex
 	// fw applies the firewall outside mu.
 	fw firewallApplier
+	// proxies are the userland proxies of ports published on ::1
+	// (proxy.go), reconciled with the firewall.
+	proxies proxySet
 	// crash holds the armed crash points (VXNET_CRASHPOINT).
 	crash map[string]bool
 
@@ -201,6 +204,9 @@ func (e *Engine) filesDir() string { return filepath.Join(e.opts.DataRoot, "sand
 // Close stops background work. Containers keep running.
 func (e *Engine) Close() {
 	e.cancel()
+	e.fw.mu.Lock()
+	e.stopProxies()
+	e.fw.mu.Unlock()
 	e.wg.Wait()
 }
 

@@ -69,8 +69,10 @@ func (e *Engine) applyFirewall() error {
 	defer e.fw.mu.Unlock()
 	e.mu.Lock()
 	cfg := e.firewallConfigLocked()
+	proxies := e.proxiesLocked()
 	e.mu.Unlock()
 	err := e.opts.Firewall.Apply(e.ctx, cfg)
+	e.reconcileProxies(proxies)
 	if err != nil {
 		err = fmt.Errorf("firewall: apply: %w", err)
 	}

@@ -51,8 +51,8 @@ func checkExposure(n model.Network, req api.ContainerCreate, image []model.Port)
 	}
 	for _, b := range req.PortBindings {
 		add(b.Port)
-		if b.HostIP.IsValid() && !b.HostIP.Unmap().Is4() {
-			return nil, errf(model.ErrInvalid, "invalid host address %s for published port %s: vxnet publishes ports on IPv4 host addresses only", b.HostIP, b.Port)
+		if b.HostIP == netip.IPv6Loopback() && b.Port.Proto != "tcp" {
+			return nil, errf(model.ErrInvalid, "invalid host address %s for published port %s: vxnet publishes only TCP ports on ::1 (through its userland proxy)", b.HostIP, b.Port)
 		}
 	}
 	slices.SortFunc(exposed, func(a, b model.Port) int {
@@ -94,13 +94,14 @@ func wantedBindings(c model.Container) []model.PortBinding {
 }
 
 // publishEndpointLocked is the endpoint published ports lead to: the first
-// (by attach order) on a bridge network with a way out.
+// (by attach order) on a bridge network with a way out (its IPv4 address
+// for IPv4, its IPv6 address, if any, for IPv6).
 func (e *Engine) publishEndpointLocked(ctrID string) (model.Endpoint, model.Network, bool) {
 	eps := e.endpointsOfLocked(ctrID)
 	slices.SortFunc(eps, func(a, b model.Endpoint) int { return a.Order - b.Order })
 	for _, ep := range eps {
 		n, ok := e.networks[ep.NetworkID]
-		if ok && n.Driver == "bridge" && !n.Internal && ep.Addr.Addr().Is4() {
+		if ok && n.Driver == "bridge" && !n.Internal && (ep.Addr.IsValid() || ep.Addr6.IsValid()) {
 			return ep, n, true
 		}
 	}
@@ -139,6 +140,13 @@ func (e *Engine) publishLocked(c *model.Container) error {
 	held := e.heldPortsLocked(c.ID)
 	var got []model.PortMapping
 	for _, b := range want {
+		// ::1 is served by the userland proxy, which reaches either
+		// address.
+		if h := b.HostIP.Unmap(); h.IsValid() && h != netip.IPv6Loopback() && (h.Is4() && !ep.Addr.IsValid() || h.Is6() && !ep.Addr6.IsValid()) {
+			fam := map[bool]string{true: "IPv4", false: "IPv6"}[h.Is4()]
+			return errf(model.ErrInvalid, "published port %s on host address %s: container %s has no %s address on its published network",
+				b.Port, h, c.Name, fam)
+		}
 		m, err := e.pickPort(b, append(held, got...))
 		if err != nil {
 			return fmt.Errorf("driver failed programming external connectivity on endpoint %s (%s): %w", c.Name, ep.ID, err)
@@ -184,8 +192,11 @@ func (e *Engine) pickPort(b model.PortBinding, held []model.PortMapping) (model.
 }
 
 func hostIPText(a netip.Addr) string {
-	if !a.IsValid() {
+	switch {
+	case !a.IsValid():
 		return "0.0.0.0"
+	case a.Is6() && !a.Is4In6():
+		return "[" + a.String() + "]"
 	}
 	return a.String()
 }
@@ -209,8 +220,28 @@ func ephemeralRange() (uint16, uint16, bool) {
 
 // bindCheck binds a socket of proto to ip:port and closes it: a process on
 // the host holding the port makes it fail with "address already in use". A
-// kernel without SCTP sockets cannot hold SCTP ports, so those pass.
+// kernel without SCTP sockets cannot hold SCTP ports, so those pass. Every
+// address (ip invalid) is checked on 0.0.0.0 and on :: (IPv6 only), and
+// passes on IPv6 if the host has no IPv6.
 func bindCheck(proto string, ip netip.Addr, port uint16) error {
+	if !ip.IsValid() {
+		if err := bindCheck1(proto, netip.IPv4Unspecified(), port); err != nil {
+			return err
+		}
+		err := bindCheck1(proto, netip.IPv6Unspecified(), port)
+		if errors.Is(err, unix.EAFNOSUPPORT) || errors.Is(err, unix.EADDRNOTAVAIL) {
+			return nil
+		}
+		return err
+	}
+	return bindCheck1(proto, ip.Unmap(), port)
+}
+
+func bindCheck1(proto string, ip netip.Addr, port uint16) error {
+	family := unix.AF_INET
+	if ip.Is6() {
+		family = unix.AF_INET6
+	}
 	typ, p := unix.SOCK_STREAM, unix.IPPROTO_TCP
 	switch proto {
 	case "udp":
@@ -218,7 +249,7 @@ func bindCheck(proto string, ip netip.Addr, port uint16) error {
 	case "sctp":
 		p = unix.IPPROTO_SCTP
 	}
-	fd, err := unix.Socket(unix.AF_INET, typ|unix.SOCK_CLOEXEC, p)
+	fd, err := unix.Socket(family, typ|unix.SOCK_CLOEXEC, p)
 	if err != nil {
 		if proto == "sctp" && (errors.Is(err, unix.EPROTONOSUPPORT) || errors.Is(err, unix.ESOCKTNOSUPPORT)) {
 			return nil
@@ -232,9 +263,15 @@ func bindCheck(proto string, ip netip.Addr, port uint16) error {
 			return err
 		}
 	}
-	sa := &unix.SockaddrInet4{Port: int(port)}
-	if ip.IsValid() {
-		sa.Addr = ip.Unmap().As4()
+	var sa unix.Sockaddr
+	if ip.Is4() {
+		sa = &unix.SockaddrInet4{Port: int(port), Addr: ip.As4()}
+	} else {
+		// Only the IPv6 side: 0.0.0.0 is checked on its own.
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 1); err != nil {
+			return err
+		}
+		sa = &unix.SockaddrInet6{Port: int(port), Addr: ip.As16()}
 	}
 	if err := unix.Bind(fd, sa); err != nil {
 		return err
@@ -319,9 +356,12 @@ func (e *Engine) portsFirewallLocked(cfg *firewall.Config) {
 			continue
 		}
 		for _, m := range c.Ports {
+			if m.HostIP == netip.IPv6Loopback() {
+				continue // the userland proxy's (proxiesLocked)
+			}
 			cfg.Ports = append(cfg.Ports, firewall.PortMapping{
 				ID: c.ID, Proto: m.Port.Proto, HostIP: m.HostIP, HostPort: m.HostPort,
-				ContainerIP: ep.Addr.Addr(), ContainerPort: m.Port.Num, Bridge: bridge.BridgeName(n),
+				ContainerIP: ep.Addr.Addr(), ContainerIP6: ep.Addr6.Addr(), ContainerPort: m.Port.Num, Bridge: bridge.BridgeName(n),
 			})
 		}
 	}

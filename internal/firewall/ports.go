@@ -15,6 +15,8 @@ import (
 //
 //	map pub4_any  inet_proto . inet_service             : ipv4_addr . inet_service   -p 8080:80
 //	map pub4_ip   ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service   -p 192.0.2.1:8080:80
+//	map pub6_any  inet_proto . inet_service             : ipv6_addr . inet_service   -p 8080:80, -p [::]:8080:80
+//	map pub6_ip   ipv6_addr . inet_proto . inet_service : ipv6_addr . inet_service   -p [2001:db8::1]:8080:80
 //
 //	chain pub_prerouting (nat, hook prerouting, dstnat)   from other hosts and from containers
 //	  fib daddr type local jump pub_dnat
@@ -23,6 +25,8 @@ import (
 //	chain pub_dnat
 //	  dnat ip to ip daddr . meta l4proto . th dport map @pub4_ip
 //	  dnat ip to meta l4proto . th dport map @pub4_any
+//	  dnat ip6 to ip6 daddr . meta l4proto . th dport map @pub6_ip
+//	  ip6 daddr != ::1 dnat ip6 to meta l4proto . th dport map @pub6_any
 //	chain pub_raw (filter, hook prerouting, raw)
 //	  iifname @bridges ip daddr 127.0.0.0/8 drop           loopback stays the host's
 //	chain pub_postrouting (nat, hook postrouting, srcnat)
@@ -44,6 +48,12 @@ import (
 // as well, or the answer would go straight back over the bridge without
 // passing the conntrack entry that undoes the DNAT.
 //
+// IPv6: a mapping on every address leads to the container's IPv6 address
+// (pub6_any) when it has one on the network, besides its IPv4 one; a
+// mapping on an IPv6 host address (or "::") only to the IPv6 one. IPv6 has
+// no route_localnet: a packet from ::1 cannot leave the host, so ::1 is
+// never rewritten here; the engine's userland proxy serves it.
+//
 // The forward chain accepts "ct status dnat" before the isolation and ICC
 // rules: a published port is reachable from anywhere the host is, including
 // containers of other networks and of the same ICC=false bridge (the
@@ -51,6 +61,8 @@ import (
 const (
 	mapPub4Any = "pub4_any"
 	mapPub4IP  = "pub4_ip"
+	mapPub6Any = "pub6_any"
+	mapPub6IP  = "pub6_ip"
 
 	chainPubPrerouting  = "pub_prerouting"
 	chainPubOutput      = "pub_output"
@@ -60,14 +72,18 @@ const (
 )
 
 // PortMapping is one published port: traffic to HostIP:HostPort (any local
-// address when HostIP is invalid) is sent to ContainerIP:ContainerPort on
-// Bridge.
+// address when HostIP is invalid, any of one family for 0.0.0.0 or ::) is
+// sent to ContainerIP:ContainerPort (IPv4) or ContainerIP6:ContainerPort
+// (IPv6) on Bridge. Either container address may be missing (an IPv6-only
+// network, a network without IPv6); the host address's family must have
+// one.
 type PortMapping struct {
 	ID            string // container ID, used in element comments
 	Proto         string // tcp, udp or sctp
 	HostIP        netip.Addr
 	HostPort      uint16
 	ContainerIP   netip.Addr
+	ContainerIP6  netip.Addr
 	ContainerPort uint16
 	Bridge        string // the bridge the container address is on
 }
@@ -97,33 +113,64 @@ func (d *desired) planPorts(ports []PortMapping, bridges map[string]string) erro
 		if m.HostPort == 0 || m.ContainerPort == 0 {
 			return invalid("port mapping of %q: port 0", m.ID)
 		}
-		if !m.ContainerIP.IsValid() || !m.ContainerIP.Unmap().Is4() {
+		c4, c6 := m.ContainerIP.Unmap(), m.ContainerIP6
+		if c4.IsValid() && !c4.Is4() {
 			return invalid("port mapping of %q: container address %v is not IPv4", m.ID, m.ContainerIP)
 		}
+		if c6.IsValid() && (!c6.Is6() || c6.Is4In6()) {
+			return invalid("port mapping of %q: container address %v is not IPv6", m.ID, m.ContainerIP6)
+		}
 		hostIP := m.HostIP.Unmap()
-		if hostIP.IsValid() && (!hostIP.Is4() || hostIP.IsUnspecified()) {
-			if !hostIP.IsUnspecified() {
-				return invalid("port mapping of %q: host address %v is not IPv4", m.ID, m.HostIP)
-			}
-			hostIP = netip.Addr{}
+		if hostIP == netip.IPv4Unspecified() {
+			hostIP = netip.Addr{} // every address, as the API gives -p 0.0.0.0:...
+		}
+		if hostIP.Is6() && hostIP.IsLoopback() {
+			return invalid("port mapping of %q: ::1 cannot be rewritten by DNAT (the userland proxy serves it)", m.ID)
+		}
+		// The families the mapping is published on.
+		on4, on6 := !hostIP.IsValid() || hostIP.Is4(), !hostIP.IsValid() || hostIP.Is6()
+		switch {
+		case !hostIP.IsValid() && !c4.IsValid() && !c6.IsValid():
+			return invalid("port mapping of %q: no container address", m.ID)
+		case hostIP.IsValid() && on4 && !c4.IsValid():
+			return invalid("port mapping of %q: host address %v needs the container's IPv4 address", m.ID, m.HostIP)
+		case hostIP.IsValid() && on6 && !c6.IsValid():
+			return invalid("port mapping of %q: host address %v needs the container's IPv6 address", m.ID, m.HostIP)
 		}
 		if _, ok := bridges[m.Bridge]; !ok {
 			return invalid("port mapping of %q: bridge %q is not a vxnet bridge", m.ID, m.Bridge)
 		}
-		k := portKey{m.Proto, hostIP, m.HostPort}
-		if seen[k] {
-			return invalid("port mapping of %q: %s port %d published twice", m.ID, m.Proto, m.HostPort)
+		// One key per family published on: "::" and every address
+		// overlap on IPv6.
+		var keys []portKey
+		if !hostIP.IsValid() {
+			keys = []portKey{{m.Proto, netip.Addr{}, m.HostPort}, {m.Proto, netip.IPv6Unspecified(), m.HostPort}}
+		} else {
+			keys = []portKey{{m.Proto, hostIP, m.HostPort}}
 		}
-		seen[k] = true
-		value := []string{m.ContainerIP.Unmap().String(), strconv.Itoa(int(m.ContainerPort))}
-		key := []string{m.Proto, strconv.Itoa(int(m.HostPort))}
-		name := mapPub4Any
-		if hostIP.IsValid() {
-			name = mapPub4IP
-			key = append([]string{hostIP.String()}, key...)
+		for _, k := range keys {
+			if seen[k] {
+				return invalid("port mapping of %q: %s port %d published twice", m.ID, m.Proto, m.HostPort)
+			}
+			seen[k] = true
 		}
-		d.maps = append(d.maps, mapElement{mapName: name, key: key, value: value, comment: comment(m.ID)})
-		d.localnet[m.Bridge] = true
+		add := func(anyMap, ipMap string, to netip.Addr) {
+			value := []string{to.String(), strconv.Itoa(int(m.ContainerPort))}
+			key := []string{m.Proto, strconv.Itoa(int(m.HostPort))}
+			name := anyMap
+			if hostIP.IsValid() && !hostIP.IsUnspecified() {
+				name = ipMap
+				key = append([]string{hostIP.String()}, key...)
+			}
+			d.maps = append(d.maps, mapElement{mapName: name, key: key, value: value, comment: comment(m.ID)})
+		}
+		if on4 && c4.IsValid() {
+			add(mapPub4Any, mapPub4IP, c4)
+			d.localnet[m.Bridge] = true
+		}
+		if on6 && c6.IsValid() {
+			add(mapPub6Any, mapPub6IP, c6)
+		}
 	}
 	return nil
 }
@@ -134,6 +181,10 @@ func (d *desired) renderPorts(tx *knftables.Transaction) {
 		Comment: knftables.PtrTo("published ports on every local address")})
 	tx.Add(&knftables.Map{Name: mapPub4IP, Type: "ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service",
 		Comment: knftables.PtrTo("published ports on one host address")})
+	tx.Add(&knftables.Map{Name: mapPub6Any, Type: "inet_proto . inet_service : ipv6_addr . inet_service",
+		Comment: knftables.PtrTo("published ports on every local IPv6 address")})
+	tx.Add(&knftables.Map{Name: mapPub6IP, Type: "ipv6_addr . inet_proto . inet_service : ipv6_addr . inet_service",
+		Comment: knftables.PtrTo("published ports on one host IPv6 address")})
 
 	natChain := func(name string, hook knftables.BaseChainHook, prio knftables.BaseChainPriority) {
 		tx.Add(&knftables.Chain{Name: name, Type: knftables.PtrTo(knftables.NATType),
@@ -159,6 +210,10 @@ func (d *desired) renderPorts(tx *knftables.Transaction) {
 		"meta nfproto ipv4", "dnat ip to ip daddr . meta l4proto . th dport map", "@"+mapPub4IP)
 	rule(chainPubDNAT, "vxnet: published on every address",
 		"meta nfproto ipv4", "dnat ip to meta l4proto . th dport map", "@"+mapPub4Any)
+	rule(chainPubDNAT, "vxnet: published on one IPv6 address",
+		"meta nfproto ipv6", "dnat ip6 to ip6 daddr . meta l4proto . th dport map", "@"+mapPub6IP)
+	rule(chainPubDNAT, "vxnet: published on every IPv6 address (::1 is the userland proxy's)",
+		"meta nfproto ipv6", "ip6 daddr != ::1", "dnat ip6 to meta l4proto . th dport map", "@"+mapPub6Any)
 	rule(chainPubPostrouting, "vxnet: localhost to a published port",
 		"ct status dnat", "ip saddr 127.0.0.0/8", "masquerade")
 	rule(chainPubPostrouting, "vxnet: hairpin to a published port",

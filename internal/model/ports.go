@@ -32,12 +32,19 @@ type PortMapping struct {
 }
 
 // Conflicts reports whether two mappings claim the same host port: same
-// protocol and port, and host addresses that overlap (equal, or one of them
-// every address).
+// protocol and port, and host addresses that overlap (equal, one of them
+// every address, or one of them every address of the other's family:
+// 0.0.0.0 or ::).
 func (m PortMapping) Conflicts(o PortMapping) bool {
 	if m.Port.Proto != o.Port.Proto || m.HostPort != o.HostPort {
 		return false
 	}
-	return !m.HostIP.IsValid() || !o.HostIP.IsValid() || m.HostIP.IsUnspecified() || o.HostIP.IsUnspecified() ||
-		m.HostIP.Unmap() == o.HostIP.Unmap()
+	a, b := m.HostIP.Unmap(), o.HostIP.Unmap()
+	if !a.IsValid() || !b.IsValid() {
+		return true
+	}
+	if a.Is4() != b.Is4() {
+		return false
+	}
+	return a.IsUnspecified() || b.IsUnspecified() || a == b
 }
