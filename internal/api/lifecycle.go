@@ -2,6 +2,7 @@ package api
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -22,15 +23,20 @@ func (s *server) containerKill(w http.ResponseWriter, r *http.Request) {
 		writeError(w, apiErr(model.ErrInvalid, "vxnet cannot signal containers with this backend"))
 		return
 	}
+	// Every refusal reads "cannot kill container: NAME: why", as dockerd's.
+	name := r.PathValue("id")
 	sig := syscall.SIGKILL
 	if v := r.URL.Query().Get("signal"); v != "" {
 		var err error
 		if sig, err = signal.ParseSignal(v); err != nil {
-			writeError(w, apiErr(model.ErrInvalid, "%s", err.Error()))
+			writeError(w, apiErr(model.ErrInvalid, "cannot kill container: %s: %s", name, err.Error()))
 			return
 		}
 	}
-	if err := lc.KillContainer(r.Context(), r.PathValue("id"), sig); err != nil {
+	if err := lc.KillContainer(r.Context(), name, sig); err != nil {
+		if !strings.HasPrefix(err.Error(), "cannot kill container: ") {
+			err = fmt.Errorf("cannot kill container: %s: %w", name, err)
+		}
 		writeError(w, err)
 		return
 	}

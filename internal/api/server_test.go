@@ -130,6 +130,8 @@ func TestHandlers(t *testing.T) {
 		{"exec create user", "POST", "/containers/c1/exec", `{"Cmd":["id"],"User":"1000"}`, 400, "vxnet does not support ExecConfig.User"},
 		{"exec create workdir", "POST", "/containers/c1/exec", `{"Cmd":["pwd"],"WorkingDir":"/tmp"}`, 400, "vxnet does not support ExecConfig.WorkingDir"},
 		{"exec create privileged", "POST", "/containers/c1/exec", `{"Cmd":["id"],"Privileged":true}`, 400, "vxnet does not support ExecConfig.Privileged"},
+		{"kill bad signal", "POST", "/containers/c1/kill?signal=NOSUCH", "", 400, "cannot kill container: c1: invalid signal: NOSUCH"},
+		{"kill missing", "POST", "/containers/nosuch/kill", "", 404, "cannot kill container: nosuch: No such container: nosuch"},
 		{"container list limit", "GET", "/containers/json?limit=1", "", 200, `"Names":["/c1"]`},
 		{"container list bad limit", "GET", "/containers/json?limit=x", "", 400, `invalid limit \"x\"`},
 		{"container list size", "GET", "/containers/json?size=1", "", 400, "vxnet does not support container sizes"},
