@@ -99,8 +99,7 @@ func parseBind(spec string) (model.Mount, error) {
 				if m.Type != "volume" {
 					return bad(": nocopy applies to volumes only")
 				}
-				// vxnet never copies the image's content into a new
-				// volume, so nocopy is what it always does.
+				m.NoCopy = true
 			case o == "z" || o == "Z":
 				return model.Mount{}, apiErr(model.ErrInvalid, "vxnet does not support the SELinux bind option %q (%s)", o, spec)
 			default:
@@ -163,6 +162,7 @@ func parseMount(mt mount.Mount) (model.Mount, error) {
 		m.Type, m.Name = "volume", mt.Source
 		m.Anonymous = mt.Source == ""
 		if vo := mt.VolumeOptions; vo != nil {
+			m.NoCopy = vo.NoCopy
 			if vo.Subpath != "" || len(vo.Labels) > 0 || (vo.DriverConfig != nil && vo.DriverConfig.Name != "" && vo.DriverConfig.Name != "local") ||
 				(vo.DriverConfig != nil && len(vo.DriverConfig.Options) > 0) {
 				return model.Mount{}, apiErr(model.ErrInvalid, "vxnet does not support HostConfig.Mounts.VolumeOptions other than NoCopy (local driver)")

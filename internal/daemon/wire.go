@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -277,7 +278,16 @@ func info(i image.Image) engine.ImageInfo {
 	return engine.ImageInfo{ID: i.ID, Name: name, Created: i.Created, Size: i.Size, Cmd: i.Config.Cmd,
 		Entrypoint: i.Config.Entrypoint, User: i.Config.User, WorkingDir: i.Config.WorkingDir,
 		Labels: i.Config.Labels, StopSignal: i.Config.StopSignal,
-		ExposedPorts: exposedPorts(i.Config.ExposedPorts)}
+		ExposedPorts: exposedPorts(i.Config.ExposedPorts), Volumes: sortedKeys(i.Config.Volumes)}
+}
+
+func sortedKeys(m map[string]struct{}) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // exposedPorts decodes an image's exposed ports ("80/tcp", "53/udp", "8080"

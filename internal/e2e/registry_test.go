@@ -72,68 +72,70 @@ func startRegistry(t *testing.T, c *harness.Cluster, dir string, port int, user,
 	}
 }
 
-// layeredImageTar writes a `docker save` tar of a three-layer image named
-// name: the host's busybox; then /data/{gone,keep}, /olddir/x and
-// /data/orig with its hard link /data/link; then a whiteout of /data/gone,
-// an opaque /olddir with only y, and /data/new with its hard link
-// /data/newlink.
-func layeredImageTar(t *testing.T, name string) []byte {
+// tarEntry is one entry of a layer made by tarLayer.
+type tarEntry struct {
+	name, link string
+	data       string
+	dir        bool
+	mode       int64
+}
+
+// tarLayer makes an uncompressed layer tar.
+func tarLayer(t *testing.T, es []tarEntry) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	for _, e := range es {
+		h := &tar.Header{Name: e.name, Mode: 0o644, ModTime: time.Unix(1700000000, 0)}
+		switch {
+		case e.dir:
+			h.Typeflag, h.Mode = tar.TypeDir, 0o755
+		case e.link != "":
+			h.Typeflag, h.Linkname = tar.TypeLink, e.link
+		default:
+			h.Typeflag, h.Size = tar.TypeReg, int64(len(e.data))
+		}
+		if e.mode != 0 {
+			h.Mode = e.mode
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if h.Typeflag == tar.TypeReg {
+			tw.Write([]byte(e.data))
+		}
+	}
+	tw.Close()
+	return b.Bytes()
+}
+
+// busyboxLayer is a layer holding the host's busybox as /bin/busybox.
+func busyboxLayer(t *testing.T) []byte {
 	t.Helper()
 	bb, err := os.ReadFile("/usr/bin/busybox")
 	if err != nil {
 		t.Skip("busybox-static is not installed")
 	}
-	type entry struct {
-		name, link string
-		data       string
-		dir        bool
-	}
-	layer := func(es []entry) []byte {
-		var b bytes.Buffer
-		tw := tar.NewWriter(&b)
-		for _, e := range es {
-			h := &tar.Header{Name: e.name, Mode: 0o644, ModTime: time.Unix(1700000000, 0)}
-			switch {
-			case e.dir:
-				h.Typeflag, h.Mode = tar.TypeDir, 0o755
-			case e.link != "":
-				h.Typeflag, h.Linkname = tar.TypeLink, e.link
-			default:
-				h.Typeflag, h.Size = tar.TypeReg, int64(len(e.data))
-			}
-			if e.name == "bin/busybox" {
-				h.Mode = 0o755
-			}
-			if err := tw.WriteHeader(h); err != nil {
-				t.Fatal(err)
-			}
-			if h.Typeflag == tar.TypeReg {
-				tw.Write([]byte(e.data))
-			}
-		}
-		tw.Close()
-		return b.Bytes()
-	}
-	layers := [][]byte{
-		layer([]entry{{name: "bin/", dir: true}, {name: "bin/busybox", data: string(bb)}}),
-		layer([]entry{{name: "data/", dir: true}, {name: "data/gone", data: "bye\n"}, {name: "data/keep", data: "keep\n"},
-			{name: "data/orig", data: "linked\n"}, {name: "data/link", link: "data/orig"},
-			{name: "olddir/", dir: true}, {name: "olddir/x", data: "x\n"}}),
-		layer([]entry{{name: "data/", dir: true}, {name: "data/.wh.gone", data: ""},
-			{name: "olddir/", dir: true}, {name: "olddir/.wh..wh..opq", data: ""}, {name: "olddir/y", data: "y\n"},
-			{name: "data/new", data: "new\n"}, {name: "data/newlink", link: "data/new"}}),
-	}
+	return tarLayer(t, []tarEntry{{name: "bin/", dir: true}, {name: "bin/busybox", data: string(bb), mode: 0o755}})
+}
+
+// saveTar writes a `docker save` tar of one image named name with these
+// layers and run config (history: one step per layer, named by steps).
+func saveTar(t *testing.T, name string, layers [][]byte, config map[string]any, steps []string) []byte {
+	t.Helper()
 	digest := func(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
 	var diffIDs, layerPaths []string
 	for _, l := range layers {
 		diffIDs = append(diffIDs, "sha256:"+digest(l))
 		layerPaths = append(layerPaths, "blobs/sha256/"+digest(l))
 	}
+	var history []map[string]any
+	for _, s := range steps {
+		history = append(history, map[string]any{"created_by": s})
+	}
 	cfg, _ := json.Marshal(map[string]any{
 		"architecture": "amd64", "os": "linux", "created": "2024-01-02T03:04:05Z",
-		"config":  map[string]any{"Cmd": []string{"/bin/busybox", "sh"}, "Env": []string{"PATH=/bin"}, "Labels": map[string]string{"made.by": "vxnet-test"}},
-		"rootfs":  map[string]any{"type": "layers", "diff_ids": diffIDs},
-		"history": []map[string]any{{"created_by": "busybox"}, {"created_by": "data"}, {"created_by": "whiteouts"}},
+		"config": config, "rootfs": map[string]any{"type": "layers", "diff_ids": diffIDs}, "history": history,
 	})
 	manifest, _ := json.Marshal([]map[string]any{{"Config": "blobs/sha256/" + digest(cfg), "RepoTags": []string{name}, "Layers": layerPaths}})
 	var out bytes.Buffer
@@ -151,6 +153,26 @@ func layeredImageTar(t *testing.T, name string) []byte {
 	add("manifest.json", manifest)
 	tw.Close()
 	return out.Bytes()
+}
+
+// layeredImageTar writes a `docker save` tar of a three-layer image named
+// name: the host's busybox; then /data/{gone,keep}, /olddir/x and
+// /data/orig with its hard link /data/link; then a whiteout of /data/gone,
+// an opaque /olddir with only y, and /data/new with its hard link
+// /data/newlink.
+func layeredImageTar(t *testing.T, name string) []byte {
+	t.Helper()
+	layers := [][]byte{
+		busyboxLayer(t),
+		tarLayer(t, []tarEntry{{name: "data/", dir: true}, {name: "data/gone", data: "bye\n"}, {name: "data/keep", data: "keep\n"},
+			{name: "data/orig", data: "linked\n"}, {name: "data/link", link: "data/orig"},
+			{name: "olddir/", dir: true}, {name: "olddir/x", data: "x\n"}}),
+		tarLayer(t, []tarEntry{{name: "data/", dir: true}, {name: "data/.wh.gone", data: ""},
+			{name: "olddir/", dir: true}, {name: "olddir/.wh..wh..opq", data: ""}, {name: "olddir/y", data: "y\n"},
+			{name: "data/new", data: "new\n"}, {name: "data/newlink", link: "data/new"}}),
+	}
+	return saveTar(t, name, layers, map[string]any{"Cmd": []string{"/bin/busybox", "sh"}, "Env": []string{"PATH=/bin"},
+		"Labels": map[string]string{"made.by": "vxnet-test"}}, []string{"busybox", "data", "whiteouts"})
 }
 
 // checkLayered runs image and checks its layers were applied: the

@@ -101,6 +101,30 @@ func TestVolumesAndBinds(t *testing.T) {
 		t.Errorf("rshared bind of a private mount: exit %d %q", code, errOut)
 	}
 
+	// A new volume gets the image's content under its mount point
+	// (unless nocopy); an image's VOLUME is an anonymous volume.
+	if out := h.MustDocker(t, "run", "--rm", "--network", "none", "-v", "cu1:/usr", "busybox", "ls", "/usr"); out != "bin\nsbin\n" {
+		t.Errorf("copy-up into a new volume: ls /usr = %q", out)
+	}
+	if out := h.MustDocker(t, "run", "--rm", "--network", "none", "-v", "cu2:/usr:nocopy", "busybox", "ls", "/usr"); out != "" {
+		t.Errorf("nocopy: ls /usr = %q", out)
+	}
+	h.MustDocker(t, "volume", "rm", "cu1", "cu2")
+	imgTar := filepath.Join(c.Dir, "withvol.tar")
+	os.WriteFile(imgTar, saveTar(t, "withvol:1", [][]byte{busyboxLayer(t),
+		tarLayer(t, []tarEntry{{name: "seed/", dir: true}, {name: "seed/s", data: "seeded\n"}})},
+		map[string]any{"Cmd": []string{"/bin/busybox", "cat", "/seed/s"}, "Volumes": map[string]any{"/seed": map[string]any{}}}, []string{"bb", "seed"}), 0o600)
+	h.MustDocker(t, "load", "-i", imgTar)
+	h.MustDocker(t, "run", "--name", "wv", "--network", "none", "withvol:1")
+	if m := strings.TrimSpace(h.MustDocker(t, "inspect", "-f", "{{range .Mounts}}{{.Type}} {{.Destination}}{{end}}", "wv")); m != "volume /seed" {
+		t.Errorf("image VOLUME: mounts %q", m)
+	}
+	if out := h.MustDocker(t, "logs", "wv"); out != "seeded\n" {
+		t.Errorf("image VOLUME seeded from the image: %q", out)
+	}
+	h.MustDocker(t, "rm", "-v", "wv")
+	h.MustDocker(t, "rmi", "withvol:1")
+
 	// The data outlives a daemon restart.
 	h.Restart()
 	if out := h.MustDocker(t, "run", "--rm", "--network", "none", "-v", "v1:/data", "busybox", "cat", "/data/f"); out != "hello\n" {

@@ -150,11 +150,12 @@ func (e *Engine) CreateContainer(ctx context.Context, req api.ContainerCreate) (
 		}
 		undo = append(undo, func() { e.deleteNetns(sb.NetnsPath) })
 	}
-	if len(req.Mounts) > 0 {
-		ms, undoMounts, err := e.resolveMounts(req.Mounts)
+	if reqMounts := withImageVolumes(req.Mounts, img.Volumes); len(reqMounts) > 0 {
+		ms, undoMounts, doneMounts, err := e.resolveMounts(reqMounts)
 		if err != nil {
 			return fail(err)
 		}
+		defer doneMounts()
 		undo = append(undo, undoMounts)
 		c.Mounts = ms
 	}
@@ -224,6 +225,9 @@ func (e *Engine) CreateContainer(ctx context.Context, req api.ContainerCreate) (
 		return fail(fmt.Errorf("create container: %w", err))
 	}
 	undo = append(undo, func() { e.opts.Runtime.Delete(bg, id) })
+	if err := e.copyUp(ctx, id, c.Mounts); err != nil {
+		return fail(fmt.Errorf("copy the image's content into a volume: %w", err))
+	}
 	e.crashPoint(CrashCreateAfterRuntime)
 	nets := e.networksOf(eps)
 	err = e.opts.Store.Update(func(tx *store.Tx) error {

@@ -101,6 +101,9 @@ type ImageInfo struct {
 	WorkingDir string
 	Labels     map[string]string
 	StopSignal string
+	// Volumes are the image's volume mount points (anonymous volumes of
+	// its containers).
+	Volumes []string
 }
 
 // Images is the local image store.

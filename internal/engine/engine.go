@@ -121,7 +121,10 @@ type Engine struct {
 	// being created, in-flight attaches per network (network rm refuses),
 	// networks being removed (attaches refuse), local network names being
 	// created.
-	pendingNames    map[string]bool
+	pendingNames map[string]bool
+	// pendingVolumes counts the creates mounting each volume that are not
+	// committed yet (a volume rm must not take it meanwhile).
+	pendingVolumes  map[string]int
 	attaching       map[string]int
 	removingNets    map[string]bool
 	pendingNetNames map[string]bool
@@ -173,6 +176,7 @@ func New(opts Options) (*Engine, error) {
 		cachedPeers: map[string][]cluster.Advert{},
 
 		pendingNames:    map[string]bool{},
+		pendingVolumes:  map[string]int{},
 		attaching:       map[string]int{},
 		removingNets:    map[string]bool{},
 		pendingNetNames: map[string]bool{},

@@ -4,14 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
 	"github.com/moby/sys/mountinfo"
 
 	"github.com/vxnet/vxnet/internal/api"
+	"github.com/vxnet/vxnet/internal/ctrfs"
 	"github.com/vxnet/vxnet/internal/model"
 	"github.com/vxnet/vxnet/internal/volume"
 )
@@ -44,15 +48,26 @@ func volumeErr(err error) error {
 }
 
 // resolveMounts makes the volumes of a new container and checks its binds.
-// It returns the mounts with their host sources, and an undo that removes
-// the anonymous volumes it made.
-func (e *Engine) resolveMounts(ms []model.Mount) ([]model.Mount, func(), error) {
-	var made []string
-	undo := func() {
+// It returns the mounts with their host sources, an undo that removes the
+// anonymous volumes it made, and a done to call once the container is
+// committed or given up (until then its volumes count as in use).
+func (e *Engine) resolveMounts(ms []model.Mount) ([]model.Mount, func(), func(), error) {
+	var made, held []string
+	done := func() {
+		e.mu.Lock()
+		for _, n := range held {
+			if e.pendingVolumes[n]--; e.pendingVolumes[n] <= 0 {
+				delete(e.pendingVolumes, n)
+			}
+		}
+		e.mu.Unlock()
+	}
+	undoMade := func() {
 		for _, n := range made {
 			e.opts.Volumes.Remove(n)
 		}
 	}
+	undo := func() { undoMade(); done() }
 	out := make([]model.Mount, 0, len(ms))
 	for _, m := range ms {
 		switch m.Type {
@@ -60,32 +75,36 @@ func (e *Engine) resolveMounts(ms []model.Mount) ([]model.Mount, func(), error) 
 			if _, err := os.Stat(m.Source); errors.Is(err, os.ErrNotExist) {
 				if !m.CreateSource {
 					undo()
-					return nil, nil, errf(model.ErrInvalid, "invalid mount config for type \"bind\": bind source path does not exist: %s", m.Source)
+					return nil, nil, nil, errf(model.ErrInvalid, "invalid mount config for type \"bind\": bind source path does not exist: %s", m.Source)
 				}
 				if err := os.MkdirAll(m.Source, 0o755); err != nil {
 					undo()
-					return nil, nil, fmt.Errorf("create bind source %s: %w", m.Source, err)
+					return nil, nil, nil, fmt.Errorf("create bind source %s: %w", m.Source, err)
 				}
 			}
 			if err := checkPropagation(m); err != nil {
 				undo()
-				return nil, nil, err
+				return nil, nil, nil, err
 			}
 		case "volume":
 			vs, err := e.volumes()
 			if err != nil {
 				undo()
-				return nil, nil, err
+				return nil, nil, nil, err
 			}
 			var labels map[string]string
 			if m.Name == "" {
 				m.Name, m.Anonymous = volume.NewAnonymousName(), true
 				labels = map[string]string{volume.AnonymousLabel: ""}
 			}
+			e.mu.Lock()
+			e.pendingVolumes[m.Name]++
+			e.mu.Unlock()
+			held = append(held, m.Name)
 			v, err := vs.Create(m.Name, labels)
 			if err != nil {
 				undo()
-				return nil, nil, volumeErr(err)
+				return nil, nil, nil, volumeErr(err)
 			}
 			if m.Anonymous {
 				made = append(made, m.Name)
@@ -93,14 +112,14 @@ func (e *Engine) resolveMounts(ms []model.Mount) ([]model.Mount, func(), error) 
 			m.Source = v.Mountpoint
 		default:
 			undo()
-			return nil, nil, errf(model.ErrInvalid, "vxnet does not support mounts of type %q", m.Type)
+			return nil, nil, nil, errf(model.ErrInvalid, "vxnet does not support mounts of type %q", m.Type)
 		}
 		m.CreateSource = false
 		out = append(out, m)
 	}
 	// Named volumes made here stay (as Docker's); only anonymous ones are
 	// undone.
-	return out, undo, nil
+	return out, undoMade, done, nil
 }
 
 // checkPropagation refuses shared and slave binds whose source is not on a
@@ -156,6 +175,68 @@ func mountOf(path string) (*mountinfo.Info, error) {
 	return best, nil
 }
 
+// withImageVolumes adds an anonymous volume for each of the image's volume
+// mount points that no mount of the request covers (as Docker does).
+func withImageVolumes(ms []model.Mount, imageVolumes []string) []model.Mount {
+	out := slices.Clone(ms)
+	for _, dst := range imageVolumes {
+		dst = path.Clean("/" + dst)
+		if slices.ContainsFunc(ms, func(m model.Mount) bool { return m.Destination == dst }) {
+			continue
+		}
+		out = append(out, model.Mount{Type: "volume", Destination: dst, Anonymous: true})
+	}
+	return out
+}
+
+// copyUp copies what the container's image has under the mount point of
+// each of its volumes that is empty into the volume (Docker's behaviour;
+// not with nocopy). The container is created, not started: its root is
+// its snapshot.
+func (e *Engine) copyUp(ctx context.Context, id string, ms []model.Mount) error {
+	var todo []model.Mount
+	for _, m := range ms {
+		if m.Type == "volume" && !m.NoCopy && dirEmpty(m.Source) {
+			todo = append(todo, m)
+		}
+	}
+	fr, ok := e.opts.Runtime.(FSRuntime)
+	if len(todo) == 0 || !ok {
+		return nil
+	}
+	root, _, release, err := fr.RootFS(ctx, id)
+	if err != nil {
+		return err
+	}
+	defer release()
+	src := ctrfs.FS{Root: root}
+	for _, m := range todo {
+		st, err := src.Stat(m.Destination)
+		if err != nil || !st.Mode.IsDir() {
+			continue // nothing there in the image
+		}
+		pr, pw := io.Pipe()
+		go func() { pw.CloseWithError(src.WriteTar(pw, m.Destination+"/.")) }()
+		err = ctrfs.FS{Root: m.Source}.Extract(pr, "/", ctrfs.ExtractOptions{KeepOwner: true})
+		pr.CloseWithError(io.ErrClosedPipe)
+		if err != nil {
+			return fmt.Errorf("volume %s: %w", m.Name, err)
+		}
+		os.Chmod(m.Source, st.Mode.Perm())
+	}
+	return nil
+}
+
+func dirEmpty(dir string) bool {
+	f, err := os.Open(dir)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	names, _ := f.Readdirnames(1)
+	return len(names) == 0
+}
+
 // runtimeMounts are the container's binds and volumes for the runtime.
 func runtimeMounts(ms []model.Mount) []Mount {
 	var out []Mount
@@ -188,6 +269,9 @@ func (e *Engine) volumeUsers(name string) []string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	var ids []string
+	if e.pendingVolumes[name] > 0 {
+		ids = append(ids, "(a container being created)")
+	}
 	for _, c := range e.containers {
 		for _, m := range c.Mounts {
 			if m.Type == "volume" && m.Name == name {

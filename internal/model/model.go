@@ -164,6 +164,9 @@ type Mount struct {
 	Anonymous bool `json:"Anonymous,omitempty"`
 	// CreateSource: a bind from -v creates a missing host directory.
 	CreateSource bool `json:"-"`
+	// NoCopy: the image's content under Destination is not copied into
+	// a new, empty volume.
+	NoCopy bool `json:"NoCopy,omitempty"`
 }
 
 type Container struct {

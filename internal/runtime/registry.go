@@ -248,9 +248,9 @@ func (r *Containerd) Push(ctx context.Context, ref string, auth RegistryAuth) (s
 	return desc.Digest.String(), desc.Size, nil
 }
 
-// ForgetImage deletes containerd's records of the vxnet image id (its
-// content goes with containerd's garbage collection once no container's
-// snapshot needs it).
+// ForgetImage deletes containerd's records of the vxnet image id and runs
+// containerd's garbage collection: its content and unpacked snapshots go
+// unless a container's snapshot still needs them.
 func (r *Containerd) ForgetImage(ctx context.Context, id string) error {
 	ctx = r.ctx(ctx)
 	is := r.client.ImageService()
@@ -258,8 +258,14 @@ func (r *Containerd) ForgetImage(ctx context.Context, id string) error {
 	if err != nil {
 		return fmt.Errorf("forget image %s: %w", id, err)
 	}
-	for _, rec := range recs {
-		if err := is.Delete(ctx, rec.Name); err != nil && !errdefs.IsNotFound(err) {
+	for i, rec := range recs {
+		var opts []images.DeleteOpt
+		if i == len(recs)-1 {
+			// Collect the garbage now, as docker rmi frees the layers
+			// before it answers.
+			opts = append(opts, images.SynchronousDelete())
+		}
+		if err := is.Delete(ctx, rec.Name, opts...); err != nil && !errdefs.IsNotFound(err) {
 			return fmt.Errorf("forget image %s: %w", id, err)
 		}
 	}
