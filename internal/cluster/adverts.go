@@ -43,6 +43,7 @@ type Advert struct {
 	// the store): its key, and the store revision that created it.
 	key     string
 	created int64
+	rev     int64 // the revision that last wrote it
 }
 
 // Key is the store key the advertisement was read from ("" if it was not
@@ -264,7 +265,7 @@ func (c *Cluster) decodeAdvertKV(kv *mvccpb.KeyValue) (Advert, bool) {
 		c.logInvalid(key, kv.ModRevision, "advertisement", err)
 		return Advert{}, false
 	}
-	a.key, a.created = key, kv.CreateRevision
+	a.key, a.created, a.rev = key, kv.CreateRevision, kv.ModRevision
 	return a, true
 }
 
@@ -289,11 +290,16 @@ func (c *Cluster) WatchAdverts(ctx context.Context, netID string, fromRev int64,
 
 // CheckAdverts returns the advertisements of network n that can be
 // trusted together (see FilterAdverts), judged against the registered node
-// addresses this Cluster keeps. When advertisements dispute an address,
-// MAC or endpoint, the owners of the network's addresses are read from
-// global IPAM (one store call, bounded by the request timeout) and decide;
-// without a dispute, or when the store does not answer, the first claim
-// wins. The rejected ones are logged with their keys.
+// addresses and the owners of the network's global addresses this Cluster
+// keeps (FollowOwners, owners.go): each advertisement of another node must
+// claim an address global IPAM gave to that node (and endpoint). Only when
+// an advertisement claims an address with no owner record here and was
+// written after the owners were last known complete (the owner watch lags,
+// or the network is not followed) are the network's blocks read, once,
+// bounded by the request timeout. If
+// that read fails, such advertisements are left out unlogged for now; the
+// owner watch's OnOwners callback has them judged again. The rejected ones
+// are logged with their keys, once per key and revision.
 func (c *Cluster) CheckAdverts(ctx context.Context, n model.Network, ads []Advert) []Advert {
 	// An advertisement naming this node that this node did not make is
 	// forged: it must not win conflicts as "ours".
@@ -310,22 +316,39 @@ func (c *Cluster) CheckAdverts(ctx context.Context, n model.Network, ads []Adver
 		mine = append(mine, a)
 	}
 	c.mu.Unlock()
-	nodes := c.NodeAddrs()
-	kept, rejected := FilterAdverts(n, mine, nodes, c.opts.NodeID, nil)
-	if slices.ContainsFunc(rejected, func(r Rejected) bool { return r.Dispute }) {
-		if owners, err := c.AddressOwners(ctx, n.ID); err == nil {
-			byNode := make(map[netip.Addr]string, len(owners))
-			for a, o := range owners {
-				byNode[a] = o.Node
+	var owners map[netip.Addr]AddrOwner
+	unverified := map[string]bool{}
+	if !c.opts.singleKeyIPAM { // the test-only allocator records no owners
+		var known int64
+		owners, known = c.ownersOf(n.ID)
+		lagging := func() bool {
+			clear(unverified)
+			for _, a := range mine {
+				if _, has := owners[a.IP]; !has && a.NodeID != c.opts.NodeID && a.rev > known {
+					unverified[a.key] = true
+				}
 			}
-			kept, rejected = FilterAdverts(n, mine, nodes, c.opts.NodeID, byNode)
-		} else {
-			c.log.Debug("read address owners for disputed advertisements", "network", n.ID, "err", err)
+			return len(unverified) > 0
+		}
+		if lagging() {
+			fresh, kvs, rev, err := c.readOwners(ctx, n.ID)
+			if err != nil {
+				c.log.Debug("read address owners to judge advertisements", "network", n.ID, "err", err)
+			} else {
+				c.setOwners(n.ID, kvs, rev, false)
+				owners, known = fresh, rev
+			}
+			lagging()
 		}
 	}
+	kept, rejected := FilterAdverts(n, mine, c.NodeAddrs(), c.opts.NodeID, owners)
 	rejected = append(rejected, forged...)
 	for _, r := range rejected {
-		c.logInvalid(r.Key, r.Advert.created, "advertisement", r.Reason)
+		if unverified[r.Key] {
+			c.log.Debug("advertisement left out until its address's owner is known", "key", r.Key)
+			continue
+		}
+		c.logInvalid(r.Key, r.Advert.rev, "advertisement", r.Reason)
 	}
 	return kept
 }

@@ -205,10 +205,11 @@ type Cluster struct {
 
 	// invalid remembers the store revision of each invalid record already
 	// logged, so a watch re-delivering its set does not log it again.
-	invalid map[string]int64
+	invalid map[string]invalidSeen
 
 	nodeAddrs map[string]netip.Addr // registered node addresses (valid records)
 	nodeCBs   map[int]func()
+	owners    *ownerCache    // owners of followed networks' addresses (owners.go)
 	bg        sync.WaitGroup // the node watch
 }
 
@@ -229,9 +230,10 @@ func Open(ctx context.Context, opts Options) (*Cluster, error) {
 		pendingDel: make(map[string]bool),
 		callbacks:  make(map[int]func(context.Context)),
 		ipamLock:   make(chan struct{}, 1),
-		invalid:    make(map[string]int64),
+		invalid:    make(map[string]invalidSeen),
 		nodeCBs:    make(map[int]func()),
 		ipamCache:  make(map[string]*ipamCache),
+		owners:     newOwnerCache(),
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	ok := false
@@ -466,18 +468,29 @@ func unavailable(op string, err error) error {
 }
 
 // logInvalid logs an invalid record read from the store (kind: "network",
-// "advertisement", ...) with its key, once per key and revision.
+// "advertisement", ...) with its key, once per key and revision, and at
+// most once a minute per key (a member rewriting a bad record cannot flood
+// the log).
 func (c *Cluster) logInvalid(key string, rev int64, kind string, err error) {
+	now := time.Now()
 	c.mu.Lock()
 	seen, ok := c.invalid[key]
-	if !ok || seen != rev {
+	log := !ok || (seen.rev != rev && now.Sub(seen.at) >= time.Minute)
+	if log {
 		if len(c.invalid) >= 10000 {
 			clear(c.invalid)
 		}
-		c.invalid[key] = rev
+		c.invalid[key] = invalidSeen{rev, now}
 	}
 	c.mu.Unlock()
-	if !ok || seen != rev {
+	if log {
 		c.log.Warn("skipping invalid "+kind+" read from the cluster store", "key", key, "rev", rev, "err", err)
 	}
+}
+
+// invalidSeen is when an invalid record was last logged, and at which
+// revision.
+type invalidSeen struct {
+	rev int64
+	at  time.Time
 }

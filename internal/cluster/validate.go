@@ -288,20 +288,24 @@ type Rejected struct {
 //   - no other advertisement claims the same address (of either family),
 //     MAC or endpoint. On
 //     such a conflict this node's own advertisement wins (it knows its own
-//     endpoints), then the address's owner in owners when given (global
-//     IPAM's record of which node holds it), then the one created first in
-//     the store; the others are rejected.
+//     endpoints), then the one whose node owns the address in owners, then
+//     the one created first in the store; the others are rejected;
+//   - when owners is given (global IPAM's owner record of every allocated
+//     address of n), every advertisement of another node passes CheckOwner:
+//     a lone claim on an address IPAM gave to another member, or to nobody,
+//     is rejected too. A nil owners skips this check.
 //
 // The result keeps the order of ads. FilterAdverts does no I/O.
-func FilterAdverts(n model.Network, ads []Advert, nodes map[string]netip.Addr, self string, owners map[netip.Addr]string) (kept []Advert, rejected []Rejected) {
+func FilterAdverts(n model.Network, ads []Advert, nodes map[string]netip.Addr, self string, owners map[netip.Addr]AddrOwner) (kept []Advert, rejected []Rejected) {
 	ok := make([]bool, len(ads))
 	dispute := false
-	reject := func(i int, format string, args ...any) {
+	rejectErr := func(i int, err error) {
 		if ok[i] {
 			ok[i] = false
-			rejected = append(rejected, Rejected{Key: ads[i].key, Advert: ads[i], Reason: badf(format, args...), Dispute: dispute})
+			rejected = append(rejected, Rejected{Key: ads[i].key, Advert: ads[i], Reason: err, Dispute: dispute})
 		}
 	}
+	reject := func(i int, format string, args ...any) { rejectErr(i, badf(format, args...)) }
 	for i, a := range ads {
 		ok[i] = true
 		if a.NetworkID != n.ID {
@@ -347,7 +351,7 @@ func FilterAdverts(n model.Network, ads []Advert, nodes map[string]netip.Addr, s
 		r := 2
 		if a.NodeID == self {
 			r = 0
-		} else if o, has := owners[a.IP]; has && o == a.NodeID {
+		} else if owners != nil && checkOwners(a, owners) == nil {
 			r = 1
 		}
 		return r, a.created, a.key
@@ -399,14 +403,14 @@ func FilterAdverts(n model.Network, ads []Advert, nodes map[string]netip.Addr, s
 			}
 		}
 	}
-	// An owner record naming another node also beats an unconflicted claim.
+	// The owner record also judges an unconflicted claim.
 	dispute = false
 	for i, a := range ads {
-		if o, has := owners[a.IP]; ok[i] && a.IP.IsValid() && has && o != a.NodeID && a.NodeID != self {
-			reject(i, "address %s belongs to node %s", a.IP, o)
+		if !ok[i] || owners == nil || a.NodeID == self {
+			continue
 		}
-		if o, has := owners[a.IP6]; ok[i] && a.IP6.IsValid() && has && o != a.NodeID && a.NodeID != self {
-			reject(i, "address %s belongs to node %s", a.IP6, o)
+		if err := checkOwners(a, owners); err != nil {
+			rejectErr(i, err)
 		}
 	}
 	for i, a := range ads {
@@ -416,6 +420,40 @@ func FilterAdverts(n model.Network, ads []Advert, nodes map[string]netip.Addr, s
 	}
 	slices.SortStableFunc(rejected, func(x, y Rejected) int { return strings.Compare(x.Key, y.Key) })
 	return kept, rejected
+}
+
+// CheckOwner is the decision on one address of an advertisement against
+// global IPAM's owner record of that address (has: whether there is one):
+// the address must have been given to the advertising node, and to the
+// advertised endpoint when the record names an endpoint (addresses reserved
+// through Docker's IPAM plugin API name none). An advertisement of an
+// address IPAM gave to another member, or never gave out, is an error.
+// CheckOwner does no I/O.
+func CheckOwner(a Advert, addr netip.Addr, o AddrOwner, has bool) error {
+	switch {
+	case !has:
+		return badf("address %s is not allocated in global IPAM (no owner record)", addr)
+	case o.Node != a.NodeID:
+		return badf("address %s is allocated to node %s, not to the advertising node %s", addr, o.Node, a.NodeID)
+	case o.Endpoint != "" && o.Endpoint != a.EndpointID:
+		return badf("address %s is allocated to endpoint %.12s, not to the advertised endpoint %.12s", addr, o.Endpoint, a.EndpointID)
+	}
+	return nil
+}
+
+// checkOwners applies CheckOwner to each address of an advertisement (IPv4
+// and IPv6).
+func checkOwners(a Advert, owners map[netip.Addr]AddrOwner) error {
+	for _, addr := range []netip.Addr{a.IP, a.IP6} {
+		if !addr.IsValid() {
+			continue
+		}
+		o, has := owners[addr]
+		if err := CheckOwner(a, addr, o, has); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // inSubnets checks that a is a host address of one of n's subnets and not

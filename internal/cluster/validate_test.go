@@ -248,7 +248,7 @@ func TestFilterAdverts(t *testing.T) {
 	}
 	t.Run("owner record wins over the first claim", func(t *testing.T) {
 		evil := with(vAdvert(vEP3, vEvil, "10.5.0.3", "192.0.2.3"), func(a *Advert) { a.created = 5 })
-		owners := map[netip.Addr]string{peer.IP: vPeer}
+		owners := map[netip.Addr]AddrOwner{peer.IP: {Node: vPeer}}
 		kept, _ := FilterAdverts(n, []Advert{peer, evil}, nodes, vSelf, owners)
 		if advKeys(kept) != advKeys([]Advert{peer}) {
 			t.Fatalf("kept %s", advKeys(kept))
@@ -258,6 +258,95 @@ func TestFilterAdverts(t *testing.T) {
 			t.Fatalf("an advert for an address owned by another node was kept: %s", advKeys(kept))
 		}
 	})
+}
+
+// The decision on one advertisement against its address's owner record.
+func TestCheckOwner(t *testing.T) {
+	a := vAdvert(vEP2, vPeer, "10.5.0.3", "192.0.2.2")
+	for _, tt := range []struct {
+		name string
+		o    AddrOwner
+		has  bool
+		ok   bool
+	}{
+		{"owned by the node and endpoint", AddrOwner{Node: vPeer, Endpoint: vEP2}, true, true},
+		{"owned by the node, no endpoint recorded", AddrOwner{Node: vPeer}, true, true},
+		{"no owner record (never allocated)", AddrOwner{}, false, false},
+		{"allocated to another node", AddrOwner{Node: vEvil, Endpoint: vEP2}, true, false},
+		{"allocated to another endpoint of the node", AddrOwner{Node: vPeer, Endpoint: vEP3}, true, false},
+	} {
+		err := CheckOwner(a, a.IP, tt.o, tt.has)
+		if (err == nil) != tt.ok || (err != nil && !IsInvalidRecord(err)) {
+			t.Errorf("%s: CheckOwner = %v, want ok %v", tt.name, err, tt.ok)
+		}
+	}
+}
+
+// Both addresses of a dual-stack advertisement must be the node's.
+func TestCheckOwnersDualStack(t *testing.T) {
+	a := vAdvert(vEP2, vPeer, "10.5.0.3", "192.0.2.2")
+	a.IP6 = netip.MustParseAddr("fd00:5::3")
+	owners := map[netip.Addr]AddrOwner{a.IP: {Node: vPeer, Endpoint: vEP2}}
+	if err := checkOwners(a, owners); err == nil {
+		t.Fatal("an IPv6 address without an owner record passed")
+	}
+	owners[a.IP6] = AddrOwner{Node: vEvil}
+	if err := checkOwners(a, owners); err == nil {
+		t.Fatal("an IPv6 address of another node passed")
+	}
+	owners[a.IP6] = AddrOwner{Node: vPeer, Endpoint: vEP2}
+	if err := checkOwners(a, owners); err != nil {
+		t.Fatalf("owned addresses refused: %v", err)
+	}
+}
+
+// With owner records, a lone advertisement (no competing claim) of an
+// address IPAM gave to another member, or to nobody, is rejected; this
+// node's own advertisements are not judged by them.
+func TestFilterAdvertsLoneClaim(t *testing.T) {
+	n := vNetwork()
+	nodes := map[string]netip.Addr{
+		vSelf: netip.MustParseAddr("192.0.2.1"),
+		vPeer: netip.MustParseAddr("192.0.2.2"),
+		vEvil: netip.MustParseAddr("192.0.2.3"),
+	}
+	mine := vAdvert(vEP1, vSelf, "10.5.0.2", "192.0.2.1")
+	peer := vAdvert(vEP2, vPeer, "10.5.0.3", "192.0.2.2")
+	owners := map[netip.Addr]AddrOwner{
+		mine.IP:                         {Node: vSelf, Endpoint: vEP1},
+		peer.IP:                         {Node: vPeer, Endpoint: vEP2},
+		netip.MustParseAddr("10.5.0.9"): {Node: vPeer}, // a dead container's, still allocated
+	}
+	for _, tt := range []struct {
+		name string
+		ads  []Advert
+		want []Advert
+	}{
+		{"legitimate", []Advert{mine, peer}, []Advert{mine, peer}},
+		{"lone claim on an address of this node's container", []Advert{peer, vAdvert(vEP3, vEvil, "10.5.0.2", "192.0.2.3")}, []Advert{peer}},
+		{"lone claim on another member's still-allocated address", []Advert{mine, vAdvert(vEP3, vEvil, "10.5.0.9", "192.0.2.3")}, []Advert{mine}},
+		{"lone claim on an address never allocated", []Advert{mine, peer, vAdvert(vEP3, vEvil, "10.5.0.77", "192.0.2.3")}, []Advert{mine, peer}},
+		{"the owner node advertising another endpoint on the address", []Advert{with(peer, func(a *Advert) { a.EndpointID = vEP3; a.key += "x" })}, nil},
+		{"own advertisement without a visible owner record", []Advert{with(mine, func(a *Advert) { a.IP = netip.MustParseAddr("10.5.0.40") })},
+			[]Advert{with(mine, func(a *Advert) { a.IP = netip.MustParseAddr("10.5.0.40") })}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			kept, rejected := FilterAdverts(n, tt.ads, nodes, vSelf, owners)
+			if advKeys(kept) != advKeys(tt.want) {
+				t.Fatalf("kept %s, want %s (rejected %+v)", advKeys(kept), advKeys(tt.want), rejected)
+			}
+			for _, r := range rejected {
+				if r.Key == "" || !IsInvalidRecord(r.Reason) {
+					t.Fatalf("rejection without key or reason: %+v", r)
+				}
+			}
+		})
+	}
+	// Without owner records (nil) only conflicts decide: the lone claim
+	// passes, which is why the Cluster always passes its owner view.
+	if kept, _ := FilterAdverts(n, []Advert{vAdvert(vEP3, vEvil, "10.5.0.9", "192.0.2.3")}, nodes, vSelf, nil); len(kept) != 1 {
+		t.Fatalf("nil owners: kept %s", advKeys(kept))
+	}
 }
 
 func with(a Advert, f func(*Advert)) Advert {
@@ -273,7 +362,7 @@ func FuzzDecodeAdvert(f *testing.F) {
 		strings.Replace(good, `"c1"`, `"c1\n10.5.0.9 bank"`, 1), strings.Replace(good, vEP1, "ab", 1)} {
 		f.Add("/vxnet/v1/adverts/"+vPeer+"/"+vNet+"/"+vEP1, s)
 	}
-	c := &Cluster{opts: Options{Prefix: DefaultPrefix}, log: nopLog(), invalid: map[string]int64{}}
+	c := &Cluster{opts: Options{Prefix: DefaultPrefix}, log: nopLog(), invalid: map[string]invalidSeen{}}
 	f.Fuzz(func(t *testing.T, key, val string) {
 		a, ok := c.decodeAdvertKV(&mvccpb.KeyValue{Key: []byte(key), Value: []byte(val), CreateRevision: 1, ModRevision: 1})
 		if !ok {
@@ -298,7 +387,7 @@ func FuzzDecodeNetwork(f *testing.F) {
 	for _, s := range []string{string(good), "", "[]", `{"ID":"abc"}`, strings.Replace(string(good), `"prod"`, `"a\nb"`, 1)} {
 		f.Add("/vxnet/v1/networks/id/"+vNet, s)
 	}
-	c := &Cluster{opts: Options{Prefix: DefaultPrefix}, log: nopLog(), invalid: map[string]int64{}}
+	c := &Cluster{opts: Options{Prefix: DefaultPrefix}, log: nopLog(), invalid: map[string]invalidSeen{}}
 	f.Fuzz(func(t *testing.T, key, val string) {
 		n, ok := c.decodeNetwork(&mvccpb.KeyValue{Key: []byte(key), Value: []byte(val), ModRevision: 1})
 		if !ok {
@@ -316,7 +405,7 @@ func FuzzDecodeNode(f *testing.F) {
 	for _, s := range []string{string(good), "", "{}", `{"ID":"` + vPeer + `","Addr":"::"}`} {
 		f.Add("/vxnet/v1/nodes/"+vPeer, s)
 	}
-	c := &Cluster{opts: Options{Prefix: DefaultPrefix}, log: nopLog(), invalid: map[string]int64{}}
+	c := &Cluster{opts: Options{Prefix: DefaultPrefix}, log: nopLog(), invalid: map[string]invalidSeen{}}
 	f.Fuzz(func(t *testing.T, key, val string) {
 		r, ok := c.decodeNode(&mvccpb.KeyValue{Key: []byte(key), Value: []byte(val), ModRevision: 1})
 		if ok && (!ValidHexID(r.ID, NodeIDLen) || !r.Addr.IsValid()) {

@@ -334,3 +334,80 @@ func TestAPIOverTCPWithTLS(t *testing.T) {
 		t.Error("the refused daemon made its data root")
 	}
 }
+
+// A lone advertisement (no other claim on the address) of an address global
+// IPAM gave to another member is ignored: host A dies, so its container's
+// advertisement leaves with its lease while A still owns the address in
+// IPAM; member B then advertises that address, under its own key and
+// certificate, well-formed, with its own VTEP and the dead container's name,
+// and a second address IPAM never gave out. Host C programs neither (no FDB
+// or neighbour entry), resolves neither name, names both keys in its log,
+// and its traffic with B's legitimate container keeps working.
+func TestLoneAdvertOfAnotherMembersAddress(t *testing.T) {
+	c := ovCluster(t, 3)
+	hc, ha, hb := c.Host(0), c.Host(1), c.Host(2)
+	netID := cli(t, hc, "network", "create", "-d", "overlay", "--subnet", "10.97.0.0/24", "prod")
+	ovRun(t, hc, "c", "prod")
+	ovRun(t, ha, "a", "prod")
+	ovRun(t, hb, "b", "prod")
+	if !eventually(10*time.Second, func() bool { return ping(t, hc, "c", "a") && ping(t, hc, "c", "b") }) {
+		t.Fatal("c cannot ping a and b")
+	}
+	aIP := ipOf(t, ha, "a", "prod")
+	ns := ovInspect(t, hc, "prod").VXNet.Namespace
+	ha.Kill()
+	// A's advertisement leaves with its lease (TTL 2 s); its address stays
+	// allocated to A in IPAM (the collector waits --cluster-ipam-grace, 1 min).
+	if !eventually(15*time.Second, func() bool {
+		_, neigh := ovKernel(t, hc, ns)
+		return !strings.Contains(neigh, aIP+" ")
+	}) {
+		t.Fatalf("h0 still holds dead a (%s) after its host died", aIP)
+	}
+
+	bID := nodeID(t, hb)
+	hexID := func(c byte) string { return strings.Repeat(string(c), 64) }
+	claims := map[string]string{}
+	for _, x := range []struct{ ep, ip, mac, name string }{
+		{hexID('7'), aIP, "02:00:00:00:77:77", "a"},               // allocated to dead host A
+		{hexID('8'), "10.97.0.200", "02:00:00:00:77:78", "ghost"}, // never allocated
+	} {
+		b, _ := json.Marshal(map[string]any{"NetworkID": netID, "EndpointID": x.ep, "IP": x.ip, "MAC": x.mac,
+			"VTEP": hb.Addr.String(), "NodeID": bID, "Name": x.name})
+		k := cluster.DefaultPrefix + "/adverts/" + bID + "/" + netID + "/" + x.ep
+		claims[k] = string(b)
+		etcdPut(t, c, hb, k, string(b))
+	}
+	var missing []string
+	if !eventually(15*time.Second, func() bool {
+		log, _ := os.ReadFile(hc.LogPath)
+		missing = nil
+		for k := range claims {
+			if !strings.Contains(string(log), "key="+k) {
+				missing = append(missing, k)
+			}
+		}
+		return len(missing) == 0
+	}) {
+		t.Errorf("h0 logged no line naming %v", missing)
+	}
+	time.Sleep(3 * time.Second) // a resync (2 s) passes: anything to be programmed is
+	fdb, neigh := ovKernel(t, hc, ns)
+	if strings.Contains(fdb, "77:7") || strings.Contains(neigh, aIP+" ") || strings.Contains(neigh, "10.97.0.200") {
+		t.Errorf("h0 programmed a claim of member B:\nfdb:\n%s\nneigh:\n%s", fdb, neigh)
+	}
+	for _, name := range []string{"a", "ghost"} {
+		if got := strings.Join(nslookup(t, hc, "c", name), " "); strings.Contains(got, aIP) || strings.Contains(got, "10.97.0.200") {
+			t.Errorf("c resolves %s to %v (from B's claim)", name, got)
+		}
+	}
+	if hosts := cli(t, hc, "exec", "c", "cat", "/etc/hosts"); strings.Contains(hosts, aIP) || strings.Contains(hosts, "ghost") {
+		t.Errorf("c's hosts file holds B's claim:\n%s", hosts)
+	}
+	if !ping(t, hc, "c", "b") {
+		t.Error("c cannot ping b (B's legitimate container) after the claims")
+	}
+	if got, bIP := nslookup(t, hc, "c", "b"), ipOf(t, hb, "b", "prod"); !same(got, bIP) {
+		t.Errorf("c resolves b to %v, want %s", got, bIP)
+	}
+}

@@ -18,6 +18,9 @@ type advertSource interface {
 	WatchAdverts(ctx context.Context, netID string, fromRev int64, fn func([]cluster.Advert, int64)) error
 	// CheckAdverts keeps the advertisements that are valid together.
 	CheckAdverts(ctx context.Context, n model.Network, ads []cluster.Advert) []cluster.Advert
+	// FollowOwners keeps the owners of the network's global addresses,
+	// which CheckAdverts judges against, until ctx ends.
+	FollowOwners(ctx context.Context, netID string) error
 }
 
 var _ advertSource = (*cluster.Cluster)(nil)

@@ -299,6 +299,12 @@ type peerWatch struct {
 	peers []cluster.Advert // last set seen (all nodes, this one included)
 	rev   int64            // store revision of peers
 	err   error            // last programming error
+	// raw is the last set read from the store, before the checks, so a
+	// change of address owners can have it judged again without a store
+	// call; rechecking is set while such a recheck is queued.
+	raw        []cluster.Advert
+	rawRev     int64
+	rechecking bool
 }
 
 // startPeerWatch starts watching a network's advertisements (or asks the
@@ -312,7 +318,13 @@ func (e *Engine) startPeerWatch(n model.Network) {
 	}
 	ctx, cancel := context.WithCancel(e.ctx)
 	e.peerWatches[n.ID] = &peerWatch{cancel: cancel}
-	e.wg.Add(1)
+	e.wg.Add(2)
+	go func() {
+		// The owners of the network's addresses, which the
+		// advertisements are judged against.
+		defer e.wg.Done()
+		e.adverts().FollowOwners(ctx, n.ID)
+	}()
 	go func() {
 		defer e.wg.Done()
 		// A first reconcile from a fresh list, then one per change.
@@ -378,11 +390,13 @@ func (e *Engine) programPeers(ctx context.Context, netID string, ads []cluster.A
 		e.mu.Unlock()
 		return
 	}
+	w.raw, w.rawRev = ads, rev
 	e.mu.Unlock()
 	// Records are untrusted: keep only what is valid together (addresses
-	// in the subnet, VTEPs of registered nodes, no address claimed twice;
-	// a disputed address goes to its owner in global IPAM, read from the
-	// store, so outside mu).
+	// in the subnet and allocated to the advertising node in global IPAM,
+	// VTEPs of registered nodes, no address claimed twice; owners the
+	// cluster's watch has not delivered yet are read from the store, so
+	// outside mu).
 	ads = e.adverts().CheckAdverts(ctx, n, ads)
 	e.mu.Lock()
 	if cur, ok := e.peerWatches[netID]; !ok || cur != w {
@@ -516,6 +530,25 @@ func (e *Engine) startBackground() {
 		}()
 	})
 	context.AfterFunc(e.ctx, unregister)
+	// The owners of a network's addresses changed: judge its last
+	// advertisement set again (no store call).
+	unregisterOwners := g.OnOwners(func(netID string) {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if w, ok := e.peerWatches[netID]; ok && !w.rechecking && w.rev > 0 && e.ctx.Err() == nil {
+			w.rechecking = true
+			e.wg.Add(1)
+			go func() {
+				defer e.wg.Done()
+				e.mu.Lock()
+				w.rechecking = false
+				raw, rev := w.raw, w.rawRev
+				e.mu.Unlock()
+				e.programPeers(e.ctx, netID, raw, rev)
+			}()
+		}
+	})
+	context.AfterFunc(e.ctx, unregisterOwners)
 	e.wg.Add(2)
 	go func() {
 		defer e.wg.Done()

@@ -60,6 +60,11 @@ func (f *fakeAdverts) CheckAdverts(ctx context.Context, n model.Network, ads []c
 	return ads
 }
 
+func (f *fakeAdverts) FollowOwners(ctx context.Context, netID string) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
 // push makes ads the current set at rev and hands it to the watches.
 func (f *fakeAdverts) push(ads []cluster.Advert, rev int64) {
 	f.mu.Lock()

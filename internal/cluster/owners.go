@@ -1,0 +1,336 @@
+package cluster
+
+// The owners of global addresses, as this member knows them: for each
+// network followed with FollowOwners (the engine follows those it watches
+// the advertisements of), the network's address blocks
+// (ipam/blocks/<network>/), read once and then kept from a watch of that
+// prefix, applied event by event. CheckAdverts judges each advertisement
+// against them: an address is advertised by the node (and endpoint, when
+// the record names one) that global IPAM gave it to, or the advertisement
+// is ignored.
+//
+// Order. A host writes its address block (the allocation) before it
+// advertises the address, so in the store's revision order the owner record
+// always comes first. The two reach this member on different watches,
+// though, and the owner watch may lag the advertisement watch. So each
+// network's owners carry the revision they are known to be complete at; an
+// advertisement whose address has no owner record here and which was
+// written after that revision is not judged from the cache: the network's
+// blocks are read once (one store call for the whole set being checked,
+// not one per advertisement), and the decision is taken on that fresh
+// read. A legitimate advertisement is therefore never rejected for a lag,
+// and on the hot path (owner already known) no store call is made. When
+// owner records change, OnOwners tells the engine, which checks the
+// network's last advertisement set again (an address released by its node
+// and given to another is then no longer accepted from the first).
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"maps"
+	"net/netip"
+	"slices"
+	"sync"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// netOwners is what this member knows of one network's address owners.
+type netOwners struct {
+	blocks    map[string][]netip.Addr // block key -> its addresses
+	addrs     map[netip.Addr]AddrOwner
+	rev       int64 // complete as of this revision (0: nothing read yet)
+	followers int   // FollowOwners calls running
+}
+
+// ownerCache holds the address owners of the followed networks.
+type ownerCache struct {
+	mu   sync.Mutex
+	nets map[string]*netOwners
+	cbs  map[int]func(netID string)
+	next int
+}
+
+func newOwnerCache() *ownerCache {
+	return &ownerCache{nets: map[string]*netOwners{}, cbs: map[int]func(string){}}
+}
+
+// decodeBlockOwners decodes a block record read from the store into its
+// owners. A block that is not where its contents say, or an address
+// outside the block, is skipped (and logged): untrusted input.
+func (c *Cluster) decodeBlockOwners(netID string, kv *mvccpb.KeyValue) map[netip.Addr]AddrOwner {
+	var r blockRecord
+	err := json.Unmarshal(kv.Value, &r)
+	if err == nil && (!r.Block.IsValid() || string(kv.Key) != c.blockKey(netID, r.Block)) {
+		err = badf("block %v stored under another key", r.Block)
+	}
+	if err != nil {
+		c.logInvalid(string(kv.Key), kv.ModRevision, "address block", err)
+		return nil
+	}
+	out := make(map[netip.Addr]AddrOwner, len(r.Addrs))
+	for a, o := range r.Addrs {
+		if r.Block.Contains(a) {
+			out[a] = o
+		}
+	}
+	return out
+}
+
+// setBlock replaces (owners nil: removes) one block of a network; the
+// caller holds oc.mu.
+func (no *netOwners) setBlock(key string, owners map[netip.Addr]AddrOwner) {
+	for _, a := range no.blocks[key] {
+		delete(no.addrs, a)
+	}
+	delete(no.blocks, key)
+	if len(owners) == 0 {
+		return
+	}
+	as := make([]netip.Addr, 0, len(owners))
+	for a, o := range owners {
+		no.addrs[a] = o
+		as = append(as, a)
+	}
+	no.blocks[key] = as
+}
+
+func (oc *ownerCache) netLocked(netID string) *netOwners {
+	no := oc.nets[netID]
+	if no == nil {
+		no = &netOwners{blocks: map[string][]netip.Addr{}, addrs: map[netip.Addr]AddrOwner{}}
+		oc.nets[netID] = no
+	}
+	return no
+}
+
+// FollowOwners keeps the owners of network netID's addresses from a watch
+// of its blocks until ctx is done (then forgets them), so CheckAdverts
+// judges the network's advertisements without store calls. The engine
+// runs it for every network it watches the advertisements of; for a
+// network nobody follows, CheckAdverts reads the owners when it needs them.
+// It returns when ctx is done or the Cluster closes.
+func (c *Cluster) FollowOwners(ctx context.Context, netID string) error {
+	oc := c.owners
+	oc.mu.Lock()
+	no := oc.netLocked(netID)
+	no.followers++
+	oc.mu.Unlock()
+	defer func() {
+		oc.mu.Lock()
+		if no.followers--; no.followers == 0 && oc.nets[netID] == no {
+			delete(oc.nets, netID)
+		}
+		oc.mu.Unlock()
+	}()
+	// A first read, then the watch from its revision.
+	var rev int64
+	for attempt := 0; ; attempt++ {
+		r, err := c.refreshOwners(ctx, netID)
+		if err == nil {
+			rev = r
+			break
+		}
+		if backoff(ctx, attempt) != nil {
+			return c.watchEnd(ctx)
+		}
+	}
+	prefix := c.blocksPrefix(netID)
+	return watchPrefix(ctx, c, prefix, rev, func(kvs []*mvccpb.KeyValue, rev int64) {
+		c.setOwners(netID, kvs, rev, true)
+	}, func(evs []*clientv3.Event, rev int64) {
+		oc.mu.Lock()
+		no := oc.nets[netID]
+		changed := false
+		for _, ev := range evs {
+			if no == nil || ev.Kv.ModRevision <= no.rev {
+				continue // a fresh read already holds it
+			}
+			var owners map[netip.Addr]AddrOwner
+			if ev.Type == clientv3.EventTypePut {
+				owners = c.decodeBlockOwners(netID, ev.Kv)
+			}
+			no.setBlock(string(ev.Kv.Key), owners)
+			changed = true
+		}
+		if no != nil {
+			no.rev = max(no.rev, rev)
+		}
+		cbs := oc.callbacksLocked()
+		oc.mu.Unlock()
+		if changed {
+			for _, fn := range cbs {
+				fn(netID)
+			}
+		}
+	})
+}
+
+// setOwners replaces a network's owners with a listing made at rev if it
+// is newer than what is held, and reports whether it was taken. With
+// notify, the OnOwners callbacks hear of it.
+func (c *Cluster) setOwners(netID string, kvs []*mvccpb.KeyValue, rev int64, notify bool) bool {
+	blocks := make(map[string]map[netip.Addr]AddrOwner, len(kvs))
+	for _, kv := range kvs {
+		blocks[string(kv.Key)] = c.decodeBlockOwners(netID, kv)
+	}
+	oc := c.owners
+	oc.mu.Lock()
+	no := oc.nets[netID]
+	if no == nil || rev <= no.rev {
+		oc.mu.Unlock()
+		return false
+	}
+	old := no.addrs
+	no.blocks, no.addrs, no.rev = map[string][]netip.Addr{}, map[netip.Addr]AddrOwner{}, rev
+	for k, owners := range blocks {
+		no.setBlock(k, owners)
+	}
+	changed := !maps.Equal(old, no.addrs)
+	cbs := oc.callbacksLocked()
+	oc.mu.Unlock()
+	if notify && changed {
+		for _, fn := range cbs {
+			fn(netID)
+		}
+	}
+	return true
+}
+
+func (oc *ownerCache) callbacksLocked() []func(string) {
+	var out []func(string)
+	for _, id := range slices.Sorted(maps.Keys(oc.cbs)) {
+		out = append(out, oc.cbs[id])
+	}
+	return out
+}
+
+// OnOwners registers fn to be called with a network's ID when the owners of
+// its global addresses change (an address is allocated, released or
+// collected) in a network followed with FollowOwners: advertisements of
+// the network may need judging again. fn runs on the watch goroutine and
+// must not block for long. The returned func unregisters fn.
+func (c *Cluster) OnOwners(fn func(netID string)) (unregister func()) {
+	oc := c.owners
+	oc.mu.Lock()
+	defer oc.mu.Unlock()
+	id := oc.next
+	oc.next++
+	oc.cbs[id] = fn
+	return func() {
+		oc.mu.Lock()
+		defer oc.mu.Unlock()
+		delete(oc.cbs, id)
+	}
+}
+
+// ownersOf returns a copy of a network's address owners and the revision
+// they are complete at (0 when the network is not followed).
+func (c *Cluster) ownersOf(netID string) (map[netip.Addr]AddrOwner, int64) {
+	oc := c.owners
+	oc.mu.Lock()
+	defer oc.mu.Unlock()
+	no := oc.nets[netID]
+	if no == nil {
+		return map[netip.Addr]AddrOwner{}, 0
+	}
+	return maps.Clone(no.addrs), no.rev
+}
+
+// readOwners reads a network's address owners from the store (one call).
+func (c *Cluster) readOwners(ctx context.Context, netID string) (map[netip.Addr]AddrOwner, []*mvccpb.KeyValue, int64, error) {
+	rctx, cancel := c.reqCtx(ctx)
+	defer cancel()
+	resp, err := c.cli.Get(rctx, c.blocksPrefix(netID), clientv3.WithPrefix())
+	if err != nil {
+		return nil, nil, 0, unavailable("read address owners", err)
+	}
+	out := map[netip.Addr]AddrOwner{}
+	for _, kv := range resp.Kvs {
+		maps.Copy(out, c.decodeBlockOwners(netID, kv))
+	}
+	return out, resp.Kvs, resp.Header.Revision, nil
+}
+
+// refreshOwners reads a network's blocks (one call), keeps them if the
+// network is followed and they are newer than what is held, and returns
+// the read's revision.
+func (c *Cluster) refreshOwners(ctx context.Context, netID string) (int64, error) {
+	_, kvs, rev, err := c.readOwners(ctx, netID)
+	if err != nil {
+		return 0, err
+	}
+	c.setOwners(netID, kvs, rev, false)
+	return rev, nil
+}
+
+// watchPrefix follows every key under prefix event by event: apply gets
+// each watch response's events and the revision they bring the caller's
+// state to; reset gets a whole listing (after etcd compacted past the last
+// revision seen, so changes may have been missed). The caller holds the
+// state as of fromRev. It never gives up: a broken watch resumes from the
+// last revision seen. It returns when ctx is done or the Cluster closes.
+func watchPrefix(ctx context.Context, c *Cluster, prefix string, fromRev int64,
+	reset func(kvs []*mvccpb.KeyValue, rev int64), apply func(evs []*clientv3.Event, rev int64)) error {
+	if err := c.checkOpen(); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(c.ctx, cancel)
+	defer stop()
+	rev := fromRev
+	needList := false
+	for attempt := 0; ctx.Err() == nil; attempt++ {
+		if needList {
+			rctx, rcancel := c.reqCtx(ctx)
+			resp, err := c.cli.Get(rctx, prefix, clientv3.WithPrefix())
+			rcancel()
+			if err != nil {
+				c.log.Debug("watch: list", "prefix", prefix, "err", err)
+				if backoff(ctx, attempt) != nil {
+					break
+				}
+				continue
+			}
+			needList = false
+			rev = resp.Header.Revision
+			reset(resp.Kvs, rev)
+		}
+		compacted, err := func() (bool, error) {
+			wctx, wcancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+			defer wcancel()
+			for resp := range c.cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1)) {
+				if resp.CompactRevision != 0 || errors.Is(resp.Err(), rpctypes.ErrCompacted) {
+					return true, nil
+				}
+				if err := resp.Err(); err != nil {
+					return false, err
+				}
+				if len(resp.Events) == 0 {
+					continue
+				}
+				rev = resp.Events[len(resp.Events)-1].Kv.ModRevision
+				apply(resp.Events, rev)
+				attempt = 0
+			}
+			return false, ctx.Err()
+		}()
+		if compacted {
+			c.countRelist()
+			needList = true
+			attempt = -1
+			continue
+		}
+		if err != nil {
+			c.log.Debug("watch: interrupted", "prefix", prefix, "rev", rev, "err", err)
+		}
+		if backoff(ctx, attempt) != nil {
+			break
+		}
+	}
+	return c.watchEnd(ctx)
+}
