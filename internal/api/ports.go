@@ -160,6 +160,9 @@ func portsOf(c model.Container) network.PortMap {
 	for _, m := range c.Ports {
 		k := dockerPort(m.Port)
 		out[k] = append(out[k], network.PortBinding{HostIP: hostIPOf(m.HostIP), HostPort: strconv.Itoa(int(m.HostPort))})
+		if m.IPv6 {
+			out[k] = append(out[k], network.PortBinding{HostIP: netip.IPv6Unspecified(), HostPort: strconv.Itoa(int(m.HostPort))})
+		}
 	}
 	return out
 }
@@ -174,6 +177,9 @@ func portSummaries(c model.Container) []container.PortSummary {
 	for _, m := range c.Ports {
 		published[m.Port] = true
 		out = append(out, container.PortSummary{IP: hostIPOf(m.HostIP), PrivatePort: m.Port.Num, PublicPort: m.HostPort, Type: m.Port.Proto})
+		if m.IPv6 {
+			out = append(out, container.PortSummary{IP: netip.IPv6Unspecified(), PrivatePort: m.Port.Num, PublicPort: m.HostPort, Type: m.Port.Proto})
+		}
 	}
 	for _, p := range c.ExposedPorts {
 		if !published[p] {

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -47,8 +48,14 @@ func TestPublishedPortsIPv6(t *testing.T) {
 	if got := fetch6(out, host6, "8081"); got != "" {
 		t.Errorf("outside -> [host IPv6]:8081 (published on ::1 only) answered %q", got)
 	}
-	if got := strings.Join(strings.Fields(cli(t, h, "port", "web", "80")), " "); !strings.Contains(got, "[::1]:8081") || !strings.Contains(got, "["+host6+"]:8082") {
-		t.Errorf("port web 80 = %q, want [::1]:8081 and [%s]:8082 among the bindings", got, host6)
+	// As Docker: a binding on every address shows 0.0.0.0 and [::] when
+	// IPv6 serves it too; an IPv4-only container shows only 0.0.0.0.
+	if got := strings.Fields(cli(t, h, "port", "web", "80")); !slices.Contains(got, "0.0.0.0:8080") || !slices.Contains(got, "[::]:8080") ||
+		!slices.Contains(got, "[::1]:8081") || !slices.Contains(got, "["+host6+"]:8082") {
+		t.Errorf("port web 80 = %q, want 0.0.0.0:8080, [::]:8080, [::1]:8081 and [%s]:8082", got, host6)
+	}
+	if got := strings.Fields(cli(t, h, "port", "web4", "80")); len(got) != 1 || got[0] != "0.0.0.0:8090" {
+		t.Errorf("port web4 80 = %q, want only 0.0.0.0:8090", got)
 	}
 	for _, x := range []struct {
 		args []string

@@ -151,6 +151,7 @@ func (e *Engine) publishLocked(c *model.Container) error {
 		if err != nil {
 			return fmt.Errorf("driver failed programming external connectivity on endpoint %s (%s): %w", c.Name, ep.ID, err)
 		}
+		m.IPv6 = !m.HostIP.IsValid() && ep.Addr6.IsValid()
 		got = append(got, m)
 	}
 	c.Ports = got

@@ -29,6 +29,10 @@ type PortMapping struct {
 	Port     Port       `json:"Port"`
 	HostIP   netip.Addr `json:"HostIP,omitzero"`
 	HostPort uint16     `json:"HostPort"`
+	// IPv6: a mapping on every address that is also served on the host's
+	// IPv6 addresses (the container has an IPv6 address there); inspect
+	// then shows a second binding on "::", as Docker does.
+	IPv6 bool `json:"IPv6,omitempty"`
 }
 
 // Conflicts reports whether two mappings claim the same host port: same
