@@ -76,11 +76,11 @@ func TestCreateFieldsRefused(t *testing.T) {
 		{container.CreateRequest{Config: &container.Config{Image: "busybox"}, HostConfig: &container.HostConfig{
 			RestartPolicy: container.RestartPolicy{Name: "no"}, Resources: container.Resources{MemorySwappiness: &minus, OomKillDisable: &no},
 			LogConfig: container.LogConfig{Type: "json-file", Config: map[string]string{}}}}, ""},
-		{container.CreateRequest{Config: &container.Config{Image: "busybox"}, HostConfig: &container.HostConfig{GroupAdd: []string{"x"}}}, "vxnet does not support HostConfig.GroupAdd"},
+		{container.CreateRequest{Config: &container.Config{Image: "busybox"}, HostConfig: &container.HostConfig{UsernsMode: "host"}}, "vxnet does not support HostConfig.UsernsMode"},
 		{container.CreateRequest{Config: &container.Config{Image: "busybox"}, HostConfig: &container.HostConfig{
-			Resources: container.Resources{Devices: []container.DeviceMapping{{PathOnHost: "/dev/null"}}}}}, "vxnet does not support HostConfig.Devices"},
+			Resources: container.Resources{DeviceCgroupRules: []string{"c 1:3 rwm"}}}}, "vxnet does not support HostConfig.DeviceCgroupRules"},
 		{container.CreateRequest{Config: &container.Config{Image: "busybox"}, HostConfig: &container.HostConfig{
-			Resources: container.Resources{CPUQuota: one}}}, "vxnet does not support HostConfig.CpuQuota"},
+			Resources: container.Resources{BlkioWeight: uint16(one)}}}, "vxnet does not support HostConfig.BlkioWeight"},
 		{container.CreateRequest{Config: &container.Config{Image: "busybox"}, HostConfig: &container.HostConfig{
 			LogConfig: container.LogConfig{Config: map[string]string{"max-size": "1m"}}}}, "vxnet does not support HostConfig.LogConfig.Config"},
 		{container.CreateRequest{Config: &container.Config{Image: "busybox", Healthcheck: &container.HealthConfig{Test: []string{"NONE"}}}},

@@ -16,6 +16,7 @@ import (
 	"github.com/moby/profiles/seccomp"
 	"github.com/moby/sys/signal"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/vxnet/vxnet/internal/model"
 )
@@ -90,6 +91,67 @@ func resources(rc *model.RunConfig, hc *container.HostConfig) error {
 		// Docker's default: as much swap as memory.
 		rc.MemorySwap = 2 * rc.Memory
 	}
+	switch {
+	case r.MemoryReservation < 0:
+		return apiErr(model.ErrInvalid, "invalid memory reservation %d: it must not be negative", r.MemoryReservation)
+	case r.MemoryReservation != 0 && r.MemoryReservation < minMemory:
+		return apiErr(model.ErrInvalid, "Minimum memory reservation allowed is 6MB")
+	case r.Memory > 0 && r.MemoryReservation > 0 && r.Memory < r.MemoryReservation:
+		return apiErr(model.ErrInvalid, "Minimum memory limit can not be less than memory reservation limit, see usage")
+	}
+	rc.MemoryReservation = r.MemoryReservation
+	if sw := r.MemorySwappiness; sw != nil && *sw != -1 {
+		if *sw < 0 || *sw > 100 {
+			return apiErr(model.ErrInvalid, "Invalid value: %d, valid memory swappiness range is 0-100", *sw)
+		}
+		v := *sw
+		rc.MemorySwappiness = &v
+	}
+	rc.OomKillDisable = r.OomKillDisable != nil && *r.OomKillDisable
+	switch {
+	case r.NanoCPUs > 0 && r.CPUPeriod > 0:
+		return apiErr(model.ErrInvalid, "Conflicting options: Nano CPUs and CPU Period cannot both be set")
+	case r.NanoCPUs > 0 && r.CPUQuota > 0:
+		return apiErr(model.ErrInvalid, "Conflicting options: Nano CPUs and CPU Quota cannot both be set")
+	case r.CPUPeriod != 0 && (r.CPUPeriod < 1000 || r.CPUPeriod > 1000000):
+		return apiErr(model.ErrInvalid, "CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)")
+	case r.CPUQuota > 0 && r.CPUQuota < 1000:
+		return apiErr(model.ErrInvalid, "CPU cfs quota can not be less than 1ms (i.e. 1000)")
+	case r.CPUPeriod < 0:
+		return apiErr(model.ErrInvalid, "invalid CPU period %d", r.CPUPeriod)
+	}
+	rc.CPUQuota, rc.CPUPeriod = max(r.CPUQuota, 0), r.CPUPeriod
+	if err := checkCpuset(r.CpusetCpus, "cpus", availableCPUs()); err != nil {
+		return err
+	}
+	if err := checkCpuset(r.CpusetMems, "mems", availableMems()); err != nil {
+		return err
+	}
+	rc.CpusetCpus, rc.CpusetMems = r.CpusetCpus, r.CpusetMems
+	if hc.OomScoreAdj < -1000 || hc.OomScoreAdj > 1000 {
+		return apiErr(model.ErrInvalid, "Invalid value %d, range for oom score adj is [-1000, 1000]", hc.OomScoreAdj)
+	}
+	rc.OomScoreAdj = hc.OomScoreAdj
+	rc.GroupAdd = slices.Clone(hc.GroupAdd)
+	for _, d := range r.Devices {
+		if !strings.HasPrefix(d.PathOnHost, "/") {
+			return apiErr(model.ErrInvalid, "invalid device path %q: it must be absolute", d.PathOnHost)
+		}
+		dev := model.Device{PathOnHost: d.PathOnHost, PathInContainer: d.PathInContainer, CgroupPermissions: d.CgroupPermissions}
+		if dev.PathInContainer == "" {
+			dev.PathInContainer = dev.PathOnHost
+		}
+		if dev.CgroupPermissions == "" {
+			dev.CgroupPermissions = "rwm"
+		}
+		if !strings.HasPrefix(dev.PathInContainer, "/") {
+			return apiErr(model.ErrInvalid, "invalid device path in container %q: it must be absolute", dev.PathInContainer)
+		}
+		if strings.Trim(dev.CgroupPermissions, "rwm") != "" || len(dev.CgroupPermissions) > 3 {
+			return apiErr(model.ErrInvalid, "invalid device mode: %s", dev.CgroupPermissions)
+		}
+		rc.Devices = append(rc.Devices, dev)
+	}
 	ncpu := int64(runtime.NumCPU())
 	if r.NanoCPUs < 0 || r.NanoCPUs > ncpu*1e9 || (r.NanoCPUs > 0 && r.NanoCPUs < 1e7) {
 		return apiErr(model.ErrInvalid, "Range of CPUs is from 0.01 to %d.00, as there are only %d CPUs available", ncpu, ncpu)
@@ -125,6 +187,99 @@ func resources(rc *model.RunConfig, hc *container.HostConfig) error {
 	}
 	rc.ShmSize = hc.ShmSize
 	return nil
+}
+
+// checkCpuset checks a cpuset list ("0-2,4") against the available ones.
+func checkCpuset(list, what string, avail map[int]bool) error {
+	if list == "" {
+		return nil
+	}
+	set, err := parseCpuset(list)
+	if err != nil {
+		return apiErr(model.ErrInvalid, "Invalid value %s for cpuset %s: %s", list, what, err)
+	}
+	for n := range set {
+		if !avail[n] {
+			var have []int
+			for a := range avail {
+				have = append(have, a)
+			}
+			slices.Sort(have)
+			return apiErr(model.ErrInvalid, "Requested %s are not available - requested %s, available: %s", map[string]string{"cpus": "CPUs", "mems": "memory nodes"}[what], list, formatCpuset(have))
+		}
+	}
+	return nil
+}
+
+// parseCpuset reads the kernel's list format: "0-2,4".
+func parseCpuset(list string) (map[int]bool, error) {
+	out := map[int]bool{}
+	for _, part := range strings.Split(list, ",") {
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err := strconv.Atoi(lo)
+		if err != nil || a < 0 {
+			return nil, fmt.Errorf("invalid format: %s", list)
+		}
+		b := a
+		if isRange {
+			if b, err = strconv.Atoi(hi); err != nil || b < a {
+				return nil, fmt.Errorf("invalid range format: %s", part)
+			}
+		}
+		if b-a > 4096 {
+			return nil, fmt.Errorf("invalid range format: %s", part)
+		}
+		for i := a; i <= b; i++ {
+			out[i] = true
+		}
+	}
+	return out, nil
+}
+
+func formatCpuset(ns []int) string {
+	var parts []string
+	for i := 0; i < len(ns); {
+		j := i
+		for j+1 < len(ns) && ns[j+1] == ns[j]+1 {
+			j++
+		}
+		if j > i {
+			parts = append(parts, fmt.Sprintf("%d-%d", ns[i], ns[j]))
+		} else {
+			parts = append(parts, strconv.Itoa(ns[i]))
+		}
+		i = j + 1
+	}
+	return strings.Join(parts, ",")
+}
+
+// availableCPUs are the CPUs this process may run on; availableMems the
+// memory nodes online (node 0 without NUMA information).
+func availableCPUs() map[int]bool {
+	var set unix.CPUSet
+	out := map[int]bool{}
+	if unix.SchedGetaffinity(0, &set) == nil {
+		for i := 0; i < 1024; i++ {
+			if set.IsSet(i) {
+				out[i] = true
+			}
+		}
+	}
+	if len(out) == 0 {
+		for i := 0; i < runtime.NumCPU(); i++ {
+			out[i] = true
+		}
+	}
+	return out
+}
+
+func availableMems() map[int]bool {
+	if b, err := os.ReadFile("/sys/devices/system/node/online"); err == nil {
+		if set, err := parseCpuset(strings.TrimSpace(string(b))); err == nil {
+			return set
+		}
+	}
+	return map[int]bool{0: true}
 }
 
 // security reads capabilities, privileged, init, security options and the
@@ -361,6 +516,18 @@ func inspectRunConfig(out *container.InspectResponse, rc model.RunConfig) {
 	hc.ReadonlyRootfs = rc.ReadonlyRootfs
 	hc.Memory, hc.MemorySwap = rc.Memory, rc.MemorySwap
 	hc.NanoCPUs, hc.CPUShares = rc.NanoCPUs, rc.CPUShares
+	hc.MemoryReservation, hc.OomScoreAdj = rc.MemoryReservation, rc.OomScoreAdj
+	hc.CPUQuota, hc.CPUPeriod, hc.CpusetCpus, hc.CpusetMems = rc.CPUQuota, rc.CPUPeriod, rc.CpusetCpus, rc.CpusetMems
+	if rc.MemorySwappiness != nil {
+		v := *rc.MemorySwappiness
+		hc.MemorySwappiness = &v
+	}
+	oom := rc.OomKillDisable
+	hc.OomKillDisable = &oom
+	hc.GroupAdd = slices.Clone(rc.GroupAdd)
+	for _, d := range rc.Devices {
+		hc.Devices = append(hc.Devices, container.DeviceMapping{PathOnHost: d.PathOnHost, PathInContainer: d.PathInContainer, CgroupPermissions: d.CgroupPermissions})
+	}
 	if rc.PidsLimit > 0 {
 		n := rc.PidsLimit
 		hc.PidsLimit = &n

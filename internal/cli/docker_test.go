@@ -117,17 +117,13 @@ func TestDockerCLIRefusesUnsupportedOptions(t *testing.T) {
 		flags []string
 		field string
 	}{
-		{[]string{"--device", "/dev/null"}, "HostConfig.Devices"},
-		{[]string{"--cpu-quota", "1000"}, "HostConfig.CpuQuota"},
 		{[]string{"--restart", "always"}, "HostConfig.RestartPolicy.Name"},
 		{[]string{"--log-driver", "syslog"}, "HostConfig.LogConfig.Type"},
-		{[]string{"--oom-kill-disable"}, "HostConfig.OomKillDisable"},
-		{[]string{"--oom-score-adj", "5"}, "HostConfig.OomScoreAdj"},
-		{[]string{"--group-add", "10"}, "HostConfig.GroupAdd"},
 		{[]string{"--ipc", "host"}, "HostConfig.IpcMode"},
+		{[]string{"--userns", "host"}, "HostConfig.UsernsMode"},
+		{[]string{"--blkio-weight", "100"}, "HostConfig.BlkioWeight"},
+		{[]string{"--device-cgroup-rule", "c 1:3 rwm"}, "HostConfig.DeviceCgroupRules"},
 		{[]string{"--pid", "host"}, "HostConfig.PidMode"},
-		{[]string{"--memory-reservation", "10m"}, "HostConfig.MemoryReservation"},
-		{[]string{"--cpuset-cpus", "0"}, "HostConfig.CpusetCpus"},
 		{[]string{"--health-cmd", "true"}, "Config.Healthcheck"},
 	}
 	for _, c := range cases {

@@ -65,7 +65,7 @@ var portGroups = []Group{{
 var refusedGroups = []Group{{
 	Name: "refused",
 	Cases: []Case{
-		refused("device", "HostConfig.Devices", "--device", "/dev/null"),
+		refused("device cgroup rule", "HostConfig.DeviceCgroupRules", "--device-cgroup-rule", "c 1:3 rwm"),
 		refused("runtime", "HostConfig.Runtime", "--runtime", "other"),
 		refused("storage opt", "HostConfig.StorageOpt", "--storage-opt", "size=1G"),
 		refused("cgroup parent", "HostConfig.CgroupParent", "--cgroup-parent", "conf"),

@@ -77,7 +77,7 @@ func TestDockerCLIStreams(t *testing.T) {
 		{"run -t", "", false, []string{"run", "-t", "--rm", "busybox", "tty"}, 0, "/dev/pts/0\r\n", ""},
 		{"run command not found", "", false, []string{"run", "--rm", "busybox", "nosuch"}, 127, "", "executable file not found"},
 		{"run not executable", "", false, []string{"run", "--rm", "busybox", "/etc"}, 126, "", "permission denied"},
-		{"run unsupported option", "", false, []string{"run", "--rm", "--cpu-quota", "1000", "busybox", "true"}, 125, "", "vxnet does not support HostConfig.CpuQuota"},
+		{"run unsupported option", "", false, []string{"run", "--rm", "--userns", "host", "busybox", "true"}, 125, "", "vxnet does not support HostConfig.UsernsMode"},
 		{"run -it", "echo in-shell\nexit 3\n", true, []string{"run", "-it", "--rm", "busybox", "sh"}, 3, "in-shell", ""},
 		{"run -it size", "", true, []string{"run", "-it", "--rm", "busybox", "stty", "size"}, 0, "40 100", ""},
 	} {

@@ -41,6 +41,10 @@ func TestDockerRunOptions(t *testing.T) {
 		{"user by name", []string{"--user", "nobody", "busybox", "id"}, 0, "uid=65534(nobody) gid=65534(nogroup) groups=65534(nogroup)\n", ""},
 		{"user:group by name", []string{"--user", "nobody:root", "busybox", "id"}, 0, "uid=65534(nobody) gid=0(root) groups=0(root)\n", ""},
 		{"uid:gid not in passwd", []string{"--user", "1000:1001", "busybox", "id"}, 0, "uid=1000 gid=1001 groups=1001\n", ""},
+		{"group-add", []string{"--group-add", "1234", "--group-add", "nogroup", "busybox", "id", "-G"}, 0, "0 1234 65534\n", ""},
+		{"unknown group", []string{"--group-add", "nosuch", "busybox", "true"}, 125, "", "unable to find group nosuch"},
+		// The CLI takes "no such file or directory" for a missing command: 127, as with Docker.
+		{"missing device", []string{"--device", "/dev/nosuch", "busybox", "true"}, 127, "", `error gathering device information while adding custom device "/dev/nosuch": no such file or directory`},
 		{"unknown user", []string{"--user", "nosuch", "busybox", "true"}, 125, "", "unable to find user nosuch: no matching entries in passwd file"},
 		{"non-root has no effective capabilities", []string{"--user", "1000", "busybox", "grep", "CapEff", "/proc/self/status"}, 0, "CapEff:\t0000000000000000\n", ""},
 		{"workdir made", []string{"-w", "/new/deep", "busybox", "pwd"}, 0, "/new/deep\n", ""},

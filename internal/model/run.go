@@ -30,6 +30,25 @@ type RunConfig struct {
 	NanoCPUs   int64 `json:"NanoCpus,omitempty"`
 	CPUShares  int64 `json:"CpuShares,omitempty"`
 	PidsLimit  int64 `json:"PidsLimit,omitempty"`
+	// MemoryReservation is the soft memory limit; MemorySwappiness
+	// (nil: the kernel's) and OomKillDisable tune the memory cgroup.
+	MemoryReservation int64  `json:"MemoryReservation,omitempty"`
+	MemorySwappiness  *int64 `json:"MemorySwappiness,omitempty"`
+	OomKillDisable    bool   `json:"OomKillDisable,omitempty"`
+	// CPUQuota and CPUPeriod are the CFS limits in microseconds (not with
+	// NanoCPUs); CpusetCpus and CpusetMems pin to CPUs and memory nodes
+	// ("0-2,4").
+	CPUQuota   int64  `json:"CpuQuota,omitempty"`
+	CPUPeriod  int64  `json:"CpuPeriod,omitempty"`
+	CpusetCpus string `json:"CpusetCpus,omitempty"`
+	CpusetMems string `json:"CpusetMems,omitempty"`
+	// OomScoreAdj is the process's oom_score_adj (-1000..1000).
+	OomScoreAdj int `json:"OomScoreAdj,omitempty"`
+	// GroupAdd are more groups for the process (names from the
+	// container's /etc/group, or numbers).
+	GroupAdd []string `json:"GroupAdd,omitempty"`
+	// Devices are host devices made in the container (--device).
+	Devices []Device `json:"Devices,omitempty"`
 	// Ulimits are process resource limits (name as in "nofile").
 	Ulimits []Ulimit `json:"Ulimits,omitempty"`
 	// ShmSize is the size of /dev/shm in bytes (0: Docker's 64 MiB).
@@ -60,6 +79,14 @@ type RunConfig struct {
 	Tmpfs map[string]string `json:"Tmpfs,omitempty"`
 	// TmpfsMounts are --mount type=tmpfs entries.
 	TmpfsMounts []TmpfsMount `json:"TmpfsMounts,omitempty"`
+}
+
+// Device is one --device: the host's device node at PathOnHost appears at
+// PathInContainer with the cgroup permissions ("rwm").
+type Device struct {
+	PathOnHost        string `json:"PathOnHost"`
+	PathInContainer   string `json:"PathInContainer"`
+	CgroupPermissions string `json:"CgroupPermissions"`
 }
 
 // Ulimit is one process resource limit.

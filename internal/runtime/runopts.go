@@ -2,7 +2,9 @@ package runtime
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	iofs "io/fs"
 	"os"
 	"os/exec"
 	"slices"
@@ -55,7 +57,7 @@ func applyRunConfig(s *specs.Spec, rc model.RunConfig, hostNet bool, rootfs with
 	}
 	s.Domainname = rc.Domainname
 	s.Root.Readonly = rc.ReadonlyRootfs
-	if err := rootfs(func(root string) error { return resolveUser(root, rc.User, &p.User) }); err != nil {
+	if err := rootfs(func(root string) error { return resolveUser(root, rc.User, rc.GroupAdd, &p.User) }); err != nil {
 		return err
 	}
 	caps, err := capabilities(rc)
@@ -90,6 +92,15 @@ func applyRunConfig(s *specs.Spec, rc model.RunConfig, hostNet bool, rootfs with
 		}
 	}
 	resources(l.Resources, rc)
+	if rc.OomScoreAdj != 0 {
+		adj := rc.OomScoreAdj
+		p.OOMScoreAdj = &adj
+	}
+	for _, d := range rc.Devices {
+		if err := oci.WithDevices(d.PathOnHost, d.PathInContainer, d.CgroupPermissions)(context.Background(), nil, nil, s); err != nil {
+			return &OptionError{Msg: fmt.Sprintf("error gathering device information while adding custom device %q: %s", d.PathOnHost, unwrapPathError(err))}
+		}
+	}
 
 	l.Sysctl = map[string]string{}
 	if !hostNet {
@@ -161,7 +172,7 @@ func applyRunConfig(s *specs.Spec, rc model.RunConfig, hostNet bool, rootfs with
 // resolveUser sets u from spec (Docker's --user forms) with the passwd and
 // group files of the root filesystem at root: the user's primary group
 // first among the additional ones, then the groups listing the user.
-func resolveUser(root, spec string, u *specs.User) error {
+func resolveUser(root, spec string, groupAdd []string, u *specs.User) error {
 	passwd, err := fs.RootPath(root, "/etc/passwd")
 	if err != nil {
 		return err
@@ -176,7 +187,13 @@ func resolveUser(root, spec string, u *specs.User) error {
 	}
 	u.UID, u.GID = uint32(eu.Uid), uint32(eu.Gid)
 	u.AdditionalGids = []uint32{u.GID}
-	for _, g := range eu.Sgids {
+	var added []int
+	if len(groupAdd) > 0 {
+		if added, err = user.GetAdditionalGroupsPath(groupAdd, group); err != nil {
+			return &OptionError{Msg: err.Error()}
+		}
+	}
+	for _, g := range append(eu.Sgids, added...) {
 		if !slices.Contains(u.AdditionalGids, uint32(g)) {
 			u.AdditionalGids = append(u.AdditionalGids, uint32(g))
 		}
@@ -228,25 +245,50 @@ func capabilities(rc model.RunConfig) ([]string, error) {
 // cgroup version), CPU quota from NanoCPUs over a 100 ms period, shares,
 // and the pids limit.
 func resources(r *specs.LinuxResources, rc model.RunConfig) {
+	mem := &specs.LinuxMemory{}
 	if rc.Memory > 0 {
 		lim := rc.Memory
-		r.Memory = &specs.LinuxMemory{Limit: &lim}
+		mem.Limit = &lim
 		if rc.MemorySwap != 0 {
 			sw := rc.MemorySwap
-			r.Memory.Swap = &sw
+			mem.Swap = &sw
 		}
 	}
-	if rc.NanoCPUs > 0 || rc.CPUShares > 0 {
-		r.CPU = &specs.LinuxCPU{}
-		if rc.NanoCPUs > 0 {
-			period := uint64(100000)
-			quota := rc.NanoCPUs * int64(period) / 1e9
-			r.CPU.Period, r.CPU.Quota = &period, &quota
-		}
-		if rc.CPUShares > 0 {
-			sh := uint64(rc.CPUShares)
-			r.CPU.Shares = &sh
-		}
+	if rc.MemoryReservation > 0 {
+		res := rc.MemoryReservation
+		mem.Reservation = &res
+	}
+	if rc.MemorySwappiness != nil {
+		sw := uint64(*rc.MemorySwappiness)
+		mem.Swappiness = &sw
+	}
+	if rc.OomKillDisable {
+		t := true
+		mem.DisableOOMKiller = &t
+	}
+	if *mem != (specs.LinuxMemory{}) {
+		r.Memory = mem
+	}
+	cpu := &specs.LinuxCPU{Cpus: rc.CpusetCpus, Mems: rc.CpusetMems}
+	if rc.NanoCPUs > 0 {
+		period := uint64(100000)
+		quota := rc.NanoCPUs * int64(period) / 1e9
+		cpu.Period, cpu.Quota = &period, &quota
+	}
+	if rc.CPUPeriod > 0 {
+		period := uint64(rc.CPUPeriod)
+		cpu.Period = &period
+	}
+	if rc.CPUQuota > 0 {
+		quota := rc.CPUQuota
+		cpu.Quota = &quota
+	}
+	if rc.CPUShares > 0 {
+		sh := uint64(rc.CPUShares)
+		cpu.Shares = &sh
+	}
+	if cpu.Period != nil || cpu.Quota != nil || cpu.Shares != nil || cpu.Cpus != "" || cpu.Mems != "" {
+		r.CPU = cpu
 	}
 	if rc.PidsLimit > 0 {
 		lim := rc.PidsLimit
@@ -291,6 +333,16 @@ func tmpfsSize(b int64) string {
 		}
 	}
 	return fmt.Sprint(b)
+}
+
+// unwrapPathError drops the operation and path of a *fs.PathError (the
+// message names the device already).
+func unwrapPathError(err error) error {
+	var pe *iofs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }
 
 func initBinary() (string, error) {

@@ -75,6 +75,11 @@ func TestRunConfigSpec(t *testing.T) {
 		t.Errorf("unknown user: %v", err)
 	}
 
+	s = specFor(t, model.RunConfig{User: "app", GroupAdd: []string{"root", "77"}}, false)
+	if u := s.Process.User; !slices.Equal(u.AdditionalGids, []uint32{1000, 50, 0, 77}) {
+		t.Errorf("group-add: %+v", u)
+	}
+
 	// Capabilities.
 	s = specFor(t, model.RunConfig{CapDrop: []string{"ALL"}, CapAdd: []string{"CAP_CHOWN", "CAP_KILL"}}, false)
 	if !slices.Equal(s.Process.Capabilities.Effective, []string{"CAP_CHOWN", "CAP_KILL"}) {
@@ -102,12 +107,17 @@ func TestRunConfigSpec(t *testing.T) {
 	// Resources, rlimits, tmpfs, init, read-only root, working directory.
 	s = specFor(t, model.RunConfig{Memory: 64 << 20, MemorySwap: 128 << 20, NanoCPUs: 5e8, CPUShares: 512, PidsLimit: 9,
 		Ulimits: []model.Ulimit{{Name: "nofile", Soft: 10, Hard: 20}}, Tmpfs: map[string]string{"/t": "exec,size=1m"},
-		TmpfsMounts: []model.TmpfsMount{{Target: "/m", SizeBytes: 2 << 20, Mode: 0o700, ReadOnly: true}},
-		Init:        true, ReadonlyRootfs: true, WorkingDir: "/w", NoNewPrivileges: true, Seccomp: "unconfined"}, false)
+		TmpfsMounts:       []model.TmpfsMount{{Target: "/m", SizeBytes: 2 << 20, Mode: 0o700, ReadOnly: true}},
+		MemoryReservation: 32 << 20, OomKillDisable: true, CpusetCpus: "0", OomScoreAdj: 300,
+		Devices: []model.Device{{PathOnHost: "/dev/null", PathInContainer: "/dev/n2", CgroupPermissions: "rw"}},
+		Init:    true, ReadonlyRootfs: true, WorkingDir: "/w", NoNewPrivileges: true, Seccomp: "unconfined"}, false)
 	r := s.Linux.Resources
 	if *r.Memory.Limit != 64<<20 || *r.Memory.Swap != 128<<20 || *r.CPU.Quota != 50000 || *r.CPU.Period != 100000 ||
-		*r.CPU.Shares != 512 || *r.Pids.Limit != 9 {
+		*r.CPU.Shares != 512 || *r.Pids.Limit != 9 || *r.Memory.Reservation != 32<<20 || !*r.Memory.DisableOOMKiller || r.CPU.Cpus != "0" {
 		t.Errorf("resources %+v %+v %+v", r.Memory, r.CPU, r.Pids)
+	}
+	if *s.Process.OOMScoreAdj != 300 || len(s.Linux.Devices) != 1 || s.Linux.Devices[0].Path != "/dev/n2" {
+		t.Errorf("oom score adj %v devices %+v", s.Process.OOMScoreAdj, s.Linux.Devices)
 	}
 	if len(s.Process.Rlimits) != 1 || s.Process.Rlimits[0] != (specs.POSIXRlimit{Type: "RLIMIT_NOFILE", Soft: 10, Hard: 20}) {
 		t.Errorf("rlimits %+v", s.Process.Rlimits)
