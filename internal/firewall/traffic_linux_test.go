@@ -190,7 +190,8 @@ func (tp *topo) udpListen(ns, addr string) *net.UDPConn {
 	var c *net.UDPConn
 	err := netns.Do(tp.path(ns), func() error {
 		var err error
-		c, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(addr)))
+		ap := netip.MustParseAddrPort(addr)
+		c, err = net.ListenUDP(udpNet(ap.Addr()), net.UDPAddrFromAddrPort(ap))
 		return err
 	})
 	if err != nil {
@@ -208,7 +209,8 @@ func (tp *topo) udpSend(ns, src, dst, msg string) {
 		if src != "" {
 			laddr = &net.UDPAddr{IP: net.ParseIP(src)}
 		}
-		c, err := net.DialUDP("udp4", laddr, net.UDPAddrFromAddrPort(netip.MustParseAddrPort(dst)))
+		ap := netip.MustParseAddrPort(dst)
+		c, err := net.DialUDP(udpNet(ap.Addr()), laddr, net.UDPAddrFromAddrPort(ap))
 		if err != nil {
 			return err
 		}
@@ -219,6 +221,13 @@ func (tp *topo) udpSend(ns, src, dst, msg string) {
 	if err != nil {
 		tp.t.Fatal(err)
 	}
+}
+
+func udpNet(a netip.Addr) string {
+	if a.Is6() && !a.Is4In6() {
+		return "udp6"
+	}
+	return "udp4"
 }
 
 // udpRecv waits up to 500 ms for a datagram with payload msg and returns its
@@ -438,6 +447,39 @@ func TestVXLANFilter(t *testing.T) {
 	tp.apply(f, Config{Networks: []Network{netA}}) // filter off
 	if !recv(addrOut2, vxlanMsg(100, "v4")) {
 		t.Fatal("datagram dropped after the filter was removed")
+	}
+}
+
+// The VXLAN filter with IPv6 VTEPs (an IPv6 underlay): a member's
+// datagrams on its VNI arrive, on another VNI or from a non-member address
+// they do not.
+func TestVXLANFilterIPv6(t *testing.T) {
+	tp := newTopo(t)
+	f := tp.firewall(Options{})
+	const port = 4789
+	tp.ip(tp.host, "-6", "addr", "add", "2001:db8:7::1/64", "dev", "h-out", "nodad")
+	tp.ip(tp.out, "-6", "addr", "add", "2001:db8:7::9/64", "dev", "eth0", "nodad")
+	tp.ip(tp.out, "-6", "addr", "add", "2001:db8:7::10/64", "dev", "eth0", "nodad")
+	l := tp.udpListen(tp.host, fmt.Sprintf("[2001:db8:7::1]:%d", port))
+	dst := fmt.Sprintf("[2001:db8:7::1]:%d", port)
+	recv := func(src, msg string) bool {
+		tp.udpSend(tp.out, src, dst, msg)
+		_, ok := udpRecv(t, l, msg)
+		return ok
+	}
+	if !recv("2001:db8:7::10", vxlanMsg(100, "w0")) {
+		t.Fatal("IPv6 datagram lost before any rules")
+	}
+	tp.apply(f, Config{Networks: []Network{netA}, VXLANPort: port,
+		VXLANPeers: []VXLANPeer{{netip.MustParseAddr("2001:db8:7::9"), 100}, {netip.MustParseAddr(addrOut), 200}}})
+	if !recv("2001:db8:7::9", vxlanMsg(100, "w1")) {
+		t.Fatal("datagram from a member IPv6 vtep on its vni dropped")
+	}
+	if recv("2001:db8:7::9", vxlanMsg(200, "w2")) {
+		t.Fatal("datagram from a member IPv6 vtep on another vni arrived")
+	}
+	if recv("2001:db8:7::10", vxlanMsg(100, "w3")) {
+		t.Fatal("datagram from a non-member IPv6 address arrived")
 	}
 }
 
