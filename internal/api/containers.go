@@ -153,7 +153,7 @@ func (s *server) containerList(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	if err := f.validate("id", "name", "status", "network"); err != nil {
+	if err := f.validate("id", "name", "status", "network", "label"); err != nil {
 		writeError(w, err)
 		return
 	}
@@ -186,7 +186,8 @@ func (s *server) containerList(w http.ResponseWriter, r *http.Request) {
 		if !all && len(f["status"]) == 0 && c.State != model.StateRunning {
 			continue
 		}
-		if !f.matchAny("id", c.ID, true) || !f.matchAny("name", c.Name, true) || !f.matchAny("status", c.State, false) {
+		if !f.matchAny("id", c.ID, true) || !f.matchAny("name", c.Name, true) || !f.matchAny("status", c.State, false) ||
+			!f.matchLabels(labelsOf(c)) {
 			continue
 		}
 		if nets, ok := f["network"]; ok && len(nets) > 0 {

@@ -229,12 +229,13 @@ func (s *server) execStart(w http.ResponseWriter, r *http.Request) {
 }
 
 // runExec runs the command and records its exit code. A command that could
-// not be run reports its error on stderr and exits 126, as dockerd's does.
+// not be run reports its error on the stdout stream, ended by "\r\n", and
+// exits 126 (or the runtime's 127 for a missing command), as dockerd's does.
 func (s *server) runExec(ctx context.Context, e execConfig, stdout, stderr interface{ Write([]byte) (int, error) }) {
 	code, err := s.b.Exec(ctx, e.containerID, e.cmd, e.env, stdout, stderr)
 	if err != nil {
 		s.log.DebugContext(ctx, "api: exec failed", "exec", e.id, "container", e.containerID, "err", err)
-		fmt.Fprintf(stderr, "%s\n", err.Error())
+		fmt.Fprintf(stdout, "%s\r\n", err.Error())
 		if code <= 0 {
 			code = 126
 		}

@@ -132,6 +132,7 @@ func TestHandlers(t *testing.T) {
 		{"exec create privileged", "POST", "/containers/c1/exec", `{"Cmd":["id"],"Privileged":true}`, 400, "vxnet does not support ExecConfig.Privileged"},
 		{"kill bad signal", "POST", "/containers/c1/kill?signal=NOSUCH", "", 400, "cannot kill container: c1: invalid signal: NOSUCH"},
 		{"kill missing", "POST", "/containers/nosuch/kill", "", 404, "cannot kill container: nosuch: No such container: nosuch"},
+		{"container list label filter", "GET", `/containers/json?filters={"label":{"nosuch":true}}`, "", 200, "[]"},
 		{"container list limit", "GET", "/containers/json?limit=1", "", 200, `"Names":["/c1"]`},
 		{"container list bad limit", "GET", "/containers/json?limit=x", "", 400, `invalid limit \"x\"`},
 		{"container list size", "GET", "/containers/json?size=1", "", 400, "vxnet does not support container sizes"},
