@@ -40,11 +40,19 @@ func TestIPv6OnlyBridge(t *testing.T) {
 	if n := nets[0]; n.EnableIPv4 || !n.EnableIPv6 || len(n.IPAM.Config) != 1 || n.IPAM.Config[0].Subnet != "fd00:86::/64" {
 		t.Errorf("network inspect v6o: %+v, want IPv6 only with fd00:86::/64", n)
 	}
+	// A published port of an IPv6-only container: IPv6 only, on [::1]
+	// through the userland proxy; an IPv4 host address is refused.
+	cli(t, h, append([]string{"run", "-d", "--name", "web", "--net", "v6o", "-p", "8085:80", "busybox"}, httpdCmd("web6")...)...)
+	wantAnswer(t, "host -> [::1]:8085 (IPv6-only container)", "hello from web6", func() string { return fetch6(h.NS(), "::1", "8085") })
+	if _, stderr, code := h.CLI(append([]string{"run", "-d", "--net", "v6o", "-p", "127.0.0.1:8086:80", "busybox"}, httpdCmd("x")...)...); code == 0 || !strings.Contains(stderr, "has no IPv4 address") {
+		t.Errorf("-p 127.0.0.1:8086:80 on an IPv6-only container: exit %d, %q", code, stderr)
+	}
 	// A restart keeps it as it was.
 	h.Restart()
 	if !ping6(t, h, "b", "a") {
 		t.Error("b cannot ping6 a after a daemon restart")
 	}
+	wantAnswer(t, "host -> [::1]:8085 after a restart", "hello from web6", func() string { return fetch6(h.NS(), "::1", "8085") })
 	for _, x := range []struct {
 		args []string
 		want string
