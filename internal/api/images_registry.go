@@ -29,6 +29,8 @@ type ImageService interface {
 	PruneImages(ctx context.Context, all bool) ([]ImageDeleteItem, int64, error)
 	SaveImages(ctx context.Context, refs []string, w io.Writer) error
 	LoadImages(ctx context.Context, r io.Reader) ([]ImageDetail, error)
+	// Login checks a credential against its registry (docker login).
+	Login(ctx context.Context, auth RegistryAuth) error
 }
 
 // RegistryAuth is the credential of a pull or push (X-Registry-Auth).
@@ -452,4 +454,35 @@ func (s *server) imageLoad(w http.ResponseWriter, r *http.Request) {
 			js.send(map[string]string{"stream": "Loaded image: " + t + "\n"})
 		}
 	}
+}
+
+// auth serves POST /auth (docker login): the credential is checked, not
+// kept.
+func (s *server) auth(w http.ResponseWriter, r *http.Request) {
+	is, ok := s.imageService(w)
+	if !ok {
+		return
+	}
+	var ac registry.AuthConfig
+	if err := decodeJSON(r, &ac, false); err != nil {
+		writeError(w, err)
+		return
+	}
+	if ac.Auth != "" && ac.Username == "" {
+		if raw, err := base64.StdEncoding.DecodeString(ac.Auth); err == nil {
+			ac.Username, ac.Password, _ = strings.Cut(string(raw), ":")
+		}
+	}
+	err := is.Login(r.Context(), RegistryAuth{Username: ac.Username, Password: ac.Password, ServerAddress: ac.ServerAddress,
+		IdentityToken: ac.IdentityToken, RegistryToken: ac.RegistryToken})
+	if err != nil {
+		if statusOf(err) == http.StatusForbidden {
+			// A refused credential is 401, as dockerd answers it.
+			writeJSON(w, http.StatusUnauthorized, map[string]string{"message": strings.TrimSpace(err.Error())})
+			return
+		}
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, registry.AuthResponse{Status: "Login Succeeded"})
 }

@@ -121,6 +121,7 @@ func (s *server) routes() {
 	m.HandleFunc("GET /images/json", s.imageList)
 	m.HandleFunc("POST /images/create", s.imageCreate)
 	m.HandleFunc("POST /images/prune", s.imagePrune)
+	m.HandleFunc("POST /auth", s.auth)
 	m.HandleFunc("GET /images/get", s.imageSave)
 	m.HandleFunc("POST /images/load", s.imageLoad)
 	m.HandleFunc("/images/{rest...}", s.imageByName)

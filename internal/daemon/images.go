@@ -21,6 +21,7 @@ type imageRuntime interface {
 	Save(ctx context.Context, w io.Writer, refs []string) error
 	Load(ctx context.Context, r io.Reader) ([]image.Image, error)
 	ForgetImage(ctx context.Context, id string) error
+	Login(ctx context.Context, server string, auth runtime.RegistryAuth) error
 }
 
 func newImagesAdapter(s *image.Store, rt runtimeBackend) imagesAdapter {
@@ -144,4 +145,12 @@ func (a imagesAdapter) Load(ctx context.Context, r io.Reader) ([]api.ImageDetail
 		out = append(out, detail(i))
 	}
 	return out, nil
+}
+
+func (a imagesAdapter) Login(ctx context.Context, auth api.RegistryAuth) error {
+	rt, err := a.runtime()
+	if err != nil {
+		return err
+	}
+	return runtimeErr(rt.Login(ctx, auth.ServerAddress, regAuth(auth)))
 }

@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"bytes"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -213,18 +212,22 @@ func TestRegistryPushPull(t *testing.T) {
 	startRegistry(t, c, filepath.Join(c.Dir, "reg-open"), 5000, "", "")
 	authReg := fmt.Sprintf("%s:5001", c.OutsideAddr())
 	openReg := fmt.Sprintf("%s:5000", c.OutsideAddr())
-	cfgDir := filepath.Join(h.Dir, "docker-config")
 	login := func(on bool) {
 		t.Helper()
-		os.MkdirAll(cfgDir, 0o700)
-		cfg := `{}`
 		if on {
-			cfg = fmt.Sprintf(`{"auths":{%q:{"auth":%q}}}`, authReg, base64.StdEncoding.EncodeToString([]byte("alice:s3cret")))
-		}
-		if err := os.WriteFile(filepath.Join(cfgDir, "config.json"), []byte(cfg), 0o600); err != nil {
-			t.Fatal(err)
+			h.MustDocker(t, "login", "-u", "alice", "-p", "s3cret", authReg)
+		} else {
+			h.Docker("logout", authReg)
 		}
 	}
+	// docker login checks the password with the registry (POST /auth).
+	if _, errOut, code := h.Docker("login", "-u", "alice", "-p", "wrong", authReg); code != 1 || !strings.Contains(errOut, "401 Unauthorized") {
+		t.Errorf("docker login with a wrong password: exit %d %q", code, errOut)
+	}
+	if out, errOut, code := h.Docker("login", "-u", "alice", "-p", "s3cret", authReg); code != 0 || !strings.Contains(out, "Login Succeeded") {
+		t.Errorf("docker login: exit %d %q %q", code, out, errOut)
+	}
+	login(false)
 
 	// docker load of a Docker-format tar; the loaded image runs with its
 	// layers applied.

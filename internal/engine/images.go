@@ -25,6 +25,8 @@ type ImageManager interface {
 	Push(ctx context.Context, ref string, auth api.RegistryAuth) (digest string, size int64, err error)
 	Save(ctx context.Context, refs []string, w io.Writer) error
 	Load(ctx context.Context, r io.Reader) ([]api.ImageDetail, error)
+	// Login checks a credential against its registry.
+	Login(ctx context.Context, auth api.RegistryAuth) error
 }
 
 func (e *Engine) images() (ImageManager, error) {
@@ -272,4 +274,14 @@ func (e *Engine) PruneImages(ctx context.Context, all bool) ([]api.ImageDeleteIt
 		freed += d.Size
 	}
 	return out, freed, nil
+}
+
+// Login is docker login: the credential is checked against the registry,
+// not stored (the client keeps it and sends it with each pull and push).
+func (e *Engine) Login(ctx context.Context, auth api.RegistryAuth) error {
+	m, err := e.images()
+	if err != nil {
+		return err
+	}
+	return classifyNil(m.Login(ctx, auth), model.ErrForbidden)
 }

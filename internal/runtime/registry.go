@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"strings"
 	"time"
@@ -86,6 +87,13 @@ func CheckInsecureRegistry(v string) error {
 }
 
 func (r *Containerd) resolver(auth RegistryAuth) remotes.Resolver {
+	hosts, hdr := r.registryHosts(auth)
+	return docker.NewResolver(docker.ResolverOptions{Hosts: hosts, Headers: hdr})
+}
+
+// registryHosts configures containerd's registry hosts with the
+// credential and the plain-HTTP rule.
+func (r *Containerd) registryHosts(auth RegistryAuth) (docker.RegistryHosts, http.Header) {
 	aopts := []docker.AuthorizerOpt{docker.WithAuthCreds(func(string) (string, string, error) {
 		if auth.IdentityToken != "" {
 			return "", auth.IdentityToken, nil
@@ -101,7 +109,55 @@ func (r *Containerd) resolver(auth RegistryAuth) remotes.Resolver {
 		docker.WithAuthorizer(docker.NewDockerAuthorizer(aopts...)),
 		docker.WithPlainHTTP(func(host string) (bool, error) { return r.insecure(host), nil }),
 	)
-	return docker.NewResolver(docker.ResolverOptions{Hosts: hosts, Headers: hdr})
+	return hosts, hdr
+}
+
+// Login checks the credential against the registry server (docker login):
+// its API root (/v2/) must answer 200 once containerd's authorizer has
+// answered the registry's challenge with the credential. "" or Docker
+// Hub's names mean Docker Hub.
+func (r *Containerd) Login(ctx context.Context, server string, auth RegistryAuth) error {
+	host := strings.TrimPrefix(strings.TrimPrefix(server, "https://"), "http://")
+	host, _, _ = strings.Cut(host, "/")
+	switch host {
+	case "", "docker.io", "index.docker.io", "registry-1.docker.io":
+		host = "docker.io"
+	}
+	hosts, hdr := r.registryHosts(auth)
+	rhs, err := hosts(host)
+	if err != nil || len(rhs) == 0 {
+		return fmt.Errorf("login to %s: no registry host (%v): %w", server, err, ErrInvalid)
+	}
+	rh := rhs[0]
+	url := rh.Scheme + "://" + rh.Host + rh.Path + "/"
+	for try := 0; try < 2; try++ {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return err
+		}
+		for k, v := range hdr {
+			req.Header[k] = v
+		}
+		if err := rh.Authorizer.Authorize(ctx, req); err != nil {
+			return fmt.Errorf("login attempt to %s failed: %v: %w", url, err, ErrUnauthorized)
+		}
+		resp, err := rh.Client.Do(req)
+		if err != nil {
+			return registryError("login to", host, err)
+		}
+		resp.Body.Close()
+		switch {
+		case resp.StatusCode == http.StatusOK:
+			return nil
+		case resp.StatusCode == http.StatusUnauthorized && try == 0:
+			if err := rh.Authorizer.AddResponses(ctx, []*http.Response{resp}); err != nil {
+				return fmt.Errorf("login attempt to %s failed: %v: %w", url, err, ErrUnauthorized)
+			}
+			continue
+		}
+		return fmt.Errorf("login attempt to %s failed with status: %s: %w", url, resp.Status, ErrUnauthorized)
+	}
+	return fmt.Errorf("login attempt to %s failed: %w", url, ErrUnauthorized)
 }
 
 // registryError explains the registry errors a user can act on.
