@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -125,6 +126,30 @@ func TestVolumesAndBinds(t *testing.T) {
 	h.MustDocker(t, "rm", "-v", "wv")
 	h.MustDocker(t, "rmi", "withvol:1")
 
+	// Propagation: with rslave, a mount made on the host under a shared
+	// bind source after the start appears in the container; with the
+	// default rprivate it does not.
+	shared := filepath.Join(c.Dir, "shared")
+	os.MkdirAll(filepath.Join(shared, "sub"), 0o755)
+	mustRun(t, "mount", "--bind", shared, shared)
+	t.Cleanup(func() { exec.Command("umount", "-R", shared).Run() })
+	mustRun(t, "mount", "--make-rshared", shared)
+	h.MustDocker(t, "run", "-d", "--name", "slave", "--network", "none", "-v", shared+":/p:rslave", "busybox", "sleep", "1d")
+	h.MustDocker(t, "run", "-d", "--name", "private", "--network", "none", "-v", shared+":/p", "busybox", "sleep", "1d")
+	if p := strings.TrimSpace(h.MustDocker(t, "inspect", "-f", "{{range .Mounts}}{{.Propagation}}{{end}}", "slave")); p != "rslave" {
+		t.Errorf("inspect propagation: %q", p)
+	}
+	mustRun(t, "mount", "-t", "tmpfs", "vxtest", filepath.Join(shared, "sub"))
+	os.WriteFile(filepath.Join(shared, "sub", "late"), []byte("late\n"), 0o644)
+	if out, _, _ := h.Docker("exec", "slave", "cat", "/p/sub/late"); out != "late\n" {
+		t.Errorf("rslave bind: a mount made after the start is not seen: %q", out)
+	}
+	if out, _, code := h.Docker("exec", "private", "cat", "/p/sub/late"); code == 0 {
+		t.Errorf("rprivate bind sees a mount made after the start: %q", out)
+	}
+	h.MustDocker(t, "rm", "-f", "slave", "private")
+	mustRun(t, "umount", filepath.Join(shared, "sub"))
+
 	// The data outlives a daemon restart.
 	h.Restart()
 	if out := h.MustDocker(t, "run", "--rm", "--network", "none", "-v", "v1:/data", "busybox", "cat", "/data/f"); out != "hello\n" {
@@ -133,6 +158,13 @@ func TestVolumesAndBinds(t *testing.T) {
 	h.MustDocker(t, "volume", "rm", "v1")
 	if out := h.MustDocker(t, "volume", "prune", "-a", "-f"); !strings.Contains(out, "v2") {
 		t.Errorf("volume prune -a: %q", out)
+	}
+}
+
+func mustRun(t *testing.T, args ...string) {
+	t.Helper()
+	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v: %s", strings.Join(args, " "), err, out)
 	}
 }
 
