@@ -105,6 +105,9 @@ var supportedCreateFields = map[string]bool{
 	"HostConfig.OomScoreAdj":       true,
 	"HostConfig.GroupAdd":          true,
 	"HostConfig.Devices":           true,
+	"HostConfig.PidMode":           true,
+	"HostConfig.IpcMode":           true,
+	"HostConfig.UTSMode":           true,
 }
 
 // pendingCreateFields are refused today and being implemented in parallel

@@ -57,6 +57,9 @@ func runConfig(cfg *container.Config, hc *container.HostConfig) (model.RunConfig
 		return rc, nil
 	}
 	rc.ReadonlyRootfs = hc.ReadonlyRootfs
+	if err := namespaceModes(&rc, cfg, hc); err != nil {
+		return rc, err
+	}
 	if err := resources(&rc, hc); err != nil {
 		return rc, err
 	}
@@ -186,6 +189,37 @@ func resources(rc *model.RunConfig, hc *container.HostConfig) error {
 		return apiErr(model.ErrInvalid, "SHM size can not be less than 0")
 	}
 	rc.ShmSize = hc.ShmSize
+	return nil
+}
+
+// namespaceModes reads --pid, --ipc and --uts: the container's own
+// namespaces or the host's. Joining another container's is not done.
+func namespaceModes(rc *model.RunConfig, cfg *container.Config, hc *container.HostConfig) error {
+	switch m := string(hc.PidMode); m {
+	case "", "host":
+		rc.PidMode = m
+	default:
+		return apiErr(model.ErrInvalid, "vxnet does not support HostConfig.PidMode %q (only the container's own or host)", m)
+	}
+	switch m := string(hc.IpcMode); m {
+	case "", "private", "shareable", "host", "none":
+		rc.IpcMode = m
+	default:
+		return apiErr(model.ErrInvalid, "vxnet does not support HostConfig.IpcMode %q (only private, shareable, host or none)", m)
+	}
+	switch m := string(hc.UTSMode); m {
+	case "":
+	case "host":
+		if cfg.Hostname != "" {
+			return apiErr(model.ErrInvalid, "conflicting options: hostname and the UTS mode")
+		}
+		if cfg.Domainname != "" {
+			return apiErr(model.ErrInvalid, "conflicting options: domainname and the UTS mode")
+		}
+		rc.UTSMode = m
+	default:
+		return apiErr(model.ErrInvalid, "vxnet does not support HostConfig.UTSMode %q (only the container's own or host)", m)
+	}
 	return nil
 }
 
@@ -387,6 +421,9 @@ func sysctls(rc *model.RunConfig, hc *container.HostConfig) error {
 	for k, v := range hc.Sysctls {
 		switch {
 		case slices.Contains(ipcSysctls, k), strings.HasPrefix(k, "fs.mqueue."):
+			if hc.IpcMode.IsHost() {
+				return apiErr(model.ErrInvalid, "sysctl %q is not allowed in host IPC namespace", k)
+			}
 		case strings.HasPrefix(k, "net."):
 			if hc.NetworkMode.IsHost() {
 				return apiErr(model.ErrInvalid, "sysctl %q not allowed in host network namespace", k)
@@ -514,6 +551,11 @@ func inspectRunConfig(out *container.InspectResponse, rc model.RunConfig) {
 		cfg.StopTimeout = &t
 	}
 	hc.ReadonlyRootfs = rc.ReadonlyRootfs
+	hc.PidMode, hc.UTSMode = container.PidMode(rc.PidMode), container.UTSMode(rc.UTSMode)
+	hc.IpcMode = container.IpcMode(rc.IpcMode)
+	if hc.IpcMode == "" {
+		hc.IpcMode = container.IPCModePrivate // Docker's default
+	}
 	hc.Memory, hc.MemorySwap = rc.Memory, rc.MemorySwap
 	hc.NanoCPUs, hc.CPUShares = rc.NanoCPUs, rc.CPUShares
 	hc.MemoryReservation, hc.OomScoreAdj = rc.MemoryReservation, rc.OomScoreAdj

@@ -119,11 +119,9 @@ func TestDockerCLIRefusesUnsupportedOptions(t *testing.T) {
 	}{
 		{[]string{"--restart", "always"}, "HostConfig.RestartPolicy.Name"},
 		{[]string{"--log-driver", "syslog"}, "HostConfig.LogConfig.Type"},
-		{[]string{"--ipc", "host"}, "HostConfig.IpcMode"},
 		{[]string{"--userns", "host"}, "HostConfig.UsernsMode"},
 		{[]string{"--blkio-weight", "100"}, "HostConfig.BlkioWeight"},
 		{[]string{"--device-cgroup-rule", "c 1:3 rwm"}, "HostConfig.DeviceCgroupRules"},
-		{[]string{"--pid", "host"}, "HostConfig.PidMode"},
 		{[]string{"--health-cmd", "true"}, "Config.Healthcheck"},
 	}
 	for _, c := range cases {

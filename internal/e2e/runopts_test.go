@@ -81,6 +81,22 @@ func TestDockerRunOptions(t *testing.T) {
 			}
 		})
 	}
+	// --pid, --ipc and --uts host: the test's own namespaces (the daemon,
+	// containerd and the test share them), else the container's.
+	for _, ns := range []string{"pid", "ipc", "uts"} {
+		mine, err := os.Readlink("/proc/self/ns/" + ns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		own, _, code := h.Docker("run", "--rm", "busybox", "readlink", "/proc/self/ns/"+ns)
+		host, _, code2 := h.Docker("run", "--rm", "--"+ns, "host", "busybox", "readlink", "/proc/self/ns/"+ns)
+		if code != 0 || code2 != 0 || strings.TrimSpace(own) == mine || strings.TrimSpace(host) != mine {
+			t.Errorf("--%s host: %q (exit %d), own %q (exit %d), the host's %q", ns, host, code2, own, code, mine)
+		}
+	}
+	if out, _, code := h.Docker("run", "--rm", "--ipc", "none", "busybox", "sh", "-c", "grep -c ' /dev/shm ' /proc/mounts"); code != 1 || strings.TrimSpace(out) != "0" {
+		t.Errorf("--ipc none still has /dev/shm: %q exit %d", out, code)
+	}
 	if ps := h.MustDocker(t, "ps", "-a", "-q"); ps != "" {
 		t.Errorf("runs left containers behind:\n%s", ps)
 	}

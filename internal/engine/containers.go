@@ -118,7 +118,7 @@ func (e *Engine) CreateContainer(ctx context.Context, req api.ContainerCreate) (
 	if hostname == "" {
 		hostname = id[:12]
 	}
-	if n.Driver == "host" && req.Hostname == "" {
+	if (n.Driver == "host" || req.Run.UTSMode == "host") && req.Hostname == "" {
 		hostname, _ = os.Hostname()
 	}
 	c := model.Container{

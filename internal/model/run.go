@@ -49,6 +49,12 @@ type RunConfig struct {
 	GroupAdd []string `json:"GroupAdd,omitempty"`
 	// Devices are host devices made in the container (--device).
 	Devices []Device `json:"Devices,omitempty"`
+	// PidMode, IpcMode and UTSMode are "" (the container's own namespace)
+	// or "host"; IpcMode may also be "private", "shareable" (both: its
+	// own) or "none" (its own, without /dev/shm).
+	PidMode string `json:"PidMode,omitempty"`
+	IpcMode string `json:"IpcMode,omitempty"`
+	UTSMode string `json:"UTSMode,omitempty"`
 	// Ulimits are process resource limits (name as in "nofile").
 	Ulimits []Ulimit `json:"Ulimits,omitempty"`
 	// ShmSize is the size of /dev/shm in bytes (0: Docker's 64 MiB).

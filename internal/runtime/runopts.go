@@ -56,6 +56,15 @@ func applyRunConfig(s *specs.Spec, rc model.RunConfig, hostNet bool, rootfs with
 		p.Cwd = rc.WorkingDir
 	}
 	s.Domainname = rc.Domainname
+	hostNS := map[specs.LinuxNamespaceType]bool{
+		specs.PIDNamespace: rc.PidMode == "host",
+		specs.IPCNamespace: rc.IpcMode == "host",
+		specs.UTSNamespace: rc.UTSMode == "host",
+	}
+	s.Linux.Namespaces = slices.DeleteFunc(s.Linux.Namespaces, func(ns specs.LinuxNamespace) bool { return hostNS[ns.Type] })
+	if rc.UTSMode == "host" {
+		s.Hostname, s.Domainname = "", "" // the host's; runc may not set them
+	}
 	s.Root.Readonly = rc.ReadonlyRootfs
 	if err := rootfs(func(root string) error { return resolveUser(root, rc.User, rc.GroupAdd, &p.User) }); err != nil {
 		return err
@@ -112,7 +121,7 @@ func applyRunConfig(s *specs.Spec, rc model.RunConfig, hostNet bool, rootfs with
 	for k, v := range rc.Sysctls {
 		l.Sysctl[k] = v
 	}
-	if rc.Domainname != "" {
+	if rc.Domainname != "" && rc.UTSMode != "host" {
 		// Also as the UTS namespace's sysctl: runc before 1.2 does not
 		// know the spec's domainname.
 		l.Sysctl["kernel.domainname"] = rc.Domainname
@@ -125,6 +134,14 @@ func applyRunConfig(s *specs.Spec, rc model.RunConfig, hostNet bool, rootfs with
 	for i, m := range s.Mounts {
 		if m.Destination == "/dev/shm" {
 			s.Mounts[i].Options = []string{"nosuid", "noexec", "nodev", "mode=1777", fmt.Sprintf("size=%d", shm)}
+			switch rc.IpcMode {
+			case "host":
+				// The host's IPC namespace and its /dev/shm, as Docker.
+				s.Mounts[i] = specs.Mount{Destination: "/dev/shm", Type: "bind", Source: "/dev/shm", Options: []string{"rbind", "rprivate"}}
+			case "none":
+				s.Mounts = slices.Delete(s.Mounts, i, i+1)
+			}
+			break
 		}
 	}
 	for _, target := range sortedKeys(rc.Tmpfs) {

@@ -80,6 +80,23 @@ func TestRunConfigSpec(t *testing.T) {
 		t.Errorf("group-add: %+v", u)
 	}
 
+	// Host namespaces: no namespace entry, the host's /dev/shm, no
+	// hostname of its own.
+	s = specFor(t, model.RunConfig{PidMode: "host", IpcMode: "host", UTSMode: "host"}, false)
+	for _, ns := range s.Linux.Namespaces {
+		if ns.Type == specs.PIDNamespace || ns.Type == specs.IPCNamespace || ns.Type == specs.UTSNamespace {
+			t.Errorf("host %s namespace still in the spec", ns.Type)
+		}
+	}
+	for _, m := range s.Mounts {
+		if m.Destination == "/dev/shm" && (m.Type != "bind" || m.Source != "/dev/shm") {
+			t.Errorf("--ipc host /dev/shm: %+v", m)
+		}
+	}
+	if s.Hostname != "" {
+		t.Errorf("--uts host keeps hostname %q", s.Hostname)
+	}
+
 	// Capabilities.
 	s = specFor(t, model.RunConfig{CapDrop: []string{"ALL"}, CapAdd: []string{"CAP_CHOWN", "CAP_KILL"}}, false)
 	if !slices.Equal(s.Process.Capabilities.Effective, []string{"CAP_CHOWN", "CAP_KILL"}) {
