@@ -21,6 +21,11 @@ var runGroups = []Group{{
 		{Name: "stdin", Args: []string{"run", "-i", "--rm", "busybox", "cat"}, Stdin: "piped\nlines\n", Out: Exact("piped\nlines\n")},
 		{Name: "stdin empty", Args: []string{"run", "-i", "--rm", "busybox", "wc", "-l"}, Out: Line("0")},
 		{Name: "stdin without -i", Args: []string{"run", "--rm", "busybox", "cat"}, Stdin: "ignored\n"},
+		{Name: "tty", Args: []string{"run", "-t", "--rm", "busybox", "tty"}, Out: Exact("/dev/pts/0\r\n")},
+		{Name: "tty exit code", Args: []string{"run", "-t", "--rm", "busybox", "sh", "-c", "exit 6"}, Code: 6},
+		{Name: "attach", Args: []string{"run", "-d", "--name", "r-at", "busybox", "sh", "-c", "sleep 3; echo late; exit 5"}, Out: Re(id64)},
+		{Name: "attach output and exit code", Args: []string{"attach", "r-at"}, Code: 5, Out: Line("late")},
+		{Name: "attach stopped", Args: []string{"attach", "r-at"}, Code: 1, Err: Line("You cannot attach to a stopped container, start it first")},
 		{Name: "env", Args: []string{"run", "--rm", "-e", "FOO=bar", "busybox", "sh", "-c", "echo $FOO"}, Out: Line("bar")},
 		{Name: "hostname", Args: []string{"run", "--rm", "--hostname", "conf-h", "busybox", "hostname"}, Out: Line("conf-h")},
 		{Name: "missing network", Args: []string{"run", "--rm", "--network", "nosuch", "busybox", "true"}, Code: 125,
@@ -50,6 +55,7 @@ var runGroups = []Group{{
 		{Name: "inspect missing", Args: []string{"inspect", "nosuch"}, Code: 1, Out: Line("[]"), Err: Line("Error: No such object: nosuch")},
 		{Name: "exec", Args: []string{"exec", "r-d", "echo", "in"}, Out: Line("in")},
 		{Name: "exec exit code", Args: []string{"exec", "r-d", "sh", "-c", "exit 4"}, Code: 4},
+		{Name: "exec tty", Args: []string{"exec", "-t", "r-d", "tty"}, Out: Re(`^/dev/pts/\d+\r\n$`)},
 		{Name: "exec env", Args: []string{"exec", "-e", "X=y", "r-d", "sh", "-c", "echo $X"}, Out: Line("y")},
 		{Name: "exec stdin", Args: []string{"exec", "-i", "r-d", "cat"}, Stdin: "hello\n", Out: Line("hello")},
 		{Name: "exec user refused", Args: []string{"exec", "-u", "1000", "r-d", "id"}, Code: 1,
@@ -77,7 +83,7 @@ var runGroups = []Group{{
 		{Name: "rm missing", Args: []string{"rm", "nosuch"}, Code: 1, Err: daemonErr("No such container: nosuch")},
 		{Name: "rm -f missing", Args: []string{"rm", "-f", "nosuch"}, Err: daemonErr("No such container: nosuch")},
 	},
-	Cleanup: [][]string{{"rm", "-f", "r-d", "r-c", "r-l"}},
+	Cleanup: [][]string{{"rm", "-f", "r-d", "r-c", "r-l", "r-at"}},
 }}
 
 // kill, stop, start, restart, rename, logs and prune.

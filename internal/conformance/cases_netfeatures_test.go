@@ -54,10 +54,13 @@ var portGroups = []Group{{
 			Err: Re(`^docker: Error response from daemon: .*Bind for 0\.0\.0\.0:18080 failed: port is already allocated` + "\n\nRun 'docker run --help' for more information\n$")},
 		{Name: "publish all", Args: []string{"run", "-d", "--name", "p3", "-P", "--expose", "7000", "busybox", "sleep", "1d"}, Out: Re(id64)},
 		{Name: "port of publish all", Args: []string{"port", "p3"}, Out: Re(`^7000/tcp -> 0\.0\.0\.0:[1-9][0-9]*\n`)},
+		{Name: "port range", Args: []string{"run", "-d", "--name", "p5", "-p", "18100-18101:8100-8101", "busybox", "sleep", "1d"}, Out: Re(id64)},
+		{Name: "port of a range", Args: []string{"port", "p5"},
+			Out: Re(`^8100/tcp -> 0\.0\.0\.0:18100\n(8100/tcp -> \[::\]:18100\n)?8101/tcp -> 0\.0\.0\.0:18101\n(8101/tcp -> \[::\]:18101\n)?$`)},
 		{Name: "udp and host ip", Args: []string{"run", "-d", "--name", "p4", "-p", "127.0.0.1:18053:53/udp", "busybox", "sleep", "1d"}, Out: Re(id64)},
 		{Name: "port of udp", Args: []string{"port", "p4"}, Out: Line("53/udp -> 127.0.0.1:18053")},
 	},
-	Cleanup: [][]string{{"rm", "-f", "p1", "p2", "p3", "p4"}},
+	Cleanup: [][]string{{"rm", "-f", "p1", "p2", "p3", "p4", "p5"}},
 }}
 
 // Options vxnet does not implement are refused naming their field (the

@@ -11,8 +11,6 @@ var pendingGroups = []Group{{
 		{Name: "unpause", Args: []string{"unpause", "pd"}, Out: Line("pd"), Pending: "unpause"},
 		{Name: "top", Args: []string{"top", "pd", "-o", "args"}, Out: Exact("COMMAND\nsleep 1d\n"), Pending: "top"},
 		{Name: "stats", Args: []string{"stats", "--no-stream", "--format", "{{.Name}}", "pd"}, Out: Line("pd"), Pending: "stats"},
-		{Name: "pull", Args: []string{"pull", "-q", "nosuch.invalid/x"}, Code: 1,
-			Err: Re(`^Error response from daemon: Get "https://nosuch.invalid/v2/": `), Pending: "registry pulls"},
 	},
 	Cleanup: [][]string{{"rm", "-f", "pd"}},
 }}

@@ -174,6 +174,7 @@ const (
 
 type result struct {
 	group, name, verdict, command, note string
+	took                                time.Duration
 }
 
 // suite runs the cases against one daemon.
@@ -257,7 +258,7 @@ func (s *suite) runGroup(t *testing.T, g Group) {
 		if out, errOut, code := s.run("", args); code != 0 {
 			t.Errorf("setup: docker %s: exit %d\nstdout: %q\nstderr: %q", strings.Join(args, " "), code, out, errOut)
 			for _, tc := range g.Cases {
-				s.results = append(s.results, result{g.Name, tc.Name, fail, strings.Join(tc.Args, " "), "setup failed"})
+				s.results = append(s.results, result{group: g.Name, name: tc.Name, verdict: fail, command: "docker " + strings.Join(tc.Args, " "), note: "setup failed"})
 			}
 			return
 		}
@@ -269,7 +270,8 @@ func (s *suite) runGroup(t *testing.T, g Group) {
 
 func (s *suite) runCase(t *testing.T, group string, tc Case) {
 	args := s.expandArgs(tc.Args)
-	deadline := time.Now().Add(tc.Within)
+	start := time.Now()
+	deadline := start.Add(tc.Within)
 	var out, errOut string
 	var code int
 	var ok bool
@@ -284,7 +286,7 @@ func (s *suite) runCase(t *testing.T, group string, tc Case) {
 	if ok && tc.Save != "" {
 		s.vars[tc.Save] = strings.TrimSpace(out)
 	}
-	r := result{group: group, name: tc.Name, command: "docker " + strings.Join(args, " ")}
+	r := result{group: group, name: tc.Name, command: "docker " + strings.Join(args, " "), took: time.Since(start)}
 	switch {
 	case tc.Pending != "" && ok:
 		r.verdict, r.note = xpass, "pending: "+tc.Pending+" (passes now: remove Pending)"
@@ -365,7 +367,7 @@ func cleanEnv() []string {
 func (s *suite) report(took time.Duration) {
 	var b strings.Builder
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "#\tVERDICT\tCASE\tCOMMAND\tNOTE")
+	fmt.Fprintln(tw, "#\tVERDICT\tSECS\tCASE\tCOMMAND\tNOTE")
 	n := map[string]int{}
 	differ := 0
 	for i, r := range s.results {
@@ -377,7 +379,7 @@ func (s *suite) report(took time.Duration) {
 		if len(cmd) > 90 {
 			cmd = cmd[:87] + "..."
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s/%s\t%s\t%s\n", i+1, r.verdict, r.group, r.name, cmd, r.note)
+		fmt.Fprintf(tw, "%d\t%s\t%.1f\t%s/%s\t%s\t%s\n", i+1, r.verdict, r.took.Seconds(), r.group, r.name, cmd, r.note)
 	}
 	tw.Flush()
 	fmt.Fprintf(&b, "conformance: %d cases in %v: %d pass (%d differ from Docker on purpose), %d fail, %d pending (%d of them pass now)\n",
