@@ -302,6 +302,13 @@ func TestRegistryPushPull(t *testing.T) {
 	}
 	checkLayered(t, h, remote)
 
+	// docker run of an image that is not here pulls it (the CLI does, on
+	// create's 404) with the logged-in credential.
+	h.MustDocker(t, "rmi", remote)
+	if out, errOut, code := h.Docker("run", "--rm", "--network", "none", remote, "/bin/busybox", "cat", "/data/keep"); code != 0 || out != "keep\n" || !strings.Contains(errOut, "Unable to find image '"+remote+"' locally") {
+		t.Errorf("run of an image to pull: exit %d %q %q", code, out, errOut)
+	}
+
 	// rmi conflicts as Docker's: a running container's image cannot be
 	// removed even with -f; a stopped one's needs -f; a second name is
 	// only untagged.

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -353,21 +354,12 @@ func (r *Containerd) Save(ctx context.Context, w io.Writer, refs []string) error
 		}
 		// A name saves that name; an ID saves all the image's names.
 		names := vimg.RepoTags
-		if named, err := image.ParseReference(ref); err == nil && contains(vimg.RepoTags, named.String()) {
+		if named, err := image.ParseReference(ref); err == nil && slices.Contains(vimg.RepoTags, named.String()) {
 			names = []string{named.String()}
 		}
 		opts = append(opts, archive.WithManifest(cimg.Target(), names...))
 	}
 	return r.client.Export(ctx, w, opts...)
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // Load imports a tar made by `docker save` (or an OCI layout tar) and
