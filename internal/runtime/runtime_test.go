@@ -450,7 +450,7 @@ func TestImagesAndErrors(t *testing.T) {
 	e := setup(t)
 	ctx := ctxT(t, 60*time.Second)
 	err := e.rt.Create(ctx, Spec{ID: newID(), Image: "foo"})
-	if !errors.Is(err, image.ErrImageNotFound) || !strings.Contains(err.Error(), "vxnet image import foo ROOTFS.tar") {
+	if !errors.Is(err, image.ErrImageNotFound) || !strings.Contains(err.Error(), "No such image: foo:latest") {
 		t.Errorf("unknown image: %v", err)
 	}
 	if err := e.rt.Create(ctx, Spec{ID: newID(), Image: "Not_Valid"}); !errors.Is(err, image.ErrInvalid) {
