@@ -85,6 +85,20 @@ func TestOverlayIPv6(t *testing.T) {
 	if got := nslookup(t, b, "y", xID[:12]); !same(got, xIP) {
 		t.Errorf("y: nslookup %s (x's short ID, on host A) = %v, want %s", xID[:12], got, xIP)
 	}
+	// A static IPv6 address re-used on host A by a new container (another
+	// IPv4 address, so another MAC): its unsolicited neighbour
+	// advertisement reaches y's neighbour cache across the tunnel, so y
+	// reaches it at once rather than after its stale entry fails a probe.
+	ovRun(t, a, "r", "ov6", "--ip6", "fd00:84::b0")
+	if !eventually(20*time.Second, func() bool { return ping6(t, b, "y", "fd00:84::b0") }) {
+		t.Fatal("y cannot ping6 r at fd00:84::b0")
+	}
+	cli(t, a, "rm", "-f", "r")
+	ovRun(t, a, "r2", "ov6", "--ip6", "fd00:84::b0")
+	if !ping6(t, b, "y", "fd00:84::b0") {
+		nb, _, _ := b.CLI("exec", "y", "ip", "-6", "neigh")
+		t.Errorf("y cannot ping6 r2 at the re-used fd00:84::b0 at once; y's neighbours:\n%s", nb)
+	}
 
 	// The default IPv6 subnet of an overlay: a ULA /64, the same seen
 	// from both hosts.

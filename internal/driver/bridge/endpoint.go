@@ -8,14 +8,12 @@ import (
 	"net/netip"
 	"strings"
 
-	"github.com/mdlayher/ndp"
 	"github.com/vishvananda/netlink"
 	vnetns "github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/vxnet/vxnet/internal/driver"
 	"github.com/vxnet/vxnet/internal/model"
-	"github.com/vxnet/vxnet/internal/netns"
 )
 
 // Join plumbs ep into the sandbox: a veth pair whose host end is a port of
@@ -127,36 +125,13 @@ func (d *Driver) join(n model.Network, ep model.Endpoint, ji driver.JoinInfo) (e
 		return err
 	}
 	if ep.Addr6.IsValid() {
-		if err := announceIPv6(sb.NetnsPath, ep); err != nil {
+		if err := driver.AnnounceIPv6(sb.NetnsPath, ep); err != nil {
 			// Peers learn the address at their next neighbour
 			// solicitation; worth a warning, not a failed join.
 			d.log.Warn("unsolicited neighbour advertisement", "endpoint", ep.ID, "addr", ep.Addr6, "err", err)
 		}
 	}
 	return nil
-}
-
-// announceIPv6 sends an unsolicited neighbour advertisement (override set)
-// for the endpoint's IPv6 address to all nodes of the link, as Docker does.
-// IPv4 needs none (the MAC follows the IPv4 address), but an IPv6 address
-// given again to another container (a static --ip6 after rm) comes with
-// another MAC, and peers would keep the old one in their neighbour cache
-// until it fails a probe. The socket is opened inside the sandbox.
-func announceIPv6(sandbox string, ep model.Endpoint) error {
-	return netns.Do(sandbox, func() error {
-		ifi, err := net.InterfaceByName(ep.IfName)
-		if err != nil {
-			return err
-		}
-		c, _, err := ndp.Listen(ifi, ndp.Addr(ep.Addr6.Addr().String()))
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		na := &ndp.NeighborAdvertisement{Override: true, TargetAddress: ep.Addr6.Addr(),
-			Options: []ndp.Option{&ndp.LinkLayerAddress{Direction: ndp.Target, Addr: ep.MAC}}}
-		return c.WriteTo(na, nil, netip.IPv6LinkLocalAllNodes())
-	})
 }
 
 // pairIntact reports whether hv's peer is ifName in the sandbox.

@@ -420,6 +420,13 @@ func (d *Driver) Join(ctx context.Context, n model.Network, ep model.Endpoint, j
 	if err := d.plumb(n, ep, ji, mtu); err != nil {
 		return fmt.Errorf("overlay: join %s: %w", short(ep.ID, 12), err)
 	}
+	if ep.Addr6.IsValid() {
+		// A re-used IPv6 address comes with another MAC: tell the
+		// containers here and (through vxlan0) on the other hosts.
+		if err := driver.AnnounceIPv6(ji.Sandbox.NetnsPath, ep); err != nil {
+			d.log.Warn("unsolicited neighbour advertisement", "endpoint", short(ep.ID, 12), "addr", ep.Addr6, "err", err)
+		}
+	}
 	return nil
 }
 
