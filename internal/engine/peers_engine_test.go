@@ -6,14 +6,18 @@ import (
 	"math/rand"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	mdns "github.com/miekg/dns"
+
 	"github.com/vxnet/vxnet/internal/api"
 	"github.com/vxnet/vxnet/internal/cluster"
+	"github.com/vxnet/vxnet/internal/dns"
 	"github.com/vxnet/vxnet/internal/driver"
 	"github.com/vxnet/vxnet/internal/model"
 )
@@ -137,7 +141,8 @@ func wantSet(ads []cluster.Advert, self string) string {
 // The engine half of the overlay peer controller, without root: remote
 // advertisements reach the driver as whole sets without this host's own
 // endpoints, removals follow, a set older than the one applied is dropped,
-// the firewall accepts VXLAN exactly from the VTEPs with members, churn
+// the firewall accepts VXLAN exactly from the VTEPs with members and the
+// DNS server answers for exactly the remote endpoints, churn
 // converges on the last set, and a restarted engine programs the current
 // set from a fresh list.
 func TestPeerControllerEngineHalf(t *testing.T) {
@@ -145,8 +150,10 @@ func TestPeerControllerEngineHalf(t *testing.T) {
 	dir := t.TempDir()
 	src := &fakeAdverts{}
 	var rp *recordingPeers
+	resolver := loopbackDNS(t, dir)
 	withFakes := func(o *Options) {
 		o.adverts = src
+		o.DNS = resolver
 		for i, d := range o.Drivers {
 			if d.Type() == "overlay" {
 				rp = &recordingPeers{fakeDriver: d.(*fakeDriver), last: map[string]string{}}
@@ -193,11 +200,20 @@ func TestPeerControllerEngineHalf(t *testing.T) {
 	if fw.allows(addr("127.0.0.1"), n.VNI) {
 		t.Fatal("the firewall accepts VXLAN from this host's own VTEP")
 	}
+	// Names follow: the remote endpoints resolve from the local container.
+	eventually("remote names resolve", func() bool {
+		return lookupA(resolver, c.ID, "r10") == "10.79.0.10" && lookupA(resolver, c.ID, "r11.ov") == "10.79.0.11"
+	})
 
 	// Removes: the member 192.0.2.3 has no endpoint left.
 	src.push([]cluster.Advert{self, remoteAd(n.ID, 10, "192.0.2.2")}, 11)
 	eventually("the removed peer unprogrammed", programmedIs("10.79.0.10@192.0.2.2"))
 	eventually("VXLAN refused from the member without endpoints", func() bool { return !fw.allows(addr("192.0.2.3"), n.VNI) })
+	// (not ours any more: asked upstream, and there is none here)
+	eventually("the removed peer's name gone", func() bool {
+		got := lookupA(resolver, c.ID, "r11")
+		return (got == "SERVFAIL" || got == "NXDOMAIN") && lookupA(resolver, c.ID, "r10") == "10.79.0.10"
+	})
 
 	// A set older than the one applied (a lagging watch) is dropped.
 	_, before := rp.programmed(n.ID)
@@ -231,3 +247,45 @@ func TestPeerControllerEngineHalf(t *testing.T) {
 }
 
 var _ driver.Driver = (*recordingPeers)(nil)
+
+// loopbackDNS is an embedded DNS server whose sockets are on loopback (no
+// namespaces without root); tests ask it through Answer.
+func loopbackDNS(t *testing.T, dir string) *dns.Server {
+	s := dns.New(dns.Options{HostResolvConf: filepath.Join(dir, "no-resolv.conf"),
+		Listen: func(dns.Sandbox) (net.PacketConn, net.Listener, error) {
+			pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+			if err != nil {
+				return nil, nil, err
+			}
+			ln, err := net.Listen("tcp4", "127.0.0.1:0")
+			if err != nil {
+				pc.Close()
+				return nil, nil, err
+			}
+			return pc, ln, nil
+		}})
+	t.Cleanup(s.Close)
+	return s
+}
+
+// lookupA asks s for name (A) from container ctrID: the addresses, sorted,
+// or the rcode's name.
+func lookupA(s *dns.Server, ctrID, name string) string {
+	q := new(mdns.Msg)
+	q.SetQuestion(mdns.Fqdn(name), mdns.TypeA)
+	m := s.Answer(ctrID, q)
+	if m == nil {
+		return "dropped"
+	}
+	if m.Rcode != mdns.RcodeSuccess {
+		return mdns.RcodeToString[m.Rcode]
+	}
+	var out []string
+	for _, rr := range m.Answer {
+		if a, ok := rr.(*mdns.A); ok {
+			out = append(out, a.A.String())
+		}
+	}
+	sort.Strings(out)
+	return strings.Join(out, " ")
+}
