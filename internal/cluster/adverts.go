@@ -279,13 +279,13 @@ func sortAdverts(as []Advert) {
 // and the revision each time they change, until ctx is done or the Cluster
 // closes: the trigger for the overlay's reconciler. fromRev is 0 to start
 // with the current set, or the revision from Adverts to see only later
-// changes. Disconnects resume from the last revision; compaction past it
-// makes it list again and call fn. fn runs on the caller's goroutine.
+// changes. All watches of a Cluster share one store watch, applied as
+// deltas to the followed networks' sets (hub.go); a burst of changes may
+// reach fn as one call with the latest set. Disconnects resume from the
+// last revision; compaction past it makes it list again and call fn. fn
+// runs on the caller's goroutine.
 func (c *Cluster) WatchAdverts(ctx context.Context, netID string, fromRev int64, fn func([]Advert, int64)) error {
-	return watchSet(ctx, c, c.advertsPrefix(), c.advertInNetwork(netID), fromRev, c.decodeAdvertKV, func(as []Advert, rev int64) {
-		sortAdverts(as)
-		fn(as, rev)
-	})
+	return c.watchAdverts(ctx, netID, fromRev, fn)
 }
 
 // CheckAdverts returns the advertisements of network n that can be
@@ -331,6 +331,7 @@ func (c *Cluster) CheckAdverts(ctx context.Context, n model.Network, ads []Adver
 			return len(unverified) > 0
 		}
 		if lagging() {
+			c.ownerReads.Add(1)
 			fresh, kvs, rev, err := c.readOwners(ctx, n.ID)
 			if err != nil {
 				c.log.Debug("read address owners to judge advertisements", "network", n.ID, "err", err)

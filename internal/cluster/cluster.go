@@ -200,6 +200,10 @@ type Cluster struct {
 	// benchmark).
 	casLost atomic.Int64
 
+	// ownerReads counts the owner reads of CheckAdverts (the owner watch
+	// lagged; for the benchmark).
+	ownerReads atomic.Int64
+
 	// relists counts watch re-lists after compaction (for tests).
 	relists int
 
@@ -210,6 +214,7 @@ type Cluster struct {
 	nodeAddrs map[string]netip.Addr // registered node addresses (valid records)
 	nodeCBs   map[int]func()
 	owners    *ownerCache    // owners of followed networks' addresses (owners.go)
+	hub       *advertHub     // the shared advertisement watch (hub.go)
 	bg        sync.WaitGroup // the node watch
 }
 
@@ -235,6 +240,7 @@ func Open(ctx context.Context, opts Options) (*Cluster, error) {
 		ipamCache:  make(map[string]*ipamCache),
 		owners:     newOwnerCache(),
 	}
+	c.hub = newAdvertHub(c)
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	ok := false
 	defer func() {

@@ -16,49 +16,62 @@ import (
 	"github.com/vxnet/vxnet/internal/model"
 )
 
-// simMember is one simulated host: a real Cluster (external store) whose
-// advertisement watch feeds a fake kernel, the set of remote endpoints it
-// has "programmed", with the time each was first programmed.
+// The control-plane simulation: N members (goroutines, each a real Cluster
+// with its own etcd client, lease, node record, global allocations,
+// advertisements, advertisement watch and owner watch) against one real etcd
+// process, with a fake kernel per member instead of containers. Each member
+// takes part in one overlay network of netSize members and has E endpoints
+// there. The fake kernel is the engine's peer controller without netlink:
+// every set the watch delivers is checked with CheckAdverts (subnet,
+// registered VTEP, owner records) and diffed against what it holds.
+
+// simMember is one simulated host.
 type simMember struct {
 	c          *Cluster
+	n          model.Network
 	mu         sync.Mutex
-	programmed map[string]time.Time // endpoint ID -> first programmed
+	programmed map[string]time.Time // remote endpoint ID -> first programmed
 	callbacks  atomic.Int64
 	delivered  atomic.Int64 // advertisements handed to the callback, summed
 }
 
-// TestBenchControlPlane simulates the control plane of many hosts without
-// containers or kernels: N members (goroutines, each a real Cluster with
-// its own lease and advertisement watch, its fake kernel diffing the
-// advertised set) against one real etcd process. Each member allocates E
-// global addresses and advertises them; the benchmark reports
-// advertisement -> programmed latency on every other member, etcd writes/s,
-// watch deliveries/s, memory per member, then kills a tenth of the members
-// and reports how long the others take to drop their entries. It skips
-// unless VXNET_BENCH=1; VXNET_SIM_MEMBERS (default 100) and VXNET_SIM_EPS
-// (default 10) set the size.
-func TestBenchControlPlane(t *testing.T) {
-	if os.Getenv("VXNET_BENCH") != "1" {
-		t.Skip("benchmark: set VXNET_BENCH=1")
-	}
-	nm, ne := 100, 10
-	if v, err := strconv.Atoi(os.Getenv("VXNET_SIM_MEMBERS")); err == nil && v > 1 {
-		nm = v
-	}
-	if v, err := strconv.Atoi(os.Getenv("VXNET_SIM_EPS")); err == nil && v > 0 {
-		ne = v
-	}
+type simConfig struct {
+	members, eps, netSize int
+	churn                 bool // a tenth of the members replace an endpoint
+	wait                  time.Duration
+}
+
+type simResult struct {
+	cfg                           simConfig
+	nets                          int
+	opened, publish, conv         time.Duration
+	converged, churned, purged    bool
+	churnConv, purge              time.Duration
+	lat, churnLat                 []time.Duration
+	worstMemberP99                time.Duration
+	writes, failed                int64
+	events, bytes, applied, loads int64
+	ownerReads                    int64
+	callbacks, delivered          int64
+	heapIdle, heapLoaded          float64 // KiB per member
+	dead                          int
+}
+
+// runSim runs one simulation and returns what it measured.
+func runSim(t *testing.T, cfg simConfig) simResult {
 	e := startEtcd(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-
+	r := simResult{cfg: cfg}
 	var before runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	ms := make([]*simMember, nm)
+
+	t0 := time.Now()
+	ms := make([]*simMember, cfg.members)
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 16)
-	for i := range nm {
+	for i := range cfg.members {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -66,26 +79,35 @@ func TestBenchControlPlane(t *testing.T) {
 			defer func() { <-sem }()
 			o := externalOpts(t, e, fmt.Sprintf("sim-%d", i))
 			o.NodeTTL = 10 * time.Second
-			o.RequestTimeout = 10 * time.Second
+			o.RequestTimeout = 20 * time.Second
 			o.AdvertiseAddr = netip.AddrFrom4([4]byte{10, 255, byte(i >> 8), byte(i)})
 			ms[i] = &simMember{c: openExternal(t, o), programmed: map[string]time.Time{}}
 		}()
 	}
 	wg.Wait()
-	n := testNet("sim")
-	n.IPAM = []model.IPAMConfig{{Subnet: netip.MustParsePrefix("10.128.0.0/12")}}
-	if _, err := ms[0].c.CreateNetworkWithPool(ctx, n); err != nil {
-		t.Fatal(err)
+	r.opened = time.Since(t0)
+	// The networks: one per netSize members, a /20 each.
+	r.nets = (cfg.members + cfg.netSize - 1) / cfg.netSize
+	nets := make([]model.Network, r.nets)
+	for k := range nets {
+		n := testNet(fmt.Sprintf("sim%d", k))
+		n.IPAM = []model.IPAMConfig{{Subnet: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(128 + k/16), byte(k%16) << 4, 0}), 20)}}
+		created, err := ms[0].c.CreateNetworkWithPool(ctx, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nets[k] = created
 	}
-	// The fake kernel: the remote advertisements of the network, diffed
-	// against what it holds.
-	for _, m := range ms {
-		go m.c.WatchAdverts(ctx, n.ID, 0, func(as []Advert, _ int64) {
+	for i, m := range ms {
+		m.n = nets[i/cfg.netSize]
+		go m.c.FollowOwners(ctx, m.n.ID)
+		go m.c.WatchAdverts(ctx, m.n.ID, 0, func(as []Advert, _ int64) {
+			kept := m.c.CheckAdverts(ctx, m.n, as)
 			now := time.Now()
 			m.callbacks.Add(1)
 			m.delivered.Add(int64(len(as)))
-			want := make(map[string]bool, len(as))
-			for _, a := range as {
+			want := make(map[string]bool, len(kept))
+			for _, a := range kept {
 				if a.NodeID != m.c.NodeID() {
 					want[a.EndpointID] = true
 				}
@@ -110,117 +132,209 @@ func TestBenchControlPlane(t *testing.T) {
 	runtime.ReadMemStats(&idle)
 
 	// Publish: every member allocates and advertises its endpoints.
+	type sentEP struct {
+		at     time.Time
+		member int
+	}
 	var sentMu sync.Mutex
-	sent := map[string]time.Time{}
-	owner := map[string]int{}
+	sent := map[string]sentEP{}
 	var writes, failed atomic.Int64
+	publishEP := func(i int, ep string) bool {
+		m := ms[i]
+		p, err := m.c.AllocateAddressFor(ctx, m.n.ID, netip.Addr{}, ep)
+		if err != nil {
+			failed.Add(1)
+			t.Logf("member %d: %v", i, err)
+			return false
+		}
+		writes.Add(1)
+		a := Advert{NetworkID: m.n.ID, EndpointID: ep, IP: p.Addr(), MAC: model.MACForIP(p.Addr()), Name: "c" + ep[:8]}
+		at := time.Now()
+		if err := m.c.Advertise(ctx, a); err != nil {
+			failed.Add(1)
+			t.Logf("member %d: advertise: %v", i, err)
+			return false
+		}
+		writes.Add(1)
+		sentMu.Lock()
+		sent[ep] = sentEP{at, i}
+		sentMu.Unlock()
+		return true
+	}
 	start := time.Now()
-	for i, m := range ms {
+	for i := range ms {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for j := range ne {
-				ep := oid(fmt.Sprintf("sim-%d-%d", i, j))
-				p, err := m.c.AllocateAddressFor(ctx, n.ID, netip.Addr{}, ep)
-				if err != nil {
-					failed.Add(1)
-					t.Logf("member %d: %v", i, err)
+			for j := range cfg.eps {
+				if !publishEP(i, oid(fmt.Sprintf("sim-%d-%d", i, j))) {
 					return
 				}
-				writes.Add(1)
-				a := Advert{NetworkID: n.ID, EndpointID: ep, IP: p.Addr(), MAC: model.MACForIP(p.Addr()), Name: fmt.Sprintf("c%d-%d", i, j)}
-				t0 := time.Now()
-				if err := m.c.Advertise(ctx, a); err != nil {
-					failed.Add(1)
-					t.Logf("member %d: advertise: %v", i, err)
-					return
-				}
-				writes.Add(1)
-				sentMu.Lock()
-				sent[ep], owner[ep] = t0, i
-				sentMu.Unlock()
 			}
 		}()
 	}
 	wg.Wait()
-	publish := time.Since(start)
-	total := nm * ne
-	deadline := time.Now().Add(time.Minute)
-	converged := false
-	for time.Now().Before(deadline) {
-		ok := true
-		for _, m := range ms {
+	r.publish = time.Since(start)
+	// want: the remote endpoints each member must hold.
+	want := func(i int, skipDead int) int {
+		m := ms[i]
+		peers := 0
+		for k := range ms[:len(ms)-skipDead] {
+			if k != i && ms[k].n.ID == m.n.ID {
+				peers++
+			}
+		}
+		return peers * cfg.eps
+	}
+	waitAll := func(alive int, d time.Duration) (bool, time.Duration) {
+		began := time.Now()
+		for time.Since(began) < d {
+			ok := true
+			for i, m := range ms[:alive] {
+				m.mu.Lock()
+				k := len(m.programmed)
+				m.mu.Unlock()
+				if k != want(i, len(ms)-alive) {
+					ok = false
+					break
+				}
+			}
+			if ok {
+				return true, time.Since(began)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		return false, time.Since(began)
+	}
+	r.converged, _ = waitAll(len(ms), cfg.wait)
+	r.conv = time.Since(start)
+	latencies := func(eps map[string]sentEP) (all []time.Duration, worst time.Duration) {
+		for i, m := range ms {
+			var mine []time.Duration
 			m.mu.Lock()
-			k := len(m.programmed)
+			for ep, at := range m.programmed {
+				if s, ok := eps[ep]; ok && s.member != i {
+					mine = append(mine, at.Sub(s.at))
+				}
+			}
 			m.mu.Unlock()
-			if k != total-ne {
-				ok = false
-				break
+			slices.Sort(mine)
+			if len(mine) > 0 {
+				worst = max(worst, mine[int(0.99*float64(len(mine)-1))])
 			}
+			all = append(all, mine...)
 		}
-		if ok {
-			converged = true
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
+		slices.Sort(all)
+		return all, worst
 	}
-	conv := time.Since(start)
-	var lat []time.Duration
-	var cbs, del int64
-	for i, m := range ms {
-		m.mu.Lock()
-		for ep, at := range m.programmed {
-			if t0, ok := sent[ep]; ok && owner[ep] != i {
-				lat = append(lat, at.Sub(t0))
-			}
-		}
-		m.mu.Unlock()
-		cbs += m.callbacks.Load()
-		del += m.delivered.Load()
-	}
+	r.lat, r.worstMemberP99 = latencies(sent)
 	var busy runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&busy)
 
-	// Deaths: a tenth of the members stop without leaving.
-	dead := max(1, nm/10)
-	killed := time.Now()
-	for _, m := range ms[nm-dead:] {
+	// Churn: a tenth of the members replace one endpoint each (withdraw
+	// and release, then a new address and advertisement).
+	if cfg.churn {
+		churned := map[string]sentEP{}
+		start := time.Now()
+		for i := 0; i < len(ms); i += 10 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				m := ms[i]
+				old := oid(fmt.Sprintf("sim-%d-0", i))
+				if err := m.c.Withdraw(ctx, m.n.ID, old); err != nil {
+					failed.Add(1)
+					return
+				}
+				writes.Add(1)
+				ep := oid(fmt.Sprintf("sim-%d-new", i))
+				if publishEP(i, ep) {
+					sentMu.Lock()
+					churned[ep] = sent[ep]
+					sentMu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		r.churned, _ = waitAll(len(ms), cfg.wait)
+		r.churnConv = time.Since(start)
+		r.churnLat, _ = latencies(churned)
+	}
+	r.writes, r.failed = writes.Load(), failed.Load()
+	for _, m := range ms {
+		r.events += m.c.hub.events.Load()
+		r.bytes += m.c.hub.bytes.Load()
+		r.applied += m.c.hub.applied.Load()
+		r.loads += m.c.hub.loads.Load()
+		r.ownerReads += m.c.ownerReads.Load()
+		r.callbacks += m.callbacks.Load()
+		r.delivered += m.delivered.Load()
+	}
+	kib := func(m runtime.MemStats) float64 {
+		return (float64(m.HeapAlloc) - float64(before.HeapAlloc)) / 1024 / float64(cfg.members)
+	}
+	r.heapIdle, r.heapLoaded = kib(idle), kib(busy)
+
+	// Deaths: a tenth of the members stop without leaving (their leases
+	// expire).
+	r.dead = max(1, cfg.members/10)
+	for _, m := range ms[len(ms)-r.dead:] {
 		m.c.Close()
 	}
-	purged := false
-	for time.Now().Before(killed.Add(time.Minute)) {
-		ok := true
-		for _, m := range ms[:nm-dead] {
-			m.mu.Lock()
-			k := len(m.programmed)
-			m.mu.Unlock()
-			if k != total-ne-dead*ne {
-				ok = false
-				break
-			}
-		}
-		if ok {
-			purged = true
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	purge := time.Since(killed)
+	r.purged, r.purge = waitAll(len(ms)-r.dead, cfg.wait)
+	return r
+}
 
-	slices.Sort(lat)
-	pct := func(p float64) string {
-		if len(lat) == 0 {
+func (r simResult) table() string {
+	pct := func(ds []time.Duration, p float64) string {
+		if len(ds) == 0 {
 			return "-"
 		}
-		return fmt.Sprintf("%.0f", float64(lat[int(p*float64(len(lat)-1))].Microseconds())/1000)
+		return fmt.Sprintf("%.0f", float64(ds[int(p*float64(len(ds)-1))].Microseconds())/1000)
 	}
-	mib := func(b uint64) float64 { return float64(b) / (1 << 20) }
-	fmt.Printf("\n%d store calls failed during the publish (members stop publishing at their first failure)\n", failed.Load())
-	fmt.Printf("\n| members x endpoints | converged | publish s | all programmed s | adv->programmed p50 ms | p99 ms | etcd writes/s (publish) | watch callbacks | adverts delivered to callbacks | deliveries/s | heap KiB/member idle | heap KiB/member loaded | %d dead: purged everywhere s |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n", dead)
-	fmt.Printf("| %d x %d | %v | %.1f | %.1f | %s | %s | %.0f | %d | %d | %.0f | %.0f | %.0f | %.1f (%v) |\n",
-		nm, ne, converged, publish.Seconds(), conv.Seconds(), pct(0.5), pct(0.99),
-		float64(writes.Load())/publish.Seconds(), cbs, del, float64(del)/conv.Seconds(),
-		(mib(idle.HeapAlloc)-mib(before.HeapAlloc))*1024/float64(nm), (mib(busy.HeapAlloc)-mib(before.HeapAlloc))*1024/float64(nm),
-		purge.Seconds(), purged)
+	s := "| members × endpoints (members per network, networks) | converged | open s | publish s | all programmed s | adv→programmed p50 ms | p99 ms | worst member's p99 ms | etcd writes/s (publish) | watch events received | events/s | watch MiB | events applied | callbacks | owner reads | heap KiB/member idle | loaded | churn: converged s, p50/p99 ms | a tenth dead: purged s |\n"
+	s += "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+	s += fmt.Sprintf("| %d × %d (%d, %d) | %v | %.1f | %.1f | %.1f | %s | %s | %.0f | %.0f | %d | %.0f | %.1f | %d | %d | %d | %.0f | %.0f | %.1f %v, %s/%s | %.1f (%v) |\n",
+		r.cfg.members, r.cfg.eps, r.cfg.netSize, r.nets, r.converged, r.opened.Seconds(), r.publish.Seconds(), r.conv.Seconds(),
+		pct(r.lat, 0.5), pct(r.lat, 0.99), float64(r.worstMemberP99.Microseconds())/1000,
+		float64(r.cfg.members*r.cfg.eps*2)/r.publish.Seconds(), r.events, float64(r.events)/r.conv.Seconds(),
+		float64(r.bytes)/(1<<20), r.applied, r.callbacks, r.ownerReads, r.heapIdle, r.heapLoaded,
+		r.churnConv.Seconds(), r.churned, pct(r.churnLat, 0.5), pct(r.churnLat, 0.99), r.purge.Seconds(), r.purged)
+	return s
+}
+
+// TestControlPlaneSim runs the simulation at a small size in CI: every
+// member ends up holding exactly the remote endpoints of its network (not
+// those of the others, whose events its watch drops unread), a replaced
+// endpoint reaches every peer, and dead members' entries leave.
+func TestControlPlaneSim(t *testing.T) {
+	r := runSim(t, simConfig{members: 9, eps: 3, netSize: 3, churn: true, wait: 30 * time.Second})
+	t.Logf("\n%s", r.table())
+	if r.failed > 0 {
+		t.Fatalf("%d store calls failed", r.failed)
+	}
+	if !r.converged || !r.churned || !r.purged {
+		t.Fatalf("converged %v, churn converged %v, dead purged %v", r.converged, r.churned, r.purged)
+	}
+	if r.applied >= r.events {
+		t.Fatalf("members applied %d of %d advertisement events: events of other networks were not dropped", r.applied, r.events)
+	}
+}
+
+// TestBenchControlPlane is the simulation at full size. It skips unless
+// VXNET_BENCH=1; VXNET_SIM_MEMBERS (default 1000), VXNET_SIM_EPS (30) and
+// VXNET_SIM_NETSIZE (members per network, 20) set the size.
+func TestBenchControlPlane(t *testing.T) {
+	if os.Getenv("VXNET_BENCH") != "1" {
+		t.Skip("benchmark: set VXNET_BENCH=1")
+	}
+	cfg := simConfig{members: 1000, eps: 30, netSize: 20, churn: true, wait: 5 * time.Minute}
+	for env, p := range map[string]*int{"VXNET_SIM_MEMBERS": &cfg.members, "VXNET_SIM_EPS": &cfg.eps, "VXNET_SIM_NETSIZE": &cfg.netSize} {
+		if v, err := strconv.Atoi(os.Getenv(env)); err == nil && v > 0 {
+			*p = v
+		}
+	}
+	r := runSim(t, cfg)
+	fmt.Printf("\n%d store calls failed\n\n%s", r.failed, r.table())
 }

@@ -36,11 +36,31 @@ func watchSet[T any](ctx context.Context, c *Cluster, prefix string, keep func(s
 	}
 	state := make(map[string]*mvccpb.KeyValue)
 	var rev int64
+	// Each record is decoded once per revision, not on every delivery.
+	type decoded struct {
+		mod int64
+		t   T
+		ok  bool
+	}
+	cache := make(map[string]decoded)
 	deliver := func() {
 		out := make([]T, 0, len(state))
-		for _, kv := range state {
-			if t, ok := decode(kv); ok {
-				out = append(out, t)
+		for k, kv := range state {
+			d, hit := cache[k]
+			if !hit || d.mod != kv.ModRevision {
+				d.mod = kv.ModRevision
+				d.t, d.ok = decode(kv)
+				cache[k] = d
+			}
+			if d.ok {
+				out = append(out, d.t)
+			}
+		}
+		if len(cache) > 2*len(state)+16 {
+			for k := range cache {
+				if _, ok := state[k]; !ok {
+					delete(cache, k)
+				}
 			}
 		}
 		fn(out, rev)
