@@ -21,7 +21,9 @@ import (
 // registry pulls and pushes, tags, inspect, history, rmi, prune, save and
 // load. Without it those requests are refused.
 type ImageService interface {
-	PullImage(ctx context.Context, ref string, auth RegistryAuth) (ImageDetail, error)
+	// PullImage calls progress (a layer's ID, its status) as the pull goes;
+	// upToDate: the name already named the pulled image.
+	PullImage(ctx context.Context, ref string, auth RegistryAuth, progress func(id, status string)) (d ImageDetail, upToDate bool, err error)
 	PushImage(ctx context.Context, ref string, auth RegistryAuth) (digest string, size int64, err error)
 	TagImage(ctx context.Context, ref, name string) error
 	InspectImage(ctx context.Context, ref string) (ImageDetail, error)
@@ -122,9 +124,10 @@ func (j *jsonStream) send(v any) {
 	}
 }
 
-// pull serves POST /images/create?fromImage=: the pull runs to its end
-// before the answer starts, so a failure is an error response (as Docker's
-// is when no progress was sent yet).
+// imagePull serves POST /images/create?fromImage= with Docker's JSON
+// message stream. The answer starts with the first layer's progress (the
+// reference is resolved by then); an error before that is an error
+// response, one after it an error message in the stream, as dockerd does.
 func (s *server) imagePull(w http.ResponseWriter, r *http.Request) {
 	is, ok := s.imageService(w)
 	if !ok {
@@ -135,34 +138,53 @@ func (s *server) imagePull(w http.ResponseWriter, r *http.Request) {
 		writeError(w, apiErr(model.ErrInvalid, "vxnet pulls only for its own platform; --platform %s is not supported", p))
 		return
 	}
-	ref := q.Get("fromImage")
-	if tag := q.Get("tag"); tag != "" {
+	from := q.Get("fromImage")
+	ref, tag := from, q.Get("tag")
+	if tag != "" {
 		if strings.HasPrefix(tag, "sha256:") {
 			ref += "@" + tag
 		} else {
 			ref += ":" + tag
 		}
+	} else if i := strings.LastIndexAny(from, ":@"); i > strings.LastIndex(from, "/") {
+		tag = from[i+1:]
+	} else {
+		tag, ref = "latest", from+":latest"
 	}
 	auth, err := registryAuth(r)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	d, err := is.PullImage(r.Context(), ref, auth)
+	var js *jsonStream
+	start := func() {
+		if js == nil {
+			js = newJSONStream(w)
+			js.send(map[string]string{"status": "Pulling from " + from, "id": tag})
+		}
+	}
+	d, upToDate, err := is.PullImage(r.Context(), ref, auth, func(id, status string) {
+		start()
+		js.send(map[string]any{"status": status, "progressDetail": map[string]any{}, "id": id})
+	})
 	if err != nil {
-		writeError(w, err)
+		if js == nil {
+			writeError(w, err)
+			return
+		}
+		msg := strings.TrimSpace(err.Error())
+		js.send(map[string]any{"errorDetail": map[string]string{"message": msg}, "error": msg})
 		return
 	}
-	js := newJSONStream(w)
-	tag := ref
-	if i := strings.LastIndexAny(ref, ":@"); i > strings.LastIndex(ref, "/") {
-		tag = ref[i+1:]
-	}
-	js.send(map[string]string{"status": "Pulling from " + q.Get("fromImage"), "id": tag})
+	start()
 	for _, dg := range d.RepoDigests {
 		js.send(map[string]string{"status": "Digest: " + dg[strings.LastIndex(dg, "@")+1:]})
 	}
-	js.send(map[string]string{"status": "Status: Downloaded newer image for " + ref})
+	if upToDate {
+		js.send(map[string]string{"status": "Status: Image is up to date for " + ref})
+	} else {
+		js.send(map[string]string{"status": "Status: Downloaded newer image for " + ref})
+	}
 }
 
 // imageByName dispatches the routes whose image name may hold slashes

@@ -16,7 +16,7 @@ import (
 // imageRuntime is the image part of the containerd runtime: registry pulls
 // and pushes, save and load, and forgetting an image's content.
 type imageRuntime interface {
-	Pull(ctx context.Context, ref string, auth runtime.RegistryAuth) (image.Image, error)
+	Pull(ctx context.Context, ref string, auth runtime.RegistryAuth, progress runtime.Progress) (image.Image, bool, error)
 	Push(ctx context.Context, ref string, auth runtime.RegistryAuth) (string, int64, error)
 	Save(ctx context.Context, w io.Writer, refs []string) error
 	Load(ctx context.Context, r io.Reader) ([]image.Image, error)
@@ -98,16 +98,16 @@ func (a imagesAdapter) Delete(ctx context.Context, id string) error {
 	return nil
 }
 
-func (a imagesAdapter) Pull(ctx context.Context, ref string, auth api.RegistryAuth) (api.ImageDetail, error) {
+func (a imagesAdapter) Pull(ctx context.Context, ref string, auth api.RegistryAuth, progress func(id, status string)) (api.ImageDetail, bool, error) {
 	rt, err := a.runtime()
 	if err != nil {
-		return api.ImageDetail{}, err
+		return api.ImageDetail{}, false, err
 	}
-	i, err := rt.Pull(ctx, ref, regAuth(auth))
+	i, upToDate, err := rt.Pull(ctx, ref, regAuth(auth), progress)
 	if err != nil {
-		return api.ImageDetail{}, runtimeErr(err)
+		return api.ImageDetail{}, false, runtimeErr(err)
 	}
-	return detail(i), nil
+	return detail(i), upToDate, nil
 }
 
 func regAuth(a api.RegistryAuth) runtime.RegistryAuth {

@@ -269,8 +269,12 @@ func TestRegistryPushPull(t *testing.T) {
 		t.Errorf("pull without credentials: exit %d %q (want access denied)", code, errOut)
 	}
 	login(true)
-	if out := h.MustDocker(t, "pull", remote); !strings.Contains(out, "Digest: sha256:") {
+	if out := h.MustDocker(t, "pull", remote); !strings.Contains(out, "Digest: sha256:") || strings.Count(out, "Pull complete") != 3 ||
+		!strings.Contains(out, "Status: Downloaded newer image for "+remote) {
 		t.Errorf("docker pull: %q", out)
+	}
+	if out := h.MustDocker(t, "pull", remote); !strings.Contains(out, "Status: Image is up to date for "+remote) {
+		t.Errorf("docker pull again: %q", out)
 	}
 	checkLayered(t, h, remote)
 	if lbl := strings.TrimSpace(h.MustDocker(t, "image", "inspect", "-f", "{{index .Config.Labels \"made.by\"}} {{len .RepoDigests}}", remote)); lbl != "vxnet-test 1" {

@@ -21,7 +21,9 @@ type ImageManager interface {
 	Untag(name string) error
 	// Delete removes the image id with its names and content.
 	Delete(ctx context.Context, id string) error
-	Pull(ctx context.Context, ref string, auth api.RegistryAuth) (api.ImageDetail, error)
+	// Pull reports progress (layer ID, status) while it runs; upToDate:
+	// the name already named the pulled image.
+	Pull(ctx context.Context, ref string, auth api.RegistryAuth, progress func(id, status string)) (d api.ImageDetail, upToDate bool, err error)
 	Push(ctx context.Context, ref string, auth api.RegistryAuth) (digest string, size int64, err error)
 	Save(ctx context.Context, refs []string, w io.Writer) error
 	Load(ctx context.Context, r io.Reader) ([]api.ImageDetail, error)
@@ -60,16 +62,16 @@ func (e *Engine) TagImage(ctx context.Context, ref, name string) error {
 }
 
 // PullImage pulls ref from its registry.
-func (e *Engine) PullImage(ctx context.Context, ref string, auth api.RegistryAuth) (api.ImageDetail, error) {
+func (e *Engine) PullImage(ctx context.Context, ref string, auth api.RegistryAuth, progress func(id, status string)) (api.ImageDetail, bool, error) {
 	m, err := e.images()
 	if err != nil {
-		return api.ImageDetail{}, err
+		return api.ImageDetail{}, false, err
 	}
-	d, err := m.Pull(ctx, ref, auth)
+	d, upToDate, err := m.Pull(ctx, ref, auth, progress)
 	if err != nil {
-		return api.ImageDetail{}, classify(err, model.ErrUnavailable)
+		return api.ImageDetail{}, false, classify(err, model.ErrUnavailable)
 	}
-	return d, nil
+	return d, upToDate, nil
 }
 
 // PushImage pushes the image named ref to its registry.

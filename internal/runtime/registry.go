@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
@@ -178,46 +179,75 @@ func registryError(op, ref string, err error) error {
 // ErrUnauthorized: the registry refused the credentials (or their absence).
 var ErrUnauthorized = errors.New("unauthorized")
 
+// Progress receives pull progress: a layer's short ID and its status
+// (Docker's "Pulling fs layer", "Pull complete").
+type Progress func(id, status string)
+
 // Pull fetches ref from its registry, unpacks it into the snapshotter and
 // records it in the image store under ref's familiar name ("busybox:latest",
 // "reg.example:5000/app:v1"; a digest reference adds it untagged).
-func (r *Containerd) Pull(ctx context.Context, ref string, auth RegistryAuth) (image.Image, error) {
+// upToDate reports that the name already named this image. progress may
+// be nil.
+func (r *Containerd) Pull(ctx context.Context, ref string, auth RegistryAuth, progress Progress) (img image.Image, upToDate bool, err error) {
+	if progress == nil {
+		progress = func(string, string) {}
+	}
 	named, err := reference.ParseDockerRef(ref)
 	if err != nil {
-		return image.Image{}, fmt.Errorf("invalid reference format: %v: %w", err, ErrInvalid)
+		return image.Image{}, false, fmt.Errorf("invalid reference format: %v: %w", err, ErrInvalid)
 	}
 	if r.opts.Images == nil {
-		return image.Image{}, fmt.Errorf("pull %s: no image store: %w", ref, ErrInvalid)
+		return image.Image{}, false, fmt.Errorf("pull %s: no image store: %w", ref, ErrInvalid)
 	}
 	ctx = r.ctx(ctx)
 	ctx, done, err := r.client.WithLease(ctx)
 	if err != nil {
-		return image.Image{}, err
+		return image.Image{}, false, err
 	}
 	defer done(context.WithoutCancel(ctx))
+	// containerd runs the handler from several goroutines.
+	var mu sync.Mutex
+	var layers []string
 	cimg, err := r.client.Pull(ctx, named.String(),
 		containerd.WithResolver(r.resolver(auth)),
 		containerd.WithPullUnpack,
 		containerd.WithPullSnapshotter(Snapshotter),
-		containerd.WithPlatformMatcher(platforms.Default()))
+		containerd.WithPlatformMatcher(platforms.Default()),
+		containerd.WithImageHandler(images.HandlerFunc(func(_ context.Context, d ocispec.Descriptor) ([]ocispec.Descriptor, error) {
+			if images.IsLayerType(d.MediaType) {
+				id := d.Digest.Encoded()[:12]
+				mu.Lock()
+				defer mu.Unlock()
+				layers = append(layers, id)
+				progress(id, "Pulling fs layer")
+			}
+			return nil, nil
+		})))
 	if err != nil {
-		return image.Image{}, registryError("pull", reference.FamiliarString(named), err)
+		return image.Image{}, false, registryError("pull", reference.FamiliarString(named), err)
+	}
+	for _, id := range layers {
+		progress(id, "Pull complete")
 	}
 	vimg, err := r.describe(ctx, cimg)
 	if err != nil {
-		return image.Image{}, fmt.Errorf("pull %s: %w", ref, err)
+		return image.Image{}, false, fmt.Errorf("pull %s: %w", ref, err)
 	}
 	vimg.RepoDigests = []string{reference.FamiliarName(named) + "@" + cimg.Target().Digest.String()}
 	if err := r.keep(ctx, vimg.ID, cimg.Target()); err != nil {
-		return image.Image{}, fmt.Errorf("pull %s: %w", ref, err)
+		return image.Image{}, false, fmt.Errorf("pull %s: %w", ref, err)
 	}
 	r.client.ImageService().Delete(ctx, named.String())
 	name := ""
 	if _, tagged := named.(reference.Tagged); tagged {
 		name = reference.FamiliarString(named)
 	}
+	if old, err := r.opts.Images.Get(name); name != "" && err == nil && old.ID == vimg.ID {
+		upToDate = true
+	}
 	r.log.Info("image pulled", "ref", named.String(), "id", vimg.ID)
-	return r.opts.Images.Add(name, vimg)
+	img, err = r.opts.Images.Add(name, vimg)
+	return img, upToDate, err
 }
 
 // describe reads an image's config into vxnet's image metadata.
