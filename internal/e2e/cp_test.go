@@ -67,5 +67,18 @@ func TestDockerCp(t *testing.T) {
 		t.Errorf("cp out of a stopped container's volume: %q", b)
 	}
 	h.MustDocker(t, "rm", "-v", "cp2")
+
+	// Read-only: the root file system (--read-only) and a :ro volume are
+	// not written, a volume of a read-only container is.
+	h.MustDocker(t, "create", "--name", "cp3", "--network", "none", "--read-only", "-v", "cpvol:/vol", "-v", "cpro:/ro:ro", "busybox", "true")
+	if _, errOut, code := h.Docker("cp", filepath.Join(dir, "hello.txt"), "cp3:/etc/"); code != 1 || !strings.Contains(errOut, "container rootfs is marked read-only") {
+		t.Errorf("cp into a --read-only container: exit %d %q", code, errOut)
+	}
+	if _, errOut, code := h.Docker("cp", filepath.Join(dir, "hello.txt"), "cp3:/ro/"); code != 1 || !strings.Contains(errOut, "mounted volume is marked read-only") {
+		t.Errorf("cp into a :ro volume: exit %d %q", code, errOut)
+	}
+	h.MustDocker(t, "cp", filepath.Join(dir, "hello.txt"), "cp3:/vol/")
+	h.MustDocker(t, "rm", "-v", "cp3")
+	h.MustDocker(t, "volume", "rm", "cpro")
 	h.MustDocker(t, "volume", "rm", "cpvol")
 }

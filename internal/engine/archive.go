@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"io"
+	"path"
+	"strings"
 
 	"github.com/vxnet/vxnet/internal/api"
 	"github.com/vxnet/vxnet/internal/ctrfs"
@@ -96,5 +98,20 @@ func (e *Engine) ExtractToContainer(ctx context.Context, ref, dir string, r io.R
 		return err
 	}
 	defer release()
+	// As Docker's: a read-only mount or root file system is not written.
+	var under *model.Mount
+	clean := path.Clean("/" + dir)
+	for i, m := range c.Mounts {
+		if (clean == m.Destination || strings.HasPrefix(clean, strings.TrimSuffix(m.Destination, "/")+"/")) &&
+			(under == nil || len(m.Destination) > len(under.Destination)) {
+			under = &c.Mounts[i]
+		}
+	}
+	switch {
+	case under != nil && under.ReadOnly:
+		return errf(model.ErrForbidden, "mounted volume is marked read-only")
+	case under == nil && c.Run.ReadonlyRootfs:
+		return errf(model.ErrForbidden, "container rootfs is marked read-only")
+	}
 	return archiveErr(fsys.Extract(r, dir, ctrfs.ExtractOptions{NoOverwriteDirNonDir: noOverwriteDirNonDir, KeepOwner: copyUIDGID}), c, dir)
 }
