@@ -210,6 +210,7 @@ func toSummary(v ContainerView, now time.Time) container.Summary {
 		ID:      c.ID,
 		Names:   []string{"/" + c.Name},
 		Image:   c.Image,
+		ImageID: c.ImageID,
 		Command: strings.Join(append(slices.Clone(c.Run.Entrypoint), c.Cmd...), " "),
 		Created: c.Created.Unix(),
 		Ports:   portSummaries(c),
@@ -368,7 +369,7 @@ func toInspect(v ContainerView) container.InspectResponse {
 			StartedAt:  dockerTime(c.StartedAt),
 			FinishedAt: dockerTime(c.FinishedAt),
 		},
-		Image:          c.Image,
+		Image:          imageIDOf(c),
 		ResolvConfPath: v.ResolvConfPath,
 		HostnamePath:   v.HostnamePath,
 		HostsPath:      v.HostsPath,
@@ -407,6 +408,15 @@ func toInspect(v ContainerView) container.InspectResponse {
 	}
 	inspectRunConfig(&out, c.Run)
 	return out
+}
+
+// imageIDOf is inspect's top-level Image: the ID of the container's image
+// (Config.Image keeps the reference the client gave).
+func imageIDOf(c model.Container) string {
+	if c.ImageID != "" {
+		return c.ImageID
+	}
+	return c.Image // made before containers recorded their image's ID
 }
 
 func labelsOf(c model.Container) map[string]string {

@@ -40,8 +40,7 @@ var runGroups = []Group{{
 		{Name: "ps filter label key", Args: []string{"ps", "-q", "--no-trunc", "--filter", "label=app"}, Out: Line("${rl}")},
 		{Name: "ps filter other label", Args: []string{"ps", "-q", "--filter", "label=app=other"}},
 		{Name: "inspect label", Args: []string{"inspect", "-f", `{{index .Config.Labels "app"}}`, "r-l"}, Out: Line("conf")},
-		{Name: "ps image column", Args: []string{"ps", "--format", "{{.Image}}"}, Out: Line("busybox"),
-			Pending: "Config.Image as the client gave it (vxnet answers busybox:latest)"},
+		{Name: "ps image column", Args: []string{"ps", "--filter", "name=r-d", "--format", "{{.Image}}"}, Out: Line("busybox")},
 		{Name: "inspect name and state", Args: []string{"inspect", "-f", "{{.Name}} {{.State.Status}} {{.State.Running}} {{.State.Pid}}", "r-d"},
 			Out: Re(`^/r-d running true [1-9][0-9]*\n$`)},
 		{Name: "inspect command", Args: []string{"inspect", "-f", "{{.Path}} {{json .Args}} {{json .Config.Cmd}}", "r-d"},
@@ -50,8 +49,8 @@ var runGroups = []Group{{
 			Out: Re(`^([0-9a-f]{12}) ${rd}\n$`)},
 		{Name: "inspect network", Args: []string{"inspect", "-f", "{{.HostConfig.NetworkMode}} {{.NetworkSettings.Networks.bridge.Gateway}}", "r-d"},
 			Out: Line("bridge 172.17.0.1")},
-		{Name: "inspect image", Args: []string{"inspect", "-f", "{{.Config.Image}}", "r-d"}, Out: Line("busybox"),
-			Pending: "Config.Image as the client gave it (vxnet answers busybox:latest)"},
+		{Name: "inspect image", Args: []string{"inspect", "-f", "{{.Config.Image}}", "r-d"}, Out: Line("busybox")},
+		{Name: "inspect image id", Args: []string{"inspect", "-f", "{{.Image}}", "r-d"}, Out: Re(`^sha256:[0-9a-f]{64}\n$`)},
 		{Name: "inspect missing", Args: []string{"inspect", "nosuch"}, Code: 1, Out: Line("[]"), Err: Line("Error: No such object: nosuch")},
 		{Name: "exec", Args: []string{"exec", "r-d", "echo", "in"}, Out: Line("in")},
 		{Name: "exec exit code", Args: []string{"exec", "r-d", "sh", "-c", "exit 4"}, Code: 4},
@@ -110,7 +109,11 @@ var lifecycleGroups = []Group{{
 		{Name: "kill stopped", Args: []string{"kill", "k2"}, Code: 1,
 			Err: Re(`^Error response from daemon: cannot kill container: k2: container [0-9a-f]{64} is not running\n$`)},
 		{Name: "start", Args: []string{"start", "k2"}, Out: Line("k2")},
-		{Name: "restart", Args: []string{"restart", "-t", "1", "k2"}, Out: Line("k2")},
+		// Under load vxnet's restart has failed once with "container k2
+		// is already running" after 11 s: the stop half returned while the
+		// state still said running (the race below).
+		{Name: "restart", Args: []string{"restart", "-t", "1", "k2"}, Out: Line("k2"),
+			Pending: "restart's stop returning only once the state is exited (race under load)"},
 		{Name: "running after restart", Args: []string{"inspect", "-f", "{{.State.Status}}", "k2"}, Out: Line("running")},
 		{Name: "stop", Args: []string{"stop", "-t", "1", "k2"}, Out: Line("k2")},
 		// Docker's stop returns once the container is exited. vxnet's

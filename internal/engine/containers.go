@@ -122,7 +122,7 @@ func (e *Engine) CreateContainer(ctx context.Context, req api.ContainerCreate) (
 		hostname, _ = os.Hostname()
 	}
 	c := model.Container{
-		ID: id, Name: name, Image: img.Name, ImageID: img.ID, Cmd: cmd, Env: req.Env, Hostname: hostname,
+		ID: id, Name: name, Image: req.Image, ImageID: img.ID, Cmd: cmd, Env: req.Env, Hostname: hostname,
 		Created: e.now(), AutoRemove: req.AutoRemove, NetworkMode: n.Name, State: model.StateCreated,
 		ExposedPorts: exposed, PortBindings: req.PortBindings, PublishAll: req.PublishAll,
 		DNS: req.DNS, DNSSearch: req.DNSSearch, DNSOptions: req.DNSOptions, Links: links, ExtraHosts: req.ExtraHosts,

@@ -170,8 +170,10 @@ type Mount struct {
 }
 
 type Container struct {
-	ID    string `json:"ID"`
-	Name  string `json:"Name"`
+	ID   string `json:"ID"`
+	Name string `json:"Name"`
+	// Image is the image reference as the client gave it (Config.Image:
+	// "busybox", as docker ps and inspect show it).
 	Image string `json:"Image"`
 	// Mounts are the container's binds and volumes.
 	Mounts []Mount `json:"Mounts,omitempty"`
