@@ -217,6 +217,10 @@ type ExecStreamRequest struct {
 	ConsoleSize    [2]uint // initial {height, width} of the TTY
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
+	// User, WorkingDir and Privileged are exec -u, -w and --privileged;
+	// unset, the exec runs as the container's process.
+	User, WorkingDir string
+	Privileged       bool
 }
 
 // Lifecycle is an optional Backend ability, found by type assertion:

@@ -26,9 +26,13 @@ type execConfig struct {
 	stdin, tty  bool
 	consoleSize [2]uint
 	detachKeys  string
-	started     bool
-	running     bool
-	exitCode    *int
+	// user, workingDir and privileged are exec -u, -w and --privileged
+	// (the container's when unset).
+	user, workingDir string
+	privileged       bool
+	started          bool
+	running          bool
+	exitCode         *int
 }
 
 // maxExecs bounds the exec instances kept in memory; the oldest finished
@@ -122,16 +126,23 @@ func (s *server) execCreate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	// The exec runs as the container's init does: a user, working
-	// directory or privilege of its own is refused, not ignored.
-	for _, f := range []struct {
-		set  bool
-		name string
-	}{{req.User != "", "User"}, {req.WorkingDir != "", "WorkingDir"}, {req.Privileged, "Privileged"}} {
-		if f.set {
-			writeError(w, apiErr(model.ErrInvalid, "vxnet does not support ExecConfig.%s", f.name))
-			return
+	// A user, working directory or privilege of the exec's own needs the
+	// streaming backend (containerd); without it they are refused, not
+	// ignored.
+	if _, ok := s.b.(Streamer); !ok {
+		for _, f := range []struct {
+			set  bool
+			name string
+		}{{req.User != "", "User"}, {req.WorkingDir != "", "WorkingDir"}, {req.Privileged, "Privileged"}} {
+			if f.set {
+				writeError(w, apiErr(model.ErrInvalid, "vxnet does not support ExecConfig.%s with this backend", f.name))
+				return
+			}
 		}
+	}
+	if req.WorkingDir != "" && !strings.HasPrefix(req.WorkingDir, "/") {
+		writeError(w, apiErr(model.ErrInvalid, "the working directory '%s' is invalid, it needs to be an absolute path", req.WorkingDir))
+		return
 	}
 	v, err := s.b.InspectContainer(r.Context(), r.PathValue("id"))
 	if err != nil {
@@ -152,6 +163,9 @@ func (s *server) execCreate(w http.ResponseWriter, r *http.Request) {
 		stdin:       req.AttachStdin,
 		tty:         req.Tty,
 		detachKeys:  req.DetachKeys,
+		user:        req.User,
+		workingDir:  req.WorkingDir,
+		privileged:  req.Privileged,
 	}
 	if req.ConsoleSize != nil {
 		e.consoleSize = *req.ConsoleSize
@@ -171,7 +185,7 @@ func (s *server) execStart(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := r.PathValue("id")
-	if e, ok := s.execs.snapshot(id); ok && (e.tty || e.stdin || req.Tty) {
+	if e, ok := s.execs.snapshot(id); ok && (e.tty || e.stdin || req.Tty || e.user != "" || e.workingDir != "" || e.privileged) {
 		s.execStartStream(w, r, req)
 		return
 	} else if !ok {
@@ -291,7 +305,8 @@ func (s *server) execStartStream(w http.ResponseWriter, r *http.Request, req con
 			return
 		}
 		go func() {
-			code, err := st.ExecStream(context.Background(), e.containerID, ExecStreamRequest{ID: e.id, Cmd: e.cmd, Env: e.env, Tty: tty})
+			code, err := st.ExecStream(context.Background(), e.containerID, ExecStreamRequest{ID: e.id, Cmd: e.cmd, Env: e.env, Tty: tty,
+				User: e.user, WorkingDir: e.workingDir, Privileged: e.privileged})
 			if err != nil && code <= 0 {
 				code = 126
 			}
@@ -314,7 +329,8 @@ func (s *server) execStartStream(w http.ResponseWriter, r *http.Request, req con
 	outW, errW := outputs(brw, tty, e.stdout, e.stderr)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	sreq := ExecStreamRequest{ID: e.id, Cmd: e.cmd, Env: e.env, Tty: tty, ConsoleSize: e.consoleSize, Stdout: outW, Stderr: errW}
+	sreq := ExecStreamRequest{ID: e.id, Cmd: e.cmd, Env: e.env, Tty: tty, ConsoleSize: e.consoleSize, Stdout: outW, Stderr: errW,
+		User: e.user, WorkingDir: e.workingDir, Privileged: e.privileged}
 	if req.ConsoleSize != nil {
 		sreq.ConsoleSize = *req.ConsoleSize
 	}

@@ -384,7 +384,8 @@ func (a runtimeAdapter) ExecStream(ctx context.Context, id string, req api.ExecS
 		return -1, err
 	}
 	return sb.ExecWith(ctx, id, runtime.ExecOptions{ID: req.ID, Args: req.Cmd, Env: req.Env, Tty: req.Tty,
-		ConsoleSize: req.ConsoleSize, Stdin: req.Stdin, Stdout: req.Stdout, Stderr: req.Stderr})
+		ConsoleSize: req.ConsoleSize, Stdin: req.Stdin, Stdout: req.Stdout, Stderr: req.Stderr,
+		User: req.User, WorkingDir: req.WorkingDir, Privileged: req.Privileged})
 }
 
 func (a runtimeAdapter) Resize(ctx context.Context, id, execID string, height, width uint32) error {

@@ -171,6 +171,17 @@ func TestDockerRunOptionsInspect(t *testing.T) {
 		out, errOut, _ := h.Docker("logs", "o1")
 		t.Errorf("domain name in the container: %q %q", out, errOut)
 	}
+	// An exec runs as the container's user unless -u says otherwise; an
+	// unknown user fails the exec (126) with Docker's words.
+	if out := h.MustDocker(t, "exec", "o1", "id", "-u"); out != "65534\n" {
+		t.Errorf("exec as the container's user: %q", out)
+	}
+	if out := h.MustDocker(t, "exec", "-u", "root", "-w", "/tmp", "o1", "sh", "-c", "id -u; pwd"); out != "0\n/tmp\n" {
+		t.Errorf("exec -u root -w /tmp: %q", out)
+	}
+	if out, errOut, code := h.Docker("exec", "-u", "nosuch", "o1", "true"); code != 126 || !strings.Contains(out+errOut, "unable to find user nosuch: no matching entries in passwd file") {
+		t.Errorf("exec -u nosuch: exit %d %q %q", code, out, errOut)
+	}
 	// docker stop sends the stop signal: the trap exits 3 (SIGTERM would
 	// not be trapped, and the default timeout would SIGKILL: 137).
 	h.MustDocker(t, "stop", "o1")

@@ -695,6 +695,11 @@ type ExecOptions struct {
 	// Stdin, if set, is the process's stdin; its end closes it.
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
+	// User (docker exec -u, resolved in the container's /etc/passwd),
+	// WorkingDir and Privileged (every capability); unset, the exec runs
+	// as the container's process.
+	User, WorkingDir string
+	Privileged       bool
 }
 
 // ExecWith is Exec with a TTY, stdin and a chosen exec ID.
@@ -723,6 +728,9 @@ func (r *Containerd) ExecWith(ctx context.Context, id string, o ExecOptions) (in
 	proc.Env = mergeEnv(proc.Env, o.Env, spec.Hostname)
 	proc.Terminal = o.Tty
 	proc.ConsoleSize = nil
+	if err := execIdentity(&proc, o, int(t.Pid())); err != nil {
+		return 126, fmt.Errorf("runtime: exec %s: %w", id, err)
+	}
 	if o.Tty && o.ConsoleSize[0] > 0 && o.ConsoleSize[1] > 0 {
 		proc.ConsoleSize = &specs.Box{Height: o.ConsoleSize[0], Width: o.ConsoleSize[1]}
 	}

@@ -186,6 +186,43 @@ func applyRunConfig(s *specs.Spec, rc model.RunConfig, hostNet bool, rootfs with
 	return nil
 }
 
+// execIdentity applies exec -u, -w and --privileged to proc (a copy of the
+// container's process): the user is looked up in the running container's
+// root (through its init, pid), and its capabilities follow the user as
+// at create.
+func execIdentity(proc *specs.Process, o ExecOptions, pid int) error {
+	if o.WorkingDir != "" {
+		proc.Cwd = o.WorkingDir
+	}
+	if o.User == "" && !o.Privileged {
+		return nil
+	}
+	caps := proc.Capabilities
+	bounding := []string(nil)
+	if caps != nil {
+		bounding = caps.Bounding
+	}
+	if o.Privileged {
+		all, err := cap.Current()
+		if err != nil {
+			return err
+		}
+		bounding = all
+	}
+	if o.User != "" {
+		proc.User = specs.User{}
+		if err := resolveUser(fmt.Sprintf("/proc/%d/root", pid), o.User, nil, &proc.User); err != nil {
+			return err
+		}
+	}
+	if proc.User.UID == 0 {
+		proc.Capabilities = &specs.LinuxCapabilities{Bounding: bounding, Effective: bounding, Permitted: bounding}
+	} else {
+		proc.Capabilities = &specs.LinuxCapabilities{Bounding: bounding}
+	}
+	return nil
+}
+
 // resolveUser sets u from spec (Docker's --user forms) with the passwd and
 // group files of the root filesystem at root: the user's primary group
 // first among the additional ones, then the groups listing the user.
