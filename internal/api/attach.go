@@ -176,6 +176,10 @@ func (s *server) containerAttach(w http.ResponseWriter, r *http.Request) {
 		writeError(w, apiErr(model.ErrConflict, "You cannot attach to a stopped container, start it first"))
 		return
 	}
+	if c.State == model.StateRunning && c.Paused {
+		writeError(w, apiErr(model.ErrConflict, "container %s is paused, unpause the container before attach", r.PathValue("id")))
+		return
+	}
 	keys, err := parseDetachKeys(r.URL.Query().Get("detachKeys"))
 	if err != nil {
 		writeError(w, err)

@@ -130,6 +130,8 @@ type ContainerCreate struct {
 	Mounts []model.Mount
 	// Run are the process, resource and security options, checked.
 	Run model.RunConfig
+	// RestartPolicy is HostConfig.RestartPolicy (validated).
+	RestartPolicy model.RestartPolicy
 }
 
 // NetworkView is a network with its endpoints on this host, for inspect and ls.
@@ -147,6 +149,8 @@ type ContainerView struct {
 	// ResolvConfPath, HostsPath, HostnamePath are the per-container files.
 	HostsPath, ResolvConfPath, HostnamePath string
 	SandboxKey                              string
+	// Restarting: exited, waiting out its restart policy's back-off.
+	Restarting bool
 }
 
 // EndpointView is an endpoint with its network's name.

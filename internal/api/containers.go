@@ -62,6 +62,16 @@ func containerCreateRequest(name string, req container.CreateRequest) (Container
 	}
 	if req.HostConfig != nil {
 		cc.ConsoleSize = req.HostConfig.ConsoleSize
+		rp := req.HostConfig.RestartPolicy
+		if err := container.ValidateRestartPolicy(rp); err != nil {
+			return ContainerCreate{}, apiErr(model.ErrInvalid, "%s", err.Error())
+		}
+		if req.HostConfig.AutoRemove && !rp.IsNone() {
+			return ContainerCreate{}, apiErr(model.ErrInvalid, "can't create 'AutoRemove' container with restart policy")
+		}
+		if !rp.IsNone() {
+			cc.RestartPolicy = model.RestartPolicy{Name: string(rp.Name), MaximumRetryCount: rp.MaximumRetryCount}
+		}
 	}
 	mounts, err := createMounts(req)
 	if err != nil {
@@ -186,7 +196,7 @@ func (s *server) containerList(w http.ResponseWriter, r *http.Request) {
 		if !all && len(f["status"]) == 0 && c.State != model.StateRunning {
 			continue
 		}
-		if !f.matchAny("id", c.ID, true) || !f.matchAny("name", c.Name, true) || !f.matchAny("status", c.State, false) ||
+		if !f.matchAny("id", c.ID, true) || !f.matchAny("name", c.Name, true) || !f.matchAny("status", stateOf(v), false) ||
 			!f.matchLabels(labelsOf(c)) {
 			continue
 		}
@@ -215,8 +225,8 @@ func toSummary(v ContainerView, now time.Time) container.Summary {
 		Created: c.Created.Unix(),
 		Ports:   portSummaries(c),
 		Labels:  labelsOf(c),
-		State:   container.ContainerState(c.State),
-		Status:  statusText(c, now),
+		State:   container.ContainerState(stateOf(v)),
+		Status:  statusText(v, now),
 		Mounts:  mountPoints(c.Mounts),
 		NetworkSettings: &container.NetworkSettingsSummary{
 			Networks: endpointSettings(v.Endpoints),
@@ -233,11 +243,31 @@ func networkMode(c model.Container) string {
 	return c.NetworkMode
 }
 
-// statusText is Docker's STATUS column: "Up 5 minutes", "Exited (0) 2 hours
-// ago", "Created".
-func statusText(c model.Container, now time.Time) string {
+// stateOf is Docker's state word: created, running, paused, restarting,
+// exited.
+func stateOf(v ContainerView) string {
+	switch {
+	case v.Restarting:
+		return "restarting"
+	case v.Container.State == model.StateRunning && v.Container.Paused:
+		return "paused"
+	}
+	return v.Container.State
+}
+
+// statusText is Docker's STATUS column: "Up 5 minutes", "Up 2 seconds
+// (Paused)", "Restarting (1) 3 seconds ago", "Exited (0) 2 hours ago",
+// "Created".
+func statusText(v ContainerView, now time.Time) string {
+	c := v.Container
+	if v.Restarting {
+		return fmt.Sprintf("Restarting (%d) %s ago", c.ExitCode, HumanDuration(now.Sub(c.FinishedAt)))
+	}
 	switch c.State {
 	case model.StateRunning:
+		if c.Paused {
+			return "Up " + HumanDuration(now.Sub(c.StartedAt)) + " (Paused)"
+		}
 		return "Up " + HumanDuration(now.Sub(c.StartedAt))
 	case model.StateExited:
 		if c.FinishedAt.IsZero() {
@@ -362,8 +392,11 @@ func toInspect(v ContainerView) container.InspectResponse {
 		Created: dockerTime(c.Created),
 		Args:    []string{},
 		State: &container.State{
-			Status:     container.ContainerState(c.State),
-			Running:    c.State == model.StateRunning,
+			Status:     container.ContainerState(stateOf(v)),
+			Running:    c.State == model.StateRunning || v.Restarting,
+			Paused:     c.State == model.StateRunning && c.Paused,
+			Restarting: v.Restarting,
+			Error:      c.Error,
 			Pid:        c.Pid,
 			ExitCode:   c.ExitCode,
 			StartedAt:  dockerTime(c.StartedAt),
@@ -375,6 +408,7 @@ func toInspect(v ContainerView) container.InspectResponse {
 		HostsPath:      v.HostsPath,
 		Name:           "/" + c.Name,
 		Driver:         "runc",
+		RestartCount:   c.RestartCount,
 		Platform:       "linux",
 		ExecIDs:        nil,
 		HostConfig: &container.HostConfig{
@@ -382,6 +416,7 @@ func toInspect(v ContainerView) container.InspectResponse {
 			AutoRemove:      c.AutoRemove,
 			PortBindings:    portBindingsOf(c),
 			PublishAllPorts: c.PublishAll,
+			RestartPolicy:   restartPolicyOf(c),
 		},
 		Mounts: mountPoints(c.Mounts),
 		Config: &container.Config{
@@ -470,7 +505,7 @@ func (s *server) containerStop(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	if v.Container.State != model.StateRunning {
+	if v.Container.State != model.StateRunning && !v.Restarting {
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
@@ -640,4 +675,13 @@ func parseExtraHost(s string) (model.ExtraHost, error) {
 		return model.ExtraHost{}, apiErr(model.ErrInvalid, "invalid IP address in add-host: %q", ip)
 	}
 	return model.ExtraHost{Name: name, Addr: a.Unmap()}, nil
+}
+
+// restartPolicyOf is the container's HostConfig.RestartPolicy ("no" when
+// none).
+func restartPolicyOf(c model.Container) container.RestartPolicy {
+	if c.RestartPolicy.Name == "" {
+		return container.RestartPolicy{Name: container.RestartPolicyDisabled}
+	}
+	return container.RestartPolicy{Name: container.RestartPolicyMode(c.RestartPolicy.Name), MaximumRetryCount: c.RestartPolicy.MaximumRetryCount}
 }

@@ -39,6 +39,9 @@ var supportedCreateFields = map[string]bool{
 
 	"HostConfig.NetworkMode": true,
 	"HostConfig.AutoRemove":  true,
+	// Restart policies (no, always, unless-stopped, on-failure[:N]).
+	"HostConfig.RestartPolicy.Name":              true,
+	"HostConfig.RestartPolicy.MaximumRetryCount": true,
 	// The initial size of the TTY (Config.Tty).
 	"HostConfig.ConsoleSize": true,
 

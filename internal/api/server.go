@@ -117,6 +117,11 @@ func (s *server) routes() {
 	m.HandleFunc("POST /containers/{id}/restart", s.containerRestart)
 	m.HandleFunc("POST /containers/prune", s.containerPrune)
 	m.HandleFunc("POST /exec/{id}/resize", s.execResize)
+	m.HandleFunc("POST /containers/{id}/pause", s.containerPause)
+	m.HandleFunc("POST /containers/{id}/unpause", s.containerUnpause)
+	m.HandleFunc("GET /containers/{id}/top", s.containerTop)
+	m.HandleFunc("GET /containers/{id}/stats", s.containerStats)
+	m.HandleFunc("GET /events", s.events)
 
 	m.HandleFunc("GET /images/json", s.imageList)
 	m.HandleFunc("POST /images/create", s.imageCreate)

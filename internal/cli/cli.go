@@ -110,7 +110,7 @@ func NewRootCommand() *cobra.Command {
 
 	root.AddCommand(network, image,
 		newRun(e), newPort(e), newExec(e), newPs(e), newRm(e), newInspect(e), newLogs(e),
-		newStart(e), newStop(e), newRename(e), newVersion(e), newNode(e),
+		newStart(e), newStop(e), newRename(e), newVersion(e), newNode(e), newEvents(e),
 	)
 	return root
 }

@@ -117,7 +117,6 @@ func TestDockerCLIRefusesUnsupportedOptions(t *testing.T) {
 		flags []string
 		field string
 	}{
-		{[]string{"--restart", "always"}, "HostConfig.RestartPolicy.Name"},
 		{[]string{"--log-driver", "syslog"}, "HostConfig.LogConfig.Type"},
 		{[]string{"--userns", "host"}, "HostConfig.UsernsMode"},
 		{[]string{"--blkio-weight", "100"}, "HostConfig.BlkioWeight"},

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/moby/moby/api/types/container"
+
 	"github.com/vxnet/vxnet/internal/api"
 	"github.com/vxnet/vxnet/internal/dns"
 	"github.com/vxnet/vxnet/internal/driver"
@@ -252,7 +254,7 @@ func (a runtimeAdapter) State(ctx context.Context, id string) (engine.RuntimeSta
 	if err != nil {
 		return engine.RuntimeState{}, err
 	}
-	return engine.RuntimeState{Status: s.Status, Pid: s.Pid, ExitCode: s.ExitCode, FinishedAt: s.FinishedAt}, nil
+	return engine.RuntimeState{Status: s.Status, Pid: s.Pid, ExitCode: s.ExitCode, FinishedAt: s.FinishedAt, Paused: s.Paused}, nil
 }
 func (a runtimeAdapter) Wait(ctx context.Context, id string) (int, error) { return a.r.Wait(ctx, id) }
 func (a runtimeAdapter) Exec(ctx context.Context, id string, args, env []string, stdout, stderr io.Writer) (int, error) {
@@ -407,4 +409,63 @@ func (a runtimeAdapter) Kill(ctx context.Context, id string, sig syscall.Signal)
 func (a runtimeAdapter) LogsWith(ctx context.Context, id string, stdout, stderr io.Writer, o api.LogOptions) error {
 	return a.r.LogsWith(ctx, id, stdout, stderr, runtime.LogOptions{Follow: o.Follow, Tail: o.Tail, Since: o.Since,
 		Until: o.Until, Timestamps: o.Timestamps})
+}
+
+// controlBackend is the pause, pids and stats part of the containerd
+// runtime.
+type controlBackend interface {
+	Pause(ctx context.Context, id string) error
+	Resume(ctx context.Context, id string) error
+	Pids(ctx context.Context, id string) ([]int, error)
+	Metrics(ctx context.Context, id string) (container.StatsResponse, error)
+}
+
+func (a runtimeAdapter) control() (controlBackend, error) {
+	cb, ok := a.r.(controlBackend)
+	if !ok {
+		return nil, fmt.Errorf("pause, unpause, top and stats need the containerd runtime (the daemon runs with --runtime runc): %w", model.ErrInvalid)
+	}
+	return cb, nil
+}
+
+// notRunning turns the runtime's ErrNotRunning into a conflict.
+func notRunning(err error) error {
+	if errors.Is(err, runtime.ErrNotRunning) {
+		return fmt.Errorf("%w: %w", model.ErrConflict, err)
+	}
+	return err
+}
+
+func (a runtimeAdapter) Pause(ctx context.Context, id string) error {
+	cb, err := a.control()
+	if err != nil {
+		return err
+	}
+	return notRunning(cb.Pause(ctx, id))
+}
+
+func (a runtimeAdapter) Resume(ctx context.Context, id string) error {
+	cb, err := a.control()
+	if err != nil {
+		return err
+	}
+	return notRunning(cb.Resume(ctx, id))
+}
+
+func (a runtimeAdapter) Pids(ctx context.Context, id string) ([]int, error) {
+	cb, err := a.control()
+	if err != nil {
+		return nil, err
+	}
+	pids, err := cb.Pids(ctx, id)
+	return pids, notRunning(err)
+}
+
+func (a runtimeAdapter) Metrics(ctx context.Context, id string) (container.StatsResponse, error) {
+	cb, err := a.control()
+	if err != nil {
+		return container.StatsResponse{}, err
+	}
+	s, err := cb.Metrics(ctx, id)
+	return s, notRunning(err)
 }

@@ -12,8 +12,12 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
+
+	"github.com/moby/moby/api/types/events"
 
 	"github.com/vxnet/vxnet/internal/api"
 	"github.com/vxnet/vxnet/internal/driver"
@@ -126,7 +130,7 @@ func (e *Engine) CreateContainer(ctx context.Context, req api.ContainerCreate) (
 		Created: e.now(), AutoRemove: req.AutoRemove, NetworkMode: n.Name, State: model.StateCreated,
 		ExposedPorts: exposed, PortBindings: req.PortBindings, PublishAll: req.PublishAll,
 		DNS: req.DNS, DNSSearch: req.DNSSearch, DNSOptions: req.DNSOptions, Links: links, ExtraHosts: req.ExtraHosts,
-		Tty: req.Tty, OpenStdin: req.OpenStdin, StdinOnce: req.StdinOnce, Run: run,
+		Tty: req.Tty, OpenStdin: req.OpenStdin, StdinOnce: req.StdinOnce, Run: run, RestartPolicy: req.RestartPolicy,
 	}
 	sb := model.Sandbox{ID: id, ContainerID: id}
 	if n.Driver == "host" {
@@ -266,6 +270,10 @@ func (e *Engine) CreateContainer(ctx context.Context, req api.ContainerCreate) (
 	}
 	e.namesChanged(id)
 	e.log.Info("container created", "name", name, "id", id[:12], "network", n.Name)
+	e.containerEvent(c, events.ActionCreate, nil)
+	for _, ep := range eps {
+		e.networkEvent(nets[ep.NetworkID], events.ActionConnect, id)
+	}
 	return c, nil
 }
 
@@ -631,6 +639,19 @@ func (e *Engine) StartContainer(ctx context.Context, ref string) error {
 	if c.State == model.StateRunning {
 		return errf(model.ErrConflict, "container %s is already running", c.Name)
 	}
+	return e.startLocked(ctx, c, true)
+}
+
+// startLocked starts container c; the caller holds its op lock. A start by
+// a user (not by a restart policy) resets the restart count and back-off
+// and clears a stop by the user.
+func (e *Engine) startLocked(ctx context.Context, c model.Container, byUser bool) error {
+	if byUser {
+		e.mu.Lock()
+		e.cancelRestartLocked(c.ID, true)
+		e.mu.Unlock()
+		c.RestartCount, c.ManuallyStopped = 0, false
+	}
 	// Re-plumb the sandbox in case it was lost (idempotent joins).
 	if err := e.ensureSandbox(ctx, c); err != nil {
 		return err
@@ -655,10 +676,13 @@ func (e *Engine) StartContainer(ctx context.Context, ref string) error {
 			if rerr := e.removeContainer(context.WithoutCancel(ctx), c, true); rerr != nil {
 				e.log.Warn("auto-remove after a failed start", "name", c.Name, "err", rerr)
 			}
+		} else {
+			e.recordStartError(c, err)
 		}
 		return fmt.Errorf("start container %s: %w", c.Name, err)
 	}
-	c.State, c.Pid, c.StartedAt, c.ExitCode, c.FinishedAt = model.StateRunning, pid, e.now(), 0, time.Time{}
+	c.State, c.Pid, c.StartedAt, c.ExitCode, c.FinishedAt, c.Paused = model.StateRunning, pid, e.now(), 0, time.Time{}, false
+	c.Error = ""
 	if err := e.opts.Store.Put(store.Containers, c.ID, c); err != nil {
 		return fmt.Errorf("record container state: %w", err)
 	}
@@ -668,6 +692,7 @@ func (e *Engine) StartContainer(ctx context.Context, ref string) error {
 	}
 	e.watchExitLocked(c.ID)
 	e.mu.Unlock()
+	e.containerEvent(c, events.ActionStart, nil)
 	return nil
 }
 
@@ -712,11 +737,7 @@ func (e *Engine) watchExitLocked(id string) {
 			return
 		}
 		e.log.Info("container exited", "name", c.Name, "code", code)
-		if c.AutoRemove {
-			if err := e.removeContainer(e.ctx, c, true); err != nil {
-				e.log.Warn("auto-remove", "name", c.Name, "err", err)
-			}
-		}
+		e.afterExit(c)
 	}()
 }
 
@@ -733,7 +754,7 @@ func (e *Engine) setExited(id string, code int, finished time.Time) (model.Conta
 	if finished.IsZero() {
 		finished = e.now()
 	}
-	c.State, c.ExitCode, c.Pid, c.FinishedAt = model.StateExited, code, 0, finished
+	c.State, c.ExitCode, c.Pid, c.FinishedAt, c.Paused = model.StateExited, code, 0, finished, false
 	hadPorts := len(c.Ports) > 0
 	c.Ports = nil // a stopped container holds no host port
 	if err := e.opts.Store.Put(store.Containers, id, c); err != nil {
@@ -748,6 +769,7 @@ func (e *Engine) setExited(id string, code int, finished time.Time) (model.Conta
 	}
 	e.notifyExitLocked(id, code, false)
 	e.mu.Unlock()
+	e.containerEvent(c, events.ActionDie, map[string]string{"exitCode": strconv.Itoa(code)})
 	if hadPorts {
 		e.applyFirewall()
 	}
@@ -767,10 +789,23 @@ func (e *Engine) StopContainer(ctx context.Context, ref string, timeoutSeconds *
 	if timeoutSeconds != nil && *timeoutSeconds >= 0 {
 		t = time.Duration(*timeoutSeconds) * time.Second
 	}
+	e.stoppedByUser(c.ID)
+	if c.State != model.StateRunning {
+		return nil // a scheduled restart is cancelled
+	}
+	e.containerEvent(c, events.ActionKill, map[string]string{"signal": strconv.Itoa(int(syscall.SIGTERM))})
+	if c.Paused {
+		// The signal is delivered once thawed: signal, then thaw.
+		if sr, ok := e.opts.Runtime.(SignalRuntime); ok {
+			sr.Kill(ctx, c.ID, syscall.SIGTERM)
+		}
+		e.thaw(ctx, c)
+	}
 	if err := e.opts.Runtime.Stop(ctx, c.ID, t); err != nil {
 		return fmt.Errorf("stop container %s: %w", c.Name, err)
 	}
 	e.markExited(ctx, c.ID)
+	e.containerEvent(c, events.ActionStop, nil)
 	return nil
 }
 
@@ -786,7 +821,9 @@ func (e *Engine) markExited(ctx context.Context, id string) {
 	if err == nil {
 		code, finished = st.ExitCode, st.FinishedAt
 	}
-	e.setExited(id, code, finished)
+	if c, ok := e.setExited(id, code, finished); ok {
+		e.afterExit(c)
+	}
 }
 
 // RemoveContainer deletes a container, its sandbox and its endpoints.
@@ -801,6 +838,15 @@ func (e *Engine) RemoveContainer(ctx context.Context, ref string, force bool) er
 
 // removeContainer: the caller holds the container's op lock.
 func (e *Engine) removeContainer(ctx context.Context, c model.Container, force bool) error {
+	e.mu.Lock()
+	restarting := e.restartingLocked(c.ID)
+	if restarting && force {
+		e.cancelRestartLocked(c.ID, true)
+	}
+	e.mu.Unlock()
+	if restarting && !force {
+		return errf(model.ErrConflict, "cannot remove container %q: container is restarting: stop the container before removing or force remove", "/"+c.Name)
+	}
 	if c.State == model.StateRunning {
 		st, err := e.opts.Runtime.State(ctx, c.ID)
 		running := err != nil || st.Status == "running"
@@ -859,8 +905,15 @@ func (e *Engine) removeContainer(ctx context.Context, c model.Container, force b
 		delete(e.endpoints, ep.ID)
 	}
 	e.notifyExitLocked(c.ID, c.ExitCode, true)
+	e.cancelRestartLocked(c.ID, true)
 	e.mu.Unlock()
 	e.crashPoint(CrashRemoveAfterLocal)
+	for _, ep := range eps {
+		if n, ok := nets[ep.NetworkID]; ok {
+			e.networkEvent(n, events.ActionDisconnect, c.ID)
+		}
+	}
+	e.containerEvent(c, events.ActionDestroy, nil)
 	global := false
 	for netID, n := range nets {
 		var on []model.Endpoint
@@ -991,6 +1044,7 @@ func (e *Engine) ConnectNetwork(ctx context.Context, netRef, ctrRef string, r ap
 	e.mu.Unlock()
 	for _, x := range added {
 		e.afterJoin(nets[x.NetworkID], x)
+		e.networkEvent(nets[x.NetworkID], events.ActionConnect, c.ID)
 	}
 	e.namesChanged(c.ID)
 	if len(c.Ports) > 0 {
@@ -1031,6 +1085,7 @@ func (e *Engine) DisconnectNetwork(ctx context.Context, netRef, ctrRef string, f
 	if err := e.detach(ctx, *ep, sb); err != nil && !force {
 		return err
 	}
+	e.networkEvent(n, events.ActionDisconnect, c.ID)
 	if hadDefault {
 		// Hand the default route to the next network with a gateway.
 		e.mu.Lock()
@@ -1166,7 +1221,7 @@ func (e *Engine) ListContainers(ctx context.Context, all bool) ([]api.ContainerV
 }
 
 func (e *Engine) containerViewLocked(c model.Container) api.ContainerView {
-	v := api.ContainerView{Container: c, SandboxKey: e.sandboxes[c.ID].NetnsPath}
+	v := api.ContainerView{Container: c, SandboxKey: e.sandboxes[c.ID].NetnsPath, Restarting: e.restartingLocked(c.ID)}
 	dir := filepath.Join(e.filesDir(), c.ID)
 	v.HostsPath, v.ResolvConfPath, v.HostnamePath = filepath.Join(dir, "hosts"), filepath.Join(dir, "resolv.conf"), filepath.Join(dir, "hostname")
 	for _, ep := range e.endpointsOfLocked(c.ID) {
@@ -1235,6 +1290,9 @@ func (e *Engine) execTarget(ref string, cmd []string) (model.Container, error) {
 	}
 	if c.State != model.StateRunning {
 		return model.Container{}, errf(model.ErrConflict, "container %s is not running", c.ID)
+	}
+	if c.Paused {
+		return model.Container{}, errf(model.ErrConflict, "Container %s is paused, unpause the container before exec", c.ID)
 	}
 	if len(cmd) == 0 {
 		return model.Container{}, errf(model.ErrInvalid, "no exec command specified")

@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/moby/moby/api/types/container"
+
 	"github.com/vxnet/vxnet/internal/api"
 	"github.com/vxnet/vxnet/internal/firewall"
 	"github.com/vxnet/vxnet/internal/model"
@@ -71,6 +73,8 @@ type RuntimeState struct {
 	Pid        int
 	ExitCode   int
 	FinishedAt time.Time
+	// Paused: running with its processes frozen.
+	Paused bool
 }
 
 // Runtime runs containers (runc).
@@ -131,4 +135,16 @@ type StreamRuntime interface {
 type SignalRuntime interface {
 	Kill(ctx context.Context, id string, sig syscall.Signal) error
 	LogsWith(ctx context.Context, id string, stdout, stderr io.Writer, o api.LogOptions) error
+}
+
+// ControlRuntime is the optional part of a Runtime that pauses and resumes
+// containers and reads their processes and cgroup statistics. A container
+// without a running task is model.ErrConflict.
+type ControlRuntime interface {
+	Pause(ctx context.Context, id string) error
+	Resume(ctx context.Context, id string) error
+	// Pids are the host pids of the container's processes.
+	Pids(ctx context.Context, id string) ([]int, error)
+	// Metrics are the cgroup's CPU, memory, pids and block I/O figures.
+	Metrics(ctx context.Context, id string) (container.StatsResponse, error)
 }

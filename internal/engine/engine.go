@@ -27,6 +27,7 @@ import (
 	"github.com/vxnet/vxnet/internal/cluster"
 	"github.com/vxnet/vxnet/internal/dns"
 	"github.com/vxnet/vxnet/internal/driver"
+	evlog "github.com/vxnet/vxnet/internal/events"
 	"github.com/vxnet/vxnet/internal/model"
 	"github.com/vxnet/vxnet/internal/netns"
 	"github.com/vxnet/vxnet/internal/store"
@@ -145,6 +146,11 @@ type Engine struct {
 	proxies proxySet
 	// crash holds the armed crash points (VXNET_CRASHPOINT).
 	crash map[string]bool
+	// events are the recent events and their subscribers (/events).
+	events *evlog.Log
+	// restarts are the containers waiting out a restart policy's back-off,
+	// and each container's current back-off (under mu; restart.go).
+	restarts map[string]*restartState
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -182,6 +188,8 @@ func New(opts Options) (*Engine, error) {
 		pendingNetNames: map[string]bool{},
 		pendingPorts:    map[string][]model.PortMapping{},
 		crash:           crashPointsFromEnv(),
+		events:          evlog.New(0, opts.Now),
+		restarts:        map[string]*restartState{},
 	}
 	for _, d := range opts.Drivers {
 		e.drivers[d.Type()] = d

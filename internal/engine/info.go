@@ -5,6 +5,8 @@ import (
 	"io"
 	"os"
 
+	"github.com/moby/moby/api/types/events"
+
 	"github.com/vxnet/vxnet/internal/api"
 	"github.com/vxnet/vxnet/internal/model"
 )
@@ -31,6 +33,7 @@ func (e *Engine) ImportImage(ctx context.Context, name string, r io.Reader) (api
 	if err != nil {
 		return api.Image{}, classify(err, model.ErrInvalid)
 	}
+	e.PublishEvent(events.ImageEventType, events.ActionImport, i.ID, map[string]string{"name": i.Name})
 	return api.Image{ID: i.ID, Name: i.Name, Created: i.Created.Unix(), Size: i.Size}, nil
 }
 

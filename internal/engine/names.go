@@ -9,6 +9,7 @@ import (
 	"time"
 
 	mdns "github.com/miekg/dns"
+	"github.com/moby/moby/api/types/events"
 
 	"github.com/vxnet/vxnet/internal/api"
 	"github.com/vxnet/vxnet/internal/dns"
@@ -356,5 +357,7 @@ func (e *Engine) RenameContainer(ctx context.Context, ref, newName string) error
 	}
 	e.namesChanged(ids...)
 	e.log.Info("container renamed", "old", old, "new", newName, "id", c.ID[:12])
+	c.Name = newName
+	e.containerEvent(c, events.ActionRename, map[string]string{"oldName": "/" + old})
 	return nil
 }

@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strconv"
 
+	"github.com/moby/moby/api/types/events"
+
 	"github.com/vxnet/vxnet/internal/api"
 	"github.com/vxnet/vxnet/internal/cluster"
 	"github.com/vxnet/vxnet/internal/driver"
@@ -68,7 +70,11 @@ func (e *Engine) CreateNetwork(ctx context.Context, req api.NetworkCreate) (mode
 		IPAM: ipamCfg, EnableIPv6: req.EnableIPv6, DisableIPv4: req.DisableIPv4,
 	}
 	if d.Scope() == model.ScopeGlobal {
-		return e.createGlobalNetwork(ctx, d, n)
+		gn, err := e.createGlobalNetwork(ctx, d, n)
+		if err == nil {
+			e.networkEvent(gn, events.ActionCreate, "")
+		}
+		return gn, err
 	}
 
 	e.mu.Lock()
@@ -100,6 +106,7 @@ func (e *Engine) CreateNetwork(ctx context.Context, req api.NetworkCreate) (mode
 		}
 		return model.Network{}, fmt.Errorf("create network %s: %w", n.Name, err)
 	}
+	e.networkEvent(n, events.ActionCreate, "")
 	return n, nil
 }
 
@@ -298,6 +305,7 @@ func (e *Engine) removeNetwork(ctx context.Context, id string) error {
 	e.mu.Unlock()
 	e.opts.IPAM.ReleasePool(n.ID)
 	e.log.Info("network removed", "name", n.Name, "id", n.ID[:12])
+	e.networkEvent(n, events.ActionDestroy, "")
 	return e.applyFirewall()
 }
 

@@ -129,6 +129,8 @@ func (e *Engine) Start(ctx context.Context) error {
 		}
 		if !running {
 			e.releasePorts(c.ID) // the firewall is applied below
+		} else if st.Paused != c.Paused {
+			e.setPausedRecord(c.ID, st.Paused)
 		}
 		if err := e.ensureSandbox(ctx, c); err != nil {
 			errs = append(errs, err)
@@ -162,6 +164,7 @@ func (e *Engine) Start(ctx context.Context) error {
 	e.namesChanged(ids...)
 	errs = append(errs, e.applyFirewall())
 	e.startBackground()
+	e.restartAtStart(ctx)
 	if err := errors.Join(errs...); err != nil {
 		e.log.Warn("restore finished with errors", "err", err)
 	}

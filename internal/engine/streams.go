@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/moby/moby/api/types/events"
 
 	"github.com/vxnet/vxnet/internal/api"
 	"github.com/vxnet/vxnet/internal/model"
@@ -35,9 +38,13 @@ func (e *Engine) AttachContainer(ctx context.Context, ref string, s api.AttachSt
 	if err != nil {
 		return err
 	}
+	if c.Paused {
+		return errf(model.ErrConflict, "container %s is paused, unpause the container before attach", strings.TrimPrefix(ref, "/"))
+	}
 	if !c.OpenStdin {
 		s.Stdin = nil
 	}
+	e.containerEvent(c, events.ActionAttach, nil)
 	return sr.Attach(ctx, c.ID, s)
 }
 
@@ -92,12 +99,17 @@ func (e *Engine) KillContainer(ctx context.Context, ref string, sig syscall.Sign
 	if c.State != model.StateRunning {
 		return errf(model.ErrConflict, "cannot kill container: %s: container %s is not running", strings.TrimPrefix(ref, "/"), c.ID)
 	}
+	// As dockerd (with no stop signal configured): a kill is a stop by
+	// the user; the restart policy does not bring the container back.
+	e.stoppedByUser(c.ID)
 	if err := sr.Kill(ctx, c.ID, sig); err != nil {
 		if errors.Is(err, model.ErrConflict) {
 			return errf(model.ErrConflict, "cannot kill container: %s: container %s is not running", strings.TrimPrefix(ref, "/"), c.ID)
 		}
 		return fmt.Errorf("cannot kill container: %s: %w", strings.TrimPrefix(ref, "/"), err)
 	}
+	e.containerEvent(c, events.ActionKill, map[string]string{"signal": strconv.Itoa(int(sig))})
+	e.thaw(ctx, c)
 	if sig == syscall.SIGKILL {
 		// As dockerd: a SIGKILL returns once the container is stopped.
 		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)

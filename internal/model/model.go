@@ -216,4 +216,32 @@ type Container struct {
 	ExitCode   int       `json:"ExitCode"`
 	StartedAt  time.Time `json:"StartedAt,omitempty"`
 	FinishedAt time.Time `json:"FinishedAt,omitempty"`
+	// Error is why the last start failed ("" after a start that worked).
+	Error string `json:"Error,omitempty"`
+	// Paused: a running container whose processes are frozen (docker
+	// pause).
+	Paused bool `json:"Paused,omitempty"`
+	// RestartPolicy is HostConfig.RestartPolicy; RestartCount counts the
+	// restarts the policy made since a user last started the container.
+	RestartPolicy RestartPolicy `json:"RestartPolicy,omitzero"`
+	RestartCount  int           `json:"RestartCount,omitempty"`
+	// ManuallyStopped: a user stopped or killed the container since it
+	// last started (unless-stopped keeps it down, also across a daemon
+	// restart).
+	ManuallyStopped bool `json:"ManuallyStopped,omitempty"`
+}
+
+// Restart policy names (HostConfig.RestartPolicy.Name), Docker's.
+const (
+	RestartNo            = "no"
+	RestartAlways        = "always"
+	RestartUnlessStopped = "unless-stopped"
+	RestartOnFailure     = "on-failure"
+)
+
+// RestartPolicy is what to do when a container exits. Name "" means "no";
+// MaximumRetryCount bounds on-failure (0: no bound).
+type RestartPolicy struct {
+	Name              string `json:"Name,omitempty"`
+	MaximumRetryCount int    `json:"MaximumRetryCount,omitempty"`
 }

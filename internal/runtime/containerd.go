@@ -547,8 +547,10 @@ func (r *Containerd) State(ctx context.Context, id string) (State, error) {
 		return State{Status: StatusUnknown}, fmt.Errorf("runtime: state %s: %w", id, err)
 	}
 	switch st.Status {
-	case containerd.Running, containerd.Paused, containerd.Pausing:
+	case containerd.Running:
 		return State{Status: StatusRunning, Pid: int(t.Pid())}, nil
+	case containerd.Paused, containerd.Pausing:
+		return State{Status: StatusRunning, Pid: int(t.Pid()), Paused: true}, nil
 	case containerd.Created:
 		return State{Status: StatusCreated}, nil
 	case containerd.Stopped:

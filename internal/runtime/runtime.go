@@ -131,6 +131,8 @@ type State struct {
 	FinishedAt time.Time
 	// Error is the reason the last start failed, if it did.
 	Error string
+	// Paused: running, with its processes frozen.
+	Paused bool
 }
 
 // Runtime runs containers. Methods are safe for concurrent use; lifecycle
