@@ -153,6 +153,10 @@ func (s *server) execCreate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, apiErr(model.ErrConflict, "container %s is not running", v.Container.ID))
 		return
 	}
+	if v.Container.Paused {
+		writeError(w, apiErr(model.ErrConflict, "Container %s is paused, unpause the container before exec", v.Container.ID))
+		return
+	}
 	e := &execConfig{
 		id:          newExecID(),
 		containerID: v.Container.ID,

@@ -64,6 +64,7 @@ func groups() [][]Group {
 		networkGroups,
 		runGroups,
 		lifecycleGroups,
+		controlGroups,
 		dnsGroups,
 		portGroups,
 		imageGroups,

@@ -214,6 +214,10 @@ func TestDockerCLIRestartPoliciesAndEvents(t *testing.T) {
 	h.MustDocker(t, "network", "disconnect", "evnet", "us")
 	h.MustDocker(t, "network", "rm", "evnet")
 	h.MustDocker(t, "rename", "no", "no2")
+	h.MustDocker(t, "tag", "busybox", "evtag:1")
+	h.MustDocker(t, "rmi", "evtag:1")
+	h.MustDocker(t, "volume", "create", "evvol")
+	h.MustDocker(t, "volume", "rm", "evvol")
 	until := strconv.FormatInt(time.Now().Add(time.Second).Unix(), 10)
 	events := func(filters ...string) string {
 		args := []string{"events", "--since", since, "--until", until, "--format", "{{.Type}} {{.Action}}"}
@@ -227,6 +231,12 @@ func TestDockerCLIRestartPoliciesAndEvents(t *testing.T) {
 	}
 	if got, want := events("type=network", "network=evnet"), "network create\nnetwork connect\nnetwork disconnect\nnetwork destroy"; got != want {
 		t.Errorf("network events:\n%s\nwant\n%s", got, want)
+	}
+	if got, want := events("image=evtag:1"), "image tag\nimage untag"; got != want {
+		t.Errorf("image events:\n%s\nwant\n%s", got, want)
+	}
+	if got, want := events("volume=evvol"), "volume create\nvolume destroy"; got != want {
+		t.Errorf("volume events:\n%s\nwant\n%s", got, want)
 	}
 	if got := events("container=us", "event=kill"); got != "container kill" {
 		t.Errorf("kill event of us: %q", got)

@@ -6,6 +6,9 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/distribution/reference"
+	"github.com/moby/moby/api/types/events"
+
 	"github.com/vxnet/vxnet/internal/api"
 	"github.com/vxnet/vxnet/internal/model"
 )
@@ -58,7 +61,16 @@ func (e *Engine) TagImage(ctx context.Context, ref, name string) error {
 	if err != nil {
 		return err
 	}
-	return classifyNil(m.Tag(ref, name), model.ErrInvalid)
+	if err := m.Tag(ref, name); err != nil {
+		return classify(err, model.ErrInvalid)
+	}
+	if d, err := m.Inspect(name); err == nil {
+		if n, err := reference.ParseNormalizedNamed(name); err == nil {
+			name = reference.FamiliarString(n) // docker.io/library/x:1 is x:1, as dockerd logs it
+		}
+		e.PublishEvent(events.ImageEventType, events.ActionTag, d.ID, map[string]string{"name": name})
+	}
+	return nil
 }
 
 // PullImage pulls ref from its registry.
@@ -71,6 +83,7 @@ func (e *Engine) PullImage(ctx context.Context, ref string, auth api.RegistryAut
 	if err != nil {
 		return api.ImageDetail{}, false, classify(err, model.ErrUnavailable)
 	}
+	e.PublishEvent(events.ImageEventType, events.ActionPull, ref, map[string]string{"name": ref})
 	return d, upToDate, nil
 }
 
@@ -168,13 +181,27 @@ func shortImageID(id string) string {
 // untagged with force), or an ID names an image with several names and
 // force is not given.
 func (e *Engine) RemoveImage(ctx context.Context, ref string, force bool) ([]api.ImageDeleteItem, error) {
+	items, id, err := e.removeImage(ctx, ref, force)
+	for _, it := range items {
+		switch {
+		case it.Untagged != "":
+			e.PublishEvent(events.ImageEventType, events.ActionUnTag, id, map[string]string{"name": it.Untagged})
+		case it.Deleted != "":
+			e.PublishEvent(events.ImageEventType, events.ActionDelete, id, map[string]string{"name": id})
+		}
+	}
+	return items, err
+}
+
+// removeImage is RemoveImage; it also returns the image's ID.
+func (e *Engine) removeImage(ctx context.Context, ref string, force bool) ([]api.ImageDeleteItem, string, error) {
 	m, err := e.images()
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	img, err := m.Inspect(ref)
 	if err != nil {
-		return nil, classify(err, model.ErrNotFound)
+		return nil, "", classify(err, model.ErrNotFound)
 	}
 	byName := ""
 	if n, ok := tagOf(img, ref); ok {
@@ -182,35 +209,35 @@ func (e *Engine) RemoveImage(ctx context.Context, ref string, force bool) ([]api
 	}
 	if byName != "" && len(img.RepoTags) > 1 {
 		if err := m.Untag(byName); err != nil {
-			return nil, classify(err, model.ErrInvalid)
+			return nil, img.ID, classify(err, model.ErrInvalid)
 		}
-		return []api.ImageDeleteItem{{Untagged: byName}}, nil
+		return []api.ImageDeleteItem{{Untagged: byName}}, img.ID, nil
 	}
 	short := shortImageID(img.ID)
 	if byName == "" && len(img.RepoTags) > 1 && !force {
-		return nil, errf(model.ErrConflict, "conflict: unable to delete %s (must be forced) - image is referenced in multiple repositories", short)
+		return nil, img.ID, errf(model.ErrConflict, "conflict: unable to delete %s (must be forced) - image is referenced in multiple repositories", short)
 	}
 	users := e.imageUsers(m, img.ID)
 	if len(users) > 0 {
 		u := users[0]
 		if u.State == model.StateRunning {
-			return nil, errf(model.ErrConflict, "conflict: unable to delete %s (cannot be forced) - image is being used by running container %s", short, u.ID[:12])
+			return nil, img.ID, errf(model.ErrConflict, "conflict: unable to delete %s (cannot be forced) - image is being used by running container %s", short, u.ID[:12])
 		}
 		if !force {
 			if byName != "" {
-				return nil, errf(model.ErrConflict, "conflict: unable to remove repository reference %q (must force) - container %s is using its referenced image %s", ref, u.ID[:12], short)
+				return nil, img.ID, errf(model.ErrConflict, "conflict: unable to remove repository reference %q (must force) - container %s is using its referenced image %s", ref, u.ID[:12], short)
 			}
-			return nil, errf(model.ErrConflict, "conflict: unable to delete %s (must be forced) - image is being used by stopped container %s", short, u.ID[:12])
+			return nil, img.ID, errf(model.ErrConflict, "conflict: unable to delete %s (must be forced) - image is being used by stopped container %s", short, u.ID[:12])
 		}
 		// Forced with stopped users: the names go, the image stays.
 		var out []api.ImageDeleteItem
 		for _, t := range img.RepoTags {
 			if err := m.Untag(t); err != nil {
-				return out, classify(err, model.ErrInvalid)
+				return out, img.ID, classify(err, model.ErrInvalid)
 			}
 			out = append(out, api.ImageDeleteItem{Untagged: t})
 		}
-		return out, nil
+		return out, img.ID, nil
 	}
 	var out []api.ImageDeleteItem
 	for _, t := range img.RepoTags {
@@ -220,9 +247,9 @@ func (e *Engine) RemoveImage(ctx context.Context, ref string, force bool) ([]api
 		out = append(out, api.ImageDeleteItem{Untagged: d})
 	}
 	if err := m.Delete(ctx, img.ID); err != nil {
-		return nil, classify(err, model.ErrInvalid)
+		return nil, img.ID, classify(err, model.ErrInvalid)
 	}
-	return append(out, api.ImageDeleteItem{Deleted: img.ID}), nil
+	return append(out, api.ImageDeleteItem{Deleted: img.ID}), img.ID, nil
 }
 
 // tagOf returns the image's name that ref spells, if ref is a name.

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -61,7 +62,7 @@ func (e *Engine) setPaused(ctx context.Context, ref string, pause bool) error {
 	case pause && c.Paused:
 		return errf(model.ErrConflict, "container %s is already paused", c.ID)
 	case !pause && !c.Paused:
-		return errf(model.ErrConflict, "container %s is not paused", c.ID)
+		return errf(model.ErrConflict, "Container %s is not paused", c.ID)
 	}
 	op, action := cr.Pause, events.ActionPause
 	if !pause {
@@ -141,61 +142,62 @@ func (e *Engine) TopContainer(ctx context.Context, ref, psArgs string) (containe
 		return container.TopResponse{}, fmt.Errorf("top %s: %w", c.Name, err)
 	}
 	args := strings.Fields(psArgs)
-	out, err := exec.CommandContext(ctx, "ps", args...).Output()
+	// First only the container's processes (-q PIDS); some ps options
+	// (f, -C) do not go with -q: then all of them, filtered here.
+	q := make([]string, len(pids))
+	for i, p := range pids {
+		q[i] = strconv.Itoa(p)
+	}
+	out, err := exec.CommandContext(ctx, "ps", append(slices.Clone(args), "-q"+strings.Join(q, ","))...).Output()
 	if err != nil {
-		msg := err.Error()
+		out, err = exec.CommandContext(ctx, "ps", args...).Output()
+	}
+	if err != nil {
 		if ee, ok := err.(*exec.ExitError); ok {
-			msg = strings.TrimSpace(string(ee.Stderr))
+			if line, _, _ := strings.Cut(string(ee.Stderr), "\n"); line != "" {
+				err = errors.New(line)
+			}
 		}
-		return container.TopResponse{}, errf(model.ErrInvalid, "ps: %s", msg)
+		return container.TopResponse{}, fmt.Errorf("ps: %w", err)
 	}
 	return parsePS(out, pids)
 }
 
 // parsePS keeps the header and the lines of ps output whose PID column is
-// one of pids; the last column takes the rest of the line (the command).
+// one of pids (and the thread lines, PID "-", that follow one); the last
+// column takes the rest of the line (the command, with its spaces).
 func parsePS(out []byte, pids []int) (container.TopResponse, error) {
-	lines := strings.Split(strings.TrimRight(string(out), "\n"), "\n")
+	lines := strings.Split(string(out), "\n")
 	titles := strings.Fields(lines[0])
-	col := -1
-	for i, t := range titles {
-		if t == "PID" {
-			col = i
-		}
-	}
+	col := slices.Index(titles, "PID")
 	if col < 0 {
 		return container.TopResponse{}, errf(model.ErrInvalid, "Couldn't find PID field in ps output")
 	}
-	want := map[int]bool{}
-	for _, p := range pids {
-		want[p] = true
-	}
 	resp := container.TopResponse{Titles: titles, Processes: [][]string{}}
+	add := func(fields []string) {
+		row := slices.Clone(fields[:len(titles)-1])
+		resp.Processes = append(resp.Processes, append(row, strings.Join(fields[len(titles)-1:], " ")))
+	}
+	inContainer := false
 	for _, line := range lines[1:] {
-		if strings.TrimSpace(line) == "" {
+		fields := strings.Fields(line)
+		if len(fields) < len(titles) {
 			continue
 		}
-		fields := strings.Fields(line)
-		if len(fields) <= col {
+		if fields[col] == "-" {
+			if inContainer {
+				add(fields)
+			}
 			continue
 		}
 		p, err := strconv.Atoi(fields[col])
 		if err != nil {
-			return container.TopResponse{}, errf(model.ErrInvalid, "Unexpected pid '%s': %s", fields[col], err)
+			return container.TopResponse{}, fmt.Errorf("Unexpected pid '%s': %s", fields[col], err)
 		}
-		if !want[p] {
-			continue
+		inContainer = slices.Contains(pids, p)
+		if inContainer {
+			add(fields)
 		}
-		if len(fields) > len(titles) {
-			// The last column (the command) has spaces: keep them.
-			rest := line
-			for i := 0; i < len(titles)-1; i++ {
-				rest = strings.TrimLeft(rest, " \t")
-				rest = rest[strings.IndexAny(rest, " \t"):]
-			}
-			fields = append(fields[:len(titles)-1], strings.TrimLeft(rest, " \t"))
-		}
-		resp.Processes = append(resp.Processes, fields)
 	}
 	return resp, nil
 }

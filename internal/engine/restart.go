@@ -133,12 +133,20 @@ func (e *Engine) restartByPolicy(id string, gen int) {
 	e.mu.Lock()
 	rs := e.restarts[id]
 	due := rs != nil && rs.pending && rs.gen == gen
-	if due {
-		rs.pending = false
-	}
 	c, ok := e.containers[id]
 	e.mu.Unlock()
-	if !due || !ok || c.State == model.StateRunning {
+	if !due {
+		return
+	}
+	// The container shows as restarting until the start is done.
+	defer func() {
+		e.mu.Lock()
+		if rs.gen == gen {
+			rs.pending = false
+		}
+		e.mu.Unlock()
+	}()
+	if !ok || c.State == model.StateRunning {
 		return
 	}
 	if err := e.startLocked(e.ctx, c, false); err != nil {

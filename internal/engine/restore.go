@@ -164,7 +164,12 @@ func (e *Engine) Start(ctx context.Context) error {
 	e.namesChanged(ids...)
 	errs = append(errs, e.applyFirewall())
 	e.startBackground()
-	e.restartAtStart(ctx)
+	// Restart policies act in the background: the API answers meanwhile.
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		e.restartAtStart(e.ctx)
+	}()
 	if err := errors.Join(errs...); err != nil {
 		e.log.Warn("restore finished with errors", "err", err)
 	}

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/moby/moby/api/types/events"
 	"github.com/moby/sys/mountinfo"
 
 	"github.com/vxnet/vxnet/internal/api"
@@ -325,6 +326,7 @@ func (e *Engine) CreateVolume(ctx context.Context, name, driver string, opts, la
 	if err != nil {
 		return api.VolumeInfo{}, volumeErr(err)
 	}
+	e.PublishEvent(events.VolumeEventType, events.ActionCreate, v.Name, map[string]string{"driver": "local"})
 	return e.volumeInfo(v), nil
 }
 
@@ -375,7 +377,11 @@ func (e *Engine) RemoveVolume(ctx context.Context, name string, force bool) erro
 	if users := e.volumeUsers(name); len(users) > 0 {
 		return errf(model.ErrConflict, "remove %s: volume is in use - [%s]", name, strings.Join(users, ", "))
 	}
-	return volumeErr(vs.Remove(name))
+	if err := vs.Remove(name); err != nil {
+		return volumeErr(err)
+	}
+	e.PublishEvent(events.VolumeEventType, events.ActionDestroy, name, map[string]string{"driver": "local"})
+	return nil
 }
 
 // PruneVolumes removes unused volumes: the anonymous ones, or all with
@@ -399,6 +405,7 @@ func (e *Engine) PruneVolumes(ctx context.Context, all bool) ([]string, int64, e
 		if err := vs.Remove(v.Name); err != nil {
 			return gone, freed, volumeErr(err)
 		}
+		e.PublishEvent(events.VolumeEventType, events.ActionDestroy, v.Name, map[string]string{"driver": "local"})
 		gone = append(gone, v.Name)
 		freed += size
 	}

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
@@ -165,4 +166,48 @@ func unmountBelow(dir string) {
 			unix.Unmount(mp, unix.MNT_DETACH)
 		}
 	}
+}
+
+// ContainerdObjects lists what the host's daemon has in its containerd
+// namespace: each container's ID with its task's status ("" when it has no
+// task), and the snapshots. Tests compare it with the daemon's containers
+// to find orphans.
+func (h *Host) ContainerdObjects(t testing.TB) (tasks map[string]string, snaps []string) {
+	t.Helper()
+	if h.containerd == "" {
+		t.Fatalf("harness: %s does not use containerd", h.Name)
+	}
+	cl, err := containerd.New(h.containerd, containerd.WithTimeout(5*time.Second))
+	if err != nil {
+		t.Fatalf("harness: containerd: %v", err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(namespaces.WithNamespace(context.Background(), h.ns.Name), time.Minute)
+	defer cancel()
+	ctrs, err := cl.Containers(ctx)
+	if err != nil {
+		t.Fatalf("harness: containerd containers: %v", err)
+	}
+	tasks = map[string]string{}
+	for _, c := range ctrs {
+		tasks[c.ID()] = ""
+		if task, err := c.Task(ctx, nil); err == nil {
+			st, err := task.Status(ctx)
+			if err != nil {
+				t.Fatalf("harness: containerd task %s: %v", c.ID(), err)
+			}
+			tasks[c.ID()] = string(st.Status)
+		}
+	}
+	sn := cl.SnapshotService(runtime.Snapshotter)
+	if err := sn.Walk(ctx, func(_ context.Context, info snapshots.Info) error {
+		if info.Kind == snapshots.KindActive {
+			snaps = append(snaps, info.Name)
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("harness: containerd snapshots: %v", err)
+	}
+	sort.Strings(snaps)
+	return tasks, snaps
 }

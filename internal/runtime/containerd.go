@@ -508,13 +508,20 @@ func (r *Containerd) reattach(ctx context.Context) error {
 	}
 	for _, ctr := range ctrs {
 		id := ctr.ID()
+		if t, err := ctr.Task(ctx, nil); err != nil {
+			continue // no task: created, or stopped and deleted
+		} else if st, err := t.Status(ctx); err == nil && st.Status == containerd.Stopped {
+			// Its output ended with it; the shim no longer opens the
+			// FIFOs, so attaching would wait forever.
+			continue
+		}
 		streams, err := r.streams(ctx, ctr)
 		if err != nil {
 			return fmt.Errorf("runtime: reattach %s: %w", id, err)
 		}
 		task, err := ctr.Task(ctx, cio.NewAttach(streams.opts...))
 		if err != nil {
-			continue // no task: created, or stopped and deleted
+			continue // gone meanwhile
 		}
 		tio, err := r.newTaskIO(id)
 		if err != nil {
