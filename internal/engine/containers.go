@@ -14,7 +14,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/moby/moby/api/types/events"
@@ -793,11 +792,12 @@ func (e *Engine) StopContainer(ctx context.Context, ref string, timeoutSeconds *
 	if c.State != model.StateRunning {
 		return nil // a scheduled restart is cancelled
 	}
-	e.containerEvent(c, events.ActionKill, map[string]string{"signal": strconv.Itoa(int(syscall.SIGTERM))})
+	stopSig := stopSignalOf(c)
+	e.containerEvent(c, events.ActionKill, map[string]string{"signal": strconv.Itoa(int(stopSig))})
 	if c.Paused {
 		// The signal is delivered once thawed: signal, then thaw.
 		if sr, ok := e.opts.Runtime.(SignalRuntime); ok {
-			sr.Kill(ctx, c.ID, syscall.SIGTERM)
+			sr.Kill(ctx, c.ID, stopSig)
 		}
 		e.thaw(ctx, c)
 	}

@@ -12,10 +12,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/events"
+	"github.com/moby/sys/signal"
 
 	"github.com/vxnet/vxnet/internal/model"
 	"github.com/vxnet/vxnet/internal/netns"
@@ -327,4 +329,15 @@ func (e *Engine) recordStartError(c model.Container, err error) {
 		e.containers[c.ID] = cur
 	}
 	e.mu.Unlock()
+}
+
+// stopSignalOf is the container's stop signal (SIGTERM when none is set
+// or it does not parse).
+func stopSignalOf(c model.Container) syscall.Signal {
+	if c.Run.StopSignal != "" {
+		if sig, err := signal.ParseSignal(c.Run.StopSignal); err == nil {
+			return sig
+		}
+	}
+	return syscall.SIGTERM
 }

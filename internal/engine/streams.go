@@ -99,9 +99,12 @@ func (e *Engine) KillContainer(ctx context.Context, ref string, sig syscall.Sign
 	if c.State != model.StateRunning {
 		return errf(model.ErrConflict, "cannot kill container: %s: container %s is not running", strings.TrimPrefix(ref, "/"), c.ID)
 	}
-	// As dockerd (with no stop signal configured): a kill is a stop by
-	// the user; the restart policy does not bring the container back.
-	e.stoppedByUser(c.ID)
+	// As dockerd: a kill with SIGKILL or the stop signal (any signal when
+	// the container has none configured) is a stop by the user; the
+	// restart policy does not bring the container back.
+	if sig == syscall.SIGKILL || c.Run.StopSignal == "" || sig == stopSignalOf(c) {
+		e.stoppedByUser(c.ID)
+	}
 	if err := sr.Kill(ctx, c.ID, sig); err != nil {
 		if errors.Is(err, model.ErrConflict) {
 			return errf(model.ErrConflict, "cannot kill container: %s: container %s is not running", strings.TrimPrefix(ref, "/"), c.ID)
