@@ -466,7 +466,17 @@ func (r *Containerd) copy(id string, tio *taskIO, task containerd.Task, ts *task
 			<-ch
 		}
 		if tio := task.IO(); tio != nil {
-			tio.Wait()
+			// The output drains once the shim closes the FIFOs; bound
+			// the wait, as a FIFO reattached after a daemon restart may
+			// never see its writer again.
+			drained := make(chan struct{})
+			go func() { tio.Wait(); close(drained) }()
+			select {
+			case <-drained:
+			case <-time.After(5 * time.Second):
+				r.log.Warn("output of an exited task not drained; giving up on it", "id", id)
+				tio.Cancel()
+			}
 			tio.Close()
 		}
 		outW.Close()
