@@ -20,6 +20,7 @@ import (
 
 	"github.com/vxnet/vxnet/internal/api"
 	"github.com/vxnet/vxnet/internal/driver"
+	"github.com/vxnet/vxnet/internal/ipam"
 	"github.com/vxnet/vxnet/internal/model"
 	"github.com/vxnet/vxnet/internal/store"
 )
@@ -1134,11 +1135,18 @@ func (e *Engine) gatewayEndpoint(ctx context.Context, n model.Network, c model.C
 			order = ep.Order + 1
 		}
 	}
-	gw, err := e.gatewayNetwork(ctx)
+	gw, err := e.gatewayNetwork(ctx, n.EnableIPv6)
 	if err != nil {
 		return nil, err
 	}
+	// The read lock keeps the gateway's IPv6 upgrade (gatewayIPv6, which
+	// rebuilds its address state) out while an address is taken here.
+	e.gwMu.RLock()
+	defer e.gwMu.RUnlock()
 	e.mu.Lock()
+	if cur, ok := e.networks[gw.ID]; ok {
+		gw = cur
+	}
 	e.attaching[gw.ID]++
 	e.mu.Unlock()
 	done := func() {
@@ -1146,12 +1154,16 @@ func (e *Engine) gatewayEndpoint(ctx context.Context, n model.Network, c model.C
 		e.doneAttachingLocked(gw.ID)
 		e.mu.Unlock()
 	}
-	ep, err := e.attach(ctx, gw, c, sb, api.EndpointRequest{}, order, e.wantsDefaultRoute(gw, 0, have))
+	// The interface has an IPv6 address (and route) only for an overlay
+	// network with IPv6, as Docker's docker_gwbridge.
+	on := gw
+	on.EnableIPv6 = gw.EnableIPv6 && n.EnableIPv6
+	ep, err := e.attach(ctx, on, c, sb, api.EndpointRequest{}, order, e.wantsDefaultRoute(gw, 0, have))
 	if err != nil {
 		done()
 		return nil, err
 	}
-	return &gwAttach{n: gw, ep: ep, done: done}, nil
+	return &gwAttach{n: on, ep: ep, done: done}, nil
 }
 
 // dropGateway removes the gateway bridge interface of a container that has
@@ -1178,20 +1190,32 @@ func (e *Engine) dropGateway(ctx context.Context, c model.Container, sb model.Sa
 }
 
 // gatewayNetwork returns the gateway bridge network, creating it on first
-// use (masquerade on, inter-container traffic off).
-func (e *Engine) gatewayNetwork(ctx context.Context) (model.Network, error) {
+// use (masquerade on, inter-container traffic off). want6: an overlay
+// network with IPv6 needs it, so it gets an IPv6 subnet from the default
+// pool (at creation, or added to an IPv4-only one by gatewayIPv6).
+func (e *Engine) gatewayNetwork(ctx context.Context, want6 bool) (model.Network, error) {
 	e.gwMu.Lock()
 	defer e.gwMu.Unlock()
 	e.mu.Lock()
 	for _, n := range e.networks {
 		if n.Name == GatewayBridge && n.Scope == model.ScopeLocal && !e.removingNets[n.ID] {
 			e.mu.Unlock()
+			if want6 && !n.EnableIPv6 {
+				return e.gatewayIPv6(ctx, n)
+			}
 			return n, nil
 		}
 	}
 	e.mu.Unlock()
+	if _, ok := e.opts.IPAM.(IPAM6); want6 && !ok {
+		return model.Network{}, errf(model.ErrInvalid, "vxnet does not support IPv6 on %s with this address allocator", GatewayBridge)
+	}
 	n := model.Network{ID: newID(), Name: GatewayBridge, Driver: "bridge", Scope: model.ScopeLocal, Created: e.now(),
 		Options: map[string]string{model.OptBridgeName: GatewayBridge, model.OptICC: "false", model.OptMasquerade: "true"}}
+	if want6 {
+		n.EnableIPv6 = true
+		n.IPAM = []model.IPAMConfig{{}, {Subnet: ipam.DefaultIPv6Pool}}
+	}
 	if err := e.createLocalNetwork(ctx, e.drivers["bridge"], &n); err != nil {
 		return model.Network{}, fmt.Errorf("create %s: %w", GatewayBridge, err)
 	}
@@ -1199,6 +1223,67 @@ func (e *Engine) gatewayNetwork(ctx context.Context) (model.Network, error) {
 		return model.Network{}, err
 	}
 	return n, nil
+}
+
+// gatewayIPv6 adds an IPv6 subnet (the default pool's) to the IPv4-only
+// gateway bridge n in place, for the first container of an overlay network
+// with IPv6: its IPv4 subnet and addresses stay. The caller holds gwMu, so
+// no gateway address is being taken meanwhile.
+func (e *Engine) gatewayIPv6(ctx context.Context, n model.Network) (model.Network, error) {
+	if _, ok := e.opts.IPAM.(IPAM6); !ok {
+		return model.Network{}, errf(model.ErrInvalid, "vxnet does not support IPv6 on %s with this address allocator", GatewayBridge)
+	}
+	var routes []netip.Prefix
+	if e.opts.HostRoutes != nil {
+		routes, _ = e.opts.HostRoutes()
+	}
+	e.mu.Lock()
+	var inUse []netip.Addr
+	for _, ep := range e.endpointsOnLocked(n.ID) {
+		inUse = append(inUse, epAddrs(ep)...)
+	}
+	e.mu.Unlock()
+	state, err := e.opts.IPAM.Snapshot(n.ID)
+	if err != nil {
+		return model.Network{}, err
+	}
+	restore := func() {
+		if err := e.opts.IPAM.Restore(n.ID, n.IPAM, state, inUse); err != nil {
+			e.log.Warn("restore gateway address state", "err", err)
+		}
+	}
+	e.opts.IPAM.ReleasePool(n.ID)
+	cfgs, err := e.opts.IPAM.RequestPool(n.ID, append(slices.Clone(n.IPAM), model.IPAMConfig{Subnet: ipam.DefaultIPv6Pool}), routes)
+	if err == nil {
+		err = e.opts.IPAM.Restore(n.ID, cfgs, nil, inUse)
+	}
+	if err != nil {
+		restore()
+		return model.Network{}, fmt.Errorf("add IPv6 to %s: %w", GatewayBridge, classify(err, model.ErrInvalid))
+	}
+	up := n
+	up.EnableIPv6, up.IPAM = true, cfgs
+	if err := e.drivers["bridge"].CreateNetwork(ctx, up); err != nil {
+		restore()
+		return model.Network{}, fmt.Errorf("add IPv6 to %s: %w", GatewayBridge, err)
+	}
+	if err := e.opts.Store.Update(func(tx *store.Tx) error {
+		if err := tx.Put(store.Networks, up.ID, up); err != nil {
+			return err
+		}
+		return e.saveIPAM(tx, up)
+	}); err != nil {
+		restore()
+		return model.Network{}, fmt.Errorf("record IPv6 of %s: %w", GatewayBridge, err)
+	}
+	e.mu.Lock()
+	e.networks[up.ID] = up
+	e.mu.Unlock()
+	e.log.Info("gateway bridge has IPv6", "subnet", cfgs[len(cfgs)-1].Subnet)
+	if err := e.applyFirewall(); err != nil {
+		return model.Network{}, err
+	}
+	return up, nil
 }
 
 func (e *Engine) providesDefaultRouteLocked(ep model.Endpoint) bool {

@@ -135,8 +135,9 @@ type Engine struct {
 	// ctrOps serialises the operations on one container (create, start,
 	// stop, rm, connect, disconnect); outermost lock.
 	ctrOps keyedMutex
-	// gwMu serialises the creation of the gateway bridge network.
-	gwMu sync.Mutex
+	// gwMu serialises the creation of the gateway bridge network and its
+	// IPv6 upgrade (write lock) against addresses being taken on it (read).
+	gwMu sync.RWMutex
 	// hostsMu serialises writers of the per-container hosts files.
 	hostsMu sync.Mutex
 	// fw applies the firewall outside mu.
