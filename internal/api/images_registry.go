@@ -49,6 +49,8 @@ type ImageDetail struct {
 	Size                  int64
 	Cmd, Entrypoint, Env  []string
 	WorkingDir, User      string
+	// Layers are the layers' diff IDs, when known.
+	Layers                []string
 	Labels                map[string]string
 	ExposedPorts, Volumes []string
 	History               []ImageHistory
@@ -249,7 +251,7 @@ func (s *server) imageInspect(w http.ResponseWriter, r *http.Request, name strin
 		Architecture: goArch(),
 		Os:           "linux",
 		Size:         d.Size,
-		RootFS:       image.RootFS{Type: "layers"},
+		RootFS:       image.RootFS{Type: "layers", Layers: d.Layers},
 	}
 	writeJSON(w, http.StatusOK, out)
 }

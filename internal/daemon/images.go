@@ -58,7 +58,7 @@ func detail(i image.Image) api.ImageDetail {
 	d := api.ImageDetail{
 		ID: i.ID, RepoTags: i.RepoTags, RepoDigests: i.RepoDigests, Created: i.Created, Size: i.Size,
 		Cmd: i.Config.Cmd, Entrypoint: i.Config.Entrypoint, Env: i.Config.Env, WorkingDir: i.Config.WorkingDir,
-		User: i.Config.User, Labels: i.Config.Labels,
+		User: i.Config.User, Labels: i.Config.Labels, Layers: i.Layers,
 	}
 	for p := range i.Config.ExposedPorts {
 		d.ExposedPorts = append(d.ExposedPorts, p)

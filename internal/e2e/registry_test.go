@@ -277,7 +277,7 @@ func TestRegistryPushPull(t *testing.T) {
 		t.Errorf("docker pull again: %q", out)
 	}
 	checkLayered(t, h, remote)
-	if lbl := strings.TrimSpace(h.MustDocker(t, "image", "inspect", "-f", "{{index .Config.Labels \"made.by\"}} {{len .RepoDigests}}", remote)); lbl != "vxnet-test 1" {
+	if lbl := strings.TrimSpace(h.MustDocker(t, "image", "inspect", "-f", "{{index .Config.Labels \"made.by\"}} {{len .RepoDigests}} {{len .RootFS.Layers}}", remote)); lbl != "vxnet-test 1 3" {
 		t.Errorf("image inspect labels and digests: %q", lbl)
 	}
 	if hist := h.MustDocker(t, "history", "--no-trunc", "--format", "{{.CreatedBy}}", remote); strings.Fields(hist)[0] != "whiteouts" || len(strings.Fields(hist)) != 3 {

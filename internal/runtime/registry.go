@@ -279,6 +279,9 @@ func (r *Containerd) describe(ctx context.Context, cimg containerd.Image) (image
 	if oci.Created != nil {
 		vimg.Created = oci.Created.UTC()
 	}
+	for _, d := range oci.RootFS.DiffIDs {
+		vimg.Layers = append(vimg.Layers, d.String())
+	}
 	for _, h := range oci.History {
 		e := image.History{CreatedBy: h.CreatedBy, Comment: h.Comment, EmptyLayer: h.EmptyLayer}
 		if h.Created != nil {

@@ -87,6 +87,9 @@ type Image struct {
 	History []History `json:"History,omitempty"`
 	// RepoDigests are "repo@sha256:..." of the manifests pulled or pushed.
 	RepoDigests []string `json:"RepoDigests,omitempty"`
+	// Layers are the diff IDs of the image's layers (pulled and loaded
+	// images).
+	Layers []string `json:"Layers,omitempty"`
 	// Rootfs is the absolute path of the unpacked root filesystem ("" for
 	// images with a Target).
 	Rootfs string `json:"-"`
