@@ -73,7 +73,6 @@ func groups() [][]Group {
 		volumeGroups,
 		swarmGroups,
 		runOptionGroups,
-		pendingGroups,
 		refusedGroups,
 		finalGroups,
 	}
