@@ -21,7 +21,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vxnet/vxnet/internal/leakcheck"
+	"github.com/vxnet/vxnet/internal/model"
 	"github.com/vxnet/vxnet/internal/runtime"
+	"github.com/vxnet/vxnet/internal/store"
 )
 
 // The hosts of every cluster of a test process share one containerd, as
@@ -210,4 +212,53 @@ func (h *Host) ContainerdObjects(t testing.TB) (tasks map[string]string, snaps [
 	}
 	sort.Strings(snaps)
 	return tasks, snaps
+}
+
+// orphanedContainerd compares the host's containerd namespace with the
+// container records of its (stopped) daemon: a containerd container
+// without a record, or a running task of a container recorded as not
+// running, is an orphan. A host whose store cannot be read is skipped.
+func orphanedContainerd(h *Host) []string {
+	path := filepath.Join(h.DataRoot, "vxnet.db")
+	if _, err := os.Stat(path); err != nil {
+		return nil
+	}
+	st, err := store.Open(path)
+	if err != nil {
+		return nil
+	}
+	recs, err := store.List[model.Container](st, store.Containers)
+	st.Close()
+	if err != nil {
+		return nil
+	}
+	state := map[string]string{}
+	for _, c := range recs {
+		state[c.ID] = c.State
+	}
+	cl, err := containerd.New(h.containerd, containerd.WithTimeout(5*time.Second))
+	if err != nil {
+		return nil
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(namespaces.WithNamespace(context.Background(), h.ns.Name), time.Minute)
+	defer cancel()
+	ctrs, err := cl.Containers(ctx)
+	if err != nil {
+		return nil
+	}
+	var leaks []string
+	for _, c := range ctrs {
+		rec, ok := state[c.ID()]
+		if !ok {
+			leaks = append(leaks, fmt.Sprintf("containerd %s container %s (no daemon record)", h.ns.Name, c.ID()))
+			continue
+		}
+		if task, err := c.Task(ctx, nil); err == nil && rec != model.StateRunning {
+			if s, err := task.Status(ctx); err == nil && s.Status == containerd.Running {
+				leaks = append(leaks, fmt.Sprintf("containerd %s task %s running for a %s container", h.ns.Name, c.ID(), rec))
+			}
+		}
+	}
+	return leaks
 }

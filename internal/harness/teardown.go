@@ -41,11 +41,15 @@ func (c *Cluster) teardown() {
 			t.Errorf("harness: %s: daemon pid %d not gone after SIGKILL", h.Name, h.proc.Process.Pid)
 		}
 	}
-	// 1b. What the daemons left in their containerd namespaces; leases
-	// and orphaned snapshots are leaks.
+	// 1b. What the daemons left in their containerd namespaces; leases,
+	// orphaned snapshots, containers the daemon has no record of and tasks
+	// running for containers it records as stopped are leaks.
 	for _, h := range c.Hosts {
 		if h.containerd == "" {
 			continue
+		}
+		for _, leak := range orphanedContainerd(h) {
+			t.Errorf("harness: %s: leaked %s", h.Name, leak)
 		}
 		for _, leak := range cleanContainerd(h.containerd, h.ns.Name) {
 			t.Errorf("harness: %s: leaked %s", h.Name, leak)
