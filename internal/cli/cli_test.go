@@ -525,7 +525,7 @@ func TestImages(t *testing.T) {
 	}
 	ls := d.ok("image", "ls")
 	if !regexp.MustCompile(`(?m)^REPOSITORY\s+TAG\s+IMAGE ID\s+CREATED\s+SIZE$`).MatchString(ls) ||
-		!regexp.MustCompile(`(?m)^alpine\s+3\s+`+id[7:19]+`\s+Less than a second ago\s+41B$`).MatchString(ls) ||
+		!regexp.MustCompile(`(?m)^alpine\s+3\s+`+id[7:19]+`\s+(Less than a second|[0-9]+ seconds?) ago\s+41B$`).MatchString(ls) ||
 		!regexp.MustCompile(`(?m)^mine\s+latest\s+`).MatchString(ls) ||
 		!regexp.MustCompile(`(?m)^busybox\s+latest\s+[0-9a-f]{12}\s+About an hour ago\s+4.26MB$`).MatchString(ls) {
 		t.Fatalf("image ls:\n%s", ls)
