@@ -3,10 +3,12 @@ package api
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"maps"
 	"net"
 	"net/http"
+	"net/netip"
 	"reflect"
 	"regexp"
 	"slices"
@@ -137,8 +139,15 @@ func (s *server) networkCreate(w http.ResponseWriter, r *http.Request) {
 // what vxnet does not do (IPv6, swarm ingress, config-only networks, other
 // IPAM drivers) with ErrInvalid.
 func decodeNetworkCreate(body io.Reader) (NetworkCreate, error) {
+	raw, err := io.ReadAll(body)
+	if err != nil {
+		return NetworkCreate{}, apiErr(model.ErrInvalid, "read request: %v", err)
+	}
+	if err := unparsableIPAM(raw); err != nil {
+		return NetworkCreate{}, err
+	}
 	var req network.CreateRequest
-	if err := decodeJSONBody(body, &req, false); err != nil {
+	if err := decodeJSONBody(bytes.NewReader(raw), &req, false); err != nil {
 		return NetworkCreate{}, err
 	}
 	name := strings.TrimSpace(req.Name)
@@ -431,4 +440,48 @@ func (f filters) matchLabels(labels map[string]string) bool {
 		}
 	}
 	return true
+}
+
+// unparsableIPAM words the IPAM addresses of a network create request that
+// do not parse as dockerd does ("invalid network config: invalid subnet X:
+// invalid CIDR block notation"), before the typed decoding would call
+// them bad JSON. Several problems are listed as "* a * b" (dockerd puts
+// them on lines of their own).
+func unparsableIPAM(raw []byte) error {
+	var req struct {
+		IPAM *struct {
+			Config []struct {
+				Subnet, IPRange, Gateway string
+				AuxAddress               map[string]string
+			}
+		}
+	}
+	if json.Unmarshal(raw, &req) != nil || req.IPAM == nil {
+		return nil // the typed decoding reports it
+	}
+	var errs []string
+	for _, cfg := range req.IPAM.Config {
+		if _, err := netip.ParsePrefix(cfg.Subnet); cfg.Subnet != "" && err != nil {
+			errs = append(errs, fmt.Sprintf("invalid subnet %s: invalid CIDR block notation", cfg.Subnet))
+			continue
+		}
+		if _, err := netip.ParsePrefix(cfg.IPRange); cfg.IPRange != "" && err != nil {
+			errs = append(errs, fmt.Sprintf("invalid ip-range %s: invalid CIDR block notation", cfg.IPRange))
+		}
+		if _, err := netip.ParseAddr(cfg.Gateway); cfg.Gateway != "" && err != nil {
+			errs = append(errs, fmt.Sprintf("invalid gateway %s: invalid address", cfg.Gateway))
+		}
+		for _, name := range slices.Sorted(maps.Keys(cfg.AuxAddress)) {
+			if _, err := netip.ParseAddr(cfg.AuxAddress[name]); err != nil {
+				errs = append(errs, fmt.Sprintf("invalid auxiliary address %s: invalid address", name))
+			}
+		}
+	}
+	switch len(errs) {
+	case 0:
+		return nil
+	case 1:
+		return apiErr(model.ErrInvalid, "invalid network config: %s", errs[0])
+	}
+	return apiErr(model.ErrInvalid, "invalid network config: * %s", strings.Join(errs, " * "))
 }

@@ -50,7 +50,7 @@ var networkGroups = []Group{{
 			Err: Line("multiple overlapping subnet configuration is not supported")},
 		{Name: "create bad subnet", Args: []string{"network", "create", "--subnet", "bad", "cx"}, Code: 1,
 			Err:     daemonErr("invalid network config: invalid subnet bad: invalid CIDR block notation"),
-			Differs: "one-line", Pending: "Docker's wording for an unparsable subnet"},
+			Differs: "one-line"},
 		{Name: "create name with spaces", Args: []string{"network", "create", "my net"}, Out: Re(id64)},
 		{Name: "inspect name with spaces", Args: []string{"network", "inspect", "-f", "{{.Name}} {{.Driver}}", "my net"}, Out: Line("my net bridge")},
 		{Name: "rm name with spaces", Args: []string{"network", "rm", "my net"}, Out: Line("my net")},
