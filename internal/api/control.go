@@ -34,6 +34,12 @@ type EventSource interface {
 	Events() (past []events.Message, ch <-chan events.Message, cancel func())
 }
 
+// EventPublisher is an optional Backend ability: events of what the API
+// layer composes from several calls (restart is a stop and a start).
+type EventPublisher interface {
+	PublishEvent(typ events.Type, action events.Action, id string, attrs map[string]string)
+}
+
 // statsInterval is the period of streamed stats (dockerd's).
 const statsInterval = time.Second
 

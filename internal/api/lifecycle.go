@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/events"
 	"github.com/moby/sys/signal"
 
 	"github.com/vxnet/vxnet/internal/model"
@@ -70,6 +71,10 @@ func (s *server) containerRestart(w http.ResponseWriter, r *http.Request) {
 	if err := s.b.StartContainer(r.Context(), ref); err != nil {
 		writeError(w, err)
 		return
+	}
+	if p, ok := s.b.(EventPublisher); ok {
+		c := v.Container
+		p.PublishEvent(events.ContainerEventType, events.ActionRestart, c.ID, map[string]string{"image": c.Image, "name": c.Name})
 	}
 	w.WriteHeader(http.StatusNoContent)
 }

@@ -46,6 +46,7 @@ func (e *Engine) networkEvent(n model.Network, action events.Action, containerID
 }
 
 var (
-	_ api.EventSource = (*Engine)(nil)
-	_ api.Controller  = (*Engine)(nil)
+	_ api.EventSource    = (*Engine)(nil)
+	_ api.Controller     = (*Engine)(nil)
+	_ api.EventPublisher = (*Engine)(nil)
 )
