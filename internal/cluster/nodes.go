@@ -520,13 +520,71 @@ func (c *Cluster) loadNodes(ctx context.Context) (int64, error) {
 	return resp.Header.Revision, nil
 }
 
-// watchNodes keeps the node address cache until the Cluster closes.
+// watchNodes keeps the node address cache until the Cluster closes,
+// applying the watch's events one by one (every member rewrites its record
+// once per TTL, so rebuilding the whole set per event would cost members²
+// per TTL on every member).
 func (c *Cluster) watchNodes(fromRev int64) {
 	c.bg.Add(1)
 	go func() {
 		defer c.bg.Done()
-		watchSet(c.ctx, c, c.key("nodes")+"/", nil, fromRev, c.decodeNode, func(rs []nodeRecord, _ int64) {
+		prefix := c.key("nodes") + "/"
+		watchPrefix(c.ctx, c, prefix, fromRev, func(kvs []*mvccpb.KeyValue, _ int64) {
+			rs := make([]nodeRecord, 0, len(kvs))
+			for _, kv := range kvs {
+				if r, ok := c.decodeNode(kv); ok {
+					rs = append(rs, r)
+				}
+			}
 			c.setNodes(rs)
+		}, func(evs []*clientv3.Event, _ int64) {
+			// Decoded outside mu (an invalid record is logged under it).
+			type upd struct {
+				id string
+				r  nodeRecord
+				ok bool
+			}
+			us := make([]upd, 0, len(evs))
+			for _, ev := range evs {
+				u := upd{id: strings.TrimPrefix(string(ev.Kv.Key), prefix)}
+				if ev.Type == clientv3.EventTypePut {
+					u.r, u.ok = c.decodeNode(ev.Kv)
+				}
+				us = append(us, u)
+			}
+			c.mu.Lock()
+			m := c.nodeAddrs
+			changed := false
+			for _, u := range us {
+				id := u.id
+				old, had := m[id]
+				if u.ok {
+					if !had || old != u.r.Addr {
+						if !changed {
+							m, changed = maps.Clone(m), true
+						}
+						m[u.r.ID] = u.r.Addr
+					}
+					continue
+				}
+				if had {
+					if !changed {
+						m, changed = maps.Clone(m), true
+					}
+					delete(m, id)
+				}
+			}
+			var cbs []func()
+			if changed {
+				c.nodeAddrs = m
+				for _, id := range slices.Sorted(maps.Keys(c.nodeCBs)) {
+					cbs = append(cbs, c.nodeCBs[id])
+				}
+			}
+			c.mu.Unlock()
+			for _, fn := range cbs {
+				fn()
+			}
 		})
 	}()
 }

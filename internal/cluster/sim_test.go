@@ -37,7 +37,8 @@ type simMember struct {
 
 type simConfig struct {
 	members, eps, netSize int
-	churn                 bool // a tenth of the members replace an endpoint
+	ttl                   time.Duration // node TTL (each member rewrites its node record once per TTL)
+	churn                 bool          // a tenth of the members replace an endpoint
 	wait                  time.Duration
 }
 
@@ -78,7 +79,7 @@ func runSim(t *testing.T, cfg simConfig) simResult {
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			o := externalOpts(t, e, fmt.Sprintf("sim-%d", i))
-			o.NodeTTL = 10 * time.Second
+			o.NodeTTL = cfg.ttl
 			o.RequestTimeout = 20 * time.Second
 			o.AdvertiseAddr = netip.AddrFrom4([4]byte{10, 255, byte(i >> 8), byte(i)})
 			ms[i] = &simMember{c: openExternal(t, o), programmed: map[string]time.Time{}}
@@ -309,7 +310,7 @@ func (r simResult) table() string {
 // those of the others, whose events its watch drops unread), a replaced
 // endpoint reaches every peer, and dead members' entries leave.
 func TestControlPlaneSim(t *testing.T) {
-	r := runSim(t, simConfig{members: 9, eps: 3, netSize: 3, churn: true, wait: 30 * time.Second})
+	r := runSim(t, simConfig{members: 9, eps: 3, netSize: 3, ttl: 5 * time.Second, churn: true, wait: 30 * time.Second})
 	t.Logf("\n%s", r.table())
 	if r.failed > 0 {
 		t.Fatalf("%d store calls failed", r.failed)
@@ -324,12 +325,13 @@ func TestControlPlaneSim(t *testing.T) {
 
 // TestBenchControlPlane is the simulation at full size. It skips unless
 // VXNET_BENCH=1; VXNET_SIM_MEMBERS (default 1000), VXNET_SIM_EPS (30) and
-// VXNET_SIM_NETSIZE (members per network, 20) set the size.
+// VXNET_SIM_NETSIZE (members per network, 20) set the size; the node TTL
+// is 20 s.
 func TestBenchControlPlane(t *testing.T) {
 	if os.Getenv("VXNET_BENCH") != "1" {
 		t.Skip("benchmark: set VXNET_BENCH=1")
 	}
-	cfg := simConfig{members: 1000, eps: 30, netSize: 20, churn: true, wait: 5 * time.Minute}
+	cfg := simConfig{members: 1000, eps: 30, netSize: 20, ttl: 20 * time.Second, churn: true, wait: 5 * time.Minute}
 	for env, p := range map[string]*int{"VXNET_SIM_MEMBERS": &cfg.members, "VXNET_SIM_EPS": &cfg.eps, "VXNET_SIM_NETSIZE": &cfg.netSize} {
 		if v, err := strconv.Atoi(os.Getenv(env)); err == nil && v > 0 {
 			*p = v
