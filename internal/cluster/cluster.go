@@ -195,6 +195,8 @@ type Cluster struct {
 	lastContact time.Time
 	lastErr     string
 	lastNodes   []Node
+	viewAt      time.Time // when lastNodes was read
+	viewDirty   bool      // the node watch saw a change since
 
 	// casLost counts allocations that lost a compare-and-swap (for the
 	// benchmark).

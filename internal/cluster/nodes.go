@@ -190,8 +190,16 @@ func (c *Cluster) keepAlive(ctx context.Context, ka <-chan *clientv3.LeaseKeepAl
 			if err != nil {
 				c.log.Debug("refresh node record", "err", err)
 			}
-			// Keep a recent view for node lists during an outage.
-			c.Nodes(ctx)
+			// Keep a recent view for node lists during an outage: read
+			// again when the node watch saw a node come, go or move, else
+			// every ten TTLs (reading every node every TTL on every member
+			// costs members² reads per TTL).
+			c.mu.Lock()
+			due := c.viewDirty || time.Since(c.viewAt) >= 10*c.opts.NodeTTL
+			c.mu.Unlock()
+			if due {
+				c.Nodes(ctx)
+			}
 		case <-ctx.Done():
 			return
 		}
@@ -253,6 +261,7 @@ func (c *Cluster) Nodes(ctx context.Context) ([]Node, error) {
 	defer c.mu.Unlock()
 	if err == nil {
 		c.lastNodes = slices.Clone(out)
+		c.viewDirty, c.viewAt = false, time.Now()
 		return out, nil
 	}
 	if c.lastNodes == nil || !errors.Is(err, model.ErrUnavailable) {
@@ -576,7 +585,7 @@ func (c *Cluster) watchNodes(fromRev int64) {
 			}
 			var cbs []func()
 			if changed {
-				c.nodeAddrs = m
+				c.nodeAddrs, c.viewDirty = m, true
 				for _, id := range slices.Sorted(maps.Keys(c.nodeCBs)) {
 					cbs = append(cbs, c.nodeCBs[id])
 				}
@@ -599,6 +608,7 @@ func (c *Cluster) setNodes(rs []nodeRecord) {
 	c.mu.Lock()
 	changed := !maps.Equal(m, c.nodeAddrs)
 	c.nodeAddrs = m
+	c.viewDirty = c.viewDirty || changed
 	var cbs []func()
 	if changed {
 		for _, id := range slices.Sorted(maps.Keys(c.nodeCBs)) {
