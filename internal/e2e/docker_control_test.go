@@ -139,6 +139,53 @@ func TestDockerCLIPauseTopStats(t *testing.T) {
 		t.Errorf("docker pause of a stopped container: exit %d %q", code, errOut)
 	}
 	h.MustDocker(t, "rm", "p")
+
+	// wait conditions: not-running answers a created container at once;
+	// next-exit and removed wait for the next exit and for the removal.
+	h.MustDocker(t, "create", "--name", "w", "busybox", "sh", "-c", "exit 6")
+	wait := func(cond string) <-chan string {
+		ch := make(chan string, 1)
+		go func() {
+			resp, err := apiClient(h).Post("http://vxnet/containers/w/wait?condition="+cond, "", nil)
+			if err != nil {
+				ch <- err.Error()
+				return
+			}
+			defer resp.Body.Close()
+			var wr container.WaitResponse
+			json.NewDecoder(resp.Body).Decode(&wr)
+			ch <- strconv.FormatInt(wr.StatusCode, 10)
+		}()
+		return ch
+	}
+	if got := <-wait("not-running"); got != "0" {
+		t.Errorf("wait not-running on a created container: %s", got)
+	}
+	next, removed := wait("next-exit"), wait("removed")
+	time.Sleep(time.Second) // both waits are registered
+	h.MustDocker(t, "start", "w")
+	select {
+	case got := <-next:
+		if got != "6" {
+			t.Errorf("wait next-exit: %s, want 6", got)
+		}
+	case <-time.After(30 * time.Second):
+		t.Error("wait next-exit did not return")
+	}
+	select {
+	case got := <-removed:
+		t.Errorf("wait removed returned %s before the removal", got)
+	case <-time.After(500 * time.Millisecond):
+	}
+	h.MustDocker(t, "rm", "w")
+	select {
+	case got := <-removed:
+		if got != "6" {
+			t.Errorf("wait removed: %s, want 6", got)
+		}
+	case <-time.After(30 * time.Second):
+		t.Error("wait removed did not return")
+	}
 }
 
 // Restart policies with the docker CLI: on-failure:N stops after N
