@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vxnet/vxnet/internal/testreq"
 )
 
 const dockerBin = "/usr/local/bin/docker"
@@ -15,7 +17,7 @@ const dockerBin = "/usr/local/bin/docker"
 // The real docker CLI talks to the vxnet API server.
 func TestDockerCLICompat(t *testing.T) {
 	if _, err := os.Stat(dockerBin); err != nil {
-		t.Skip("docker CLI not installed at " + dockerBin)
+		testreq.Skip(t, "docker CLI not installed at "+dockerBin)
 	}
 	d := newDaemon(t)
 	cfg := t.TempDir()
@@ -93,7 +95,7 @@ func TestDockerCLICompat(t *testing.T) {
 // behind; a missing network is named as such, not taken for a missing image.
 func TestDockerCLIRefusesUnsupportedOptions(t *testing.T) {
 	if _, err := os.Stat(dockerBin); err != nil {
-		t.Skip("docker CLI not installed at " + dockerBin)
+		testreq.Skip(t, "docker CLI not installed at "+dockerBin)
 	}
 	d := newDaemon(t)
 	cfg := t.TempDir()

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/vxnet/vxnet/internal/harness"
+	"github.com/vxnet/vxnet/internal/testreq"
 )
 
 // A Case is one docker command and what Docker 28 answers to it.
@@ -215,7 +216,7 @@ func dockerCLI() (string, error) {
 func TestDockerConformance(t *testing.T) {
 	docker, err := dockerCLI()
 	if err != nil {
-		t.Skipf("conformance: %v", err)
+		testreq.Skipf(t, "conformance: %v", err)
 	}
 	c := harness.New(t, harness.Options{Hosts: 1})
 	h := c.Host(0)

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/vxnet/vxnet/internal/harness"
+	"github.com/vxnet/vxnet/internal/testreq"
 )
 
 // clusterTTL is the node TTL of the cluster tests: short, so that a dead
@@ -71,7 +72,7 @@ func clusterExternal(t *testing.T) *harness.Cluster {
 	t.Helper()
 	bin, err := exec.LookPath("etcd")
 	if err != nil {
-		t.Skip("needs etcd (Debian's etcd-server)")
+		testreq.Skip(t, "needs etcd (Debian's etcd-server)")
 	}
 	store := "etcd://192.0.2.10:2379"
 	var tlsFiles storeTLS

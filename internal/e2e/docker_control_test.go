@@ -16,12 +16,13 @@ import (
 	"github.com/moby/moby/api/types/container"
 
 	"github.com/vxnet/vxnet/internal/harness"
+	"github.com/vxnet/vxnet/internal/testreq"
 )
 
 func needDockerCLI(t *testing.T) {
 	t.Helper()
 	if _, err := os.Stat("/usr/local/bin/docker"); err != nil {
-		t.Skip("the docker CLI is not installed")
+		testreq.Skip(t, "the docker CLI is not installed")
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vxnet/vxnet/internal/harness"
+	"github.com/vxnet/vxnet/internal/testreq"
 )
 
 // dockerIn runs the docker CLI against h with stdin; through `script` (a
@@ -20,7 +21,7 @@ func dockerIn(t *testing.T, h *harness.Host, stdin string, tty bool, args ...str
 	t.Helper()
 	bin := "/usr/local/bin/docker"
 	if _, err := os.Stat(bin); err != nil {
-		t.Skip("the docker CLI is not installed")
+		testreq.Skip(t, "the docker CLI is not installed")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -28,7 +29,7 @@ func dockerIn(t *testing.T, h *harness.Host, stdin string, tty bool, args ...str
 	var cmd *exec.Cmd
 	if tty {
 		if _, err := exec.LookPath("script"); err != nil {
-			t.Skip("script (util-linux) is not installed")
+			testreq.Skip(t, "script (util-linux) is not installed")
 		}
 		cmd = exec.CommandContext(ctx, "script", "-qec", "stty cols 100 rows 40; "+strings.Join(full, " "), "/dev/null")
 	} else {
@@ -59,7 +60,7 @@ func dockerIn(t *testing.T, h *harness.Host, stdin string, tty bool, args ...str
 // 126, 127 for what did not run) and detaching.
 func TestDockerCLIStreams(t *testing.T) {
 	if _, err := os.Stat("/usr/local/bin/docker"); err != nil {
-		t.Skip("the docker CLI is not installed")
+		testreq.Skip(t, "the docker CLI is not installed")
 	}
 	_, h := single(t)
 	for _, tc := range []struct {
@@ -147,7 +148,7 @@ func (ty *typist) Read(p []byte) (int, error) {
 // --since with the docker CLI; a signal to a stopped container is refused.
 func TestDockerCLILifecycle(t *testing.T) {
 	if _, err := os.Stat("/usr/local/bin/docker"); err != nil {
-		t.Skip("the docker CLI is not installed")
+		testreq.Skip(t, "the docker CLI is not installed")
 	}
 	_, h := single(t)
 	h.MustDocker(t, "run", "-d", "--name", "k", "busybox", "sh", "-c",

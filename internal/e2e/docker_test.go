@@ -4,6 +4,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/vxnet/vxnet/internal/testreq"
 )
 
 // The real docker CLI drives the same daemon: network create/ls/inspect,
@@ -11,7 +13,7 @@ import (
 func TestDockerCLI(t *testing.T) {
 	if _, err := os.Stat("/usr/local/bin/docker"); err != nil {
 		if _, err := os.Stat("/usr/bin/docker"); err != nil {
-			t.Skip("the docker CLI is not installed")
+			testreq.Skip(t, "the docker CLI is not installed")
 		}
 	}
 	_, h := single(t)

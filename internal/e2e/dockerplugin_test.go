@@ -15,6 +15,7 @@ import (
 
 	"github.com/vxnet/vxnet/internal/dns"
 	"github.com/vxnet/vxnet/internal/harness"
+	"github.com/vxnet/vxnet/internal/testreq"
 )
 
 // dockerd is one Docker Engine (Debian's docker.io) on a test host: in the
@@ -36,7 +37,7 @@ func needDocker(t *testing.T) {
 	t.Helper()
 	for _, p := range []string{"/usr/sbin/dockerd", dockerCLI, "/usr/bin/containerd"} {
 		if _, err := os.Stat(p); err != nil {
-			t.Skipf("%s missing: scripts/setup.sh installs Debian's docker.io", p)
+			testreq.Skipf(t, "%s missing: scripts/setup.sh installs Debian's docker.io", p)
 		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/vxnet/vxnet/internal/engine"
 	"github.com/vxnet/vxnet/internal/harness"
+	"github.com/vxnet/vxnet/internal/testreq"
 )
 
 // Fault injection: mixed operations (run, rm, connect, disconnect, network
@@ -48,7 +49,7 @@ type fiRun struct {
 
 func TestFaultInjection(t *testing.T) {
 	if _, err := exec.LookPath("etcd"); err != nil {
-		t.Skip("needs etcd (Debian's etcd-server)")
+		testreq.Skip(t, "needs etcd (Debian's etcd-server)")
 	}
 	ops := 40
 	if os.Getenv("VXNET_BENCH") != "" {

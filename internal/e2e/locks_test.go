@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/vxnet/vxnet/internal/harness"
+	"github.com/vxnet/vxnet/internal/testreq"
 )
 
 // freeze stops (SIGSTOP) or resumes (SIGCONT) the external etcd: the store
@@ -31,7 +32,7 @@ func (e *extEtcd) freeze(stop bool) {
 func locksSetup(t *testing.T, n int, daemonArgs ...string) (*harness.Host, *extEtcd, *bnAPI) {
 	t.Helper()
 	if _, err := exec.LookPath("etcd"); err != nil {
-		t.Skip("needs etcd (Debian's etcd-server)")
+		testreq.Skip(t, "needs etcd (Debian's etcd-server)")
 	}
 	var store string
 	var et *extEtcd

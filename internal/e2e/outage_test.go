@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/vxnet/vxnet/internal/harness"
+	"github.com/vxnet/vxnet/internal/testreq"
 )
 
 // extEtcd is a real etcd process in a host's namespace that a test can
@@ -69,7 +70,7 @@ func (e *extEtcd) kill() {
 // its local networks. When the store is back, cluster mode resumes.
 func TestStoreOutage(t *testing.T) {
 	if _, err := exec.LookPath("etcd"); err != nil {
-		t.Skip("needs etcd (Debian's etcd-server)")
+		testreq.Skip(t, "needs etcd (Debian's etcd-server)")
 	}
 	var store string
 	var et *extEtcd

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/vxnet/vxnet/internal/harness"
+	"github.com/vxnet/vxnet/internal/testreq"
 )
 
 const registryBin = "/usr/bin/docker-registry"
@@ -113,7 +114,7 @@ func busyboxLayer(t *testing.T) []byte {
 	t.Helper()
 	bb, err := os.ReadFile("/usr/bin/busybox")
 	if err != nil {
-		t.Skip("busybox-static is not installed")
+		testreq.Skip(t, "busybox-static is not installed")
 	}
 	return tarLayer(t, []tarEntry{{name: "bin/", dir: true}, {name: "bin/busybox", data: string(bb), mode: 0o755}})
 }
@@ -200,7 +201,7 @@ func checkLayered(t *testing.T, h *harness.Host, image string) {
 // --insecure-registry are enforced.
 func TestRegistryPushPull(t *testing.T) {
 	if _, err := os.Stat(registryBin); err != nil {
-		t.Skip("docker-registry is not installed (scripts/setup.sh)")
+		testreq.Skip(t, "docker-registry is not installed (scripts/setup.sh)")
 	}
 	var c *harness.Cluster
 	c = harness.New(t, harness.Options{Hosts: 1, DaemonArgs: func(int, *harness.Host) []string {

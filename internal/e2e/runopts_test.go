@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vxnet/vxnet/internal/testreq"
 )
 
 // docker run's process, resource and security options, each seen from
@@ -19,7 +21,7 @@ import (
 // behind.
 func TestDockerRunOptions(t *testing.T) {
 	if _, err := os.Stat("/usr/local/bin/docker"); err != nil {
-		t.Skip("the docker CLI is not installed")
+		testreq.Skip(t, "the docker CLI is not installed")
 	}
 	_, h := single(t)
 	profile := filepath.Join(t.TempDir(), "no-mkdir.json")
@@ -106,7 +108,7 @@ func TestDockerRunOptions(t *testing.T) {
 // signal, stop timeout, labels and domain name do what they say.
 func TestDockerRunOptionsInspect(t *testing.T) {
 	if _, err := os.Stat("/usr/local/bin/docker"); err != nil {
-		t.Skip("the docker CLI is not installed")
+		testreq.Skip(t, "the docker CLI is not installed")
 	}
 	_, h := single(t)
 	h.MustDocker(t, "run", "-d", "--name", "o1", "--user", "nobody", "-w", "/w", "--label", "a=b",

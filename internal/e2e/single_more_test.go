@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/vxnet/vxnet/internal/testreq"
 )
 
 // Bridge options: ICC off blocks container-to-container traffic on the
@@ -55,7 +57,7 @@ func TestImageImport(t *testing.T) {
 	}
 	bb, err := os.ReadFile("/bin/busybox")
 	if err != nil {
-		t.Skip("no /bin/busybox to build a rootfs from")
+		testreq.Skip(t, "no /bin/busybox to build a rootfs from")
 	}
 	tw := tar.NewWriter(f)
 	tw.WriteHeader(&tar.Header{Name: "bin/", Typeflag: tar.TypeDir, Mode: 0o755})

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/vxnet/vxnet/internal/harness"
+	"github.com/vxnet/vxnet/internal/testreq"
 )
 
 // A daemon using an external store on a non-loopback address in plain
@@ -15,7 +16,7 @@ import (
 // naming the store, at every start: here the first and a restart.
 func TestExternalStoreInsecureWarnsAtEveryStart(t *testing.T) {
 	if _, err := exec.LookPath("etcd"); err != nil {
-		t.Skip("needs etcd (Debian's etcd-server)")
+		testreq.Skip(t, "needs etcd (Debian's etcd-server)")
 	}
 	var store string
 	c := harness.New(t, harness.Options{Hosts: 1, DaemonArgs: func(i int, h *harness.Host) []string {

@@ -19,6 +19,7 @@ import (
 	"github.com/vxnet/vxnet/internal/netns"
 	"github.com/vxnet/vxnet/internal/pki"
 	"github.com/vxnet/vxnet/internal/pki/pkitest"
+	"github.com/vxnet/vxnet/internal/testreq"
 )
 
 // etcdPut writes key=val into the cluster store as host h would: from h's
@@ -277,7 +278,7 @@ func TestAPIOverTCPWithTLS(t *testing.T) {
 	docker := "/usr/local/bin/docker" // the v28 client
 	if _, err := os.Stat(docker); err != nil {
 		if docker, err = exec.LookPath("docker"); err != nil {
-			t.Skip("needs the docker CLI (docker.io)")
+			testreq.Skip(t, "needs the docker CLI (docker.io)")
 		}
 	}
 	c := harness.New(t, harness.Options{Hosts: 1})

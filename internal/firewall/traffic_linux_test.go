@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/vxnet/vxnet/internal/netns"
+	"github.com/vxnet/vxnet/internal/testreq"
 )
 
 // topo is the test world, every part in a namespace of its own:
@@ -47,7 +48,7 @@ var (
 func needRoot(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces and nftables rules")
+		testreq.Skip(t, "needs root: creates network namespaces and nftables rules")
 	}
 }
 

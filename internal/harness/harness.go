@@ -43,6 +43,7 @@ import (
 	"time"
 
 	"github.com/vxnet/vxnet/internal/leakcheck"
+	"github.com/vxnet/vxnet/internal/testreq"
 )
 
 // RuncRoot is the daemon's runc state directory relative to its exec root
@@ -133,7 +134,7 @@ type Cluster struct {
 func New(t *testing.T, opts Options) *Cluster {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces and runs daemons")
+		testreq.Skip(t, "needs root: creates network namespaces and runs daemons")
 	}
 	if opts.Hosts <= 0 {
 		opts.Hosts = 1

@@ -18,6 +18,7 @@ import (
 
 	"github.com/vxnet/vxnet/internal/leakcheck"
 	"github.com/vxnet/vxnet/internal/netns"
+	"github.com/vxnet/vxnet/internal/testreq"
 )
 
 func TestMain(m *testing.M) {
@@ -198,7 +199,7 @@ func runcContainer(t *testing.T, h *Host, id, nsPath string) {
 	}
 	bb, err := os.ReadFile("/bin/busybox")
 	if err != nil {
-		t.Skipf("no busybox: %v", err)
+		testreq.Skipf(t, "no busybox: %v", err)
 	}
 	if err := os.WriteFile(filepath.Join(bundle, "rootfs", "bin", "busybox"), bb, 0o755); err != nil {
 		t.Fatal(err)
@@ -257,7 +258,7 @@ func alive(pid int) bool {
 // a shim and a runc container, teardown leaves nothing behind.
 func TestTeardownLeavesNothing(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces")
+		testreq.Skip(t, "needs root: creates network namespaces")
 	}
 	snap := leakcheck.Take(leakcheck.Options{})
 	var (

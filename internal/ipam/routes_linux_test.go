@@ -13,6 +13,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/vxnet/vxnet/internal/netns"
+	"github.com/vxnet/vxnet/internal/testreq"
 )
 
 func TestHostRoutesNoDefault(t *testing.T) {
@@ -31,7 +32,7 @@ func TestHostRoutesNoDefault(t *testing.T) {
 // and checks that a default pool request fed its routes skips that pool.
 func TestHostRoutesInNamespace(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates a network namespace")
+		testreq.Skip(t, "needs root: creates a network namespace")
 	}
 	tok := make([]byte, 4)
 	rand.Read(tok)

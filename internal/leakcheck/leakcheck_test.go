@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vxnet/vxnet/internal/testreq"
 )
 
 func TestUnescapeMount(t *testing.T) {
@@ -102,7 +104,7 @@ func TestCheckReportsWhatStays(t *testing.T) {
 // is reported; deleting it makes Check pass.
 func TestNetnsLeak(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates a network namespace")
+		testreq.Skip(t, "needs root: creates a network namespace")
 	}
 	name := Marker() + "ns"
 	s := Take(Options{Grace: time.Second})

@@ -9,12 +9,14 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/vxnet/vxnet/internal/testreq"
 )
 
 func needRoot(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces")
+		testreq.Skip(t, "needs root: creates network namespaces")
 	}
 }
 

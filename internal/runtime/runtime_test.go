@@ -20,6 +20,7 @@ import (
 
 	"github.com/vxnet/vxnet/internal/netns"
 	"github.com/vxnet/vxnet/internal/runtime/image"
+	"github.com/vxnet/vxnet/internal/testreq"
 )
 
 const (
@@ -90,10 +91,10 @@ func newID() string {
 func setup(t *testing.T) *env {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root: runs runc containers")
+		testreq.Skip(t, "needs root: runs runc containers")
 	}
 	if _, err := exec.LookPath("runc"); err != nil {
-		t.Skip("needs runc")
+		testreq.Skip(t, "needs runc")
 	}
 	root := t.TempDir()
 	images, err := image.Open(filepath.Join(root, "images"))

@@ -19,6 +19,7 @@ import (
 	"github.com/vxnet/vxnet/internal/driver"
 	"github.com/vxnet/vxnet/internal/model"
 	"github.com/vxnet/vxnet/internal/netns"
+	"github.com/vxnet/vxnet/internal/testreq"
 )
 
 // Real-kernel tests. Everything happens in namespaces pinned under
@@ -29,7 +30,7 @@ import (
 func needRoot(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces, bridges and veths")
+		testreq.Skip(t, "needs root: creates network namespaces, bridges and veths")
 	}
 }
 

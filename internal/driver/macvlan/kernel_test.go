@@ -15,12 +15,13 @@ import (
 	"github.com/vxnet/vxnet/internal/driver"
 	"github.com/vxnet/vxnet/internal/model"
 	"github.com/vxnet/vxnet/internal/netns"
+	"github.com/vxnet/vxnet/internal/testreq"
 )
 
 func newNS(t *testing.T) string {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces and links")
+		testreq.Skip(t, "needs root: creates network namespaces and links")
 	}
 	b := make([]byte, 6)
 	rand.Read(b)

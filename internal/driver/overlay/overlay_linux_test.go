@@ -22,6 +22,7 @@ import (
 	"github.com/vxnet/vxnet/internal/driver"
 	"github.com/vxnet/vxnet/internal/model"
 	"github.com/vxnet/vxnet/internal/netns"
+	"github.com/vxnet/vxnet/internal/testreq"
 )
 
 // testbed is an underlay: a switch namespace with a bridge and hosts
@@ -56,11 +57,11 @@ func randVNI() uint32 {
 func needRoot(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces, veths, bridges and vxlan devices")
+		testreq.Skip(t, "needs root: creates network namespaces, veths, bridges and vxlan devices")
 	}
 	for _, tool := range []string{"nsenter", "ping", "bridge"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs %s: %v", tool, err)
+			testreq.Skipf(t, "needs %s: %v", tool, err)
 		}
 	}
 }

@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/vxnet/vxnet/internal/testreq"
 )
 
 func TestParseReference(t *testing.T) {
@@ -234,7 +236,7 @@ func TestEnsureBusybox(t *testing.T) {
 		}
 	}
 	if bb == "" {
-		t.Skip("needs busybox-static")
+		testreq.Skip(t, "needs busybox-static")
 	}
 	ctx := context.Background()
 	s, err := Open(t.TempDir())
