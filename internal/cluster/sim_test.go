@@ -50,7 +50,7 @@ type simResult struct {
 	churnConv, purge              time.Duration
 	lat, churnLat                 []time.Duration
 	worstMemberP99                time.Duration
-	writes, failed                int64
+	writes, failed, pubWrites     int64
 	events, bytes, applied, loads int64
 	ownerReads                    int64
 	callbacks, delivered          int64
@@ -139,6 +139,7 @@ func runSim(t *testing.T, cfg simConfig) simResult {
 	}
 	var sentMu sync.Mutex
 	sent := map[string]sentEP{}
+	live := make([]int, len(ms)) // endpoints each member advertises now (under sentMu)
 	var writes, failed atomic.Int64
 	publishEP := func(i int, ep string) bool {
 		m := ms[i]
@@ -159,6 +160,7 @@ func runSim(t *testing.T, cfg simConfig) simResult {
 		writes.Add(1)
 		sentMu.Lock()
 		sent[ep] = sentEP{at, i}
+		live[i]++
 		sentMu.Unlock()
 		return true
 	}
@@ -176,16 +178,21 @@ func runSim(t *testing.T, cfg simConfig) simResult {
 	}
 	wg.Wait()
 	r.publish = time.Since(start)
+	r.pubWrites = writes.Load()
 	// want: the remote endpoints each member must hold.
+	// want: the remote endpoints each member must hold (what the live
+	// peers of its network advertise; a member whose store call failed
+	// stopped publishing).
 	want := func(i int, skipDead int) int {
-		m := ms[i]
-		peers := 0
-		for k := range ms[:len(ms)-skipDead] {
-			if k != i && ms[k].n.ID == m.n.ID {
-				peers++
+		sentMu.Lock()
+		defer sentMu.Unlock()
+		k := 0
+		for p := range ms[:len(ms)-skipDead] {
+			if p != i && ms[p].n.ID == ms[i].n.ID {
+				k += live[p]
 			}
 		}
-		return peers * cfg.eps
+		return k
 	}
 	waitAll := func(alive int, d time.Duration) (bool, time.Duration) {
 		began := time.Now()
@@ -244,11 +251,20 @@ func runSim(t *testing.T, cfg simConfig) simResult {
 				defer wg.Done()
 				m := ms[i]
 				old := oid(fmt.Sprintf("sim-%d-0", i))
+				sentMu.Lock()
+				_, had := sent[old]
+				sentMu.Unlock()
+				if !had {
+					return
+				}
 				if err := m.c.Withdraw(ctx, m.n.ID, old); err != nil {
 					failed.Add(1)
 					return
 				}
 				writes.Add(1)
+				sentMu.Lock()
+				live[i]--
+				sentMu.Unlock()
 				ep := oid(fmt.Sprintf("sim-%d-new", i))
 				if publishEP(i, ep) {
 					sentMu.Lock()
@@ -299,7 +315,7 @@ func (r simResult) table() string {
 	s += fmt.Sprintf("| %d × %d (%d, %d) | %v | %.1f | %.1f | %.1f | %s | %s | %.0f | %.0f | %d | %.0f | %.1f | %d | %d | %d | %.0f | %.0f | %.1f %v, %s/%s | %.1f (%v) |\n",
 		r.cfg.members, r.cfg.eps, r.cfg.netSize, r.nets, r.converged, r.opened.Seconds(), r.publish.Seconds(), r.conv.Seconds(),
 		pct(r.lat, 0.5), pct(r.lat, 0.99), float64(r.worstMemberP99.Microseconds())/1000,
-		float64(r.cfg.members*r.cfg.eps*2)/r.publish.Seconds(), r.events, float64(r.events)/r.conv.Seconds(),
+		float64(r.pubWrites)/r.publish.Seconds(), r.events, float64(r.events)/r.conv.Seconds(),
 		float64(r.bytes)/(1<<20), r.applied, r.callbacks, r.ownerReads, r.heapIdle, r.heapLoaded,
 		r.churnConv.Seconds(), r.churned, pct(r.churnLat, 0.5), pct(r.churnLat, 0.99), r.purge.Seconds(), r.purged)
 	return s
