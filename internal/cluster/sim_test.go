@@ -152,16 +152,19 @@ func runSim(t *testing.T, cfg simConfig) simResult {
 		writes.Add(1)
 		a := Advert{NetworkID: m.n.ID, EndpointID: ep, IP: p.Addr(), MAC: model.MACForIP(p.Addr()), Name: "c" + ep[:8]}
 		at := time.Now()
-		if err := m.c.Advertise(ctx, a); err != nil {
+		err = m.c.Advertise(ctx, a)
+		// A failed advertisement is still published once the store
+		// answers again (the Cluster retries it): peers must get it.
+		sentMu.Lock()
+		sent[ep] = sentEP{at, i}
+		live[i]++
+		sentMu.Unlock()
+		if err != nil {
 			failed.Add(1)
 			t.Logf("member %d: advertise: %v", i, err)
 			return false
 		}
 		writes.Add(1)
-		sentMu.Lock()
-		sent[ep] = sentEP{at, i}
-		live[i]++
-		sentMu.Unlock()
 		return true
 	}
 	start := time.Now()
