@@ -714,24 +714,40 @@ func (e *Engine) lockContainer(ref string) (model.Container, func(), error) {
 	return c, unlock, nil
 }
 
-// watchExitLocked starts a goroutine that records the container's exit.
+// watchExitLocked starts a goroutine that records the exit of the
+// container's current run (the caller just started it, or found it
+// running). Each run has its own watcher: the watcher of an earlier run may
+// still be returning (the runtime drains that task's output first) when a
+// restart starts the next, and its exit is not the new run's. A watcher
+// whose run was replaced records nothing.
 func (e *Engine) watchExitLocked(id string) {
-	if e.waiters[id] {
-		return
-	}
-	e.waiters[id] = true
+	e.watchGen++
+	gen := e.watchGen
+	e.waiters[id] = gen
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
 		code, err := e.opts.Runtime.Wait(e.ctx, id)
-		e.mu.Lock()
-		delete(e.waiters, id)
-		e.mu.Unlock()
+		current := func() bool {
+			e.mu.Lock()
+			defer e.mu.Unlock()
+			if e.waiters[id] != gen {
+				return false
+			}
+			delete(e.waiters, id)
+			return true
+		}
 		if err != nil {
+			current()
 			return // daemon stopping; the next daemon watches again
 		}
 		unlock := e.ctrOps.lock(id)
 		defer unlock()
+		// Under the op lock: a start replaces the run (and the watcher)
+		// under it too, so a current watcher's exit is its run's.
+		if !current() {
+			return
+		}
 		c, ok := e.setExited(id, code, time.Time{})
 		if !ok {
 			return

@@ -106,8 +106,12 @@ type Engine struct {
 	sandboxes  map[string]model.Sandbox   // by container ID
 	drivers    map[string]driver.Driver
 	portCheck  portCheck
-	waiters    map[string]bool // containers with an exit watcher
-	exitSubs   map[string][]exitSub
+	// waiters is the run each container's exit watcher watches (a
+	// number from watchGen): a watcher whose run was replaced by a new
+	// start leaves the record alone.
+	waiters  map[string]uint64
+	watchGen uint64
+	exitSubs map[string][]exitSub
 	// peerWatches are the advertisement watches of global networks with
 	// a local endpoint, by network ID.
 	peerWatches map[string]*peerWatch
@@ -178,7 +182,7 @@ func New(opts Options) (*Engine, error) {
 		containers:  map[string]model.Container{},
 		sandboxes:   map[string]model.Sandbox{},
 		drivers:     map[string]driver.Driver{},
-		waiters:     map[string]bool{},
+		waiters:     map[string]uint64{},
 		peerWatches: map[string]*peerWatch{},
 		cachedPeers: map[string][]cluster.Advert{},
 

@@ -105,6 +105,12 @@ type fakeRuntime struct {
 	// that takes its time); deleting counts the deletes waiting.
 	deleteGate chan struct{}
 	deleting   int
+	// waitGate, when set, holds the next Wait that sees an exit until it
+	// closes (the runtime draining that task's output); gatedWaits counts
+	// the Waits it held.
+	waitGate   chan struct{}
+	gatedWaits int
+	waiting    int // Waits blocked on a running process
 }
 
 func newFakeRuntime() *fakeRuntime {
@@ -131,6 +137,16 @@ func (r *fakeRuntime) Stop(ctx context.Context, id string, t time.Duration) erro
 		delete(r.running, id)
 	}
 	return nil
+}
+
+// exit ends the container's running process with code (by itself).
+func (r *fakeRuntime) exit(id string, code int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if ch, ok := r.running[id]; ok {
+		ch <- code
+		delete(r.running, id)
+	}
 }
 func (r *fakeRuntime) Delete(ctx context.Context, id string) error {
 	r.mu.Lock()
@@ -163,11 +179,28 @@ func (r *fakeRuntime) Wait(ctx context.Context, id string) (int, error) {
 	if !ok {
 		return 0, nil
 	}
+	r.mu.Lock()
+	r.waiting++
+	r.mu.Unlock()
 	select {
 	case c := <-ch:
 		ch <- c
+		r.mu.Lock()
+		r.waiting--
+		gate := r.waitGate
+		if gate != nil {
+			r.waitGate = nil
+			r.gatedWaits++
+		}
+		r.mu.Unlock()
+		if gate != nil {
+			<-gate
+		}
 		return c, nil
 	case <-ctx.Done():
+		r.mu.Lock()
+		r.waiting--
+		r.mu.Unlock()
 		return 0, ctx.Err()
 	}
 }

@@ -103,6 +103,7 @@ type Containerd struct {
 type taskIO struct {
 	log  *logWriter
 	done chan struct{} // closed when the output is drained into the log
+	pid  uint32        // the task's init (tells the tasks of a container apart)
 }
 
 // NewContainerd connects to containerd and reattaches to the output of the
@@ -453,6 +454,7 @@ func (r *Containerd) streams(ctx context.Context, ctr containerd.Container) (*ta
 // attached clients.
 func (r *Containerd) copy(id string, tio *taskIO, task containerd.Task, ts *taskStreams) {
 	outR, errR, outW, errW := ts.outR, ts.errR, ts.outW, ts.errW
+	tio.pid = task.Pid()
 	r.mu.Lock()
 	r.copiers[id] = tio
 	r.mu.Unlock()
@@ -495,15 +497,23 @@ func (r *Containerd) copy(id string, tio *taskIO, task containerd.Task, ts *task
 
 // waitCopier waits (bounded) for the output of the container's last task to
 // be drained into its log.
-func (r *Containerd) waitCopier(id string) {
+func (r *Containerd) waitCopier(id string) { r.waitCopierOf(context.Background(), id, 0) }
+
+// waitCopierOf waits (bounded, and no longer than ctx) for the output of
+// the container's task whose init is pid (0: its last task) to be drained
+// into its log. When the copier registered is another task's (a restart
+// started the next task meanwhile), the output of the task asked about was
+// already drained: Start waits for it before replacing it.
+func (r *Containerd) waitCopierOf(ctx context.Context, id string, pid uint32) {
 	r.mu.Lock()
 	tio := r.copiers[id]
 	r.mu.Unlock()
-	if tio == nil {
+	if tio == nil || (pid != 0 && tio.pid != pid) {
 		return
 	}
 	select {
 	case <-tio.done:
+	case <-ctx.Done():
 	case <-time.After(10 * time.Second):
 		r.log.Warn("output of an exited task not drained", "id", id)
 	}
@@ -603,7 +613,8 @@ func (r *Containerd) Wait(ctx context.Context, id string) (int, error) {
 		if es.Error() != nil && ctx.Err() != nil {
 			return -1, ctx.Err()
 		}
-		r.waitCopier(id)
+		// This task's output, not that of a task started since.
+		r.waitCopierOf(ctx, id, t.Pid())
 		return int(es.ExitCode()), nil
 	case <-ctx.Done():
 		return -1, ctx.Err()
