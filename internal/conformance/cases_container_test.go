@@ -112,18 +112,11 @@ var lifecycleGroups = []Group{{
 		{Name: "kill stopped", Args: []string{"kill", "k2"}, Code: 1,
 			Err: Re(`^Error response from daemon: cannot kill container: k2: container [0-9a-f]{64} is not running\n$`)},
 		{Name: "start", Args: []string{"start", "k2"}, Out: Line("k2")},
-		// Under load vxnet's restart has failed once with "container k2
-		// is already running" after 11 s: the stop half returned while the
-		// state still said running (the race below).
-		{Name: "restart", Args: []string{"restart", "-t", "1", "k2"}, Out: Line("k2"),
-			Pending: "restart's stop returning only once the state is exited (race under load)"},
+		{Name: "restart", Args: []string{"restart", "-t", "1", "k2"}, Out: Line("k2")},
 		{Name: "running after restart", Args: []string{"inspect", "-f", "{{.State.Status}}", "k2"}, Out: Line("running")},
 		{Name: "stop", Args: []string{"stop", "-t", "1", "k2"}, Out: Line("k2")},
-		// Docker's stop returns once the container is exited. vxnet's
-		// sometimes returns while inspect still says "running 0" (seen
-		// about once in 15 restart-then-stop rounds).
-		{Name: "stopped after timeout", Args: []string{"inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "k2"}, Out: Line("exited 137"),
-			Pending: "stop returning only once the state is exited (race after restart)"},
+		// Docker's stop returns once the container is exited.
+		{Name: "stopped after timeout", Args: []string{"inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "k2"}, Out: Line("exited 137")},
 		{Name: "stop stopped", Args: []string{"stop", "k2"}, Out: Line("k2")},
 		{Name: "prune", Args: []string{"container", "prune", "-f"}, Out: Re(`^Deleted Containers:\n[0-9a-f]{64}\n\nTotal reclaimed space: 0B\n$`)},
 		{Name: "pruned", Args: []string{"ps", "-aq"}},

@@ -727,7 +727,7 @@ func (e *Engine) watchExitLocked(id string) {
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
-		code, err := e.opts.Runtime.Wait(e.ctx, id)
+		code, err := e.waitRun(id)
 		current := func() bool {
 			e.mu.Lock()
 			defer e.mu.Unlock()
@@ -755,6 +755,31 @@ func (e *Engine) watchExitLocked(id string) {
 		e.log.Info("container exited", "name", c.Name, "code", code)
 		e.afterExit(c)
 	}()
+}
+
+// waitRun waits for the exit of the container's task. A wait the runtime
+// ended with an error (not the daemon stopping) is not an exit: the task's
+// state says whether it exited, else the wait is taken up again.
+func (e *Engine) waitRun(id string) (int, error) {
+	for {
+		code, err := e.opts.Runtime.Wait(e.ctx, id)
+		if err == nil || e.ctx.Err() != nil {
+			return code, err
+		}
+		st, serr := e.opts.Runtime.State(e.ctx, id)
+		if serr != nil {
+			return 0, serr
+		}
+		if st.Status != "running" {
+			return st.ExitCode, nil
+		}
+		e.log.Warn("wait for a container's exit failed; waiting again", "id", id, "err", err)
+		select {
+		case <-e.ctx.Done():
+			return 0, e.ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // setExited records that a running container exited (store first, then

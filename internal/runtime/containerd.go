@@ -610,15 +610,30 @@ func (r *Containerd) Wait(ctx context.Context, id string) (int, error) {
 	}
 	select {
 	case es := <-ch:
-		if es.Error() != nil && ctx.Err() != nil {
-			return -1, ctx.Err()
+		code, err := exitOf(ctx, id, es)
+		if err != nil {
+			return -1, err
 		}
 		// This task's output, not that of a task started since.
 		r.waitCopierOf(ctx, id, t.Pid())
-		return int(es.ExitCode()), nil
+		return code, nil
 	case <-ctx.Done():
 		return -1, ctx.Err()
 	}
+}
+
+// exitOf is the exit code in a task's exit status, or the error that ended
+// the wait: a wait that failed is not an exit. (containerd's server may end
+// a wait on its deadline a moment before ctx says so: taking its unknown
+// status, 255, for an exit made stop return while the task ran on.)
+func exitOf(ctx context.Context, id string, es containerd.ExitStatus) (int, error) {
+	if err := es.Error(); err != nil {
+		if ctx.Err() != nil {
+			return -1, ctx.Err()
+		}
+		return -1, fmt.Errorf("runtime: wait %s: %w", id, err)
+	}
+	return int(es.ExitCode()), nil
 }
 
 // Kill sends sig to the container's init. A container without a running
