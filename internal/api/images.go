@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"path"
@@ -149,8 +150,26 @@ func (s *server) ping(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// Component is a part of what runs containers, listed by /version after
+// the Engine as Docker lists containerd, runc and docker-init.
+type Component struct {
+	Name, Version string
+	Details       map[string]string
+}
+
+// Componenter is an optional Backend ability: the runtime's components.
+type Componenter interface {
+	Components(ctx context.Context) []Component
+}
+
 func (s *server) version(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, s.versionResponse())
+	v := s.versionResponse()
+	if c, ok := s.b.(Componenter); ok {
+		for _, cv := range c.Components(r.Context()) {
+			v.Components = append(v.Components, system.ComponentVersion{Name: cv.Name, Version: cv.Version, Details: cv.Details})
+		}
+	}
+	writeJSON(w, http.StatusOK, v)
 }
 
 func (s *server) versionResponse() system.VersionResponse {

@@ -18,8 +18,8 @@ var systemGroups = []Group{{
 	Cases: []Case{
 		{Name: "version client API", Args: []string{"version", "--format", "{{.Client.APIVersion}}"}, Out: Line("1.50")},
 		{Name: "version server API", Args: []string{"version", "--format", "{{.Server.APIVersion}} {{.Server.MinAPIVersion}}"}, Out: Re(`^1\.5\d 1\.\d+\n$`)},
-		{Name: "version components", Args: []string{"version", "--format", "{{range .Server.Components}}{{.Name}} {{end}}"}, Out: Re(`^Engine containerd runc `),
-			Pending: "containerd and runc in the server's version components"},
+		{Name: "version components", Args: []string{"version", "--format", "{{range .Server.Components}}{{.Name}} {{end}}"}, Out: Line("Engine containerd runc docker-init ")},
+		{Name: "version containerd", Args: []string{"version", "--format", "{{range .Server.Components}}{{if eq .Name \"containerd\"}}{{.Version}}{{end}}{{end}}"}, Out: Re(`^v?2\.4\.2`)},
 		{Name: "version server os", Args: []string{"version", "--format", "{{.Server.Os}}"}, Out: Line("linux")},
 		{Name: "info os type", Args: []string{"info", "--format", "{{.OSType}}"}, Out: Line("linux")},
 		{Name: "info no containers", Args: []string{"info", "--format", "{{.Containers}} {{.ContainersRunning}}"}, Out: Line("0 0")},

@@ -221,6 +221,21 @@ type runtimeBackend interface {
 // runtimeAdapter presents a runtime as the engine's Runtime.
 type runtimeAdapter struct{ r runtimeBackend }
 
+// Components reports containerd, runc and docker-init for /version.
+func (a runtimeAdapter) Components(ctx context.Context) []api.Component {
+	v, ok := a.r.(interface {
+		Versions(ctx context.Context) []runtime.Component
+	})
+	if !ok {
+		return nil
+	}
+	var out []api.Component
+	for _, c := range v.Versions(ctx) {
+		out = append(out, api.Component{Name: c.Name, Version: c.Version, Details: c.Details})
+	}
+	return out
+}
+
 func (a runtimeAdapter) Create(ctx context.Context, s engine.ContainerSpec) error {
 	spec := runtime.Spec{ID: s.ID, Image: s.Image, Args: s.Args, Env: s.Env, Hostname: s.Hostname, NetnsPath: s.NetnsPath,
 		Terminal: s.Tty, Stdin: s.Stdin, ConsoleSize: s.ConsoleSize, Run: s.Run}

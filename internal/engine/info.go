@@ -67,3 +67,18 @@ func (e *Engine) Info(ctx context.Context) (api.Info, error) {
 }
 
 var _ api.Backend = (*Engine)(nil)
+
+// ComponentRuntime is the optional part of a Runtime that reports what
+// runs the containers (containerd, runc, docker-init) for /version.
+type ComponentRuntime interface {
+	Components(ctx context.Context) []api.Component
+}
+
+// Components are the runtime's components, for /version.
+func (e *Engine) Components(ctx context.Context) []api.Component {
+	if cr, ok := e.opts.Runtime.(ComponentRuntime); ok {
+		return cr.Components(ctx)
+	}
+	return nil
+}
+var _ api.Componenter = (*Engine)(nil)
