@@ -81,4 +81,5 @@ func (e *Engine) Components(ctx context.Context) []api.Component {
 	}
 	return nil
 }
+
 var _ api.Componenter = (*Engine)(nil)
