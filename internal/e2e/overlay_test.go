@@ -215,10 +215,9 @@ func TestOverlayChurnDriftDeath(t *testing.T) {
 	if fdb, _ := ovKernel(t, h1, ns1); !strings.Contains(fdb, entry) {
 		t.Fatalf("host 1 has no FDB entry %q:\n%s", entry, fdb)
 	}
+	// The del succeeding is the proof it was there and went; no look
+	// afterwards, since the resync may put it back before a look.
 	h1.MustExec(t, "nsenter", "--net="+ns1, "bridge", "fdb", "del", mac, "dev", "vxlan0", "dst", h3.Addr.String())
-	if fdb, _ := ovKernel(t, h1, ns1); strings.Contains(fdb, entry) {
-		t.Fatalf("FDB entry %q still there after bridge fdb del", entry)
-	}
 	start = time.Now()
 	if !eventually(6*time.Second, func() bool { fdb, _ := ovKernel(t, h1, ns1); return strings.Contains(fdb, entry) }) {
 		t.Fatalf("FDB entry %q not restored within 6 s (resync every 2 s)", entry)
@@ -226,9 +225,6 @@ func TestOverlayChurnDriftDeath(t *testing.T) {
 	t.Logf("deleted FDB entry restored after %v", time.Since(start).Round(time.Millisecond))
 	neighEntry := moving + " lladdr " + mac
 	h1.MustExec(t, "nsenter", "--net="+ns1, "ip", "neigh", "del", moving, "dev", "vxlan0")
-	if _, neigh := ovKernel(t, h1, ns1); strings.Contains(neigh, neighEntry) {
-		t.Fatalf("neighbour entry %q still there after ip neigh del", neighEntry)
-	}
 	if !eventually(6*time.Second, func() bool { _, neigh := ovKernel(t, h1, ns1); return strings.Contains(neigh, neighEntry+" PERMANENT") }) {
 		t.Fatalf("neighbour entry %q not restored within 6 s", neighEntry)
 	}
