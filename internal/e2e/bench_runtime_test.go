@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -76,6 +77,43 @@ func TestBenchRuntimes(t *testing.T) {
 			{"daemon", fmt.Sprintf("%.1f", bnRSS(t, hosts[0])), fmt.Sprintf("%.1f", bnRSS(t, hosts[1]))},
 			{"containerd (shared)", "-", fmt.Sprintf("%.1f", ctrd)},
 		})
+
+	// Containers started per second: m more `run -d` on one host at a time,
+	// par at once (as a client starting a batch does), the runtimes one
+	// after the other in the same run.
+	m := bnEnv(t, "VXNET_BENCH_RUNTIME_STARTS", 20)
+	par := bnEnv(t, "VXNET_BENCH_RUNTIME_PAR", 4)
+	var rate [][]string
+	for k, h := range hosts {
+		api := bnClient(h)
+		next := make(chan int, m)
+		for i := 0; i < m; i++ {
+			next <- i
+		}
+		close(next)
+		errs := make(chan error, m)
+		var wg sync.WaitGroup
+		t0 := time.Now()
+		for g := 0; g < par; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range next {
+					if _, err := api.run(fmt.Sprintf("s%d", i), "bridge", netip.Addr{}); err != nil {
+						errs <- err
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		wall := time.Since(t0)
+		close(errs)
+		if err := <-errs; err != nil {
+			t.Fatalf("%s: run -d: %v", names[k], err)
+		}
+		rate = append(rate, []string{names[k], fmt.Sprint(m), fmt.Sprint(par), fmt.Sprintf("%.2f", wall.Seconds()), fmt.Sprintf("%.1f", float64(m)/wall.Seconds())})
+	}
+	bnPrint(t, "containers started per second (run -d, batches at once)", []string{"runtime", "containers", "at once", "wall s", "containers/s"}, rate)
 }
 
 // rssOf sums the VmRSS (MiB) of the processes whose command line matches.
