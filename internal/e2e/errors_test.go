@@ -34,7 +34,7 @@ func TestErrorsSingleHost(t *testing.T) {
 		{"unknown network run", []string{"run", "-d", "--net", "nosuchnet", "busybox", "true"}, "network nosuchnet not found"},
 		{"unknown container", []string{"rm", "nosuchctr"}, "No such container: nosuchctr"},
 		{"unknown container exec", []string{"exec", "nosuchctr", "true"}, "No such container: nosuchctr"},
-		{"unknown image", []string{"run", "-d", "nosuchimage", "true"}, "vxnet image import nosuchimage"},
+		{"unknown image", []string{"run", "-d", "nosuchimage", "true"}, "No such image: nosuchimage:latest"},
 		{"static IP in use", []string{"run", "-d", "--net", "used", "--ip", "10.88.0.10", "busybox", "true"}, "Address already in use"},
 		{"static IP outside subnet", []string{"run", "-d", "--net", "used", "--ip", "10.99.0.10", "busybox", "true"}, "10.99.0.10"},
 		{"duplicate container name", []string{"run", "-d", "--name", "busy", "busybox", "true"}, `The container name "/busy" is already in use`},
