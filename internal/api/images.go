@@ -55,26 +55,19 @@ func (s *server) imageList(w http.ResponseWriter, r *http.Request) {
 // imageListFilters reads docker images' filters: reference (a name or a
 // path.Match pattern, with or without tag) and dangling. Others are refused.
 func imageListFilters(r *http.Request) (refs []string, dangling *bool, err error) {
-	f := r.URL.Query().Get("filters")
-	if f == "" {
-		return nil, nil, nil
+	f, err := parseFilters(r.URL.Query().Get("filters"))
+	if err == nil {
+		err = f.supported("images", "reference", "dangling")
 	}
-	var filters map[string]map[string]bool
-	if err := json.Unmarshal([]byte(f), &filters); err != nil {
-		return nil, nil, apiErr(model.ErrInvalid, "invalid filters: %v", err)
+	if err != nil {
+		return nil, nil, err
 	}
-	for k, v := range filters {
-		switch k {
-		case "reference":
-			for ref := range v {
-				refs = append(refs, ref)
-			}
-		case "dangling":
-			d := v["true"] || v["1"]
-			dangling = &d
-		default:
-			return nil, nil, apiErr(model.ErrInvalid, "vxnet does not support the images filter %q", k)
-		}
+	for ref := range f["reference"] {
+		refs = append(refs, ref)
+	}
+	if _, ok := f["dangling"]; ok {
+		d := f.is("dangling", "true", "1")
+		dangling = &d
 	}
 	return refs, dangling, nil
 }

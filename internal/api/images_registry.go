@@ -375,21 +375,15 @@ func (s *server) imagePrune(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	all := false
-	if f := r.URL.Query().Get("filters"); f != "" {
-		var filters map[string]map[string]bool
-		if err := json.Unmarshal([]byte(f), &filters); err != nil {
-			writeError(w, apiErr(model.ErrInvalid, "invalid filters: %v", err))
-			return
-		}
-		for k, v := range filters {
-			if k != "dangling" {
-				writeError(w, apiErr(model.ErrInvalid, "vxnet does not support the image prune filter %q", k))
-				return
-			}
-			all = v["false"] || v["0"]
-		}
+	f, err := parseFilters(r.URL.Query().Get("filters"))
+	if err == nil {
+		err = f.supported("image prune", "dangling")
 	}
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	all := f.is("dangling", "false", "0")
 	items, freed, err := is.PruneImages(r.Context(), all)
 	if err != nil {
 		writeError(w, err)

@@ -397,6 +397,28 @@ func parseFilters(s string) (filters, error) {
 	return f, nil
 }
 
+// supported refuses a term outside terms, naming it as one vxnet does not
+// support (what: "image prune", "volume"): for terms Docker has and vxnet
+// does not implement, where validate's "invalid filter" would mislead.
+func (f filters) supported(what string, terms ...string) error {
+	for k := range f {
+		if !slices.Contains(terms, k) {
+			return apiErr(model.ErrInvalid, "vxnet does not support the %s filter %q", what, k)
+		}
+	}
+	return nil
+}
+
+// is reports whether a boolean term holds one of vals ("true", "1").
+func (f filters) is(term string, vals ...string) bool {
+	for _, v := range vals {
+		if f[term][v] {
+			return true
+		}
+	}
+	return false
+}
+
 func (f filters) validate(terms ...string) error {
 	for k := range f {
 		if !slices.Contains(terms, k) {

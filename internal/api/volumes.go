@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"time"
 
@@ -93,28 +92,22 @@ func (s *server) volumeList(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	f, err := parseFilters(r.URL.Query().Get("filters"))
+	if err == nil {
+		err = f.supported("volume", "dangling", "name")
+	}
+	if err != nil {
+		writeError(w, err)
+		return
+	}
 	var dangling *bool
+	if _, ok := f["dangling"]; ok {
+		d := f.is("dangling", "true", "1")
+		dangling = &d
+	}
 	var names []string
-	if f := r.URL.Query().Get("filters"); f != "" {
-		var filters map[string]map[string]bool
-		if err := json.Unmarshal([]byte(f), &filters); err != nil {
-			writeError(w, apiErr(model.ErrInvalid, "invalid filters: %v", err))
-			return
-		}
-		for k, v := range filters {
-			switch k {
-			case "dangling":
-				d := v["true"] || v["1"]
-				dangling = &d
-			case "name":
-				for n := range v {
-					names = append(names, n)
-				}
-			default:
-				writeError(w, apiErr(model.ErrInvalid, "vxnet does not support the volume filter %q", k))
-				return
-			}
-		}
+	for n := range f["name"] {
+		names = append(names, n)
 	}
 	list, err := vs.ListVolumes(r.Context())
 	if err != nil {
@@ -178,21 +171,15 @@ func (s *server) volumePrune(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	all := false
-	if f := r.URL.Query().Get("filters"); f != "" {
-		var filters map[string]map[string]bool
-		if err := json.Unmarshal([]byte(f), &filters); err != nil {
-			writeError(w, apiErr(model.ErrInvalid, "invalid filters: %v", err))
-			return
-		}
-		for k, v := range filters {
-			if k != "all" {
-				writeError(w, apiErr(model.ErrInvalid, "vxnet does not support the volume prune filter %q", k))
-				return
-			}
-			all = v["true"] || v["1"]
-		}
+	f, err := parseFilters(r.URL.Query().Get("filters"))
+	if err == nil {
+		err = f.supported("volume prune", "all")
 	}
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	all := f.is("all", "true", "1")
 	gone, freed, err := vs.PruneVolumes(r.Context(), all)
 	if err != nil {
 		writeError(w, err)
