@@ -241,11 +241,15 @@ func resolveUser(root, spec string, groupAdd []string, u *specs.User) error {
 	}
 	u.UID, u.GID = uint32(eu.Uid), uint32(eu.Gid)
 	u.AdditionalGids = []uint32{u.GID}
+	// One group at a time: the library answers a list in its own order,
+	// and the gids follow --group-add's order.
 	var added []int
-	if len(groupAdd) > 0 {
-		if added, err = user.GetAdditionalGroupsPath(groupAdd, group); err != nil {
+	for _, g := range groupAdd {
+		gids, err := user.GetAdditionalGroupsPath([]string{g}, group)
+		if err != nil {
 			return &OptionError{Msg: err.Error()}
 		}
+		added = append(added, gids...)
 	}
 	for _, g := range append(eu.Sgids, added...) {
 		if !slices.Contains(u.AdditionalGids, uint32(g)) {
