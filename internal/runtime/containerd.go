@@ -11,7 +11,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path"
 	"path/filepath"
 	goruntime "runtime"
 	"sort"
@@ -191,24 +190,8 @@ func (r *Containerd) Create(ctx context.Context, s Spec) error {
 	if c.NetnsPath == "" {
 		c.NetnsPath = r.opts.HostNetns
 	}
-	c.Args = s.Args
-	if len(c.Args) == 0 {
-		c.Args = vimg.Config.Cmd
-	}
-	if len(c.Args) == 0 {
-		return fmt.Errorf("runtime: create %s: no command specified: %w", s.ID, ErrInvalid)
-	}
-	if c.Hostname == "" {
-		c.Hostname = s.ID[:min(12, len(s.ID))]
-	}
-	c.Env = mergeEnv(vimg.Config.Env, s.Env, c.Hostname)
-	for _, m := range s.Mounts {
-		if !path.IsAbs(m.Destination) || !filepath.IsAbs(m.Source) {
-			return fmt.Errorf("runtime: create %s: mount %s -> %s: paths must be absolute: %w", s.ID, m.Source, m.Destination, ErrInvalid)
-		}
-	}
-	if s.NetnsPath != "" && !filepath.IsAbs(s.NetnsPath) {
-		return fmt.Errorf("runtime: create %s: netns path %q must be absolute: %w", s.ID, s.NetnsPath, ErrInvalid)
+	if err := completeConfig(&c, s, vimg); err != nil {
+		return err
 	}
 	img, err := r.ensureImage(ctx, vimg)
 	if err != nil {

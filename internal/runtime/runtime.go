@@ -237,6 +237,33 @@ func (r *Runtime) loadConfig(id string) (containerConfig, string, error) {
 	return c, d, nil
 }
 
+// completeConfig fills in what both runtimes take from the request and its
+// image alike: the command (the image's when the request has none), the
+// hostname (the short ID when none is given) and the environment; and it
+// refuses relative mount and netns paths.
+func completeConfig(c *containerConfig, s Spec, img image.Image) error {
+	c.Args = s.Args
+	if len(c.Args) == 0 {
+		c.Args = img.Config.Cmd
+	}
+	if len(c.Args) == 0 {
+		return fmt.Errorf("runtime: create %s: no command specified: %w", s.ID, ErrInvalid)
+	}
+	if c.Hostname == "" {
+		c.Hostname = s.ID[:min(12, len(s.ID))]
+	}
+	c.Env = mergeEnv(img.Config.Env, s.Env, c.Hostname)
+	for _, m := range s.Mounts {
+		if !path.IsAbs(m.Destination) || !filepath.IsAbs(m.Source) {
+			return fmt.Errorf("runtime: create %s: mount %s -> %s: paths must be absolute: %w", s.ID, m.Source, m.Destination, ErrInvalid)
+		}
+	}
+	if s.NetnsPath != "" && !filepath.IsAbs(s.NetnsPath) {
+		return fmt.Errorf("runtime: create %s: netns path %q must be absolute: %w", s.ID, s.NetnsPath, ErrInvalid)
+	}
+	return nil
+}
+
 // Create writes the bundle and mounts the rootfs. Creating an existing
 // container is a no-op (the existing one is kept as it is).
 func (r *Runtime) Create(ctx context.Context, s Spec) error {
@@ -260,24 +287,8 @@ func (r *Runtime) Create(ctx context.Context, s Spec) error {
 		}
 		c.Lower, c.ImageID = img.Rootfs, img.ID
 	}
-	c.Args = s.Args
-	if len(c.Args) == 0 {
-		c.Args = img.Config.Cmd
-	}
-	if len(c.Args) == 0 {
-		return fmt.Errorf("runtime: create %s: no command specified: %w", s.ID, ErrInvalid)
-	}
-	if c.Hostname == "" {
-		c.Hostname = s.ID[:min(12, len(s.ID))]
-	}
-	c.Env = mergeEnv(img.Config.Env, s.Env, c.Hostname)
-	for _, m := range s.Mounts {
-		if !path.IsAbs(m.Destination) || !filepath.IsAbs(m.Source) {
-			return fmt.Errorf("runtime: create %s: mount %s -> %s: paths must be absolute: %w", s.ID, m.Source, m.Destination, ErrInvalid)
-		}
-	}
-	if s.NetnsPath != "" && !filepath.IsAbs(s.NetnsPath) {
-		return fmt.Errorf("runtime: create %s: netns path %q must be absolute: %w", s.ID, s.NetnsPath, ErrInvalid)
+	if err := completeConfig(&c, s, img); err != nil {
+		return err
 	}
 	if fi, err := os.Stat(c.Lower); err != nil || !fi.IsDir() {
 		return fmt.Errorf("runtime: create %s: rootfs %s is not a directory: %w", s.ID, c.Lower, ErrInvalid)
