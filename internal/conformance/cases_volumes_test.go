@@ -43,7 +43,10 @@ var volumeGroups = []Group{{
 		{Name: "cp out arrived", Args: []string{"run", "--rm", "-v", "${hostdir}:/b:ro", "busybox", "cat", "/b/hn"}, Out: Re(`^[0-9a-f]{12}\n$`)},
 		{Name: "cp missing path", Args: []string{"cp", "vcp:/nosuch", "${hostdir}/x"}, Code: 1, Err: daemonErr("Could not find the file /nosuch in container vcp")},
 		{Name: "cp missing container", Args: []string{"cp", "nosuch:/x", "${hostdir}/x"}, Code: 1, Err: daemonErr("No such container: nosuch")},
-		{Name: "cp into missing directory", Args: []string{"cp", "${hostdir}/h", "vcp:/nosuchdir/sub/"}, Code: 1, Err: Re(`(^|\n)no such directory\n$`)},
+		// The CLI refuses this itself; it then closes the tar stream it was
+		// still writing, and sometimes logs that race (a CLI quirk, seen with
+		// dockerd too). The line is allowed, the refusal is required.
+		{Name: "cp into missing directory", Args: []string{"cp", "${hostdir}/h", "vcp:/nosuchdir/sub/"}, Code: 1, Err: Re(`(^|\n)no such directory\n(time="[^"]*" level=error msg="Can't add file [^\n]*closed pipe"\n)?$`)},
 		{Name: "cp stop", Args: []string{"stop", "-t", "0", "vcp"}, Out: Line("vcp")},
 		{Name: "cp out of a stopped container", Args: []string{"cp", "vcp:/tmp/h", "${hostdir}/h2"}},
 		{Name: "cp from stopped arrived", Args: []string{"run", "--rm", "-v", "${hostdir}:/b:ro", "busybox", "cat", "/b/h2"}, Out: Line("hostfile")},
