@@ -6,8 +6,27 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vxnet/vxnet/internal/harness"
 	"github.com/vxnet/vxnet/internal/netns"
 )
+
+// host6 is the host's IPv6 underlay address in gateway6Topology, out6 an
+// address of the outside namespace that has no route to any ULA (a reply
+// comes back only to a masqueraded source).
+const host6, out6 = "2001:db8:ff::10", "2001:db8:ee::1"
+
+// gateway6Topology gives host 0 of c and the outside namespace IPv6
+// addresses (documentation prefixes, in the test's namespaces only): the
+// host's default IPv6 route leads to the outside, which has no route back
+// to the host's ULA subnets.
+func gateway6Topology(t *testing.T, c *harness.Cluster) (*harness.Host, *harness.NS) {
+	h, out := c.Host(0), c.Outside()
+	out.MustExec(t, "ip", "-6", "addr", "add", "2001:db8:ff::254/64", "dev", "eth0", "nodad")
+	out.MustExec(t, "ip", "-6", "addr", "add", out6+"/64", "dev", "eth0", "nodad")
+	h.MustExec(t, "ip", "-6", "addr", "add", host6+"/64", "dev", "eth0", "nodad")
+	h.MustExec(t, "ip", "-6", "route", "add", "default", "via", "2001:db8:ff::254")
+	return h, out
+}
 
 // Overlay containers get out over IPv6 through the gateway bridge: it was
 // IPv4 only (made for an IPv4 overlay container first) and gains an IPv6
@@ -19,13 +38,7 @@ import (
 // container keeps no IPv6 way out. A restart keeps the gateway's IPv6.
 func TestOverlayIPv6Gateway(t *testing.T) {
 	c := ovCluster(t, 1)
-	h := c.Host(0)
-	out := c.Outside()
-	out.MustExec(t, "ip", "-6", "addr", "add", "2001:db8:ff::254/64", "dev", "eth0", "nodad")
-	out.MustExec(t, "ip", "-6", "addr", "add", "2001:db8:ee::1/64", "dev", "eth0", "nodad")
-	h.MustExec(t, "ip", "-6", "addr", "add", "2001:db8:ff::10/64", "dev", "eth0", "nodad")
-	h.MustExec(t, "ip", "-6", "route", "add", "default", "via", "2001:db8:ff::254")
-	const host6 = "2001:db8:ff::10"
+	h, out := gateway6Topology(t, c)
 
 	var ln net.Listener
 	if err := netns.Do(out.Path, func() error {
@@ -103,4 +116,95 @@ func TestOverlayIPv6Gateway(t *testing.T) {
 	}
 	cli(t, h, "rm", "-f", "b6", "a4", "web2")
 	cli(t, h, "network", "rm", "ds", "o6", "v4")
+}
+
+// A container's gateway bridge interface follows the families of its
+// overlay networks: a container of an IPv4 overlay `network connect`ed to
+// a dual-stack one gets IPv6 there (address, default route, masquerade)
+// and pings6 the outside namespace, which has no route to the gateway's
+// ULA subnet; its published port answers on the host's IPv6 address.
+// After the disconnect it has no IPv6 way out again (and IPv4 still). The
+// reverse order (dual-stack first, IPv4 connected, dual-stack
+// disconnected) ends without IPv6 too, and a container created on both
+// overlays at once (the IPv4 one first) gets both families.
+func TestOverlayIPv6GatewayConnect(t *testing.T) {
+	c := ovCluster(t, 1)
+	h, out := gateway6Topology(t, c)
+	outside4 := c.OutsideAddr().String()
+	cli(t, h, "network", "create", "-d", "overlay", "--subnet", "10.94.0.0/24", "v4")
+	cli(t, h, "network", "create", "-d", "overlay", "--ipv6", "--subnet", "10.95.0.0/24", "--subnet", "fd00:95::/64", "ds")
+	gw6 := func(ctr string) string {
+		return cli(t, h, "exec", ctr, "sh", "-c", "ip -6 -o addr show scope global; ip -6 route show default")
+	}
+
+	// IPv4 overlay first: no IPv6 way out.
+	cli(t, h, append([]string{"run", "-d", "--name", "a", "--net", "v4", "-p", "8091:80", "busybox"}, httpdCmd("a")...)...)
+	if !ping(t, h, "a", outside4) {
+		t.Fatal("a (IPv4 overlay) cannot ping the outside over IPv4")
+	}
+	if ping6(t, h, "a", out6) {
+		t.Fatalf("a reaches the outside over IPv6 before any IPv6 overlay network:\n%s", gw6("a"))
+	}
+	wantAnswer(t, "outside -> host IPv4:8091", "hello from a", func() string { return fetch(out, h.Addr.String()+":8091") })
+
+	// connect to the dual-stack overlay: IPv6 out through the gateway.
+	cli(t, h, "network", "connect", "ds", "a")
+	if !eventually(10*time.Second, func() bool { return ping6(t, h, "a", out6) }) {
+		t.Fatalf("a cannot ping6 the outside after network connect ds:\n%s", gw6("a"))
+	}
+	wantAnswer(t, "after connect: outside -> [host IPv6]:8091", "hello from a", func() string { return fetch6(out, host6, "8091") })
+	if ports := cli(t, h, "port", "a"); !strings.Contains(ports, "[::]:8091") {
+		t.Errorf("docker port after connect shows no IPv6 binding:\n%s", ports)
+	}
+
+	// disconnect: the gateway interface loses IPv6, keeps IPv4.
+	cli(t, h, "network", "disconnect", "ds", "a")
+	if ping6(t, h, "a", out6) {
+		t.Errorf("a still pings6 the outside after network disconnect ds:\n%s", gw6("a"))
+	}
+	if got := gw6("a"); strings.Contains(got, "inet6") || strings.Contains(got, "default") {
+		t.Errorf("a keeps IPv6 on its gateway interface after the disconnect:\n%s", got)
+	}
+	if got := fetch6(out, host6, "8091"); got != "" {
+		t.Errorf("a's port answers on the host's IPv6 address after the disconnect: %q", got)
+	}
+	if !ping(t, h, "a", outside4) {
+		t.Error("a lost its IPv4 way out with the disconnect")
+	}
+	wantAnswer(t, "after disconnect: outside -> host IPv4:8091", "hello from a", func() string { return fetch(out, h.Addr.String()+":8091") })
+
+	// The reverse order: dual-stack first (a port on the host's IPv6
+	// addresses only), IPv4 connected, dual-stack disconnected.
+	cli(t, h, append([]string{"run", "-d", "--name", "b", "--net", "ds", "-p", "[::]:8092:80", "busybox"}, httpdCmd("b")...)...)
+	if !ping6(t, h, "b", out6) {
+		t.Fatalf("b (dual-stack overlay) cannot ping6 the outside:\n%s", gw6("b"))
+	}
+	wantAnswer(t, "outside -> [host IPv6]:8092", "hello from b", func() string { return fetch6(out, host6, "8092") })
+	cli(t, h, "network", "connect", "v4", "b")
+	if !ping6(t, h, "b", out6) {
+		t.Errorf("b lost IPv6 by joining an IPv4 overlay too:\n%s", gw6("b"))
+	}
+	cli(t, h, "network", "disconnect", "ds", "b")
+	if ping6(t, h, "b", out6) {
+		t.Errorf("b still pings6 the outside after leaving its last IPv6 overlay network:\n%s", gw6("b"))
+	}
+	if !ping(t, h, "b", outside4) {
+		t.Error("b (IPv4 overlay left) cannot ping the outside over IPv4")
+	}
+	// Its IPv6-only binding is not served now; the rest of the firewall is.
+	if got := fetch6(out, host6, "8092"); got != "" {
+		t.Errorf("b's [::] port answers after b lost IPv6: %q", got)
+	}
+	wantAnswer(t, "outside -> host IPv4:8091 after b's disconnect", "hello from a", func() string { return fetch(out, h.Addr.String()+":8091") })
+
+	// Created on both at once, the IPv4 overlay first.
+	h.MustDocker(t, "run", "-d", "--name", "m", "--network", "v4", "--network", "ds", "busybox", "sleep", "1d")
+	if !ping6(t, h, "m", out6) {
+		t.Errorf("m (created on v4 and ds) cannot ping6 the outside:\n%s", gw6("m"))
+	}
+	if !ping(t, h, "m", outside4) {
+		t.Error("m (created on v4 and ds) cannot ping the outside over IPv4")
+	}
+	cli(t, h, "rm", "-f", "a", "b", "m")
+	cli(t, h, "network", "rm", "v4", "ds")
 }

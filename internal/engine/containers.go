@@ -168,6 +168,12 @@ func (e *Engine) CreateContainer(ctx context.Context, req api.ContainerCreate) (
 	}
 	undo = append(undo, func() { os.RemoveAll(filepath.Join(e.filesDir(), id)) })
 	var eps []model.Endpoint
+	// The gateway bridge interface has IPv6 if any of the overlay networks
+	// with a way out has it, whichever comes first.
+	want6 := egress6(n)
+	for _, xn := range extra {
+		want6 = want6 || egress6(xn)
+	}
 	// join attaches the container to n (and, if n needs one, to the
 	// gateway network), recording both for undo. The caller defers the
 	// returned gateway's done.
@@ -178,7 +184,7 @@ func (e *Engine) CreateContainer(ctx context.Context, req api.ContainerCreate) (
 		}
 		eps = append(eps, ep)
 		undo = append(undo, func() { e.unplumb(bg, n, ep, sb) })
-		gw, err := e.gatewayEndpoint(ctx, n, c, sb, eps)
+		gw, err := e.gatewayEndpoint(ctx, n, c, sb, eps, want6)
 		if err != nil {
 			return nil, err
 		}
@@ -1047,7 +1053,12 @@ func (e *Engine) ConnectNetwork(ctx context.Context, netRef, ctrRef string, r ap
 		return err
 	}
 	added := []model.Endpoint{ep}
-	gw, err := e.gatewayEndpoint(ctx, n, c, sb, append(eps, ep))
+	all := append(slices.Clone(eps), ep)
+	want6 := false
+	for _, x := range e.networksOf(all) {
+		want6 = want6 || egress6(x)
+	}
+	gw, err := e.gatewayEndpoint(ctx, n, c, sb, all, want6)
 	if err != nil {
 		e.unplumb(bg, n, ep, sb)
 		return err
@@ -1055,6 +1066,20 @@ func (e *Engine) ConnectNetwork(ctx context.Context, netRef, ctrRef string, r ap
 	if gw != nil {
 		defer gw.done()
 		added = append(added, gw.ep)
+		all = append(all, gw.ep)
+	}
+	// A gateway interface made for an IPv4 overlay network gains IPv6
+	// with the first overlay network with IPv6.
+	fam, err := e.gatewayFamily(ctx, sb, all)
+	if err != nil {
+		if gw != nil {
+			e.unplumb(bg, gw.n, gw.ep, sb)
+		}
+		e.unplumb(bg, n, ep, sb)
+		return err
+	}
+	if fam != nil {
+		defer fam.done()
 	}
 	e.crashPoint(CrashConnectAfterJoin)
 	nets := e.networksOf(added)
@@ -1070,9 +1095,18 @@ func (e *Engine) ConnectNetwork(ctx context.Context, netRef, ctrRef string, r ap
 				return err
 			}
 		}
+		if fam != nil {
+			if err := tx.Put(store.Endpoints, fam.ep.ID, fam.ep); err != nil {
+				return err
+			}
+			return e.saveIPAM(tx, fam.n)
+		}
 		return nil
 	})
 	if err != nil {
+		if fam != nil {
+			fam.revert(bg)
+		}
 		if gw != nil {
 			e.unplumb(bg, gw.n, gw.ep, sb)
 		}
@@ -1084,6 +1118,9 @@ func (e *Engine) ConnectNetwork(ctx context.Context, netRef, ctrRef string, r ap
 		e.endpoints[x.ID] = x
 	}
 	e.mu.Unlock()
+	if fam != nil {
+		fam.committed(bg)
+	}
 	for _, x := range added {
 		e.afterJoin(nets[x.NetworkID], x)
 		e.networkEvent(nets[x.NetworkID], events.ActionConnect, c.ID)
@@ -1144,11 +1181,26 @@ func (e *Engine) DisconnectNetwork(ctx context.Context, netRef, ctrRef string, f
 		}
 	}
 	e.dropGateway(ctx, c, sb)
+	// The gateway interface loses IPv6 with the last overlay network with
+	// IPv6 (when an IPv4 one keeps it).
+	e.mu.Lock()
+	rest := e.endpointsOfLocked(c.ID)
+	e.mu.Unlock()
+	var gwErr error
+	if fam, err := e.gatewayFamily(ctx, sb, rest); err != nil {
+		gwErr = err
+	} else if fam != nil {
+		gwErr = fam.record(ctx)
+		fam.done()
+	}
+	if gwErr != nil {
+		gwErr = fmt.Errorf("disconnected %s from %s, but: %w", c.Name, n.Name, gwErr)
+	}
 	e.namesChanged(c.ID)
 	if n.Scope == model.ScopeGlobal || len(c.Ports) > 0 {
-		return e.applyFirewall() // allowed VTEPs; where published ports lead
+		return errors.Join(gwErr, e.applyFirewall()) // allowed VTEPs; where published ports lead
 	}
-	return nil
+	return gwErr
 }
 
 // gwAttach is a gateway bridge endpoint made for a container, not yet
@@ -1162,8 +1214,11 @@ type gwAttach struct {
 // gatewayEndpoint gives a container on an overlay network (not internal)
 // an interface on the gateway bridge for egress, once. have are the
 // container's endpoints so far (recorded or not).
-func (e *Engine) gatewayEndpoint(ctx context.Context, n model.Network, c model.Container, sb model.Sandbox, have []model.Endpoint) (*gwAttach, error) {
-	if n.Driver != "overlay" || n.Internal {
+//
+// want6: the container is (or is about to be) on an overlay network with
+// IPv6 and a way out, so the interface gets an IPv6 address too.
+func (e *Engine) gatewayEndpoint(ctx context.Context, n model.Network, c model.Container, sb model.Sandbox, have []model.Endpoint, want6 bool) (*gwAttach, error) {
+	if !egress(n) {
 		return nil, nil
 	}
 	nets := e.networksOf(have)
@@ -1176,7 +1231,7 @@ func (e *Engine) gatewayEndpoint(ctx context.Context, n model.Network, c model.C
 			order = ep.Order + 1
 		}
 	}
-	gw, err := e.gatewayNetwork(ctx, n.EnableIPv6)
+	gw, err := e.gatewayNetwork(ctx, want6)
 	if err != nil {
 		return nil, err
 	}
@@ -1198,13 +1253,187 @@ func (e *Engine) gatewayEndpoint(ctx context.Context, n model.Network, c model.C
 	// The interface has an IPv6 address (and route) only for an overlay
 	// network with IPv6, as Docker's docker_gwbridge.
 	on := gw
-	on.EnableIPv6 = gw.EnableIPv6 && n.EnableIPv6
+	on.EnableIPv6 = gw.EnableIPv6 && want6
 	ep, err := e.attach(ctx, on, c, sb, api.EndpointRequest{}, order, e.wantsDefaultRoute(gw, 0, have))
 	if err != nil {
 		done()
 		return nil, err
 	}
 	return &gwAttach{n: on, ep: ep, done: done}, nil
+}
+
+// egress: a container on n goes out through the gateway bridge.
+func egress(n model.Network) bool { return n.Driver == "overlay" && !n.Internal }
+
+// egress6: ... and needs IPv6 there.
+func egress6(n model.Network) bool { return egress(n) && n.EnableIPv6 }
+
+// gwFamily is a change of a container's gateway bridge interface gaining
+// or losing IPv6, plumbed but not recorded yet: committed records it in
+// memory (the caller wrote the endpoint to the store), revert undoes it.
+type gwFamily struct {
+	e            *Engine
+	n            model.Network
+	old, ep      model.Endpoint
+	sb           model.Sandbox
+	defaultRoute bool
+	done         func()
+}
+
+// gatewayFamily gives a container's gateway bridge interface an IPv6
+// address (and, if it gives the default route, the IPv6 default route)
+// when eps, the container's endpoints after a connect or disconnect,
+// include an overlay network with IPv6 and a way out, and takes them away
+// when they include none, as the interface would have been made for eps.
+// nil when nothing changes (no gateway interface, or the right family).
+// The caller records the endpoint, then calls committed and done; on a
+// failure before that, revert and done.
+func (e *Engine) gatewayFamily(ctx context.Context, sb model.Sandbox, eps []model.Endpoint) (*gwFamily, error) {
+	nets := e.networksOf(eps)
+	var gw *model.Endpoint
+	want6 := false
+	for i := range eps {
+		n := nets[eps[i].NetworkID]
+		if n.Name == GatewayBridge && n.Scope == model.ScopeLocal {
+			gw = &eps[i]
+		}
+		want6 = want6 || egress6(n)
+	}
+	if gw == nil || gw.Addr6.IsValid() == want6 {
+		return nil, nil
+	}
+	gn := nets[gw.NetworkID]
+	if want6 && !gn.EnableIPv6 {
+		// The first overlay network with IPv6 on this host: the
+		// gateway bridge gets its IPv6 subnet.
+		up, err := e.gatewayNetwork(ctx, true)
+		if err != nil {
+			return nil, err
+		}
+		if up.ID != gn.ID {
+			return nil, fmt.Errorf("%s was re-created meanwhile", GatewayBridge)
+		}
+	}
+	// The read lock keeps the gateway's IPv6 upgrade out while an address
+	// is taken, as in gatewayEndpoint.
+	e.gwMu.RLock()
+	defer e.gwMu.RUnlock()
+	e.mu.Lock()
+	if cur, ok := e.networks[gn.ID]; ok {
+		gn = cur
+	}
+	e.attaching[gn.ID]++
+	e.mu.Unlock()
+	f := &gwFamily{e: e, n: gn, old: *gw, ep: *gw, sb: sb, defaultRoute: defaultRouteEndpoint(eps, nets) == gw.ID}
+	f.done = func() {
+		e.mu.Lock()
+		e.doneAttachingLocked(gn.ID)
+		e.mu.Unlock()
+	}
+	if want6 {
+		p6, err := e.allocate6(ctx, gn, netip.Addr{}, gw.ID)
+		if err != nil {
+			f.done()
+			return nil, fmt.Errorf("IPv6 address on %s: %w", GatewayBridge, err)
+		}
+		f.ep.Addr6 = p6
+		for _, cfg := range gn.IPAM {
+			if cfg.Subnet.Contains(p6.Addr()) {
+				f.ep.Gateway6 = cfg.Gateway
+			}
+		}
+	} else {
+		f.ep.Addr6, f.ep.Gateway6 = netip.Prefix{}, netip.Addr{}
+	}
+	if err := e.drivers[gn.Driver].Join(ctx, gn, f.ep, driver.JoinInfo{Sandbox: sb, DefaultRoute: f.defaultRoute}); err != nil {
+		f.revert(ctx)
+		f.done()
+		if want6 {
+			return nil, fmt.Errorf("add IPv6 to the %s interface: %w", GatewayBridge, err)
+		}
+		return nil, fmt.Errorf("remove IPv6 from the %s interface: %w", GatewayBridge, err)
+	}
+	return f, nil
+}
+
+// revert plumbs the interface as it was recorded and gives back an
+// address taken for the change.
+func (f *gwFamily) revert(ctx context.Context) {
+	ctx = context.WithoutCancel(ctx)
+	if err := f.e.drivers[f.n.Driver].Join(ctx, f.n, f.old, driver.JoinInfo{Sandbox: f.sb, DefaultRoute: f.defaultRoute}); err != nil {
+		f.e.log.Warn("restore the gateway interface", "endpoint", f.old.ID, "err", err)
+	}
+	if f.ep.Addr6.IsValid() && !f.old.Addr6.IsValid() {
+		f.e.release(ctx, f.n, f.ep.Addr6.Addr())
+	}
+}
+
+// committed makes the recorded change the engine's view and gives back
+// the IPv6 address the interface no longer has.
+func (f *gwFamily) committed(ctx context.Context) {
+	e := f.e
+	e.mu.Lock()
+	e.endpoints[f.ep.ID] = f.ep
+	e.mu.Unlock()
+	if f.old.Addr6.IsValid() && !f.ep.Addr6.IsValid() {
+		e.release(context.WithoutCancel(ctx), f.n, f.old.Addr6.Addr())
+		if err := e.opts.Store.Update(func(tx *store.Tx) error { return e.saveIPAM(tx, f.n) }); err != nil {
+			e.log.Warn("save address state", "network", f.n.Name, "err", err)
+		}
+	}
+	e.log.Info("gateway interface changed family", "container", f.ep.ContainerID, "ipv6", f.ep.Addr6)
+	f.portFamilies()
+}
+
+// portFamilies updates, for a running container whose gateway interface
+// changed family, which bindings on every address are served on IPv6 too
+// (inspect shows them as [::]). The caller holds the container's op lock.
+func (f *gwFamily) portFamilies() {
+	e := f.e
+	e.mu.Lock()
+	c, ok := e.containers[f.ep.ContainerID]
+	ep, _, pub := e.publishEndpointLocked(f.ep.ContainerID)
+	e.mu.Unlock()
+	if !ok || !pub || ep.ID != f.ep.ID || len(c.Ports) == 0 {
+		return
+	}
+	c.Ports = slices.Clone(c.Ports)
+	changed := false
+	for i, m := range c.Ports {
+		if v6 := !m.HostIP.IsValid() && ep.Addr6.IsValid(); m.IPv6 != v6 {
+			c.Ports[i].IPv6, changed = v6, true
+		}
+	}
+	if !changed {
+		return
+	}
+	if err := e.opts.Store.Put(store.Containers, c.ID, c); err != nil {
+		e.log.Warn("record published ports", "name", c.Name, "err", err)
+		return
+	}
+	e.mu.Lock()
+	if _, ok := e.containers[c.ID]; ok {
+		e.containers[c.ID] = c
+	}
+	e.mu.Unlock()
+}
+
+// record writes the change to the store on its own and commits it, or
+// reverts it if the store refuses.
+func (f *gwFamily) record(ctx context.Context) error {
+	e := f.e
+	err := e.opts.Store.Update(func(tx *store.Tx) error {
+		if err := tx.Put(store.Endpoints, f.ep.ID, f.ep); err != nil {
+			return err
+		}
+		return e.saveIPAM(tx, f.n)
+	})
+	if err != nil {
+		f.revert(ctx)
+		return fmt.Errorf("record the gateway interface: %w", err)
+	}
+	f.committed(ctx)
+	return nil
 }
 
 // dropGateway removes the gateway bridge interface of a container that has
@@ -1214,7 +1443,7 @@ func (e *Engine) dropGateway(ctx context.Context, c model.Container, sb model.Sa
 	var gw *model.Endpoint
 	for _, ep := range e.endpointsOfLocked(c.ID) {
 		n := e.networks[ep.NetworkID]
-		if n.Driver == "overlay" && !n.Internal {
+		if egress(n) {
 			e.mu.Unlock()
 			return
 		}

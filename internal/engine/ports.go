@@ -360,6 +360,13 @@ func (e *Engine) portsFirewallLocked(cfg *firewall.Config) {
 			if m.HostIP == netip.IPv6Loopback() {
 				continue // the userland proxy's (proxiesLocked)
 			}
+			if h := m.HostIP.Unmap(); h.IsValid() && h != netip.IPv4Unspecified() && (h.Is4() && !ep.Addr.IsValid() || h.Is6() && !ep.Addr6.IsValid()) {
+				// A binding on a host address of a family the endpoint
+				// lost since the start (its gateway bridge interface
+				// left IPv6 with the container's last overlay network
+				// with IPv6): not served until it has one again.
+				continue
+			}
 			cfg.Ports = append(cfg.Ports, firewall.PortMapping{
 				ID: c.ID, Proto: m.Port.Proto, HostIP: m.HostIP, HostPort: m.HostPort,
 				ContainerIP: ep.Addr.Addr(), ContainerIP6: ep.Addr6.Addr(), ContainerPort: m.Port.Num, Bridge: bridge.BridgeName(n),

@@ -222,6 +222,8 @@ func (d *Driver) configureSandboxSide(sh *netlink.Handle, ep model.Endpoint, mtu
 		if err := ensureOnlyAddr(sh, pl, ep.Addr6); err != nil {
 			return fmt.Errorf("address %s on %s: %w", ep.Addr6, ep.IfName, err)
 		}
+	} else if err := dropIPv6(sh, pl); err != nil {
+		return fmt.Errorf("remove IPv6 from %s: %w", ep.IfName, err)
 	}
 	if err := addLinkLocal(sh, pl, ep); err != nil {
 		return err
@@ -240,6 +242,47 @@ func (d *Driver) configureSandboxSide(sh *netlink.Handle, ep model.Endpoint, mtu
 			Dst: &net.IPNet{IP: net.IPv6zero, Mask: net.CIDRMask(0, 128)}}
 		if err := sh.RouteReplace(r); err != nil {
 			return fmt.Errorf("default route via %s: %w", ep.Gateway6, err)
+		}
+	}
+	return nil
+}
+
+// dropIPv6 removes the global IPv6 addresses of l and the IPv6 default
+// route through it: an endpoint that had IPv6 and has no more (the gateway
+// bridge interface of a container that left its last overlay network with
+// IPv6). Link-local addresses stay. An interface that never had IPv6 costs
+// one address dump.
+func dropIPv6(h *netlink.Handle, l netlink.Link) error {
+	have, err := h.AddrList(l, netlink.FAMILY_V6)
+	if err != nil {
+		return err
+	}
+	var global []netlink.Addr
+	for _, a := range have {
+		if !a.IP.IsLinkLocalUnicast() {
+			global = append(global, a)
+		}
+	}
+	if len(global) == 0 {
+		return nil
+	}
+	routes, err := h.RouteListFiltered(netlink.FAMILY_V6, &netlink.Route{LinkIndex: l.Attrs().Index}, netlink.RT_FILTER_OIF)
+	if err != nil {
+		return err
+	}
+	for i := range routes {
+		if d := routes[i].Dst; d != nil {
+			if ones, _ := d.Mask.Size(); ones != 0 || !d.IP.IsUnspecified() {
+				continue // not the default route
+			}
+		}
+		if err := h.RouteDel(&routes[i]); err != nil && !isNotFound(err) && !errors.Is(err, unix.ESRCH) {
+			return fmt.Errorf("default route via %s: %w", routes[i].Gw, err)
+		}
+	}
+	for i := range global {
+		if err := h.AddrDel(l, &global[i]); err != nil && !isNotFound(err) {
+			return fmt.Errorf("address %s: %w", global[i].IPNet, err)
 		}
 	}
 	return nil
