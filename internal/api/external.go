@@ -28,11 +28,13 @@ type ExternalAttach struct {
 	// advertisements; Aliases are more names.
 	Name    string   `json:"Name,omitempty"`
 	Aliases []string `json:"Aliases,omitempty"`
-	// IP asks for a static address (zero: allocate one).
-	IP netip.Addr `json:"IP,omitzero"`
-	// Reserved says IP was reserved with ReserveAddress (Docker's IPAM
-	// hands out the address before the endpoint exists); the attachment
-	// takes the reservation over.
+	// IP asks for a static address (zero: allocate one); IP6 for a static
+	// IPv6 address on a network with IPv6 (zero: allocate one there).
+	IP  netip.Addr `json:"IP,omitzero"`
+	IP6 netip.Addr `json:"IP6,omitzero"`
+	// Reserved says IP and IP6 were reserved with ReserveAddress (Docker's
+	// IPAM hands out the addresses before the endpoint exists); the
+	// attachment takes the reservations over.
 	Reserved bool `json:"Reserved,omitempty"`
 }
 

@@ -7,7 +7,9 @@
 // The result it prints is what the daemon plumbed: the interface in the
 // namespace (and the host end of the veth on bridge networks, which
 // chained plugins such as bandwidth look for), its address, gateway,
-// routes and the configuration's DNS.
+// routes and the configuration's DNS. On networks with IPv6 the result
+// carries the IPv6 address (and its default route) beside the IPv4 one,
+// or alone on IPv6-only networks.
 //
 // Errors carry CNI's codes: 2 for a field vxnet does not take (ipam, a
 // previous result: vxnet must be first in a chain), 3 for an unknown
@@ -26,6 +28,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"regexp"
@@ -148,7 +151,10 @@ func cmdAdd(args *skel.CmdArgs) error {
 	return types.PrintResult(Result(v, c, args.Netns), c.CNIVersion)
 }
 
-// Result turns an attachment into the CNI result.
+// Result turns an attachment into the CNI result: one IP entry per
+// address of the endpoint (IPv4, IPv6 or both), each with its family's
+// gateway, and the default routes the interface really has (on bridge
+// networks, one per family through that family's gateway).
 func Result(v api.ExternalView, c *Conf, netnsPath string) *current.Result {
 	r := &current.Result{CNIVersion: current.ImplementedSpecVersion, DNS: c.DNS}
 	if v.HostVeth != "" {
@@ -157,15 +163,23 @@ func Result(v api.ExternalView, c *Conf, netnsPath string) *current.Result {
 	idx := len(r.Interfaces)
 	ep := v.Endpoint
 	r.Interfaces = append(r.Interfaces, &current.Interface{Name: v.External.IfName, Mac: ep.MAC.String(), Mtu: ep.MTU, Sandbox: netnsPath})
-	ipc := &current.IPConfig{Interface: current.Int(idx), Address: net.IPNet{
-		IP: ep.Addr.Addr().AsSlice(), Mask: net.CIDRMask(ep.Addr.Bits(), ep.Addr.Addr().BitLen())}}
-	if ep.Gateway.IsValid() {
-		ipc.Gateway = ep.Gateway.AsSlice()
+	add := func(addr netip.Prefix, gw netip.Addr) {
+		if !addr.IsValid() {
+			return
+		}
+		ipc := &current.IPConfig{Interface: current.Int(idx), Address: net.IPNet{
+			IP: addr.Addr().AsSlice(), Mask: net.CIDRMask(addr.Bits(), addr.Addr().BitLen())}}
+		if gw.IsValid() {
+			ipc.Gateway = gw.AsSlice()
+		}
+		r.IPs = append(r.IPs, ipc)
+		if v.DefaultRoute && gw.IsValid() {
+			bits := gw.BitLen()
+			r.Routes = append(r.Routes, &types.Route{Dst: net.IPNet{IP: make(net.IP, bits/8), Mask: net.CIDRMask(0, bits)}, GW: gw.AsSlice()})
+		}
 	}
-	r.IPs = []*current.IPConfig{ipc}
-	if v.DefaultRoute && ep.Gateway.IsValid() {
-		r.Routes = []*types.Route{{Dst: net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)}, GW: ep.Gateway.AsSlice()}}
-	}
+	add(ep.Addr, ep.Gateway)
+	add(ep.Addr6, ep.Gateway6)
 	return r
 }
 

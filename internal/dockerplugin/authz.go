@@ -45,6 +45,7 @@ type networkCreate struct {
 	Options                                   map[string]string
 	Labels                                    map[string]string
 	Internal, EnableIPv6, Attachable, Ingress bool
+	EnableIPv4                                *bool // API 1.48; false is refused
 	ConfigOnly                                bool
 	Scope                                     string
 	ConfigFrom                                *struct{ Network string }

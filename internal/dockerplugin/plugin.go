@@ -38,7 +38,7 @@ type Engine interface {
 	InspectNetwork(ctx context.Context, ref string, verbose bool) (api.NetworkView, error)
 	ListNetworks(ctx context.Context) ([]api.NetworkView, error)
 	RemoveNetwork(ctx context.Context, ref string) error
-	ReserveAddress(ctx context.Context, netRef string, ip netip.Addr) (netip.Prefix, error)
+	ReserveAddress(ctx context.Context, netRef string, ip netip.Addr, v6 bool) (netip.Prefix, error)
 	ReleaseAddress(ctx context.Context, netRef string, ip netip.Addr) error
 	api.ExternalBackend
 }
@@ -66,6 +66,7 @@ type Plugin struct {
 type endpointReq struct {
 	netID string
 	addr  netip.Prefix
+	addr6 netip.Prefix // invalid on networks without IPv6
 }
 
 // New returns the plugin for eng.

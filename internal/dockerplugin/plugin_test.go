@@ -35,14 +35,23 @@ func (f *fakeEngine) find(ref string) (model.Network, bool) {
 }
 
 func (f *fakeEngine) CreateNetwork(ctx context.Context, req api.NetworkCreate) (model.Network, error) {
-	cfg := model.IPAMConfig{Subnet: netip.MustParsePrefix("10.99.0.0/24"), Gateway: netip.MustParseAddr("10.99.0.1")}
-	if len(req.IPAM) == 1 {
-		cfg = req.IPAM[0]
-		if !cfg.Gateway.IsValid() {
-			cfg.Gateway = cfg.Subnet.Masked().Addr().Next()
+	cfgs := []model.IPAMConfig{{Subnet: netip.MustParsePrefix("10.99.0.0/24")}}
+	if req.EnableIPv6 {
+		cfgs = append(cfgs, model.IPAMConfig{Subnet: netip.MustParsePrefix("fd00:99::/64")})
+	}
+	for _, c := range req.IPAM {
+		for i := range cfgs {
+			if cfgs[i].Subnet.Addr().Is6() == c.Subnet.Addr().Is6() {
+				cfgs[i] = c
+			}
 		}
 	}
-	n := model.Network{ID: "id-" + req.Name, Name: req.Name, Driver: req.Driver, Internal: req.Internal, Options: req.Options, IPAM: []model.IPAMConfig{cfg}, VNI: 7}
+	for i := range cfgs {
+		if !cfgs[i].Gateway.IsValid() {
+			cfgs[i].Gateway = cfgs[i].Subnet.Masked().Addr().Next()
+		}
+	}
+	n := model.Network{ID: "id-" + req.Name, Name: req.Name, Driver: req.Driver, Internal: req.Internal, Options: req.Options, IPAM: cfgs, VNI: 7, EnableIPv6: req.EnableIPv6}
 	f.nets[n.Name] = n
 	return n, nil
 }
@@ -71,16 +80,17 @@ func (f *fakeEngine) RemoveNetwork(ctx context.Context, ref string) error {
 	return nil
 }
 
-func (f *fakeEngine) ReserveAddress(ctx context.Context, netRef string, ip netip.Addr) (netip.Prefix, error) {
+func (f *fakeEngine) ReserveAddress(ctx context.Context, netRef string, ip netip.Addr, v6 bool) (netip.Prefix, error) {
+	n, _ := f.find(netRef)
+	cfg, _ := ipamOf(n, v6)
 	if !ip.IsValid() {
-		n, _ := f.find(netRef)
-		ip = n.IPAM[0].Subnet.Masked().Addr().Next().Next()
+		ip = cfg.Subnet.Masked().Addr().Next().Next()
 		for f.reserved[ip] {
 			ip = ip.Next()
 		}
 	}
 	f.reserved[ip] = true
-	return netip.PrefixFrom(ip, 24), nil
+	return netip.PrefixFrom(ip, cfg.Subnet.Bits()), nil
 }
 
 func (f *fakeEngine) ReleaseAddress(ctx context.Context, netRef string, ip netip.Addr) error {
@@ -192,7 +202,11 @@ func TestNetworkMappingByName(t *testing.T) {
 		{`{"Name":"prod","Driver":"vxnet","Internal":true,"IPAM":{"Driver":"vxnet"}}`, "", "--internal conflicts"},
 		{`{"Name":"prod","Driver":"vxnet","Options":{"com.docker.network.driver.mtu":"1400"},"IPAM":{"Driver":"vxnet"}}`, "", "other driver options"},
 		{`{"Name":"x","Driver":"vxnet","IPAM":{"Driver":"default"}}`, "", "--ipam-driver vxnet"},
-		{`{"Name":"x","Driver":"vxnet","EnableIPv6":true,"IPAM":{"Driver":"vxnet"}}`, "", "IPv6"},
+		{`{"Name":"prod","Driver":"vxnet","EnableIPv6":true,"IPAM":{"Driver":"vxnet"}}`, "", "--ipv6 conflicts"},
+		{`{"Name":"x","Driver":"vxnet","EnableIPv6":true,"EnableIPv4":false,"IPAM":{"Driver":"vxnet"}}`, "", "IPv6-only networks (--ipv4=false) are not supported"},
+		{`{"Name":"x","Driver":"vxnet","IPAM":{"Driver":"vxnet","Config":[{"Subnet":"fd00:94::/64"}]}}`, "", "needs --ipv6"},
+		{`{"Name":"x","Driver":"vxnet","IPAM":{"Driver":"vxnet","Config":[{"Subnet":"10.94.0.0/24"},{"Subnet":"10.95.0.0/24"}]}}`, "10.94.0.0/24", "one --subnet per address family"},
+		{`{"Name":"x","Driver":"vxnet","EnableIPv6":true,"IPAM":{"Driver":"vxnet","Config":[{"Subnet":"fd00:94::/64","Gateway":"10.94.0.1"}]}}`, "", "not of --subnet"},
 		{`{"Name":"x","Driver":"vxnet","IPAM":{"Driver":"vxnet","Config":[{"Subnet":"10.94.0.0/24","AuxAddress":{"a":"10.94.0.9"}}]}}`, "10.94.0.0/24", "--aux-address"},
 	} {
 		if _, err := create(t, h, tc.body, tc.pool); !strings.Contains(err, tc.want) {
@@ -295,4 +309,68 @@ func TestContainerNames(t *testing.T) {
 		t.Errorf("name during connect: %q", got)
 	}
 	call(t, h, "AuthZPlugin.AuthZRes", conn, nil)
+}
+
+// TestIPv6Pools: dockerd's sequence for docker network create --ipv6 and
+// a container on it: the IPv4 pool creates the dual-stack cluster network,
+// the IPv6 pool answers its IPv6 subnet, gateways and addresses come per
+// family, the endpoint takes both reservations over.
+func TestIPv6Pools(t *testing.T) {
+	eng := newFake()
+	h := New(eng, nil).Handler()
+	body := `{"Name":"ds","Driver":"vxnet","EnableIPv6":true,"IPAM":{"Driver":"vxnet","Config":[{"Subnet":"10.96.0.0/24"},{"Subnet":"fd00:96::/64","Gateway":"fd00:96::fe"}]}}`
+	uri := "/v1.41/networks/create"
+	call(t, h, "AuthZPlugin.AuthZReq", authzBody{RequestMethod: "POST", RequestURI: uri, RequestBody: []byte(body)}, nil)
+	var p4, p6 struct{ PoolID, Pool string }
+	if err := call(t, h, "IpamDriver.RequestPool", map[string]any{"Pool": "10.96.0.0/24"}, &p4); err != "" {
+		t.Fatal(err)
+	}
+	if err := call(t, h, "IpamDriver.RequestPool", map[string]any{"Pool": "fd00:96::/64", "V6": true}, &p6); err != "" {
+		t.Fatal(err)
+	}
+	call(t, h, "AuthZPlugin.AuthZRes", authzBody{RequestMethod: "POST", RequestURI: uri, ResponseStatusCode: 201}, nil)
+	n := eng.nets["ds"]
+	if !n.EnableIPv6 || len(n.IPAM) != 2 || p4.PoolID != n.ID || p6.PoolID == p4.PoolID || p6.Pool != "fd00:96::/64" {
+		t.Fatalf("pools %+v %+v, network %+v", p4, p6, n)
+	}
+	var gw6 struct{ Address string }
+	call(t, h, "IpamDriver.RequestAddress", map[string]any{"PoolID": p6.PoolID, "Options": map[string]string{"RequestAddressType": gatewayRequest}}, &gw6)
+	if gw6.Address != "fd00:96::fe/64" {
+		t.Errorf("IPv6 gateway %q", gw6.Address)
+	}
+	if err := call(t, h, "NetworkDriver.CreateNetwork", map[string]any{"NetworkID": "d1",
+		"IPv4Data": []map[string]string{{"Pool": "10.96.0.0/24"}}, "IPv6Data": []map[string]string{{"Pool": "fd00:96::/64"}}}, nil); err != "" {
+		t.Fatalf("CreateNetwork: %s", err)
+	}
+	if err := call(t, h, "NetworkDriver.CreateNetwork", map[string]any{"NetworkID": "d2",
+		"IPv4Data": []map[string]string{{"Pool": "10.96.0.0/24"}}}, nil); !strings.Contains(err, "--ipv6 must match") {
+		t.Errorf("CreateNetwork without the IPv6 pool: %q", err)
+	}
+	var a4, a6 struct{ Address string }
+	call(t, h, "IpamDriver.RequestAddress", map[string]any{"PoolID": p4.PoolID}, &a4)
+	call(t, h, "IpamDriver.RequestAddress", map[string]any{"PoolID": p6.PoolID}, &a6)
+	if a4.Address != "10.96.0.2/24" || a6.Address != "fd00:96::2/64" {
+		t.Fatalf("addresses %q %q", a4.Address, a6.Address)
+	}
+	if err := call(t, h, "IpamDriver.RequestAddress", map[string]any{"PoolID": p6.PoolID, "Address": "fd00:97::5"}, nil); !strings.Contains(err, "outside the pool") {
+		t.Errorf("RequestAddress outside the IPv6 pool: %q", err)
+	}
+	if err := call(t, h, "NetworkDriver.CreateEndpoint", map[string]any{"NetworkID": "d1", "EndpointID": "epx",
+		"Interface": map[string]string{"Address": a4.Address, "AddressIPv6": "fd00:96::77/64"}}, nil); !strings.Contains(err, "not handed out") {
+		t.Errorf("CreateEndpoint with a foreign IPv6 address: %q", err)
+	}
+	if err := call(t, h, "NetworkDriver.CreateEndpoint", map[string]any{"NetworkID": "d1", "EndpointID": "ep6",
+		"Interface": map[string]string{"Address": a4.Address, "AddressIPv6": a6.Address}}, nil); err != "" {
+		t.Fatal(err)
+	}
+	if err := call(t, h, "NetworkDriver.Join", map[string]any{"NetworkID": "d1", "EndpointID": "ep6"}, nil); err != "" {
+		t.Fatal(err)
+	}
+	if a := eng.attached["ep6"]; !a.Reserved || a.IP.String() != "10.96.0.2" || a.IP6.String() != "fd00:96::2" {
+		t.Errorf("attach %+v", a)
+	}
+	call(t, h, "IpamDriver.ReleasePool", map[string]any{"PoolID": p4.PoolID}, nil)
+	if err := call(t, h, "IpamDriver.ReleasePool", map[string]any{"PoolID": p6.PoolID}, nil); err != "" || len(eng.nets) != 0 {
+		t.Errorf("ReleasePool: %q, left %+v", err, eng.nets)
+	}
 }

@@ -56,7 +56,7 @@ func (e *Engine) AttachExternal(ctx context.Context, req api.ExternalAttach) (ap
 		e.mu.Unlock()
 		return api.ExternalView{}, errf(model.ErrForbidden, "network %s has driver %s: Docker attaches only to overlay networks", n.Name, n.Driver)
 	}
-	if err := e.checkEndpointRequest(n, api.EndpointRequest{IP: req.IP, Aliases: req.Aliases}); err != nil {
+	if err := e.checkEndpointRequest(n, api.EndpointRequest{IP: req.IP, IP6: req.IP6, Aliases: req.Aliases}); err != nil {
 		e.mu.Unlock()
 		return api.ExternalView{}, err
 	}
@@ -66,7 +66,7 @@ func (e *Engine) AttachExternal(ctx context.Context, req api.ExternalAttach) (ap
 			return api.ExternalView{}, errf(model.ErrConflict, "%s attachment %s is already on network %s", req.Owner, req.Key, e.networks[x.NetworkID].Name)
 		}
 		ep := e.endpoints[x.EndpointID]
-		if x.NetnsPath != req.NetnsPath || (req.IP.IsValid() && req.IP != ep.Addr.Addr()) {
+		if x.NetnsPath != req.NetnsPath || (req.IP.IsValid() && req.IP != ep.Addr.Addr()) || (req.IP6.IsValid() && req.IP6 != ep.Addr6.Addr()) {
 			e.mu.Unlock()
 			return api.ExternalView{}, errf(model.ErrConflict, "%s attachment %s exists with another namespace or address", req.Owner, req.Key)
 		}
@@ -111,20 +111,34 @@ func (e *Engine) AttachExternal(ctx context.Context, req api.ExternalAttach) (ap
 	// it gets hosts entries and advertisements.
 	pseudo := model.Container{ID: x.ID, Name: req.Name}
 	bg := context.WithoutCancel(ctx)
-	if req.Reserved && req.IP.IsValid() {
-		// The attach allocates the address again, as a static one.
-		e.release(ctx, n, req.IP)
+	if req.Reserved {
+		// The attach allocates the addresses again, as static ones.
+		for _, a := range []netip.Addr{req.IP, req.IP6} {
+			if a.IsValid() {
+				e.release(ctx, n, a)
+			}
+		}
 	}
-	ep, err := e.attachNamed(ctx, n, pseudo, sb, api.EndpointRequest{IP: req.IP, Aliases: req.Aliases}, 0, req.IfName, givesDefaultRoute(n))
+	// giveBack returns the reservations to their owner after a failure.
+	giveBack := func() {
+		if !req.Reserved {
+			return
+		}
+		if req.IP.IsValid() {
+			e.allocate(bg, n, req.IP, "")
+		}
+		if req.IP6.IsValid() {
+			e.allocate6(bg, n, req.IP6, "")
+		}
+	}
+	ep, err := e.attachNamed(ctx, n, pseudo, sb, api.EndpointRequest{IP: req.IP, IP6: req.IP6, Aliases: req.Aliases}, 0, req.IfName, givesDefaultRoute(n))
 	if err == nil && staged {
 		if err = handOver(sb.NetnsPath, ep.IfName); err != nil {
 			e.unplumb(bg, n, ep, sb)
 		}
 	}
 	if err != nil {
-		if req.Reserved && req.IP.IsValid() {
-			e.allocate(bg, n, req.IP, "") // give the reservation back to its owner
-		}
+		giveBack()
 		return api.ExternalView{}, err
 	}
 	x.EndpointID = ep.ID
@@ -144,9 +158,7 @@ func (e *Engine) AttachExternal(ctx context.Context, req api.ExternalAttach) (ap
 	})
 	if err != nil {
 		e.unplumb(bg, n, ep, sb)
-		if req.Reserved {
-			e.allocate(bg, n, req.IP, "") // give the reservation back to its owner
-		}
+		giveBack()
 		return api.ExternalView{}, fmt.Errorf("record attachment: %w", err)
 	}
 	e.mu.Lock()
@@ -155,7 +167,7 @@ func (e *Engine) AttachExternal(ctx context.Context, req api.ExternalAttach) (ap
 	e.mu.Unlock()
 	e.afterJoin(n, ep)
 	e.syncDNS()
-	e.log.Info("external namespace attached", "owner", x.Owner, "key", x.Key, "network", n.Name, "ip", ep.Addr)
+	e.log.Info("external namespace attached", "owner", x.Owner, "key", x.Key, "network", n.Name, "ip", ep.Addr, "ip6", ep.Addr6)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.externalViewLocked(x), nil
@@ -247,16 +259,28 @@ func (e *Engine) CheckExternal(ctx context.Context, owner, key string) (api.Exte
 	if l.Type() != "veth" || l.Attrs().HardwareAddr.String() != v.Endpoint.MAC.String() {
 		return v, errf(model.ErrConflict, "interface %s of attachment %s is not vxnet's veth (type %s, MAC %s)", x.IfName, key, l.Type(), l.Attrs().HardwareAddr)
 	}
-	addrs, err := h.AddrList(l, netlink.FAMILY_V4)
+	addrs, err := h.AddrList(l, netlink.FAMILY_ALL)
 	if err != nil {
 		return v, err
 	}
-	for _, a := range addrs {
-		if a.IPNet.String() == v.Endpoint.Addr.String() {
-			return v, nil
+	// Both addresses of a dual-stack endpoint must be there (an
+	// IPv6-only endpoint has only Addr6).
+	for _, want := range []netip.Prefix{v.Endpoint.Addr, v.Endpoint.Addr6} {
+		if !want.IsValid() {
+			continue
+		}
+		found := false
+		for _, a := range addrs {
+			if a.IPNet.String() == want.String() {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return v, errf(model.ErrConflict, "interface %s of attachment %s lost its address %s", x.IfName, key, want)
 		}
 	}
-	return v, errf(model.ErrConflict, "interface %s of attachment %s lost its address %s", x.IfName, key, v.Endpoint.Addr)
+	return v, nil
 }
 
 // ListExternal lists attachments of one owner ("" for all), by key.
@@ -335,6 +359,9 @@ func checkExternalRequest(req api.ExternalAttach) error {
 	if len(req.IfName) == 0 || len(req.IfName) > 15 || strings.ContainsAny(req.IfName, "/: \t\n") || req.IfName == "." || req.IfName == ".." {
 		return errf(model.ErrInvalid, "invalid interface name %q", req.IfName)
 	}
+	if req.IP6.IsValid() && (!req.IP6.Is6() || req.IP6.Is4In6()) {
+		return errf(model.ErrInvalid, "invalid IPv6 address: %s", req.IP6)
+	}
 	if !validName.MatchString(req.Name) {
 		return errf(model.ErrInvalid, "invalid attachment name %q: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", req.Name)
 	}
@@ -385,9 +412,11 @@ func (e *Engine) restoreExternals(ctx context.Context, xs []model.External) erro
 }
 
 // ReserveAddress reserves an address on a network without an endpoint
-// (Docker's IpamDriver.RequestAddress); a zero ip picks one. The holder
-// either hands it to AttachExternal (Reserved) or releases it.
-func (e *Engine) ReserveAddress(ctx context.Context, netRef string, ip netip.Addr) (netip.Prefix, error) {
+// (Docker's IpamDriver.RequestAddress): an IPv6 one when v6 is set (the
+// network must have IPv6), else an IPv4 one (the network must have IPv4);
+// a zero ip picks one. The holder either hands it to AttachExternal
+// (Reserved) or releases it.
+func (e *Engine) ReserveAddress(ctx context.Context, netRef string, ip netip.Addr, v6 bool) (netip.Prefix, error) {
 	e.mu.Lock()
 	n, err := e.networkLocked(netRef)
 	e.mu.Unlock()
@@ -396,6 +425,18 @@ func (e *Engine) ReserveAddress(ctx context.Context, netRef string, ip netip.Add
 	}
 	if n.Scope != model.ScopeGlobal {
 		return netip.Prefix{}, errf(model.ErrForbidden, "network %s is not a cluster network: addresses are reserved only on overlay networks", n.Name)
+	}
+	if ip.IsValid() && ip.Is6() != v6 {
+		return netip.Prefix{}, errf(model.ErrInvalid, "address %s is not of the pool's family", ip)
+	}
+	if v6 {
+		if !n.EnableIPv6 {
+			return netip.Prefix{}, errf(model.ErrInvalid, "network %s does not have IPv6 enabled", n.Name)
+		}
+		return e.allocate6(ctx, n, ip, "")
+	}
+	if n.DisableIPv4 {
+		return netip.Prefix{}, errf(model.ErrInvalid, "network %s does not have IPv4 enabled", n.Name)
 	}
 	return e.allocate(ctx, n, ip, "")
 }
