@@ -50,7 +50,8 @@ func cniDefaults(r *current.Result) []string {
 // gateways (and no default route, as the interface has none); a namespace
 // pings6 one on the other host and a vxnet container on its own host, and
 // the container reaches it by name over IPv6; CHECK verifies both
-// addresses (a lost IPv6 address fails it); DEL releases both (a vxnet
+// addresses (a lost IPv6 address fails it, ADD again repairs it, a
+// daemon restart brings back a lost interface with both); DEL releases both (a vxnet
 // container then gets them as static --ip/--ip6). On a dual-stack bridge
 // the result has a default route per family, as the namespace has; on an
 // IPv6-only bridge only the IPv6 address and route.
@@ -116,6 +117,23 @@ func TestCNIIPv6(t *testing.T) {
 		t.Fatalf("CHECK after the IPv6 address was removed: %v, want an error naming %s", err, v6a[0])
 	}
 
+	// ADD again repairs it; after the interface is lost, a daemon restart
+	// brings it back with both addresses.
+	if _, err := ha.add("v6a", nsA); err != nil {
+		t.Fatalf("ADD again: %v", err)
+	}
+	if err := ha.check("v6a", nsA); err != nil {
+		t.Fatalf("CHECK after ADD again: %v", err)
+	}
+	(&cniNS{nsA}).mustExec(t, "ip", "link", "del", "eth0")
+	a.Restart()
+	if err := ha.check("v6a", nsA); err != nil {
+		t.Fatalf("CHECK after the daemon restart: %v", err)
+	}
+	if !eventually(20*time.Second, func() bool { return ping6ns(nsA, v6b[0].Addr()) }) {
+		t.Fatalf("after the restart the namespace on %s cannot ping6 the one on %s", a.Name, b.Name)
+	}
+
 	// DEL releases both addresses: a container takes them as static ones.
 	if err := ha.del("v6a", nsA); err != nil {
 		t.Fatalf("DEL: %v", err)
@@ -130,11 +148,12 @@ func TestCNIIPv6(t *testing.T) {
 	// the namespace.
 	cli(t, a, "network", "create", "--ipv6", "--subnet", "10.86.0.0/24", "--subnet", "fd00:86::/64", "b46")
 	cli(t, a, "network", "create", "--ipv6", "--ipv4=false", "--subnet", "fd00:87::/64", "b6")
+	// The IPv6-only case speaks CNI 0.4.0: the result is converted.
 	for _, tc := range []struct {
-		net, gw6 string
-		v4       bool
-	}{{"b46", "fd00:86::1", true}, {"b6", "fd00:87::1", false}} {
-		ch := newCNIHost(t, c, a, bin, cniConf(tc.net, a.Socket))
+		net, gw6, version string
+		v4                bool
+	}{{"b46", "fd00:86::1", "1.1.0", true}, {"b6", "fd00:87::1", "0.4.0", false}} {
+		ch := newCNIHost(t, c, a, bin, strings.Replace(cniConf(tc.net, a.Socket), "1.1.0", tc.version, 1))
 		ns := cniNetns(t, c, "ns-"+tc.net)
 		r, err := ch.add("x"+tc.net, ns)
 		if err != nil {

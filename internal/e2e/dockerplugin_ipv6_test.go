@@ -32,7 +32,8 @@ func (d *dockerd) ip6(t *testing.T, ctr, network string) netip.Addr {
 // sees its IPv6 subnet; containers run by dockerd get an IPv6 address from
 // the cluster IPAM (a static --ip6 honoured) on their interface and ping6
 // each other across the hosts, and by name; without an IPv6 --subnet the
-// network gets a ULA /64 of the cluster's pool; what is not supported is
+// network gets a ULA /64 of the cluster's pool, with only an IPv6 one an
+// IPv4 subnet of vxnet's pools; what is not supported is
 // refused naming it; docker network rm leaves nothing.
 func TestDockerPluginIPv6(t *testing.T) {
 	needDocker(t)
@@ -73,6 +74,12 @@ func TestDockerPluginIPv6(t *testing.T) {
 		t.Errorf("ula subnets %q, want an IPv4 one and a ULA /64", sub6)
 	}
 	da.must(t, "network", "rm", "ula")
+	// Only an IPv6 --subnet: the IPv4 subnet comes from vxnet's pools.
+	da.must(t, append(create, "--ipv6", "--subnet", "fd00:9a::/64", "v6sub")...)
+	if got := strings.Fields(da.must(t, "network", "inspect", "-f", "{{range .IPAM.Config}}{{.Subnet}} {{end}}", "v6sub")); len(got) != 2 || got[1] != "fd00:9a::/64" || !strings.Contains(got[0], ".") {
+		t.Errorf("v6sub subnets %q, want an IPv4 one and fd00:9a::/64", got)
+	}
+	da.must(t, "network", "rm", "v6sub")
 
 	da.must(t, "run", "-d", "--name", "d6a", "--network", "ds", "--ip6", "fd00:97::a6", "busybox", "sleep", "1d")
 	db.must(t, "run", "-d", "--name", "d6b", "--network", "ds", "busybox", "sleep", "1d")

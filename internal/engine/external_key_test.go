@@ -2,6 +2,7 @@ package engine
 
 import (
 	"errors"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -34,6 +35,25 @@ func TestCheckExternalRequestSandboxKey(t *testing.T) {
 		}
 		if err == nil || !strings.Contains(err.Error(), tc.want) || !errors.Is(err, model.ErrInvalid) {
 			t.Errorf("%s key %q: got %v, want an invalid-request error with %q", tc.req.Owner, tc.key, err, tc.want)
+		}
+	}
+}
+
+// A static IPv6 address of an attachment must be an IPv6 address.
+func TestCheckExternalRequestIP6(t *testing.T) {
+	req := api.ExternalAttach{Owner: model.OwnerDocker, Key: "ep1", Network: "prod", IfName: "vxdep1", Name: "vm3"}
+	for _, tc := range []struct {
+		ip6  string
+		want string
+	}{
+		{"fd00:97::a6", ""},
+		{"10.0.0.5", "invalid IPv6 address"},
+		{"::ffff:10.0.0.5", "invalid IPv6 address"},
+	} {
+		req.IP6 = netip.MustParseAddr(tc.ip6)
+		err := checkExternalRequest(req)
+		if (tc.want == "") != (err == nil) || (err != nil && (!strings.Contains(err.Error(), tc.want) || !errors.Is(err, model.ErrInvalid))) {
+			t.Errorf("IP6 %s: got %v, want %q", tc.ip6, err, tc.want)
 		}
 	}
 }
