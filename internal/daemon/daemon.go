@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -270,8 +271,11 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: api.NewServer(eng, api.Options{Logger: log, Version: engine.Version}),
-		ReadHeaderTimeout: 10 * time.Second}
+	var handler http.Handler = api.NewServer(eng, api.Options{Logger: log, Version: engine.Version})
+	if level <= slog.LevelDebug {
+		handler = withProfiler(handler)
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, len(lns))
 	var addrs []string
 	for _, ln := range lns {
@@ -293,4 +297,23 @@ func Run(ctx context.Context, cfg Config) error {
 		os.Remove(sock)
 	}
 	return nil
+}
+
+// withProfiler serves Go's profiler under /debug/pprof/ next to the API,
+// as dockerd does in debug mode (--log-level debug here): the API socket
+// is root's, and the profiles are how a start's CPU is measured.
+func withProfiler(api http.Handler) http.Handler {
+	m := http.NewServeMux()
+	m.HandleFunc("/debug/pprof/", pprof.Index)
+	m.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	m.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	m.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	m.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/debug/pprof/") {
+			m.ServeHTTP(w, r)
+			return
+		}
+		api.ServeHTTP(w, r)
+	})
 }

@@ -3,7 +3,9 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/netip"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
@@ -331,8 +333,42 @@ func TestBenchCluster(t *testing.T) {
 		}
 		return wall, lat
 	}
+	// VXNET_BENCH_PPROF=PREFIX: the Go CPU profiles of h0 and h1 over each
+	// run, in PREFIX-{solo,all}-h{0,1}.pprof (the daemons serve
+	// /debug/pprof/ with VXNET_BENCH_LOG=debug).
+	profile := func(tag string) func() {
+		var profs sync.WaitGroup
+		pre := os.Getenv("VXNET_BENCH_PPROF")
+		if pre == "" {
+			return profs.Wait
+		}
+		secs := bnEnv(t, "VXNET_BENCH_PPROF_SECS", 5)
+		for hi := 0; hi < 2; hi++ {
+			profs.Add(1)
+			go func() {
+				defer profs.Done()
+				resp, err := apis[hi].c.Get(fmt.Sprintf("http://vxnet/debug/pprof/profile?seconds=%d", secs))
+				if err != nil {
+					t.Logf("pprof: %v", err)
+					return
+				}
+				defer resp.Body.Close()
+				b, _ := io.ReadAll(resp.Body)
+				os.WriteFile(fmt.Sprintf("%s-%s-h%d.pprof", pre, tag, hi), b, 0o644)
+			}()
+		}
+		return profs.Wait
+	}
+	profWait := profile("solo")
+	cpu0 := bnCPUSnapshot()
 	wallSolo, latSolo := runMany([]int{0}, "solo")
+	cpu1 := bnCPUSnapshot()
+	profWait()
+	profWait = profile("all")
+	cpu1b := bnCPUSnapshot()
 	wallAll, latAll := runMany([]int{0, 1, 2}, "all")
+	cpu2 := bnCPUSnapshot()
+	profWait()
 	ips := map[string]string{}
 	for hi := 0; hi < 3; hi++ {
 		var list []struct {
@@ -356,6 +392,10 @@ func TestBenchCluster(t *testing.T) {
 			{"h0 alone", fmt.Sprint(nCtr), fmt.Sprintf("%.2f", wallSolo.Seconds()), rate(nCtr, wallSolo), bnMS(bnSummary(latSolo).P50), bnMS(bnSummary(latSolo).P99)},
 			{"h0, h1, h2 at once", fmt.Sprint(3 * nCtr), fmt.Sprintf("%.2f", wallAll.Seconds()), rate(3*nCtr, wallAll), bnMS(bnSummary(latAll).P50), bnMS(bnSummary(latAll).P99)},
 		})
+
+	bnPrint(t, "Cluster: CPU ms per container started (run -d above), by process class (utime+stime from /proc; children = what the class exec'd and reaped)",
+		[]string{"class", "h0 alone", "h0, h1, h2 at once"},
+		bnCPURows([]map[string]float64{bnCPUDelta(cpu0, cpu1), bnCPUDelta(cpu1b, cpu2)}, []int{nCtr, 3 * nCtr}))
 
 	// 2b. Raw allocations: internal/cluster's AllocateAddress from worker
 	// processes inside the host namespaces, each talking to its host's

@@ -243,11 +243,14 @@ type fakeFirewall struct {
 	// apply ran with a cancelled context.
 	fail   error
 	ctxErr error
+	// applies counts the calls that reached Apply.
+	applies int
 }
 
 func (f *fakeFirewall) Apply(ctx context.Context, cfg firewall.Config) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.applies++
 	if err := ctx.Err(); err != nil {
 		f.ctxErr = err
 	}

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"reflect"
 	"sync"
 	"time"
 
@@ -17,6 +18,14 @@ import (
 // the last apply always reflects the last change. A failed apply is
 // returned to the request that caused it, shown in /info, and retried in
 // the background until it succeeds.
+//
+// Most changes leave the rendered config as it was (a container without
+// published ports, another endpoint of a host already allowed on the
+// VXLAN port), and each real apply execs nft with the whole table: an
+// apply whose config equals the one last applied successfully is skipped.
+// It is done anyway once the last real apply is older than
+// firewallRefresh, so a table changed behind vxnet's back is put right
+// again, as any change used to do.
 
 type firewallApplier struct {
 	mu sync.Mutex // serialises applies; taken before Engine.mu
@@ -25,7 +34,17 @@ type firewallApplier struct {
 	lastErr  error
 	lastAt   time.Time
 	retrying bool
+
+	// applied is the config of the last successful apply, at appliedAt
+	// (monotonic); nil after a failure (the kernel's state is unknown).
+	// Under mu.
+	applied   *firewall.Config
+	appliedAt time.Time
 }
+
+// firewallRefresh is how old the last real apply may be for an unchanged
+// config to be skipped.
+const firewallRefresh = 30 * time.Second
 
 // RenderFirewall is the desired firewall for a set of networks: every
 // bridge network's isolation and masquerade, and (in cluster mode) the
@@ -71,7 +90,16 @@ func (e *Engine) applyFirewall() error {
 	cfg := e.firewallConfigLocked()
 	proxies := e.proxiesLocked()
 	e.mu.Unlock()
+	if a := e.fw.applied; a != nil && time.Since(e.fw.appliedAt) < firewallRefresh && reflect.DeepEqual(*a, cfg) {
+		e.reconcileProxies(proxies)
+		return nil
+	}
 	err := e.opts.Firewall.Apply(e.ctx, cfg)
+	if err == nil {
+		e.fw.applied, e.fw.appliedAt = &cfg, time.Now()
+	} else {
+		e.fw.applied = nil
+	}
 	e.reconcileProxies(proxies)
 	if err != nil {
 		err = fmt.Errorf("firewall: apply: %w", err)
