@@ -51,8 +51,10 @@ func checkExposure(n model.Network, req api.ContainerCreate, image []model.Port)
 	}
 	for _, b := range req.PortBindings {
 		add(b.Port)
-		if b.HostIP == netip.IPv6Loopback() && b.Port.Proto != "tcp" {
-			return nil, errf(model.ErrInvalid, "invalid host address %s for published port %s: vxnet publishes only TCP ports on ::1 (through its userland proxy)", b.HostIP, b.Port)
+		// ::1 cannot be DNATed (no route_localnet for IPv6): the userland
+		// proxy serves it, and it relays TCP and UDP only.
+		if b.HostIP == netip.IPv6Loopback() && b.Port.Proto != "tcp" && b.Port.Proto != "udp" {
+			return nil, errf(model.ErrInvalid, "invalid host address %s for published port %s: vxnet cannot publish SCTP ports on ::1 (IPv6 loopback is served by its userland proxy, which relays only TCP and UDP)", b.HostIP, b.Port)
 		}
 	}
 	slices.SortFunc(exposed, func(a, b model.Port) int {

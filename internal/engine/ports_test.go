@@ -116,8 +116,8 @@ func TestPublishedPortsRefused(t *testing.T) {
 		wantErr(t, err, model.ErrInvalid, want)
 	}
 	_, err := e.CreateContainer(bg, api.ContainerCreate{Image: "busybox", PortBindings: []model.PortBinding{
-		{Port: model.Port{Num: 53, Proto: "udp"}, HostIP: netip.IPv6Loopback(), HostPortFirst: 53, HostPortLast: 53}}})
-	wantErr(t, err, model.ErrInvalid, "only TCP ports on ::1")
+		{Port: model.Port{Num: 53, Proto: "sctp"}, HostIP: netip.IPv6Loopback(), HostPortFirst: 53, HostPortLast: 53}}})
+	wantErr(t, err, model.ErrInvalid, "cannot publish SCTP ports on ::1")
 	if cs, _ := e.ListContainers(bg, true); len(cs) != 0 {
 		t.Errorf("refused creates left %d containers", len(cs))
 	}
