@@ -254,6 +254,9 @@ func Open(ctx context.Context, opts Options) (*Cluster, error) {
 		if c.cli, err = c.newClient(opts.Endpoints, true); err != nil {
 			return nil, err
 		}
+		if err := c.checkUnderlayFamily(ctx); err != nil {
+			return nil, err
+		}
 	} else if err := c.openEmbedded(ctx); err != nil {
 		return nil, err
 	}

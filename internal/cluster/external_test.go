@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -164,6 +166,23 @@ func TestExternalEtcd(t *testing.T) {
 				c.Close()
 				t.Errorf("%s: opened the store", name)
 			}
+		}
+	})
+	t.Run("other-address-family", func(t *testing.T) {
+		// A host advertising IPv6 on a store of IPv4 hosts: refused
+		// before it registers (a VXLAN device has one address family).
+		o := externalOpts(t, e, "ext-6")
+		o.AdvertiseAddr = netip.MustParseAddr("2001:db8::6")
+		c, err := Open(ctx, o)
+		if err == nil {
+			c.Close()
+			t.Fatal("a host advertising IPv6 joined a store of IPv4 hosts")
+		}
+		if !errors.Is(err, model.ErrInvalid) || !strings.Contains(err.Error(), "advertise address 2001:db8::6 is IPv6, but this cluster's hosts advertise IPv4 addresses") {
+			t.Fatalf("open: %v, want the address family refusal", err)
+		}
+		if ns, err := a.Nodes(ctx); err != nil || len(ns) != 3 {
+			t.Fatalf("nodes after the refusal: %+v (%v), want the 3 IPv4 hosts", ns, err)
 		}
 	})
 	t.Run("networks", func(t *testing.T) { scenarioNetworks(t, a, b) })

@@ -200,6 +200,13 @@ func (c *Cluster) serveJoin(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	// Check the request before anything is added to the cluster.
+	if underlayFamily(c.opts.AdvertiseAddr, req.Addr) != nil {
+		log.Warn("join refused: the joiner's advertise address is of the other family")
+		writeJoinError(w, http.StatusBadRequest, "advertise address %s is %s, but this cluster's hosts advertise %s addresses (this one %s): "+
+			"a cluster cannot mix underlay address families (a VXLAN device has one local address family); give --advertise-addr an %s address",
+			req.Addr, family(req.Addr), family(c.opts.AdvertiseAddr), c.opts.AdvertiseAddr, family(c.opts.AdvertiseAddr))
+		return
+	}
 	if _, err := c.id.ca.IssueCSR(req.CSR, req.NodeID, certIPs(req.Addr), time.Minute); err != nil {
 		writeJoinError(w, http.StatusBadRequest, "%v", err)
 		return

@@ -76,6 +76,32 @@ func (c *Cluster) record() []byte {
 	return b
 }
 
+// checkUnderlayFamily refuses to register this node on an external store
+// whose other nodes advertise addresses of the other family (embedded
+// clusters refuse such a host at the join service, before it is added).
+func (c *Cluster) checkUnderlayFamily(ctx context.Context) error {
+	rctx, cancel := c.reqCtx(ctx)
+	defer cancel()
+	prefix := c.key("nodes") + "/"
+	resp, err := c.cli.Get(rctx, prefix, clientv3.WithPrefix())
+	if err != nil {
+		return unavailable("list nodes", err)
+	}
+	for _, kv := range resp.Kvs {
+		var r nodeRecord
+		if json.Unmarshal(kv.Value, &r) != nil || validateNode(strings.TrimPrefix(string(kv.Key), prefix), r) != nil || r.ID == c.opts.NodeID {
+			continue // an invalid record is the watch's to log
+		}
+		if underlayFamily(c.opts.AdvertiseAddr, r.Addr) != nil {
+			a := c.opts.AdvertiseAddr
+			return fmt.Errorf("cluster: open: %w: advertise address %s is %s, but this cluster's hosts advertise %s addresses (node %s: %s): "+
+				"a cluster cannot mix underlay address families (a VXLAN device has one local address family); give --advertise-addr an %s address",
+				model.ErrInvalid, a, family(a), family(r.Addr), r.ID, r.Addr, family(r.Addr))
+		}
+	}
+	return nil
+}
+
 // register grants a new lease, writes the node's leased and durable keys,
 // re-publishes this node's advertisements under the new lease and makes it
 // the current lease. Callers hold pubMu or run before Open returns.
@@ -476,6 +502,11 @@ func (c *Cluster) decodeNode(kv *mvccpb.KeyValue) (nodeRecord, bool) {
 	err := json.Unmarshal(kv.Value, &r)
 	if err == nil {
 		err = validateNode(strings.TrimPrefix(key, c.key("nodes")+"/"), r)
+	}
+	if err == nil && r.ID != c.opts.NodeID {
+		if ferr := underlayFamily(c.opts.AdvertiseAddr, r.Addr); ferr != nil {
+			err = fmt.Errorf("%w: %w", errRecord, ferr)
+		}
 	}
 	if err != nil {
 		c.logInvalid(key, kv.ModRevision, "node record", err)

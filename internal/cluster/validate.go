@@ -103,6 +103,28 @@ func validUnicastAddr(a netip.Addr) bool {
 		a != netip.AddrFrom4([4]byte{255, 255, 255, 255})
 }
 
+// family names an address's family.
+func family(a netip.Addr) string {
+	if a.Unmap().Is4() {
+		return "IPv4"
+	}
+	return "IPv6"
+}
+
+// underlayFamily checks that addr, another host's underlay address (a node
+// record's or an advertisement's VTEP), is of the family of this host's,
+// local: a VXLAN device has one local address family, so every host of a
+// cluster advertises IPv4 addresses or every host IPv6 ones. An unknown
+// local address checks nothing.
+func underlayFamily(local, addr netip.Addr) error {
+	if !local.IsValid() || !addr.IsValid() || local.Unmap().Is4() == addr.Unmap().Is4() {
+		return nil
+	}
+	return fmt.Errorf("underlay address %s is %s but this host advertises %s (%s): "+
+		"a cluster's hosts all advertise IPv4 or all IPv6 addresses (a VXLAN device has one local address family)",
+		addr, family(addr), family(local), local)
+}
+
 // ValidMAC accepts a 6-byte unicast MAC that is not all zero (the all-zero
 // MAC is the overlay's broadcast FDB entry).
 func ValidMAC(m net.HardwareAddr) bool {
@@ -284,7 +306,8 @@ type Rejected struct {
 //   - the address (and the IPv6 address, if any) is a host address of one of
 //     n's subnets, not its gateway or an aux address;
 //   - the advertising node is registered and the VTEP is its registered
-//     address;
+//     address, of the family of this node's registered address (a VXLAN
+//     device has one local address family);
 //   - no other advertisement claims the same address (of either family),
 //     MAC or endpoint. On
 //     such a conflict this node's own advertisement wins (it knows its own
@@ -335,6 +358,10 @@ func FilterAdverts(n model.Network, ads []Advert, nodes map[string]netip.Addr, s
 				reject(i, "%v", err)
 				continue
 			}
+		}
+		if err := underlayFamily(nodes[self], a.VTEP); err != nil {
+			reject(i, "VTEP: %v", err)
+			continue
 		}
 		reg, known := nodes[a.NodeID]
 		if !known {

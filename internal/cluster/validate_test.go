@@ -473,3 +473,54 @@ func TestAdvertJSONCompat(t *testing.T) {
 		t.Fatalf("round trip: %+v, %v", b, err)
 	}
 }
+
+// A cluster's underlay is one address family (a VXLAN device has one local
+// address family): a node record of another host advertising the other
+// family is skipped with a logged reason, and an advertisement whose VTEP
+// is of the other family is rejected saying why, so neither is ever
+// programmed; both directions.
+func TestUnderlayFamily(t *testing.T) {
+	v4, v4peer := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")
+	v6, v6peer := netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("2001:db8::2")
+	const why = "a cluster's hosts all advertise IPv4 or all IPv6 addresses"
+	for _, tc := range []struct {
+		name              string
+		self, same, other netip.Addr
+	}{
+		{"IPv4 host, IPv6 peer", v4, v4peer, v6peer},
+		{"IPv6 host, IPv4 peer", v6, v6peer, v4peer},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// Advertisements: the peer's own registered address, of the
+			// other family (a record that got past the node check).
+			nodes := map[string]netip.Addr{vSelf: tc.self, vPeer: tc.other, vEvil: tc.same}
+			odd := vAdvert(vEP2, vPeer, "10.5.0.3", tc.other.String())
+			good := vAdvert(vEP3, vEvil, "10.5.0.4", tc.same.String())
+			kept, rejected := FilterAdverts(vNetwork(), []Advert{odd, good}, nodes, vSelf, nil)
+			if advKeys(kept) != advKeys([]Advert{good}) {
+				t.Fatalf("kept %s, want only the same-family advertisement", advKeys(kept))
+			}
+			if len(rejected) != 1 || !strings.Contains(rejected[0].Reason.Error(), why) {
+				t.Fatalf("rejected %+v, want the other family's VTEP with %q", rejected, why)
+			}
+			// Node records: the other family's is skipped and logged.
+			var logged strings.Builder
+			c := &Cluster{opts: Options{Prefix: DefaultPrefix, NodeID: vSelf, AdvertiseAddr: tc.self},
+				log: slog.New(slog.NewTextHandler(&logged, nil)), invalid: map[string]invalidSeen{}}
+			decode := func(id string, addr netip.Addr) bool {
+				b, _ := json.Marshal(nodeRecord{ID: id, Hostname: "h", Addr: addr, Role: RoleClient})
+				_, ok := c.decodeNode(&mvccpb.KeyValue{Key: []byte(DefaultPrefix + "/nodes/" + id), Value: b, ModRevision: 1})
+				return ok
+			}
+			if !decode(vEvil, tc.same) {
+				t.Fatalf("a node record of the same family was skipped: %s", logged.String())
+			}
+			if decode(vPeer, tc.other) {
+				t.Fatal("a node record of the other family was accepted")
+			}
+			if !strings.Contains(logged.String(), why) || !strings.Contains(logged.String(), tc.other.String()) {
+				t.Fatalf("the skipped node record's log does not say why: %s", logged.String())
+			}
+		})
+	}
+}

@@ -1,13 +1,16 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/vxnet/vxnet/internal/harness"
+	"github.com/vxnet/vxnet/internal/pki"
 )
 
 // nslookupAAAA returns the IPv6 addresses nslookup -type=AAAA NAME gives
@@ -142,12 +145,14 @@ func TestOverlayIPv6(t *testing.T) {
 // devices have an IPv6 local address and IPv6 FDB destinations, and the
 // VXLAN filter admits the IPv6 VTEPs of members: containers on a
 // dual-stack overlay ping and ping6 each other across the two hosts. The
-// overlay MTU leaves room for the 70-byte VXLAN-over-IPv6 overhead.
+// overlay MTU leaves room for the 70-byte VXLAN-over-IPv6 overhead. A
+// third host advertising an IPv4 address is refused at join with one line
+// naming the cause, and nothing is added to the cluster.
 func TestOverlayIPv6Underlay(t *testing.T) {
 	under := func(i int) string {
 		return netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0x00, 0xfe, 15: byte(i + 1)}).String()
 	}
-	c := harness.New(t, harness.Options{Hosts: 2, DaemonArgs: func(i int, h *harness.Host) []string {
+	c := harness.New(t, harness.Options{Hosts: 3, DaemonArgs: func(i int, h *harness.Host) []string {
 		args := []string{"--advertise-addr", under(i), "--node-ttl", "2s", "--resync-interval", "2s"}
 		if i == 0 {
 			return append(args, "--cluster-init")
@@ -159,10 +164,9 @@ func TestOverlayIPv6Underlay(t *testing.T) {
 	for i, h := range c.Hosts {
 		h.MustExec(t, "ip", "-6", "addr", "add", under(i)+"/64", "dev", "eth0", "nodad")
 	}
-	for _, h := range c.Hosts {
-		h.Start()
-	}
 	a, b := c.Host(0), c.Host(1)
+	a.Start()
+	b.Start()
 	if !eventually(20*time.Second, func() bool { return len(nodes(t, b)) == 2 }) {
 		t.Fatalf("host B does not list both nodes: %+v", nodes(t, b))
 	}
@@ -203,5 +207,45 @@ func TestOverlayIPv6Underlay(t *testing.T) {
 	}
 	if mtu := cli(t, a, "exec", "x", "cat", "/sys/class/net/eth0/mtu"); mtu != "1430" {
 		t.Errorf("x eth0 MTU = %s, want 1430 on a 1500 IPv6 underlay", mtu)
+	}
+
+	// Host C advertises an IPv4 address (a VXLAN device has one local
+	// address family): refused at join, nothing added (node records, etcd
+	// members and users as before).
+	ca, err := pki.Dir(filepath.Join(a.DataRoot, "cluster")).LoadCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rootCert, err := ca.Leaf(pki.RootUser, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := secEtcd(t, a, "["+under(0)+"]:2379", ca, &rootCert)
+	counts := func() (members, users int) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		ml, err := admin.MemberList(ctx)
+		if err != nil {
+			t.Fatalf("etcd member list: %v", err)
+		}
+		ul, err := admin.UserList(ctx)
+		if err != nil {
+			t.Fatalf("etcd user list: %v", err)
+		}
+		return len(ml.Members), len(ul.Users)
+	}
+	members, users := counts()
+	hc := c.Host(2)
+	out, code := hc.RunDaemonToExit(60*time.Second, "--advertise-addr", hc.Addr.String())
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	want := "advertise address " + hc.Addr.String() + " is IPv4, but this cluster's hosts advertise IPv6 addresses"
+	if last := lines[len(lines)-1]; code <= 0 || !strings.Contains(last, want) {
+		t.Errorf("host C (IPv4) joining the IPv6 cluster: exit %d, last line %q, want non-zero and %q; output:\n%s", code, last, want, out)
+	}
+	if n := len(nodes(t, a)); n != 2 {
+		t.Errorf("after the refused join host A lists %d nodes, want 2", n)
+	}
+	if m, u := counts(); m != members || u != users {
+		t.Errorf("after the refused join: %d etcd members and %d users, want %d and %d", m, u, members, users)
 	}
 }

@@ -79,7 +79,8 @@ func wantDenied(t *testing.T, what string, err error) {
 }
 
 // TestClusterSecurity: refused joins (no token, wrong, rotated, another
-// CA) exit non-zero with one line and add nothing; with the token the
+// CA, an advertise address of the other family) exit non-zero with one
+// line and add nothing; with the token the
 // overlay walk-through works over mutual TLS; the underlay without a
 // certificate gets no etcd answer; a member's certificate cannot write
 // another member's keys, delete the prefix or add a member; certificates
@@ -156,6 +157,10 @@ func TestClusterSecurity(t *testing.T) {
 			{"wrong-token", append(join, "--join-token-file", file(pki.Token{CADigest: tok.CADigest, Secret: secret}.String())), "join token refused: it is not the cluster's current token (wrong or rotated)"},
 			{"rotated-token", append(join, "--join-token", good), "join token refused: it is not the cluster's current token (wrong or rotated)"},
 			{"other-ca", append(join, "--join-token-file", file(pki.Token{CADigest: other.Digest(), Secret: tok.Secret}.String())), "does not match the join token's"},
+			// An IPv6 underlay address in a cluster of IPv4 ones (the
+			// token is good): TestOverlayIPv6Underlay has the reverse.
+			{"other-address-family", append(join, "--join-token", rotated, "--advertise-addr", "2001:db8:fe::3"),
+				"advertise address 2001:db8:fe::3 is IPv6, but this cluster's hosts advertise IPv4 addresses"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				out, code := h2.RunDaemonToExit(60*time.Second, tc.args...)
