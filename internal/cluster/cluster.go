@@ -197,6 +197,12 @@ type Cluster struct {
 	lastNodes   []Node
 	viewAt      time.Time // when lastNodes was read
 	viewDirty   bool      // the node watch saw a change since
+	// written is the node record last written (LastSeen aside), so the
+	// record is written again only when it changes; seenDenied is set when
+	// etcd refuses this node's seen/ key (a role granted before that key
+	// existed): the record then carries the last-seen time, as before.
+	written    nodeRecord
+	seenDenied bool
 
 	// casLost counts allocations that lost a compare-and-swap (for the
 	// benchmark).
@@ -205,6 +211,9 @@ type Cluster struct {
 	// ownerReads counts the owner reads of CheckAdverts (the owner watch
 	// lagged; for the benchmark).
 	ownerReads atomic.Int64
+	// ownerEvents and nodeEvents count the events of the block (owner)
+	// and node watches (for the benchmark).
+	ownerEvents, nodeEvents atomic.Int64
 
 	// relists counts watch re-lists after compaction (for tests).
 	relists int

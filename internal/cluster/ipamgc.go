@@ -96,6 +96,7 @@ func (c *Cluster) CollectAddresses(ctx context.Context) (int, error) {
 		clientv3.OpGet(c.key("alive")+"/", clientv3.WithPrefix(), clientv3.WithKeysOnly()),
 		clientv3.OpGet(c.key("adverts")+"/", clientv3.WithPrefix(), clientv3.WithKeysOnly()),
 		clientv3.OpGet(c.key("ipam", "blocks")+"/", clientv3.WithPrefix()),
+		clientv3.OpGet(c.key("seen")+"/", clientv3.WithPrefix()),
 	).Commit()
 	if err != nil {
 		return 0, unavailable("collect addresses", err)
@@ -105,6 +106,11 @@ func (c *Cluster) CollectAddresses(ctx context.Context) (int, error) {
 		var r nodeRecord
 		if json.Unmarshal(kv.Value, &r) == nil {
 			lastSeen[strings.TrimPrefix(string(kv.Key), c.key("nodes")+"/")] = r.LastSeen
+		}
+	}
+	for id, t := range c.lastSeen(resp.Responses[4].GetResponseRange().Kvs, time.Now()) {
+		if old, ok := lastSeen[id]; ok && t.After(old) {
+			lastSeen[id] = t // a removed node (no record) stays removed
 		}
 	}
 	alive := map[string]bool{}

@@ -260,11 +260,7 @@ func (c *Cluster) syncEndpoints() {
 	c.log.Info("store endpoints", "endpoints", strings.Join(want, ","), "learner", c.etcd.Server.IsLearner())
 	// The node record carries the role: refresh it now rather than at the
 	// next lease tick.
-	rctx, cancel := c.reqCtx(c.ctx)
-	defer cancel()
-	if _, err := c.cli.Put(rctx, c.key("nodes", c.opts.NodeID), string(c.record())); err != nil {
-		c.log.Debug("refresh node record", "err", err)
-	}
+	c.refreshRecord(c.ctx)
 }
 
 // memberEndpoints returns the client endpoints this host should use.

@@ -30,8 +30,8 @@ type Node struct {
 	Addr     netip.Addr `json:"Addr"`
 	// State is "up" while the node holds its lease, else "down".
 	State string `json:"State"`
-	// LastSeen is when the node last refreshed its record (at most one
-	// lease TTL ago while it is up).
+	// LastSeen is when the node last refreshed its last-seen time (at
+	// most one lease TTL ago while it is up).
 	LastSeen time.Time `json:"LastSeen"`
 	// Role is "voter" or "learner" for hosts running an etcd member,
 	// "client" for the others (and for every host on an external store).
@@ -57,7 +57,8 @@ type nodeRecord struct {
 	CertExpiry time.Time `json:"CertExpiry,omitzero"`
 }
 
-func (c *Cluster) record() []byte {
+// recordNow is the node record as it is now.
+func (c *Cluster) recordNow() nodeRecord {
 	role := RoleClient
 	if c.etcd != nil {
 		role = RoleVoter
@@ -72,8 +73,70 @@ func (c *Cluster) record() []byte {
 	if c.admin != nil {
 		r.JoinPort = c.opts.JoinPort
 	}
+	return r
+}
+
+// sameRecord reports whether two node records differ in nothing but
+// LastSeen.
+func sameRecord(a, b nodeRecord) bool {
+	a.LastSeen, b.LastSeen = time.Time{}, time.Time{}
+	return a.ID == b.ID && a.Hostname == b.Hostname && a.Addr == b.Addr && a.Role == b.Role &&
+		a.JoinPort == b.JoinPort && a.CertExpiry.Equal(b.CertExpiry)
+}
+
+// refreshRecord keeps the node's records current, once per TTL: the
+// last-seen time goes to seen/<id>, a key nobody watches (so the refresh
+// costs one write, not one event per member), and the node record, which
+// every member watches, is written only when it changes (role,
+// certificate expiry).
+func (c *Cluster) refreshRecord(ctx context.Context) {
+	rctx, cancel := c.reqCtx(ctx)
+	defer cancel()
+	r := c.recordNow()
+	c.mu.Lock()
+	same, denied := sameRecord(r, c.written), c.seenDenied
+	c.mu.Unlock()
+	if !denied {
+		_, err := c.cli.Put(rctx, c.key("seen", c.opts.NodeID), r.LastSeen.Format(time.RFC3339Nano))
+		if errors.Is(err, rpctypes.ErrPermissionDenied) {
+			c.log.Info("this node's etcd role predates the seen/ key; refreshing the node record instead")
+			c.mu.Lock()
+			c.seenDenied = true
+			c.mu.Unlock()
+			denied = true
+		} else if err != nil {
+			c.log.Debug("refresh last-seen time", "err", err)
+		}
+	}
+	if same && !denied {
+		return
+	}
 	b, _ := json.Marshal(r)
-	return b
+	if _, err := c.cli.Put(rctx, c.key("nodes", c.opts.NodeID), string(b)); err != nil {
+		c.log.Debug("refresh node record", "err", err)
+		return
+	}
+	c.mu.Lock()
+	c.written = r
+	c.mu.Unlock()
+}
+
+// lastSeen parses seen/ keys (untrusted: a time that does not parse is
+// skipped, one in the future counts as now).
+func (c *Cluster) lastSeen(kvs []*mvccpb.KeyValue, now time.Time) map[string]time.Time {
+	out := make(map[string]time.Time, len(kvs))
+	p := c.key("seen") + "/"
+	for _, kv := range kvs {
+		t, err := time.Parse(time.RFC3339Nano, string(kv.Value))
+		if err != nil {
+			continue
+		}
+		if t.After(now) {
+			t = now
+		}
+		out[strings.TrimPrefix(string(kv.Key), p)] = t.UTC()
+	}
+	return out
 }
 
 // checkUnderlayFamily refuses to register this node on an external store
@@ -113,13 +176,18 @@ func (c *Cluster) register(ctx context.Context) error {
 	if err != nil {
 		return unavailable("grant node lease", err)
 	}
+	rec := c.recordNow()
+	b, _ := json.Marshal(rec)
 	_, err = c.cli.Txn(rctx).Then(
 		clientv3.OpPut(c.key("alive", c.opts.NodeID), c.opts.AdvertiseAddr.String(), clientv3.WithLease(g.ID)),
-		clientv3.OpPut(c.key("nodes", c.opts.NodeID), string(c.record())),
+		clientv3.OpPut(c.key("nodes", c.opts.NodeID), string(b)),
 	).Commit()
 	if err != nil {
 		return unavailable("register node", err)
 	}
+	c.mu.Lock()
+	c.written = rec
+	c.mu.Unlock()
 	c.mu.Lock()
 	ads := make([]Advert, 0, len(c.adverts))
 	for _, a := range c.adverts {
@@ -164,7 +232,8 @@ func (c *Cluster) OnLease(fn func(ctx context.Context)) (unregister func()) {
 	}
 }
 
-// leaseLoop keeps the node lease alive, refreshes the node's last-seen time,
+// leaseLoop keeps the node lease alive, refreshes the node's last-seen time
+// (refreshRecord),
 // and registers again after the lease is lost. It runs until Close.
 func (c *Cluster) leaseLoop(ctx context.Context) {
 	for ctx.Err() == nil {
@@ -210,12 +279,7 @@ func (c *Cluster) keepAlive(ctx context.Context, ka <-chan *clientv3.LeaseKeepAl
 			}
 			c.contact()
 		case <-tick.C:
-			rctx, cancel := c.reqCtx(ctx)
-			_, err := c.cli.Put(rctx, c.key("nodes", c.opts.NodeID), string(c.record()))
-			cancel()
-			if err != nil {
-				c.log.Debug("refresh node record", "err", err)
-			}
+			c.refreshRecord(ctx)
 			// Keep a recent view for node lists during an outage: read
 			// again when the node watch saw a node come, go or move, else
 			// every ten TTLs (reading every node every TTL on every member
@@ -315,10 +379,12 @@ func (c *Cluster) readNodes(ctx context.Context) ([]Node, error) {
 	resp, err := c.cli.Txn(rctx).Then(
 		clientv3.OpGet(c.key("nodes")+"/", clientv3.WithPrefix()),
 		clientv3.OpGet(c.key("alive")+"/", clientv3.WithPrefix(), clientv3.WithKeysOnly()),
+		clientv3.OpGet(c.key("seen")+"/", clientv3.WithPrefix()),
 	).Commit()
 	if err != nil {
 		return nil, unavailable("list nodes", err)
 	}
+	seen := c.lastSeen(resp.Responses[2].GetResponseRange().Kvs, time.Now())
 	var members []*etcdserverpb.Member
 	if ml, err := c.cli.MemberList(rctx); err == nil {
 		members = ml.Members
@@ -333,6 +399,9 @@ func (c *Cluster) readNodes(ctx context.Context) ([]Node, error) {
 		r, ok := c.decodeNode(kv)
 		if !ok {
 			continue
+		}
+		if t := seen[r.ID]; t.After(r.LastSeen) {
+			r.LastSeen = t
 		}
 		n := Node{ID: r.ID, Hostname: r.Hostname, Addr: r.Addr, LastSeen: r.LastSeen, Role: r.Role, State: StateDown, CertExpiry: r.CertExpiry, AsOf: now}
 		if alive[r.ID] {
@@ -416,6 +485,7 @@ func (c *Cluster) RemoveNode(ctx context.Context, nodeID string, force bool) err
 	if _, err := admin.Txn(rctx).Then(
 		clientv3.OpDelete(c.key("nodes", nodeID)),
 		clientv3.OpDelete(c.key("alive", nodeID)),
+		clientv3.OpDelete(c.key("seen", nodeID)),
 		clientv3.OpDelete(adverts, clientv3.WithPrefix()),
 	).Commit(); err != nil {
 		return unavailable("remove node", err)
@@ -459,7 +529,10 @@ func (c *Cluster) Leave(ctx context.Context) error {
 	if err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
 		return unavailable("leave: revoke node lease", err)
 	}
-	if _, err := c.cli.Delete(rctx, c.key("nodes", c.opts.NodeID)); err != nil {
+	if _, err := c.cli.Txn(rctx).Then(
+		clientv3.OpDelete(c.key("nodes", c.opts.NodeID)),
+		clientv3.OpDelete(c.key("seen", c.opts.NodeID)),
+	).Commit(); err != nil {
 		return unavailable("leave: delete node record", err)
 	}
 	// The etcd user goes too, so this certificate is useless afterwards:
@@ -523,6 +596,16 @@ func (c *Cluster) NodeAddrs() map[string]netip.Addr {
 	return maps.Clone(c.nodeAddrs)
 }
 
+// nodeAddrsView is NodeAddrs without the copy, for readers that do not
+// change it: the map is replaced, never changed in place, when a node
+// comes, goes or moves (one copy per check of a set would cost the
+// cluster's size per check).
+func (c *Cluster) nodeAddrsView() map[string]netip.Addr {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.nodeAddrs
+}
+
 // OnNodes registers fn to be called when the registered node addresses
 // change (a node registers, goes or changes address): advertisements
 // rejected for an unknown node or VTEP may be valid now. fn runs on the
@@ -561,9 +644,10 @@ func (c *Cluster) loadNodes(ctx context.Context) (int64, error) {
 }
 
 // watchNodes keeps the node address cache until the Cluster closes,
-// applying the watch's events one by one (every member rewrites its record
-// once per TTL, so rebuilding the whole set per event would cost members²
-// per TTL on every member).
+// applying the watch's events one by one (rebuilding the whole set per
+// event would cost the cluster's size per event). Records change only when
+// a node registers, leaves or changes role or address: the periodic
+// last-seen refresh goes to seen/<id>, which nobody watches.
 func (c *Cluster) watchNodes(fromRev int64) {
 	c.bg.Add(1)
 	go func() {
@@ -578,6 +662,7 @@ func (c *Cluster) watchNodes(fromRev int64) {
 			}
 			c.setNodes(rs)
 		}, func(evs []*clientv3.Event, _ int64) {
+			c.nodeEvents.Add(int64(len(evs)))
 			// Decoded outside mu (an invalid record is logged under it).
 			type upd struct {
 				id string

@@ -8,7 +8,8 @@ package cluster
 // certificate's common name (the node ID) as the user name. The user's role
 // lets it read the whole prefix and write only:
 //
-//	nodes/<id>, alive/<id>, adverts/<id>/...   its own records
+//	nodes/<id>, alive/<id>, seen/<id>,         its own records
+//	adverts/<id>/...
 //	networks/, vni/, ipam/                     the global records members change
 //
 // Membership, users, roles, other members' records and the join token need
@@ -257,6 +258,7 @@ func (c *Cluster) grantMember(ctx context.Context, admin *clientv3.Client, nodeI
 		{p, prefixEnd(p), clientv3.PermissionType(authpb.READ)},
 		{c.key("nodes", nodeID), "", rw},
 		{c.key("alive", nodeID), "", rw},
+		{c.key("seen", nodeID), "", rw},
 		{c.key("adverts", nodeID) + "/", prefixEnd(c.key("adverts", nodeID) + "/"), rw},
 	}
 	for _, g := range globalWritable {
