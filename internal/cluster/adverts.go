@@ -224,10 +224,16 @@ func (c *Cluster) flushPending(ctx context.Context) {
 
 // Adverts lists the advertisements of every node in a network, sorted by
 // IP, and the revision the list reflects (a starting point for
-// WatchAdverts).
+// WatchAdverts). A network this Cluster watches (WatchAdverts) is served
+// from the watch's set, without a store call: the advertisements of the
+// nodes holding addresses of the network (see WatchAdverts). Otherwise it
+// reads every node's advertisements (the whole adverts/ prefix) once.
 func (c *Cluster) Adverts(ctx context.Context, netID string) ([]Advert, int64, error) {
 	if err := c.checkOpen(); err != nil {
 		return nil, 0, err
+	}
+	if ads, rev, ok := c.hub.cached(netID); ok {
+		return ads, rev, nil
 	}
 	rctx, cancel := c.reqCtx(ctx)
 	defer cancel()
@@ -275,15 +281,19 @@ func sortAdverts(as []Advert) {
 	})
 }
 
-// WatchAdverts calls fn with all advertisements of a network (sorted by IP)
-// and the revision each time they change, until ctx is done or the Cluster
-// closes: the trigger for the overlay's reconciler. fromRev is 0 to start
-// with the current set, or the revision from Adverts to see only later
-// changes. All watches of a Cluster share one store watch, applied as
-// deltas to the followed networks' sets (hub.go); a burst of changes may
-// reach fn as one call with the latest set. Disconnects resume from the
-// last revision; compaction past it makes it list again and call fn. fn
-// runs on the caller's goroutine.
+// WatchAdverts calls fn with the advertisements of a network (sorted by
+// IP) and the revision each time they change, until ctx is done or the
+// Cluster closes: the trigger for the overlay's reconciler. The set holds
+// the advertisements of this node and of every node holding addresses of
+// the network in global IPAM (the only ones CheckAdverts can accept): the
+// Cluster watches adverts/<node>/<network>/ of each such node, learned
+// from the network's address blocks, so an advertisement reaches only the
+// members of its network. fromRev is 0 to start with the current set, or
+// the revision from Adverts to see only later changes. All watches of one
+// network share the same store watches, applied as deltas (hub.go); a
+// burst of changes may reach fn as one call with the latest set.
+// Disconnects resume from the last revision; compaction past it makes it
+// read again and call fn. fn runs on the caller's goroutine.
 func (c *Cluster) WatchAdverts(ctx context.Context, netID string, fromRev int64, fn func([]Advert, int64)) error {
 	return c.watchAdverts(ctx, netID, fromRev, fn)
 }
@@ -342,7 +352,7 @@ func (c *Cluster) CheckAdverts(ctx context.Context, n model.Network, ads []Adver
 			lagging()
 		}
 	}
-	kept, rejected := FilterAdverts(n, mine, c.NodeAddrs(), c.opts.NodeID, owners)
+	kept, rejected := FilterAdverts(n, mine, c.nodeAddrsView(), c.opts.NodeID, owners)
 	rejected = append(rejected, forged...)
 	for _, r := range rejected {
 		if unverified[r.Key] {

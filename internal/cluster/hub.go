@@ -1,31 +1,39 @@
 package cluster
 
-// The advertisement hub: one watch of the adverts/ prefix per Cluster,
-// shared by every WatchAdverts call, applied event by event.
+// The advertisement hub: what a Cluster knows of the advertisements of the
+// networks it follows, shared by every WatchAdverts call of the same
+// network, applied event by event.
 //
 // Advertisements are keyed by node first (adverts/<node>/<network>/<ep>,
 // so that etcd's range permissions give each member its own subtree), so a
-// network's advertisements are not one prefix and cannot be watched on
-// their own. Before the hub every watched network had a watch of the whole
-// prefix and rebuilt, and decoded again, the network's whole set on every
-// watch response: a host on W networks received every event W times, and
-// each event cost the size of the set. Now:
+// network's advertisements are not one prefix. Watching the whole adverts/
+// prefix made etcd deliver every advertisement of the cluster to every
+// member (members² deliveries, and what saturated one etcd at a few hundred
+// members). Instead, for each followed network the hub watches
+// adverts/<owner>/<network>/ for each owner node of the network: the nodes
+// that hold addresses of the network in global IPAM (the owner records of
+// owners.go, followed for the network) and this node. Only they can make an
+// advertisement CheckAdverts accepts (each advertised address must be
+// allocated to the advertising node), so nothing that could be accepted is
+// missed, and a write reaches only the members of its network.
 //
-//   - one watch per member, whatever the number of networks it takes part
-//     in;
-//   - an event for a network nobody here follows is dropped on its key,
-//     without decoding its value;
-//   - an event for a followed network is decoded once and applied as a
-//     delta to that network's set only (put or delete one key);
-//   - the followers of a network are woken, not called per event: a burst
-//     of events reaches a follower as one call with the latest set
-//     (coalescing), so the cost per follower grows with the rate at which
-//     it can consume, not with the rate of events.
+//   - An owner's watch starts with a read of its prefix (one range of the
+//     owner's endpoints in the network) and continues from that read's
+//     revision; if etcd compacted past it, the prefix is read again.
+//   - A node that stops holding addresses of the network is no longer
+//     watched and its advertisements leave the set.
+//   - An event is decoded once and applied as a delta to the network's set;
+//     the followers of a network are woken, not called per event: a burst of
+//     events reaches a follower as one call with the latest set
+//     (coalescing).
+//   - A network's set is complete ("loaded") once its owners are known and
+//     every owner's first read is in; its revision is the highest store
+//     revision any of its reads or events brought (so it never goes back,
+//     and is at least that of any read made before the network was
+//     followed).
 //
-// A network's set is loaded when its first follower arrives (one read of
-// the prefix at the hub's revision, so the watch's later events apply on
-// top of it) and dropped with its last follower. If etcd compacted past
-// the hub's revision, every followed network is loaded again.
+// A network's set is dropped with its last follower. Adverts serves a
+// followed network from the set (no store call).
 
 import (
 	"context"
@@ -34,7 +42,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -44,25 +51,34 @@ import (
 type advertHub struct {
 	c *Cluster
 
-	mu      sync.Mutex
-	nets    map[string]*hubNet
-	rev     int64 // every event up to rev is applied
-	started bool
-	load    chan struct{} // a network waits for its first load (cap 1)
+	mu   sync.Mutex
+	nets map[string]*hubNet
 
 	// Counters (for the benchmark): watch events received, the bytes of
-	// their keys and values, events applied to a followed network, loads.
+	// their keys and values, events applied to a followed network, reads
+	// of an owner's prefix.
 	events, bytes, applied, loads atomic.Int64
 }
 
 // hubNet is one followed network's advertisement set.
 type hubNet struct {
-	id     string
-	ads    map[string]Advert // by key; valid records only
-	mods   map[string]int64  // key -> mod revision (invalid records too)
-	loaded bool
-	gen    int64 // changes applied (a follower delivers when it moves)
-	subs   map[*hubSub]struct{}
+	id          string
+	ads         map[string]Advert // by key; valid records only
+	mods        map[string]int64  // key -> mod revision (invalid records too)
+	owners      map[string]*hubOwner
+	ownersKnown bool
+	rev         int64 // highest store revision of the reads and events applied
+	gen         int64 // changes applied (a follower delivers when it moves)
+	subs        map[*hubSub]struct{}
+	release     func() // stops following the network's owners
+}
+
+// hubOwner is the watch of one owner node's advertisements in a network.
+type hubOwner struct {
+	node   string
+	cancel context.CancelFunc
+	loaded bool                // its first read is in
+	keys   map[string]struct{} // its keys in the network's set
 }
 
 type hubSub struct {
@@ -70,7 +86,7 @@ type hubSub struct {
 }
 
 func newAdvertHub(c *Cluster) *advertHub {
-	return &advertHub{c: c, nets: map[string]*hubNet{}, load: make(chan struct{}, 1)}
+	return &advertHub{c: c, nets: map[string]*hubNet{}}
 }
 
 // netOfAdvertKey returns the network ID of an advertisement key, or "".
@@ -90,57 +106,156 @@ func (c *Cluster) netOfAdvertKey(key string) string {
 	return id
 }
 
-// subscribe adds a follower of netID, starting the hub's watch if needed.
+// loadedLocked reports whether the set is complete.
+func (n *hubNet) loadedLocked() bool {
+	if !n.ownersKnown {
+		return false
+	}
+	for _, o := range n.owners {
+		if !o.loaded {
+			return false
+		}
+	}
+	return true
+}
+
+// subscribe adds a follower of netID, following the network's owners and
+// their advertisements if it is the first.
 func (h *advertHub) subscribe(netID string) (*hubSub, *hubNet) {
 	s := &hubSub{wake: make(chan struct{}, 1)}
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	n := h.nets[netID]
-	if n == nil {
-		n = &hubNet{id: netID, ads: map[string]Advert{}, mods: map[string]int64{}, subs: map[*hubSub]struct{}{}}
+	first := n == nil
+	if first {
+		n = &hubNet{id: netID, ads: map[string]Advert{}, mods: map[string]int64{},
+			owners: map[string]*hubOwner{}, subs: map[*hubSub]struct{}{}}
 		h.nets[netID] = n
-		select {
-		case h.load <- struct{}{}:
-		default:
-		}
 	}
 	n.subs[s] = struct{}{}
-	if n.loaded {
+	if n.loadedLocked() {
 		s.wake <- struct{}{}
 	}
-	if !h.started {
-		h.started = true
-		h.c.bg.Add(1)
-		go func() {
-			defer h.c.bg.Done()
-			h.run(h.c.ctx)
-		}()
+	h.mu.Unlock()
+	if first {
+		// Outside h.mu: following the owners may tell the hub at once.
+		release := h.c.followOwners(netID)
+		h.mu.Lock()
+		if h.nets[netID] == n && len(n.subs) > 0 {
+			n.release = release
+			release = nil
+		}
+		h.mu.Unlock()
+		if release != nil {
+			release()
+		}
+		h.ownersMoved(netID)
 	}
 	return s, n
 }
 
 func (h *advertHub) unsubscribe(s *hubSub, n *hubNet) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	delete(n.subs, s)
+	var release func()
 	if len(n.subs) == 0 && h.nets[n.id] == n {
 		delete(h.nets, n.id)
+		for _, o := range n.owners {
+			o.cancel()
+		}
+		release = n.release
+	}
+	h.mu.Unlock()
+	if release != nil {
+		release()
 	}
 }
 
-// snapshot returns a network's set, its generation and the hub's revision;
-// ok is false until the set is loaded.
+// ownersMoved makes the owner watches of a followed network match its
+// owner nodes (this node always included). It reads the owners under h.mu
+// (the owner cache never calls the hub holding its own lock), so two calls
+// cannot apply their views out of order.
+func (h *advertHub) ownersMoved(netID string) {
+	c := h.c
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := h.nets[netID]
+	if n == nil {
+		return
+	}
+	nodes, known := c.ownerNodes(netID)
+	if !known {
+		return
+	}
+	want := map[string]bool{c.opts.NodeID: true}
+	for _, id := range nodes {
+		if ValidHexID(id, NodeIDLen) {
+			want[id] = true
+		}
+	}
+	n.ownersKnown = true
+	changed := false
+	for id, o := range n.owners {
+		if want[id] {
+			continue
+		}
+		o.cancel()
+		delete(n.owners, id)
+		for k := range o.keys {
+			delete(n.ads, k)
+			delete(n.mods, k)
+		}
+		changed = changed || len(o.keys) > 0
+	}
+	for id := range want {
+		if _, ok := n.owners[id]; ok {
+			continue
+		}
+		ctx, cancel := context.WithCancel(c.ctx)
+		o := &hubOwner{node: id, cancel: cancel, keys: map[string]struct{}{}}
+		n.owners[id] = o
+		c.bg.Add(1)
+		go func() {
+			defer c.bg.Done()
+			h.watchOwner(ctx, n, o)
+		}()
+	}
+	if changed {
+		n.gen++
+	}
+	if n.loadedLocked() {
+		n.wakeLocked()
+	}
+}
+
+// snapshot returns a network's set, its generation and revision; ok is
+// false until the set is complete.
 func (h *advertHub) snapshot(n *hubNet) (ads []Advert, mods map[string]int64, gen, rev int64, ok bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if !n.loaded {
+	if !n.loadedLocked() {
 		return nil, nil, 0, 0, false
 	}
 	ads = make([]Advert, 0, len(n.ads))
 	for _, a := range n.ads {
 		ads = append(ads, a)
 	}
-	return ads, maps.Clone(n.mods), n.gen, h.rev, true
+	return ads, maps.Clone(n.mods), n.gen, n.rev, true
+}
+
+// cached returns a followed network's complete set (sorted) and its
+// revision, or false.
+func (h *advertHub) cached(netID string) ([]Advert, int64, bool) {
+	h.mu.Lock()
+	n := h.nets[netID]
+	h.mu.Unlock()
+	if n == nil {
+		return nil, 0, false
+	}
+	ads, _, _, rev, ok := h.snapshot(n)
+	if ok {
+		sortAdverts(ads)
+	}
+	return ads, rev, ok
 }
 
 // wakeLocked wakes a network's followers.
@@ -153,212 +268,122 @@ func (n *hubNet) wakeLocked() {
 	}
 }
 
-// run is the hub's goroutine: the watch, and the first loads of networks.
-func (h *advertHub) run(ctx context.Context) {
+// watchOwner follows one owner node's advertisements in a network until
+// ctx is done: a read of its prefix, then a watch from that revision (a
+// compaction past it reads the prefix again).
+func (h *advertHub) watchOwner(ctx context.Context, n *hubNet, o *hubOwner) {
 	c := h.c
-	prefix := c.advertsPrefix()
-	// The starting revision: the store's now.
+	prefix := c.key("adverts", o.node, n.id) + "/"
+	var rev int64
 	for attempt := 0; ; attempt++ {
+		h.loads.Add(1)
 		rctx, cancel := c.reqCtx(ctx)
-		resp, err := c.cli.Get(rctx, prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+		resp, err := c.cli.Get(rctx, prefix, clientv3.WithPrefix())
 		cancel()
 		if err == nil {
-			h.mu.Lock()
-			h.rev = resp.Header.Revision
-			h.mu.Unlock()
+			rev = resp.Header.Revision
+			h.reset(n, o, resp.Kvs, rev)
 			break
 		}
-		if backoff(ctx, attempt) != nil {
-			return
-		}
-	}
-	relist := false
-	for attempt := 0; ctx.Err() == nil; attempt++ {
-		if relist {
-			if err := h.loadAll(ctx); err != nil {
-				c.log.Debug("advertisements: list", "err", err)
-				if backoff(ctx, attempt) != nil {
-					return
-				}
-				continue
-			}
-			relist = false
-		}
-		wctx, wcancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-		h.mu.Lock()
-		from := h.rev + 1
-		h.mu.Unlock()
-		wch := c.cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(from))
-		compacted, err := h.follow(ctx, wch)
-		wcancel()
-		if compacted {
-			c.countRelist()
-			relist, attempt = true, -1
+		if errors.Is(err, rpctypes.ErrCompacted) {
 			continue
 		}
-		if err != nil {
-			c.log.Debug("advertisements: watch interrupted", "err", err)
-		}
+		c.log.Debug("advertisements: read", "prefix", prefix, "err", err)
 		if backoff(ctx, attempt) != nil {
 			return
 		}
 	}
+	watchPrefix(ctx, c, prefix, rev, func(kvs []*mvccpb.KeyValue, rev int64) {
+		h.loads.Add(1)
+		h.reset(n, o, kvs, rev)
+	}, func(evs []*clientv3.Event, rev int64) {
+		h.apply(n, o, evs, rev)
+	})
 }
 
-// follow applies watch responses and loads new networks until the watch
-// breaks; it reports whether etcd compacted past the hub's revision.
-func (h *advertHub) follow(ctx context.Context, wch clientv3.WatchChan) (bool, error) {
-	for {
-		select {
-		case <-ctx.Done():
-			return false, ctx.Err()
-		case <-h.load:
-			if err := h.loadNew(ctx); err != nil {
-				if errors.Is(err, rpctypes.ErrCompacted) {
-					return true, nil
-				}
-				h.c.log.Debug("advertisements: load", "err", err)
-				select { // try again later
-				case h.load <- struct{}{}:
-				default:
-				}
-				if sleepCtx(ctx, 200*time.Millisecond) != nil {
-					return false, ctx.Err()
-				}
-			}
-		case resp, ok := <-wch:
-			if !ok {
-				return false, ctx.Err()
-			}
-			if resp.CompactRevision != 0 || errors.Is(resp.Err(), rpctypes.ErrCompacted) {
-				return true, nil
-			}
-			if err := resp.Err(); err != nil {
-				return false, err
-			}
-			h.apply(resp.Events)
-		}
-	}
-}
-
-// apply applies one watch response's events to the followed networks.
-func (h *advertHub) apply(evs []*clientv3.Event) {
-	if len(evs) == 0 {
-		return
-	}
+// reset replaces an owner's part of a network's set with a read made at
+// rev.
+func (h *advertHub) reset(n *hubNet, o *hubOwner, kvs []*mvccpb.KeyValue, rev int64) {
 	c := h.c
-	h.events.Add(int64(len(evs)))
+	type rec struct {
+		key string
+		mod int64
+		a   Advert
+		ok  bool
+	}
+	rs := make([]rec, 0, len(kvs))
+	for _, kv := range kvs {
+		a, ok := c.decodeAdvertKV(kv)
+		rs = append(rs, rec{string(kv.Key), kv.ModRevision, a, ok && a.NetworkID == n.id})
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	changed := map[*hubNet]bool{}
-	for _, ev := range evs {
-		h.bytes.Add(int64(len(ev.Kv.Key) + len(ev.Kv.Value)))
-		key := string(ev.Kv.Key)
-		n := h.nets[c.netOfAdvertKey(key)]
-		if n == nil || !n.loaded {
-			continue // nobody here follows that network (or its load will hold it)
-		}
-		h.applied.Add(1)
-		changed[n] = true
-		delete(n.ads, key)
-		delete(n.mods, key)
-		if ev.Type == clientv3.EventTypePut {
-			n.mods[key] = ev.Kv.ModRevision
-			if a, ok := c.decodeAdvertKV(ev.Kv); ok && a.NetworkID == n.id {
-				n.ads[key] = a
-			}
+	if n.owners[o.node] != o {
+		return // no longer an owner
+	}
+	for k := range o.keys {
+		delete(n.ads, k)
+		delete(n.mods, k)
+	}
+	clear(o.keys)
+	for _, r := range rs {
+		o.keys[r.key] = struct{}{}
+		n.mods[r.key] = r.mod
+		if r.ok {
+			n.ads[r.key] = r.a
 		}
 	}
-	h.rev = max(h.rev, evs[len(evs)-1].Kv.ModRevision)
-	for n := range changed {
-		n.gen++
+	o.loaded = true
+	n.rev = max(n.rev, rev)
+	n.gen++
+	if n.loadedLocked() {
 		n.wakeLocked()
 	}
 }
 
-// loadNew loads the sets of networks followed but not loaded yet, as of the
-// hub's revision (the watch's later events apply on top).
-func (h *advertHub) loadNew(ctx context.Context) error {
-	h.mu.Lock()
-	rev := h.rev
-	var want []*hubNet
-	for _, n := range h.nets {
-		if !n.loaded {
-			want = append(want, n)
-		}
-	}
-	h.mu.Unlock()
-	if len(want) == 0 {
-		return nil
-	}
-	kvs, _, err := h.list(ctx, rev)
-	if err != nil {
-		return err
-	}
-	h.fill(kvs, want)
-	return nil
-}
-
-// loadAll loads every followed network again at the store's current
-// revision (after a compaction) and moves the hub there.
-func (h *advertHub) loadAll(ctx context.Context) error {
-	kvs, rev, err := h.list(ctx, 0)
-	if err != nil {
-		return err
-	}
-	h.mu.Lock()
-	h.rev = rev
-	all := make([]*hubNet, 0, len(h.nets))
-	for _, n := range h.nets {
-		all = append(all, n)
-	}
-	h.mu.Unlock()
-	h.fill(kvs, all)
-	return nil
-}
-
-// list reads the whole prefix at rev (0: now).
-func (h *advertHub) list(ctx context.Context, rev int64) ([]*mvccpb.KeyValue, int64, error) {
+// apply applies one watch response's events of an owner to a network's
+// set.
+func (h *advertHub) apply(n *hubNet, o *hubOwner, evs []*clientv3.Event, rev int64) {
 	c := h.c
-	h.loads.Add(1)
-	rctx, cancel := c.reqCtx(ctx)
-	defer cancel()
-	opts := []clientv3.OpOption{clientv3.WithPrefix()}
-	if rev > 0 {
-		opts = append(opts, clientv3.WithRev(rev))
+	h.events.Add(int64(len(evs)))
+	type rec struct {
+		key string
+		mod int64
+		put bool
+		a   Advert
+		ok  bool
 	}
-	resp, err := c.cli.Get(rctx, c.advertsPrefix(), opts...)
-	if err != nil {
-		return nil, 0, err
-	}
-	return resp.Kvs, resp.Header.Revision, nil
-}
-
-// fill replaces the sets of networks nets with what kvs hold of them.
-func (h *advertHub) fill(kvs []*mvccpb.KeyValue, nets []*hubNet) {
-	c := h.c
-	byID := make(map[string]*hubNet, len(nets))
-	fresh := make(map[*hubNet]map[string]Advert, len(nets))
-	mods := make(map[*hubNet]map[string]int64, len(nets))
-	for _, n := range nets {
-		byID[n.id] = n
-		fresh[n], mods[n] = map[string]Advert{}, map[string]int64{}
-	}
-	for _, kv := range kvs {
-		n := byID[c.netOfAdvertKey(string(kv.Key))]
-		if n == nil {
-			continue
+	rs := make([]rec, 0, len(evs))
+	for _, ev := range evs {
+		h.bytes.Add(int64(len(ev.Kv.Key) + len(ev.Kv.Value)))
+		r := rec{key: string(ev.Kv.Key), mod: ev.Kv.ModRevision, put: ev.Type == clientv3.EventTypePut}
+		if r.put {
+			r.a, r.ok = c.decodeAdvertKV(ev.Kv)
+			r.ok = r.ok && r.a.NetworkID == n.id
 		}
-		mods[n][string(kv.Key)] = kv.ModRevision
-		if a, ok := c.decodeAdvertKV(kv); ok && a.NetworkID == n.id {
-			fresh[n][string(kv.Key)] = a
-		}
+		rs = append(rs, r)
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for _, n := range nets {
-		n.ads, n.mods, n.loaded = fresh[n], mods[n], true
-		n.gen++
+	if n.owners[o.node] != o {
+		return
+	}
+	h.applied.Add(int64(len(rs)))
+	for _, r := range rs {
+		delete(n.ads, r.key)
+		delete(n.mods, r.key)
+		delete(o.keys, r.key)
+		if r.put {
+			o.keys[r.key] = struct{}{}
+			n.mods[r.key] = r.mod
+			if r.ok {
+				n.ads[r.key] = r.a
+			}
+		}
+	}
+	n.rev = max(n.rev, rev)
+	n.gen++
+	if n.loadedLocked() {
 		n.wakeLocked()
 	}
 }

@@ -138,7 +138,7 @@ func TestMembershipTwoHosts(t *testing.T) {
 	}
 
 	// The learner dies: purged within TTL + 2 s.
-	if err := c2.Advertise(ctx, advert(oid("two-net"), "ep2", "10.7.0.2")); err != nil {
+	if err := c2.Advertise(ctx, owned(t, c2, oid("two-net"), "ep2", "10.7.0.2")); err != nil {
 		t.Fatal(err)
 	}
 	w := watchAdverts(t, c1, oid("two-net"), 0)
@@ -220,7 +220,7 @@ func TestMembershipHeals(t *testing.T) {
 	}
 	// Kill a voter other than the one observing.
 	victim := ms[1]
-	if err := victim.Advertise(ctx, advert(oid("heal-net"), "ep", "10.7.0.9")); err != nil {
+	if err := victim.Advertise(ctx, owned(t, victim, oid("heal-net"), "ep", "10.7.0.9")); err != nil {
 		t.Fatal(err)
 	}
 	w := watchAdverts(t, ms[3], oid("heal-net"), 0)

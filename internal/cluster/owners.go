@@ -42,8 +42,10 @@ import (
 type netOwners struct {
 	blocks    map[string][]netip.Addr // block key -> its addresses
 	addrs     map[netip.Addr]AddrOwner
-	rev       int64 // complete as of this revision (0: nothing read yet)
-	followers int   // FollowOwners calls running
+	nodes     map[string]int // owner node -> addresses it holds here
+	rev       int64          // complete as of this revision (0: nothing read yet)
+	followers int            // followers (FollowOwners calls, the advertisement hub)
+	stop      context.CancelFunc
 }
 
 // ownerCache holds the address owners of the followed networks.
@@ -80,28 +82,42 @@ func (c *Cluster) decodeBlockOwners(netID string, kv *mvccpb.KeyValue) map[netip
 	return out
 }
 
-// setBlock replaces (owners nil: removes) one block of a network; the
-// caller holds oc.mu.
-func (no *netOwners) setBlock(key string, owners map[netip.Addr]AddrOwner) {
+// setBlock replaces (owners nil: removes) one block of a network and
+// reports whether the set of owner nodes changed; the caller holds oc.mu.
+func (no *netOwners) setBlock(key string, owners map[netip.Addr]AddrOwner) bool {
+	moved := false
 	for _, a := range no.blocks[key] {
+		if o, ok := no.addrs[a]; ok {
+			if no.nodes[o.Node]--; no.nodes[o.Node] <= 0 {
+				delete(no.nodes, o.Node)
+				moved = true
+			}
+		}
 		delete(no.addrs, a)
 	}
 	delete(no.blocks, key)
 	if len(owners) == 0 {
-		return
+		return moved
 	}
 	as := make([]netip.Addr, 0, len(owners))
 	for a, o := range owners {
+		if _, dup := no.addrs[a]; dup {
+			continue // in two blocks: untrusted input; the first one holds
+		}
 		no.addrs[a] = o
+		if no.nodes[o.Node]++; no.nodes[o.Node] == 1 {
+			moved = true
+		}
 		as = append(as, a)
 	}
 	no.blocks[key] = as
+	return moved
 }
 
 func (oc *ownerCache) netLocked(netID string) *netOwners {
 	no := oc.nets[netID]
 	if no == nil {
-		no = &netOwners{blocks: map[string][]netip.Addr{}, addrs: map[netip.Addr]AddrOwner{}}
+		no = &netOwners{blocks: map[string][]netip.Addr{}, addrs: map[netip.Addr]AddrOwner{}, nodes: map[string]int{}}
 		oc.nets[netID] = no
 	}
 	return no
@@ -112,21 +128,56 @@ func (oc *ownerCache) netLocked(netID string) *netOwners {
 // judges the network's advertisements without store calls. The engine
 // runs it for every network it watches the advertisements of; for a
 // network nobody follows, CheckAdverts reads the owners when it needs them.
-// It returns when ctx is done or the Cluster closes.
+// The advertisement hub follows the owners of the networks it watches too
+// (it watches the advertisements of the owner nodes only); all followers
+// of a network share one watch. It returns when ctx is done or the
+// Cluster closes.
 func (c *Cluster) FollowOwners(ctx context.Context, netID string) error {
+	if err := c.checkOpen(); err != nil {
+		return err
+	}
+	release := c.followOwners(netID)
+	defer release()
+	select {
+	case <-ctx.Done():
+	case <-c.ctx.Done():
+	}
+	return c.watchEnd(ctx)
+}
+
+// followOwners adds a follower of a network's owners, starting the
+// network's block watch for the first; release removes it (the last one
+// stops the watch and forgets the owners).
+func (c *Cluster) followOwners(netID string) (release func()) {
 	oc := c.owners
 	oc.mu.Lock()
 	no := oc.netLocked(netID)
-	no.followers++
+	if no.followers++; no.followers == 1 {
+		ctx, cancel := context.WithCancel(c.ctx)
+		no.stop = cancel
+		c.bg.Add(1)
+		go func() {
+			defer c.bg.Done()
+			c.watchOwners(ctx, netID, no)
+		}()
+	}
 	oc.mu.Unlock()
-	defer func() {
+	return sync.OnceFunc(func() {
 		oc.mu.Lock()
-		if no.followers--; no.followers == 0 && oc.nets[netID] == no {
-			delete(oc.nets, netID)
+		defer oc.mu.Unlock()
+		if no.followers--; no.followers == 0 {
+			no.stop()
+			if oc.nets[netID] == no {
+				delete(oc.nets, netID)
+			}
 		}
-		oc.mu.Unlock()
-	}()
-	// A first read, then the watch from its revision.
+	})
+}
+
+// watchOwners keeps no (network netID's owners) until ctx is done: a first
+// read, then a watch of the network's blocks applied event by event.
+func (c *Cluster) watchOwners(ctx context.Context, netID string, no *netOwners) {
+	oc := c.owners
 	var rev int64
 	for attempt := 0; ; attempt++ {
 		r, err := c.refreshOwners(ctx, netID)
@@ -135,38 +186,56 @@ func (c *Cluster) FollowOwners(ctx context.Context, netID string) error {
 			break
 		}
 		if backoff(ctx, attempt) != nil {
-			return c.watchEnd(ctx)
+			return
 		}
 	}
 	prefix := c.blocksPrefix(netID)
-	return watchPrefix(ctx, c, prefix, rev, func(kvs []*mvccpb.KeyValue, rev int64) {
+	watchPrefix(ctx, c, prefix, rev, func(kvs []*mvccpb.KeyValue, rev int64) {
 		c.setOwners(netID, kvs, rev, true)
 	}, func(evs []*clientv3.Event, rev int64) {
+		c.ownerEvents.Add(int64(len(evs)))
 		oc.mu.Lock()
-		no := oc.nets[netID]
-		changed := false
+		if oc.nets[netID] != no {
+			oc.mu.Unlock()
+			return
+		}
+		changed, moved := false, false
 		for _, ev := range evs {
-			if no == nil || ev.Kv.ModRevision <= no.rev {
+			if ev.Kv.ModRevision <= no.rev {
 				continue // a fresh read already holds it
 			}
 			var owners map[netip.Addr]AddrOwner
 			if ev.Type == clientv3.EventTypePut {
 				owners = c.decodeBlockOwners(netID, ev.Kv)
 			}
-			no.setBlock(string(ev.Kv.Key), owners)
+			moved = no.setBlock(string(ev.Kv.Key), owners) || moved
 			changed = true
 		}
-		if no != nil {
-			no.rev = max(no.rev, rev)
-		}
+		no.rev = max(no.rev, rev)
 		cbs := oc.callbacksLocked()
 		oc.mu.Unlock()
+		if moved {
+			c.hub.ownersMoved(netID)
+		}
 		if changed {
 			for _, fn := range cbs {
 				fn(netID)
 			}
 		}
 	})
+}
+
+// ownerNodes returns the nodes holding addresses of a followed network,
+// and false while they are not known yet (or the network is not followed).
+func (c *Cluster) ownerNodes(netID string) ([]string, bool) {
+	oc := c.owners
+	oc.mu.Lock()
+	defer oc.mu.Unlock()
+	no := oc.nets[netID]
+	if no == nil || no.rev == 0 {
+		return nil, false
+	}
+	return slices.Collect(maps.Keys(no.nodes)), true
 }
 
 // setOwners replaces a network's owners with a listing made at rev if it
@@ -184,14 +253,18 @@ func (c *Cluster) setOwners(netID string, kvs []*mvccpb.KeyValue, rev int64, not
 		oc.mu.Unlock()
 		return false
 	}
-	old := no.addrs
-	no.blocks, no.addrs, no.rev = map[string][]netip.Addr{}, map[netip.Addr]AddrOwner{}, rev
+	old, oldNodes, first := no.addrs, no.nodes, no.rev == 0
+	no.blocks, no.addrs, no.nodes, no.rev = map[string][]netip.Addr{}, map[netip.Addr]AddrOwner{}, map[string]int{}, rev
 	for k, owners := range blocks {
 		no.setBlock(k, owners)
 	}
 	changed := !maps.Equal(old, no.addrs)
+	moved := first || !sameKeys(oldNodes, no.nodes)
 	cbs := oc.callbacksLocked()
 	oc.mu.Unlock()
+	if moved {
+		c.hub.ownersMoved(netID)
+	}
 	if notify && changed {
 		for _, fn := range cbs {
 			fn(netID)
@@ -333,4 +406,17 @@ func watchPrefix(ctx context.Context, c *Cluster, prefix string, fromRev int64,
 		}
 	}
 	return c.watchEnd(ctx)
+}
+
+// sameKeys reports whether two maps have the same keys.
+func sameKeys[K comparable, V any](a, b map[K]V) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k := range a {
+		if _, ok := b[k]; !ok {
+			return false
+		}
+	}
+	return true
 }

@@ -344,6 +344,23 @@ func (w *advertWatcher) has(eps ...string) func() error {
 	}
 }
 
+// owned makes ip an address of endpoint ep held by c in global IPAM (the
+// pool of network netID, the /24 around ip, is reserved when missing) and
+// returns its advertisement: only the advertisements of a network's
+// address holders are watched.
+func owned(t *testing.T, c *Cluster, netID, ep, ip string) Advert {
+	t.Helper()
+	ctx := ctxT(t)
+	a := netip.MustParseAddr(ip)
+	// An error here is a pool reserved by an earlier call; the
+	// allocation below tells.
+	c.RequestPool(ctx, netID, []model.IPAMConfig{{Subnet: netip.PrefixFrom(a, 24).Masked()}})
+	if _, err := c.AllocateAddressFor(ctx, netID, a, oid(ep)); err != nil {
+		t.Fatalf("allocate %s for %s: %v", ip, ep, err)
+	}
+	return advert(netID, ep, ip)
+}
+
 func advert(netID, ep string, ip string) Advert {
 	a := netip.MustParseAddr(ip)
 	return Advert{NetworkID: netID, EndpointID: oid(ep), IP: a, MAC: model.MACForIP(a)}
@@ -355,10 +372,10 @@ func scenarioAdverts(t *testing.T, a, b *Cluster) {
 	ctx := ctxT(t)
 	netID := oid("adv-net")
 	w := watchAdverts(t, b, netID, 0)
-	if err := a.Advertise(ctx, advert(netID, "ep1", "10.9.0.2")); err != nil {
+	if err := a.Advertise(ctx, owned(t, a, netID, "ep1", "10.9.0.2")); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Advertise(ctx, advert(netID, "ep2", "10.9.0.3")); err != nil {
+	if err := b.Advertise(ctx, owned(t, b, netID, "ep2", "10.9.0.3")); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 5*time.Second, "watch sees both adverts", w.has("ep1", "ep2"))
@@ -476,7 +493,7 @@ func scenarioWatchCompaction(t *testing.T, c *Cluster) {
 func scenarioLeaseLoss(t *testing.T, c, observer *Cluster) {
 	ctx := ctxT(t)
 	netID := oid("lease-net")
-	if err := c.Advertise(ctx, advert(netID, "lep", "10.8.0.2")); err != nil {
+	if err := c.Advertise(ctx, owned(t, c, netID, "lep", "10.8.0.2")); err != nil {
 		t.Fatal(err)
 	}
 	w := watchAdverts(t, observer, netID, 0)
@@ -517,7 +534,7 @@ func scenarioCrash(t *testing.T, observer, victim *Cluster, reopen func() *Clust
 	id := victim.NodeID()
 	eventually(t, 5*time.Second, "victim up", wantState(ctx, observer, id, StateUp))
 	netID := oid("crash-net")
-	if err := victim.Advertise(ctx, advert(netID, "cep", "10.7.0.2")); err != nil {
+	if err := victim.Advertise(ctx, owned(t, victim, netID, "cep", "10.7.0.2")); err != nil {
 		t.Fatal(err)
 	}
 	w := watchAdverts(t, observer, netID, 0)
