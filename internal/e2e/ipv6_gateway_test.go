@@ -123,10 +123,11 @@ func TestOverlayIPv6Gateway(t *testing.T) {
 // a dual-stack one gets IPv6 there (address, default route, masquerade)
 // and pings6 the outside namespace, which has no route to the gateway's
 // ULA subnet; its published port answers on the host's IPv6 address.
-// After the disconnect it has no IPv6 way out again (and IPv4 still). The
-// reverse order (dual-stack first, IPv4 connected, dual-stack
-// disconnected) ends without IPv6 too, and a container created on both
-// overlays at once (the IPv4 one first) gets both families.
+// The change survives kill -9 and a restart. After the disconnect it has
+// no IPv6 way out again (and IPv4 still). The reverse order (dual-stack
+// first, IPv4 connected, dual-stack disconnected) ends without IPv6 too,
+// and a container created on both overlays at once (the IPv4 one first)
+// gets both families.
 func TestOverlayIPv6GatewayConnect(t *testing.T) {
 	c := ovCluster(t, 1)
 	h, out := gateway6Topology(t, c)
@@ -155,6 +156,12 @@ func TestOverlayIPv6GatewayConnect(t *testing.T) {
 	wantAnswer(t, "after connect: outside -> [host IPv6]:8091", "hello from a", func() string { return fetch6(out, host6, "8091") })
 	if ports := cli(t, h, "port", "a"); !strings.Contains(ports, "[::]:8091") {
 		t.Errorf("docker port after connect shows no IPv6 binding:\n%s", ports)
+	}
+	// The change is recorded: kill -9 and a restart keep it.
+	h.Kill()
+	h.Start()
+	if !eventually(10*time.Second, func() bool { return ping6(t, h, "a", out6) }) {
+		t.Fatalf("after kill -9 and restart a cannot ping6 the outside:\n%s", gw6("a"))
 	}
 
 	// disconnect: the gateway interface loses IPv6, keeps IPv4.

@@ -521,3 +521,65 @@ func TestJoinNeedsOwnNamespace(t *testing.T) {
 		t.Fatalf("Join into a host-network sandbox = %v, want ErrInvalid", err)
 	}
 }
+
+// An endpoint joined again with an IPv6 address gains it and the IPv6
+// default route in place (the gateway bridge interface of a container
+// connected to its first overlay network with IPv6), and joined again
+// without one loses both, its IPv4 side untouched.
+func TestJoinIPv6InPlace(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	hostNS, sb := newNS(t, "host"), newNS(t, "sb6")
+	hh, sh := handle(t, hostNS), handle(t, sb)
+	d := New(Options{HostNetns: hostNS})
+	n := testNetwork(t, "198.51.100.0/24", nil)
+	n.EnableIPv6 = true
+	n.IPAM = append(n.IPAM, model.IPAMConfig{Subnet: netip.MustParsePrefix("fd00:77::/64"), Gateway: netip.MustParseAddr("fd00:77::1")})
+	if err := d.CreateNetwork(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	// An address of the host outside the subnet: reached only through
+	// the default route.
+	far := netip.MustParseAddr("2001:db8:77::1")
+	lo, err := hh.LinkByName("lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := hh.AddrAdd(lo, &netlink.Addr{IPNet: netlink.NewIPNet(far.AsSlice())}); err != nil {
+		t.Fatal(err)
+	}
+	v4 := testEndpoint(t, n, 2, "eth0")
+	if err := d.Join(ctx, n, v4, sandbox(sb)); err != nil {
+		t.Fatal(err)
+	}
+	mustNotPing(t, sb, far)
+	dual := v4
+	dual.Addr6, dual.Gateway6 = netip.MustParsePrefix("fd00:77::2/64"), netip.MustParseAddr("fd00:77::1")
+	if err := d.Join(ctx, n, dual, sandbox(sb)); err != nil {
+		t.Fatal(err)
+	}
+	mustPing(t, sb, far)
+	mustPing(t, sb, n.IPAM[0].Gateway)
+	if err := d.Join(ctx, n, v4, sandbox(sb)); err != nil {
+		t.Fatal(err)
+	}
+	mustNotPing(t, sb, far)
+	mustNotPing(t, sb, dual.Gateway6)
+	mustPing(t, sb, n.IPAM[0].Gateway)
+	l, err := sh.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs, _ := sh.AddrList(l, netlink.FAMILY_V6)
+	for _, a := range addrs {
+		if !a.IP.IsLinkLocalUnicast() {
+			t.Errorf("eth0 keeps %s after the join without IPv6", a.IPNet)
+		}
+	}
+	routes, _ := sh.RouteList(l, netlink.FAMILY_V6)
+	for _, r := range routes {
+		if r.Gw != nil {
+			t.Errorf("eth0 keeps the IPv6 route %s via %s", r.Dst, r.Gw)
+		}
+	}
+}
