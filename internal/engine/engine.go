@@ -27,6 +27,7 @@ import (
 	"github.com/vxnet/vxnet/internal/cluster"
 	"github.com/vxnet/vxnet/internal/dns"
 	"github.com/vxnet/vxnet/internal/driver"
+	"github.com/vxnet/vxnet/internal/engine/peerctl"
 	evlog "github.com/vxnet/vxnet/internal/events"
 	"github.com/vxnet/vxnet/internal/model"
 	"github.com/vxnet/vxnet/internal/netns"
@@ -89,7 +90,7 @@ type Options struct {
 	portCheck portCheck
 	// adverts replaces the cluster store as the source of advertisements
 	// (unit tests; adverts.go).
-	adverts advertSource
+	adverts peerctl.Source
 }
 
 // Engine is the core of one daemon.
@@ -112,13 +113,11 @@ type Engine struct {
 	waiters  map[string]uint64
 	watchGen uint64
 	exitSubs map[string][]exitSub
-	// peerWatches are the advertisement watches of global networks with
-	// a local endpoint, by network ID.
-	peerWatches map[string]*peerWatch
 	// cl is the cluster store, set at New or later by AttachCluster.
 	cl atomic.Pointer[cluster.Cluster]
-	// cachedPeers are the last advertisement sets, from the local store.
-	cachedPeers map[string][]cluster.Advert
+	// peers is the overlay peer controller's engine half (peers.go): the
+	// advertisement sets of global networks, under its own lock.
+	peers *peerctl.Controller
 	// externals are namespaces attached by other runtimes, by ID
 	// (external.go).
 	externals map[string]model.External
@@ -175,16 +174,14 @@ func New(opts Options) (*Engine, error) {
 		opts.BridgeIP = netip.MustParsePrefix("172.17.0.1/16")
 	}
 	e := &Engine{
-		opts:        opts,
-		log:         opts.Logger,
-		networks:    map[string]model.Network{},
-		endpoints:   map[string]model.Endpoint{},
-		containers:  map[string]model.Container{},
-		sandboxes:   map[string]model.Sandbox{},
-		drivers:     map[string]driver.Driver{},
-		waiters:     map[string]uint64{},
-		peerWatches: map[string]*peerWatch{},
-		cachedPeers: map[string][]cluster.Advert{},
+		opts:       opts,
+		log:        opts.Logger,
+		networks:   map[string]model.Network{},
+		endpoints:  map[string]model.Endpoint{},
+		containers: map[string]model.Container{},
+		sandboxes:  map[string]model.Sandbox{},
+		drivers:    map[string]driver.Driver{},
+		waiters:    map[string]uint64{},
 
 		pendingNames:    map[string]bool{},
 		pendingVolumes:  map[string]int{},
@@ -209,6 +206,7 @@ func New(opts Options) (*Engine, error) {
 		}
 	}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
+	e.peers = e.newPeerController()
 	if opts.Cluster != nil {
 		e.cl.Store(opts.Cluster)
 	}
@@ -221,6 +219,8 @@ func (e *Engine) filesDir() string { return filepath.Join(e.opts.DataRoot, "sand
 // Close stops background work. Containers keep running.
 func (e *Engine) Close() {
 	e.cancel()
+	// The controller's last goroutines may still start a firewall apply.
+	e.peers.Close()
 	e.fw.mu.Lock()
 	e.stopProxies()
 	e.fw.mu.Unlock()

@@ -90,9 +90,7 @@ func (e *Engine) removeGlobalNetwork(ctx context.Context, n model.Network) error
 // forgetGlobal drops a global network that is gone from the store: its
 // watch, its kernel objects, its local records, then the view.
 func (e *Engine) forgetGlobal(n model.Network) error {
-	e.mu.Lock()
-	e.stopPeerWatchLocked(n.ID)
-	e.mu.Unlock()
+	e.peers.Unwatch(n.ID)
 	var errs []error
 	if d, ok := e.drivers[n.Driver]; ok {
 		if err := d.DeleteNetwork(e.ctx, n); err != nil {
@@ -110,8 +108,8 @@ func (e *Engine) forgetGlobal(n model.Network) error {
 	}
 	e.mu.Lock()
 	delete(e.networks, n.ID)
-	delete(e.cachedPeers, n.ID)
 	e.mu.Unlock()
+	e.peers.Forget(n.ID)
 	errs = append(errs, e.applyFirewall())
 	e.log.Info("global network removed", "name", n.Name, "id", n.ID[:12])
 	return errors.Join(errs...)
@@ -252,13 +250,13 @@ func (e *Engine) overlayFirewallLocked(cfg *firewall.Config) {
 	cfg.VXLANPort = e.opts.VXLANPort
 	seen := map[firewall.VXLANPeer]bool{}
 	for netID, n := range e.networks {
-		if _, watched := e.peerWatches[netID]; !watched && (n.Scope != model.ScopeGlobal || len(e.endpointsOnLocked(netID)) == 0) {
+		if !e.peers.Watched(netID) && (n.Scope != model.ScopeGlobal || len(e.endpointsOnLocked(netID)) == 0) {
 			continue
 		}
 		if n.VNI == 0 {
 			continue
 		}
-		for _, a := range e.knownPeersLocked(netID) {
+		for _, a := range e.peers.Known(netID) {
 			p := firewall.VXLANPeer{Addr: a.VTEP, VNI: n.VNI}
 			if a.NodeID != e.opts.NodeID && a.VTEP.IsValid() && !seen[p] {
 				seen[p] = true
@@ -299,43 +297,17 @@ func (e *Engine) startBackground() {
 		for _, ep := range u.eps {
 			e.advertise(e.ctx, u.n, ep)
 		}
-		e.startPeerWatch(u.n)
+		e.peers.Watch(u.n)
 	}
 	// A node registering (or changing address) may make advertisements
 	// rejected for an unknown VTEP valid: reconcile the watched networks.
-	// The callback runs on the cluster's watch goroutine: never wait for
-	// the engine lock there.
-	unregister := g.OnNodes(func() {
-		go func() {
-			e.mu.Lock()
-			defer e.mu.Unlock()
-			if e.ctx.Err() != nil {
-				return
-			}
-			for id := range e.peerWatches {
-				e.kickLocked(id)
-			}
-		}()
-	})
+	// The callbacks run on the cluster's watch goroutine: KickAll and
+	// Recheck take only the controller's leaf lock and start goroutines.
+	unregister := g.OnNodes(e.peers.KickAll)
 	context.AfterFunc(e.ctx, unregister)
 	// The owners of a network's addresses changed: judge its last
 	// advertisement set again (no store call).
-	unregisterOwners := g.OnOwners(func(netID string) {
-		e.mu.Lock()
-		defer e.mu.Unlock()
-		if w, ok := e.peerWatches[netID]; ok && !w.rechecking && w.rev > 0 && e.ctx.Err() == nil {
-			w.rechecking = true
-			e.wg.Add(1)
-			go func() {
-				defer e.wg.Done()
-				e.mu.Lock()
-				w.rechecking = false
-				raw, rev := w.raw, w.rawRev
-				e.mu.Unlock()
-				e.programPeers(e.ctx, netID, raw, rev)
-			}()
-		}
-	})
+	unregisterOwners := g.OnOwners(e.peers.Recheck)
 	context.AfterFunc(e.ctx, unregisterOwners)
 	e.wg.Add(2)
 	go func() {
@@ -361,15 +333,7 @@ func (e *Engine) startBackground() {
 				return
 			case <-t.C:
 			}
-			e.mu.Lock()
-			var ids []string
-			for id := range e.peerWatches {
-				ids = append(ids, id)
-			}
-			e.mu.Unlock()
-			for _, id := range ids {
-				e.resyncNetwork(e.ctx, id)
-			}
+			e.peers.ResyncAll(e.ctx)
 		}
 	}()
 }

@@ -88,7 +88,7 @@ func (e *Engine) dnsConfigLocked() dns.Config {
 		}
 		recs := byNet[id]
 		if n.Scope == model.ScopeGlobal {
-			for _, a := range e.knownPeersLocked(id) {
+			for _, a := range e.peers.Known(id) {
 				if a.NodeID == e.opts.NodeID || a.Name == "" || !(a.IP.IsValid() || a.IP6.IsValid()) {
 					continue
 				}

@@ -405,9 +405,7 @@ func (e *Engine) loadPeers() error {
 	for _, id := range ids {
 		var ads []cluster.Advert
 		if err := e.opts.Store.Get(store.Peers, id, &ads); err == nil {
-			e.mu.Lock()
-			e.cachedPeers[id] = ads
-			e.mu.Unlock()
+			e.peers.Restore(id, ads)
 		} else if !errors.Is(err, model.ErrNotFound) {
 			return err
 		}
