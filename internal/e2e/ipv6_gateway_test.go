@@ -2,12 +2,16 @@ package e2e
 
 import (
 	"net"
+	"net/netip"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/vxnet/vxnet/internal/harness"
+	"github.com/vxnet/vxnet/internal/model"
 	"github.com/vxnet/vxnet/internal/netns"
+	"github.com/vxnet/vxnet/internal/store"
 )
 
 // host6 is the host's IPv6 underlay address in gateway6Topology, out6 an
@@ -123,7 +127,8 @@ func TestOverlayIPv6Gateway(t *testing.T) {
 // a dual-stack one gets IPv6 there (address, default route, masquerade)
 // and pings6 the outside namespace, which has no route to the gateway's
 // ULA subnet; its published port answers on the host's IPv6 address.
-// The change survives kill -9 and a restart. After the disconnect it has
+// The change survives kill -9 and a restart, and a gateway record without
+// IPv6 is set right by the restore. After the disconnect it has
 // no IPv6 way out again (and IPv4 still). The reverse order (dual-stack
 // first, IPv4 connected, dual-stack disconnected) ends without IPv6 too,
 // and a container created on both overlays at once (the IPv4 one first)
@@ -157,12 +162,23 @@ func TestOverlayIPv6GatewayConnect(t *testing.T) {
 	if ports := cli(t, h, "port", "a"); !strings.Contains(ports, "[::]:8091") {
 		t.Errorf("docker port after connect shows no IPv6 binding:\n%s", ports)
 	}
-	// The change is recorded: kill -9 and a restart keep it.
+	// The change is recorded: kill -9 and a restart keep it. r's gateway
+	// interface record is made to lack IPv6 meanwhile (as one written
+	// before the interface followed its networks): the restore sets it
+	// right.
+	cli(t, h, "run", "-d", "--name", "r", "--net", "v4", "busybox", "sleep", "1d")
+	cli(t, h, "network", "connect", "ds", "r")
+	rID := strings.TrimSpace(h.MustDocker(t, "inspect", "-f", "{{.Id}}", "r"))
 	h.Kill()
+	dropGatewayIPv6(t, h, rID)
 	h.Start()
 	if !eventually(10*time.Second, func() bool { return ping6(t, h, "a", out6) }) {
 		t.Fatalf("after kill -9 and restart a cannot ping6 the outside:\n%s", gw6("a"))
 	}
+	if !ping6(t, h, "r", out6) {
+		t.Errorf("r (gateway record without IPv6) cannot ping6 the outside after the restart:\n%s", gw6("r"))
+	}
+	cli(t, h, "rm", "-f", "r")
 
 	// disconnect: the gateway interface loses IPv6, keeps IPv4.
 	cli(t, h, "network", "disconnect", "ds", "a")
@@ -214,4 +230,38 @@ func TestOverlayIPv6GatewayConnect(t *testing.T) {
 	}
 	cli(t, h, "rm", "-f", "a", "b", "m")
 	cli(t, h, "network", "rm", "v4", "ds")
+}
+
+// dropGatewayIPv6 rewrites, in the store of h's stopped daemon, the
+// gateway bridge endpoint of container id without its IPv6 address.
+func dropGatewayIPv6(t *testing.T, h *harness.Host, id string) {
+	t.Helper()
+	st, err := store.Open(filepath.Join(h.DataRoot, "vxnet.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	nets, err := store.List[model.Network](st, store.Networks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eps, err := store.List[model.Endpoint](st, store.Endpoints)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nets {
+		for _, ep := range eps {
+			if n.Name == "vxnet_gwbridge" && ep.NetworkID == n.ID && ep.ContainerID == id {
+				if !ep.Addr6.IsValid() {
+					t.Fatalf("the gateway endpoint of %s has no IPv6 address to drop", id)
+				}
+				ep.Addr6, ep.Gateway6 = netip.Prefix{}, netip.Addr{}
+				if err := st.Put(store.Endpoints, ep.ID, ep); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+		}
+	}
+	t.Fatalf("no gateway endpoint of %s in the store", id)
 }

@@ -1293,7 +1293,10 @@ func (e *Engine) gatewayFamily(ctx context.Context, sb model.Sandbox, eps []mode
 	var gw *model.Endpoint
 	want6 := false
 	for i := range eps {
-		n := nets[eps[i].NetworkID]
+		n, ok := nets[eps[i].NetworkID]
+		if !ok {
+			return nil, nil // a network not known (yet): no judgement
+		}
 		if n.Name == GatewayBridge && n.Scope == model.ScopeLocal {
 			gw = &eps[i]
 		}
@@ -1686,6 +1689,19 @@ func (e *Engine) ensureSandbox(ctx context.Context, c model.Container) error {
 			e.opts.DNS.Reopen(c.ID) // its sockets were in the lost namespace
 		}
 		e.log.Info("sandbox re-created", "name", c.Name)
+	}
+	// A gateway interface recorded with the wrong family (made before it
+	// followed the container's overlay networks, or a change that failed
+	// half-way) is set right.
+	f, err := e.gatewayFamily(ctx, sb, eps)
+	if err != nil {
+		return fmt.Errorf("restore sandbox of %s: %w", c.Name, err)
+	}
+	if f != nil {
+		defer f.done()
+		if err := f.record(ctx); err != nil {
+			return fmt.Errorf("restore sandbox of %s: %w", c.Name, err)
+		}
 	}
 	return nil
 }
