@@ -33,13 +33,26 @@ func statusOf(err error) int {
 }
 
 // writeError writes Docker's error body {"message": ...} with the status of
-// the error's class. The message is err.Error() on one line.
+// the error's class. The message is err.Error() on one line, unless it is
+// Docker's own multi-line wording (MultiLine).
 func writeError(w http.ResponseWriter, err error) {
-	msg := strings.TrimSpace(strings.ReplaceAll(err.Error(), "\n", " "))
+	msg := err.Error()
+	var ml MultiLine
+	if !errors.As(err, &ml) {
+		msg = strings.ReplaceAll(msg, "\n", " ")
+	}
+	msg = strings.TrimSpace(msg)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(statusOf(err))
 	_ = json.NewEncoder(w).Encode(map[string]string{"message": msg})
 }
+
+// MultiLine is implemented by an error whose text is dockerd's own
+// multi-line wording (moby's "invalid endpoint settings:\n..."): the API
+// answers it with its line breaks, as dockerd does, because the docker CLI
+// prints the message verbatim and scripts match it. Every other message is
+// written on one line.
+type MultiLine interface{ MultiLine() }
 
 // classError is an error with the API's own message that still belongs to a
 // model class, so its text carries no ": not found" style suffix.

@@ -149,7 +149,7 @@ func (c *Cluster) planPools(rctx context.Context, netID string, cfgs []model.IPA
 		if err != nil {
 			return nil, nil, nil, err
 		}
-		if subs[i], err = ipam.NewSubnet(model.IPAMConfig{Subnet: p}); err != nil {
+		if subs[i], err = ipam.NewSubnet(model.IPAMConfig{Subnet: p, Auto: true}); err != nil {
 			return nil, nil, nil, err
 		}
 		used = append(used, owned{p, netID})

@@ -9,6 +9,10 @@ const (
 // daemonErr is how the docker CLI prints an error the daemon answered.
 func daemonErr(msg string) Match { return Line("Error response from daemon: " + msg) }
 
+// noUserSubnet is Docker 28's refusal of a static address on a network
+// whose subnets all came from the default pool.
+const noUserSubnet = "user specified IP address is supported only when connecting to networks with user configured subnets"
+
 // runErr is how docker run prints an error the daemon answered.
 func runErr(msg string) Match { return Exact("docker: Error response from daemon: " + msg + runUsage) }
 
@@ -101,9 +105,26 @@ var networkGroups = []Group{{
 		{Name: "connect missing network", Args: []string{"network", "connect", "nosuch", "cn-a"}, Code: 1, Err: daemonErr("network nosuch not found")},
 		{Name: "connect missing container", Args: []string{"network", "connect", "cnet", "nosuch"}, Code: 1, Err: daemonErr("No such container: nosuch")},
 		{Name: "disconnect missing container", Args: []string{"network", "disconnect", "cnet", "nosuch"}, Code: 1, Err: daemonErr("No such container: nosuch")},
+		// A static address outside the network's configured subnets, in
+		// Docker 28's words (moby's validateEndpointSettings, line break
+		// included): cint has no configured subnet (its subnet is from the
+		// default pool), csub has one that does not hold the address.
 		{Name: "connect with ip and alias", Args: []string{"network", "connect", "--ip", "10.201.0.77", "--alias", "extra", "cint", "cn-b"}, Code: 1,
-			Err:     daemonErr("invalid config for network cint: invalid endpoint settings: no configured subnet or ip-range contain the IP address 10.201.0.77"),
-			Differs: "one-line", Pending: "Docker's wording for an address outside the network's subnets"},
+			Err: daemonErr("invalid endpoint settings:\n" + noUserSubnet)},
+		{Name: "run with ip, no configured subnet", Args: []string{"run", "--rm", "--network", "cint", "--ip", "10.201.0.78", "busybox", "true"}, Code: 125,
+			Err: runErr("invalid config for network cint: invalid endpoint settings:\n" + noUserSubnet)},
+		{Name: "create subnet network", Args: []string{"network", "create", "--subnet", "10.204.0.0/24", "--ip-range", "10.204.0.128/25", "csub"}, Out: Re(id64)},
+		{Name: "connect with ip outside subnet", Args: []string{"network", "connect", "--ip", "10.201.0.77", "--alias", "extra", "csub", "cn-b"}, Code: 1,
+			Err: daemonErr("invalid endpoint settings:\nno configured subnet or ip-range contain the IP address 10.201.0.77")},
+		{Name: "connect with ip outside ip-range", Args: []string{"network", "connect", "--ip", "10.204.0.7", "csub", "cn-b"}, Code: 1,
+			Err: daemonErr("invalid endpoint settings:\nno configured subnet or ip-range contain the IP address 10.204.0.7")},
+		{Name: "run with ip outside subnet", Args: []string{"run", "--rm", "--network", "csub", "--ip", "10.201.0.78", "busybox", "true"}, Code: 125,
+			Err: runErr("invalid config for network csub: invalid endpoint settings:\nno configured subnet or ip-range contain the IP address 10.201.0.78")},
+		{Name: "connect with ip in ip-range", Args: []string{"network", "connect", "--ip", "10.204.0.200", "--alias", "extra", "csub", "cn-b"}},
+		{Name: "inspect connected ip", Args: []string{"inspect", "-f", "{{.NetworkSettings.Networks.csub.IPAddress}} {{.NetworkSettings.Networks.csub.Aliases}}", "cn-b"},
+			Out: Line("10.204.0.200 [extra]")},
+		{Name: "disconnect subnet network", Args: []string{"network", "disconnect", "csub", "cn-b"}},
+		{Name: "rm subnet network", Args: []string{"network", "rm", "csub"}, Out: Line("csub")},
 		{Name: "rm network in use", Args: []string{"network", "rm", "cnet"}, Code: 1,
 			Err: Exact("Error response from daemon: error while removing network: network cnet id ${cnet} has active endpoints\nexit status 1\n")},
 		{Name: "prune unused", Args: []string{"network", "prune", "-f"}, Out: Exact("Deleted Networks:\ncbr\ncint\ncv6\ncv6s\n\n")},
@@ -111,5 +132,5 @@ var networkGroups = []Group{{
 		{Name: "rm -f container", Args: []string{"rm", "-f", "cn-a", "cn-b"}, Out: Exact("cn-a\ncn-b\n")},
 		{Name: "rm network", Args: []string{"network", "rm", "cnet"}, Out: Line("cnet")},
 	},
-	Cleanup: [][]string{{"rm", "-f", "cn-a", "cn-b"}, {"network", "rm", "-f", "cnet", "cint", "cv6", "cv6s", "cbr", "my net"}},
+	Cleanup: [][]string{{"rm", "-f", "cn-a", "cn-b"}, {"network", "rm", "-f", "cnet", "cint", "csub", "cv6", "cv6s", "cbr", "my net"}},
 }}

@@ -88,6 +88,9 @@ func (e *Engine) CreateContainer(ctx context.Context, req api.ContainerCreate) (
 	if err == nil {
 		err = e.checkEndpointRequest(n, req.Endpoint)
 	}
+	if err == nil {
+		err = createEndpointErr(netRef, n, req.Endpoint)
+	}
 	var exposed []model.Port
 	if err == nil {
 		exposed, err = checkExposure(n, req, img.ExposedPorts)
@@ -349,6 +352,9 @@ func (e *Engine) checkExtraNetworksLocked(first model.Network, req api.Container
 		if err := e.checkEndpointRequest(n, x.Endpoint); err != nil {
 			return nil, err
 		}
+		if err := createEndpointErr(x.Network, n, x.Endpoint); err != nil {
+			return nil, err
+		}
 		out = append(out, n)
 	}
 	return out, nil
@@ -415,6 +421,67 @@ func (e *Engine) checkEndpointRequest(n model.Network, r api.EndpointRequest) er
 		if !a.IsLinkLocalUnicast() {
 			return errf(model.ErrInvalid, "invalid link-local IP address: %s", a)
 		}
+	}
+	return nil
+}
+
+// staticAddrsProblem applies Docker 28's rule for static addresses (moby's
+// EndpointIPAMConfig.IsInRange, part of validateEndpointSettings): --ip and
+// --ip6 must lie in a subnet of their family the user configured (in its
+// --ip-range if it has one); a network whose subnets of that family all
+// came from a default pool takes none. It returns Docker's text of the
+// problems ("" if none), for the caller to wrap as Docker does: "invalid
+// endpoint settings:\n" on connect, with "invalid config for network N: "
+// before it on create. A family the network lacks is left to attach, which
+// names it. Only the Docker API's create and connect apply it; external
+// attachments (CNI, Docker's plugin) take their address from elsewhere.
+func staticAddrsProblem(n model.Network, r api.EndpointRequest) string {
+	var probs []string
+	check := func(a netip.Addr, six bool) {
+		if !a.IsValid() {
+			return
+		}
+		configured := false
+		for _, c := range n.IPAM {
+			if !c.Subnet.IsValid() || c.Subnet.Addr().Is6() != six || c.Auto {
+				continue
+			}
+			configured = true
+			in := c.Subnet
+			if c.IPRange.IsValid() {
+				in = c.IPRange
+			}
+			if in.Contains(a) {
+				return
+			}
+		}
+		if configured {
+			probs = append(probs, fmt.Sprintf("no configured subnet or ip-range contain the IP address %s", a))
+		} else {
+			probs = append(probs, "user specified IP address is supported only when connecting to networks with user configured subnets")
+		}
+	}
+	if !n.DisableIPv4 {
+		check(r.IP, false)
+	}
+	if n.EnableIPv6 {
+		check(r.IP6, true)
+	}
+	if len(probs) == 1 {
+		return probs[0]
+	}
+	if len(probs) > 1 {
+		// moby's multierror.Join
+		return "* " + strings.Join(probs, "\n* ")
+	}
+	return ""
+}
+
+// createEndpointErr is staticAddrsProblem as container create words it:
+// ref is the network as the request named it (Docker's EndpointsConfig key).
+func createEndpointErr(ref string, n model.Network, r api.EndpointRequest) error {
+	if p := staticAddrsProblem(n, r); p != "" {
+		return errLines(model.ErrInvalid, "invalid config for network %s: invalid endpoint settings:\n%s", ref, p)
 	}
 	return nil
 }
@@ -1034,6 +1101,9 @@ func (e *Engine) ConnectNetwork(ctx context.Context, netRef, ctrRef string, r ap
 	}
 	if err := e.checkEndpointRequest(n, r); err != nil {
 		return err
+	}
+	if p := staticAddrsProblem(n, r); p != "" {
+		return errLines(model.ErrInvalid, "invalid endpoint settings:\n%s", p)
 	}
 	e.mu.Lock()
 	if _, err := e.attachableLocked(n.ID); err != nil {

@@ -242,6 +242,16 @@ type classErr struct {
 func (c *classErr) Error() string { return c.msg }
 func (c *classErr) Unwrap() error { return c.class }
 
+// errLines is errf for a message that keeps Docker's line breaks
+// (api.MultiLine).
+func errLines(class error, format string, args ...any) error {
+	return &linesErr{classErr{class: class, msg: fmt.Sprintf(format, args...)}}
+}
+
+type linesErr struct{ classErr }
+
+func (*linesErr) MultiLine() {}
+
 // classify makes sure err carries an error class, defaulting to class.
 func classify(err error, class error) error {
 	for _, c := range []error{model.ErrInvalid, model.ErrForbidden, model.ErrNotFound, model.ErrConflict, model.ErrUnavailable} {

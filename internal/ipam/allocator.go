@@ -154,7 +154,7 @@ func (a *Allocator) RequestPool(netID string, cfgs []Config, hostRoutes []netip.
 		if err != nil {
 			return nil, err
 		}
-		s, err := NewSubnet(Config{Subnet: p})
+		s, err := NewSubnet(Config{Subnet: p, Auto: true})
 		if err != nil {
 			return nil, err
 		}

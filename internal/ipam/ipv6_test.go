@@ -147,3 +147,28 @@ func TestDefaultAddressPools(t *testing.T) {
 		t.Fatalf("pools from --default-address-pool: %+v", cfgs)
 	}
 }
+
+// Subnets from a default pool are marked Auto (Docker 28 takes static
+// addresses only in configured subnets); the mark survives JSON.
+func TestDefaultPoolMarkedAuto(t *testing.T) {
+	a := NewAllocator()
+	cfgs, err := a.RequestPool("n", []Config{{Subnet: netip.MustParsePrefix("10.70.0.0/24")}, {}, {Subnet: DefaultIPv6Pool}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfgs[0].Auto || !cfgs[1].Auto || !cfgs[2].Auto {
+		t.Errorf("Auto = %v %v %v, want false true true", cfgs[0].Auto, cfgs[1].Auto, cfgs[2].Auto)
+	}
+	s, err := NewSubnet(cfgs[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Subnet
+	if err := json.Unmarshal(b, &back); err != nil || !back.Config().Auto {
+		t.Errorf("JSON round trip %s: Auto lost (err %v)", b, err)
+	}
+}

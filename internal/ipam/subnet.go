@@ -167,7 +167,7 @@ func NewSubnet(cfg Config) (*Subnet, error) {
 	if len(aux) == 0 {
 		aux = nil
 	}
-	s.cfg = Config{Subnet: p, IPRange: cfg.IPRange, Gateway: gw, AuxAddress: aux}
+	s.cfg = Config{Subnet: p, IPRange: cfg.IPRange, Gateway: gw, AuxAddress: aux, Auto: cfg.Auto}
 	return s, nil
 }
 

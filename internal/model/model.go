@@ -41,6 +41,10 @@ type IPAMConfig struct {
 	IPRange    netip.Prefix          `json:"IPRange,omitempty"`
 	Gateway    netip.Addr            `json:"Gateway,omitempty"`
 	AuxAddress map[string]netip.Addr `json:"AuxiliaryAddresses,omitempty"`
+	// Auto: the subnet came from a default pool (no --subnet for it).
+	// Docker 28 takes a static address (--ip, --ip6) only in a subnet the
+	// user configured. Records written before it are taken as configured.
+	Auto bool `json:"Auto,omitempty"`
 }
 
 // Network is a set of endpoints that reach each other directly.
