@@ -1,9 +1,10 @@
-package engine
+package engine_test
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/vxnet/vxnet/internal/engine/enginetest"
 	"strings"
 	"sync"
 	"testing"
@@ -46,7 +47,7 @@ func answers(t *testing.T, what string, read func() error) {
 // network ls, inspect and info answer, and a container on another network
 // can still be created and removed.
 func TestReadsDoNotWaitForSlowIO(t *testing.T) {
-	rt := newFakeRuntime()
+	rt := enginetest.NewRuntime()
 	env := newTestEngine(t, t.TempDir(), rt)
 	e := env.e
 	mustNet(t, e, api.NetworkCreate{Name: "n", IPAM: []model.IPAMConfig{{Subnet: pfx("10.5.0.0/24")}}})
@@ -56,9 +57,7 @@ func TestReadsDoNotWaitForSlowIO(t *testing.T) {
 	}
 
 	gate := make(chan struct{})
-	rt.mu.Lock()
-	rt.deleteGate = gate
-	rt.mu.Unlock()
+	rt.GateDeletes(gate)
 	var wg sync.WaitGroup
 	rmErrs := make(chan error, len(ids))
 	for _, id := range ids {
@@ -69,23 +68,17 @@ func TestReadsDoNotWaitForSlowIO(t *testing.T) {
 		}()
 	}
 	waitFor(t, "20 removals blocked in the runtime", func() bool {
-		rt.mu.Lock()
-		defer rt.mu.Unlock()
-		return rt.deleting == len(ids)
+		return rt.DeletesHeld() == len(ids)
 	})
 	joinGate := make(chan struct{})
-	env.bridge.mu.Lock()
-	env.bridge.joinGate = joinGate
-	env.bridge.mu.Unlock()
+	env.bridge.GateJoins(joinGate)
 	runErr := make(chan error, 1)
 	go func() {
 		_, err := e.CreateContainer(context.Background(), api.ContainerCreate{Name: "slow", Image: "busybox", Network: "n"})
 		runErr <- err
 	}()
 	waitFor(t, "a run blocked joining its network", func() bool {
-		env.bridge.mu.Lock()
-		defer env.bridge.mu.Unlock()
-		return env.bridge.joining == 1
+		return env.bridge.JoinsHeld() == 1
 	})
 
 	answers(t, "ps -a", func() error {
@@ -111,13 +104,9 @@ func TestReadsDoNotWaitForSlowIO(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		rt.mu.Lock()
-		rt.deleteGate = nil // this one's removal is not the slow kind
-		rt.mu.Unlock()
+		rt.GateDeletes(nil) // this one's removal is not the slow kind
 		err = e.RemoveContainer(bg, c.ID, true)
-		rt.mu.Lock()
-		rt.deleteGate = gate
-		rt.mu.Unlock()
+		rt.GateDeletes(gate)
 		return err
 	})
 
@@ -148,23 +137,20 @@ func TestReadsDoNotWaitForSlowIO(t *testing.T) {
 // the request that caused it (a network create is undone), shown in
 // /info, and retried in the background until it succeeds.
 func TestFirewallFailures(t *testing.T) {
-	env := newTestEngine(t, t.TempDir(), newFakeRuntime())
+	env := newTestEngine(t, t.TempDir(), enginetest.NewRuntime())
 	e := env.e
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // the client is gone
 	if _, err := e.CreateNetwork(ctx, api.NetworkCreate{Name: "gone", IPAM: []model.IPAMConfig{{Subnet: pfx("10.6.0.0/24")}}}); err != nil {
 		t.Fatalf("create with a cancelled request context: %v", err)
 	}
-	env.fw.mu.Lock()
-	ctxErr, n := env.fw.ctxErr, len(env.fw.last)
-	env.fw.mu.Unlock()
+	last, _ := env.fw.Last()
+	ctxErr, n := env.fw.CtxErr(), len(last.Networks)
 	if ctxErr != nil || n != 2 {
 		t.Errorf("firewall applied with a cancelled context (%v) or without the new network (%d networks)", ctxErr, n)
 	}
 
-	env.fw.mu.Lock()
-	env.fw.fail = errors.New("nft: Operation not permitted")
-	env.fw.mu.Unlock()
+	env.fw.SetFail(errors.New("nft: Operation not permitted"))
 	_, err := e.CreateNetwork(bg, api.NetworkCreate{Name: "nofw", IPAM: []model.IPAMConfig{{Subnet: pfx("10.7.0.0/24")}}})
 	if err == nil || !strings.Contains(err.Error(), "Operation not permitted") {
 		t.Fatalf("create with a failing firewall: err = %v", err)
@@ -177,9 +163,7 @@ func TestFirewallFailures(t *testing.T) {
 		t.Errorf("info warnings = %q, want the firewall failure", in.Warnings)
 	}
 	// The subnet was given back: the same create works once nft does.
-	env.fw.mu.Lock()
-	env.fw.fail = nil
-	env.fw.mu.Unlock()
+	env.fw.SetFail(nil)
 	waitFor(t, "the background retry to clear the warning", func() bool {
 		in, _ := e.Info(bg)
 		return len(in.Warnings) == 0

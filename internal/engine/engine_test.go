@@ -1,9 +1,11 @@
-package engine
+package engine_test
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/vxnet/vxnet/internal/engine"
+	"github.com/vxnet/vxnet/internal/engine/enginetest"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -20,7 +22,7 @@ var bg = context.Background()
 func pfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }
 func addr(s string) netip.Addr  { return netip.MustParseAddr(s) }
 
-func mustNet(t *testing.T, e *Engine, req api.NetworkCreate) model.Network {
+func mustNet(t *testing.T, e *engine.Engine, req api.NetworkCreate) model.Network {
 	t.Helper()
 	n, err := e.CreateNetwork(bg, req)
 	if err != nil {
@@ -29,7 +31,7 @@ func mustNet(t *testing.T, e *Engine, req api.NetworkCreate) model.Network {
 	return n
 }
 
-func mustRun(t *testing.T, e *Engine, req api.ContainerCreate) model.Container {
+func mustRun(t *testing.T, e *engine.Engine, req api.ContainerCreate) model.Container {
 	t.Helper()
 	if req.Image == "" {
 		req.Image = "busybox"
@@ -61,7 +63,7 @@ func wantErr(t *testing.T, err error, class error, text string) {
 }
 
 func TestPredefinedNetworks(t *testing.T) {
-	env := newTestEngine(t, t.TempDir(), newFakeRuntime())
+	env := newTestEngine(t, t.TempDir(), enginetest.NewRuntime())
 	e := env.e
 	for _, name := range []string{"bridge", "host", "none"} {
 		v, err := e.InspectNetwork(bg, name, false)
@@ -86,7 +88,7 @@ func TestPredefinedNetworks(t *testing.T) {
 }
 
 func TestNetworkErrors(t *testing.T) {
-	env := newTestEngine(t, t.TempDir(), newFakeRuntime())
+	env := newTestEngine(t, t.TempDir(), enginetest.NewRuntime())
 	e := env.e
 	n := mustNet(t, e, api.NetworkCreate{Name: "a", IPAM: []model.IPAMConfig{{Subnet: pfx("10.10.0.0/24")}}})
 	if n.IPAM[0].Gateway != addr("10.10.0.1") {
@@ -122,12 +124,12 @@ func TestNetworkErrors(t *testing.T) {
 	wantErr(t, e.RemoveNetwork(bg, "nope"), model.ErrNotFound, "network nope not found")
 
 	// A failed create leaves nothing: no record, no reserved pool.
-	env.bridge.failCreate = errors.New("kernel says no")
+	env.bridge.SetFail(errors.New("kernel says no"))
 	_, err = e.CreateNetwork(bg, api.NetworkCreate{Name: "failing", IPAM: []model.IPAMConfig{{Subnet: pfx("10.20.0.0/24")}}})
 	if err == nil {
 		t.Fatal("create with failing driver succeeded")
 	}
-	env.bridge.failCreate = nil
+	env.bridge.SetFail(nil)
 	if _, err := e.InspectNetwork(bg, "failing", false); !errors.Is(err, model.ErrNotFound) {
 		t.Errorf("failed network left a record: %v", err)
 	}
@@ -141,7 +143,7 @@ func TestNetworkErrors(t *testing.T) {
 }
 
 func TestLookupOrder(t *testing.T) {
-	env := newTestEngine(t, t.TempDir(), newFakeRuntime())
+	env := newTestEngine(t, t.TempDir(), enginetest.NewRuntime())
 	e := env.e
 	a := mustNet(t, e, api.NetworkCreate{Name: "net1"})
 	// A network named like another's ID prefix: exact name wins over prefix.
@@ -160,22 +162,14 @@ func TestLookupOrder(t *testing.T) {
 	}
 	// Ambiguous prefix: make IDs collide on the empty-ish prefix of 0 chars is
 	// not allowed; use a prefix shared by construction.
-	e.mu.Lock()
-	x := e.networks[a.ID]
-	x.ID = "abcdef01" + x.ID[8:]
-	delete(e.networks, a.ID)
-	e.networks[x.ID] = x
-	y := e.networks[b.ID]
-	y.ID = "abcdef02" + y.ID[8:]
-	delete(e.networks, b.ID)
-	e.networks[y.ID] = y
-	e.mu.Unlock()
+	engine.RenameNetworkID(e, a.ID, "abcdef01"+a.ID[8:])
+	engine.RenameNetworkID(e, b.ID, "abcdef02"+b.ID[8:])
 	_, err = e.InspectNetwork(bg, "abcdef0", false)
 	wantErr(t, err, model.ErrInvalid, "multiple IDs found")
 }
 
 func TestContainersAndHosts(t *testing.T) {
-	env := newTestEngine(t, t.TempDir(), newFakeRuntime())
+	env := newTestEngine(t, t.TempDir(), enginetest.NewRuntime())
 	e := env.e
 	mustNet(t, e, api.NetworkCreate{Name: "front", IPAM: []model.IPAMConfig{{Subnet: pfx("10.1.0.0/24")}}})
 	mustNet(t, e, api.NetworkCreate{Name: "back", IPAM: []model.IPAMConfig{{Subnet: pfx("10.2.0.0/24")}}})
@@ -251,8 +245,10 @@ func TestContainersAndHosts(t *testing.T) {
 		t.Errorf("c's hosts lacks its new address:\n%s", h)
 	}
 	// Only the first network with a gateway gives the default route.
-	if env.bridge.joined[v.Endpoints[1].Endpoint.ID].DefaultRoute || !env.bridge.joined[v.Endpoints[0].Endpoint.ID].DefaultRoute {
-		t.Errorf("default route assignment wrong: %+v", env.bridge.joined)
+	j0, _ := env.bridge.JoinInfo(v.Endpoints[0].Endpoint.ID)
+	j1, _ := env.bridge.JoinInfo(v.Endpoints[1].Endpoint.ID)
+	if j1.DefaultRoute || !j0.DefaultRoute {
+		t.Errorf("default route assignment wrong: %+v, %+v", j0, j1)
 	}
 	err = e.ConnectNetwork(bg, "front", "c", api.EndpointRequest{})
 	wantErr(t, err, model.ErrForbidden, "already exists in network front")
@@ -262,7 +258,7 @@ func TestContainersAndHosts(t *testing.T) {
 	if got := env.lookup(a, "c"); got != "SERVFAIL" {
 		t.Errorf("a looks up c after disconnect: %s, want SERVFAIL (forwarded, no upstream)", got)
 	}
-	if _, ok := env.bridge.joined[v.Endpoints[1].Endpoint.ID]; ok {
+	if _, ok := env.bridge.JoinInfo(v.Endpoints[1].Endpoint.ID); ok {
 		t.Error("disconnect did not leave the driver")
 	}
 
@@ -280,14 +276,14 @@ func TestContainersAndHosts(t *testing.T) {
 		t.Errorf("a's hosts still has removed b:\n%s", h)
 	}
 	// Firewall sees both user bridges and the default one.
-	if len(env.fw.last) != 3 {
-		t.Errorf("firewall networks = %d, want 3", len(env.fw.last))
+	if last, _ := env.fw.Last(); len(last.Networks) != 3 {
+		t.Errorf("firewall networks = %d, want 3", len(last.Networks))
 	}
 }
 
 func TestRestartKeepsState(t *testing.T) {
 	dir := t.TempDir()
-	rt := newFakeRuntime()
+	rt := enginetest.NewRuntime()
 	env := newTestEngine(t, dir, rt)
 	mustNet(t, env.e, api.NetworkCreate{Name: "n", IPAM: []model.IPAMConfig{{Subnet: pfx("10.3.0.0/24")}}})
 	var before []string

@@ -1,7 +1,9 @@
-package engine
+package engine_test
 
 import (
 	"errors"
+	"github.com/vxnet/vxnet/internal/engine"
+	"github.com/vxnet/vxnet/internal/engine/enginetest"
 	"testing"
 	"time"
 
@@ -19,20 +21,18 @@ func TestFirewallUnchangedNotReapplied(t *testing.T) {
 	dir := t.TempDir()
 	src := &fakeAdverts{}
 	var rp *recordingPeers
-	withFakes := func(o *Options) {
-		o.adverts = src
+	withFakes := func(o *engine.Options) {
+		engine.SetAdverts(o, src)
 		for i, d := range o.Drivers {
 			if d.Type() == "overlay" {
-				rp = &recordingPeers{fakeDriver: d.(*fakeDriver), last: map[string]string{}}
+				rp = &recordingPeers{Driver: d.(*enginetest.Driver), last: map[string]string{}}
 				o.Drivers[i] = rp
 			}
 		}
 	}
-	e, fw, _, _ := clusterTestEngineWith(t, dir, newFakeRuntime(), cl, false, nil, withFakes)
+	e, fw, _, _ := clusterTestEngineWith(t, dir, enginetest.NewRuntime(), cl, false, nil, withFakes)
 	applies := func() int {
-		fw.mu.Lock()
-		defer fw.mu.Unlock()
-		return fw.applies
+		return fw.Calls()
 	}
 	n := mustNet(t, e, api.NetworkCreate{Name: "ov", Driver: "overlay", IPAM: []model.IPAMConfig{{Subnet: pfx("10.79.0.0/24")}}})
 	mustRun(t, e, api.ContainerCreate{Name: "c1", Network: "ov"})
@@ -50,7 +50,7 @@ func TestFirewallUnchangedNotReapplied(t *testing.T) {
 	set := []cluster.Advert{remoteAd(n.ID, 10, "192.0.2.2")}
 	src.push(set, 10)
 	programmed("first remote peer", "10.79.0.10@192.0.2.2")
-	if !fw.allows(addr("192.0.2.2"), n.VNI) {
+	if !fw.Allows(addr("192.0.2.2"), n.VNI) {
 		t.Fatal("VXLAN not accepted from the first member")
 	}
 	before := applies()
@@ -63,23 +63,19 @@ func TestFirewallUnchangedNotReapplied(t *testing.T) {
 	set = append(set, remoteAd(n.ID, 12, "192.0.2.3"))
 	src.push(set, 12)
 	programmed("endpoint of a new member", "10.79.0.10@192.0.2.2 10.79.0.11@192.0.2.2 10.79.0.12@192.0.2.3")
-	if applies() == before || !fw.allows(addr("192.0.2.3"), n.VNI) {
+	if applies() == before || !fw.Allows(addr("192.0.2.3"), n.VNI) {
 		t.Fatalf("the new member's VTEP was not applied (%d applies)", applies()-before)
 	}
 
 	// A failure forgets what the kernel holds: once nft works again, the
 	// same config is applied, not skipped as unchanged.
-	fw.mu.Lock()
-	fw.fail = errors.New("nft: Operation not permitted")
-	fw.mu.Unlock()
+	fw.SetFail(errors.New("nft: Operation not permitted"))
 	if _, err := e.CreateNetwork(bg, api.NetworkCreate{Name: "m", IPAM: []model.IPAMConfig{{Subnet: pfx("10.9.0.0/24")}}}); err == nil {
 		t.Fatal("network create with a failing nft succeeded")
 	}
-	fw.mu.Lock()
-	fw.fail = nil
-	fw.mu.Unlock()
+	fw.SetFail(nil)
 	k := applies()
-	if err := e.applyFirewall(); err != nil {
+	if err := engine.ApplyFirewall(e); err != nil {
 		t.Fatal(err)
 	}
 	if applies() == k {

@@ -1,23 +1,21 @@
-package engine
+package engine_test
 
 import (
 	"context"
 	"fmt"
+	"github.com/vxnet/vxnet/internal/engine"
+	"github.com/vxnet/vxnet/internal/engine/enginetest"
 	"math/rand"
 	"net"
 	"net/netip"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	mdns "github.com/miekg/dns"
-
 	"github.com/vxnet/vxnet/internal/api"
 	"github.com/vxnet/vxnet/internal/cluster"
-	"github.com/vxnet/vxnet/internal/dns"
 	"github.com/vxnet/vxnet/internal/driver"
 	"github.com/vxnet/vxnet/internal/model"
 )
@@ -93,13 +91,13 @@ func (f *fakeAdverts) deliver(ads []cluster.Advert, rev int64) {
 // recordingPeers is an overlay driver that records the last remote peer
 // set per network, as text ("IP@VTEP", sorted).
 type recordingPeers struct {
-	*fakeDriver
+	*enginetest.Driver
 	mu   sync.Mutex
 	last map[string]string
 	sets int
 }
 
-func (d *recordingPeers) SetPeers(ctx context.Context, n model.Network, peers []Peer) error {
+func (d *recordingPeers) SetPeers(ctx context.Context, n model.Network, peers []engine.Peer) error {
 	var s []string
 	for _, p := range peers {
 		s = append(s, p.IP.String()+"@"+p.VTEP.String())
@@ -151,17 +149,17 @@ func TestPeerControllerEngineHalf(t *testing.T) {
 	src := &fakeAdverts{}
 	var rp *recordingPeers
 	resolver := loopbackDNS(t, dir)
-	withFakes := func(o *Options) {
-		o.adverts = src
+	withFakes := func(o *engine.Options) {
+		engine.SetAdverts(o, src)
 		o.DNS = resolver
 		for i, d := range o.Drivers {
 			if d.Type() == "overlay" {
-				rp = &recordingPeers{fakeDriver: d.(*fakeDriver), last: map[string]string{}}
+				rp = &recordingPeers{Driver: d.(*enginetest.Driver), last: map[string]string{}}
 				o.Drivers[i] = rp
 			}
 		}
 	}
-	rt := newFakeRuntime()
+	rt := enginetest.NewRuntime()
 	e, fw, _, st := clusterTestEngineWith(t, dir, rt, cl, false, nil, withFakes)
 	n := mustNet(t, e, api.NetworkCreate{Name: "ov", Driver: "overlay", IPAM: []model.IPAMConfig{{Subnet: pfx("10.79.0.0/24")}}})
 	c := mustRun(t, e, api.ContainerCreate{Name: "c1", Network: "ov"})
@@ -195,9 +193,9 @@ func TestPeerControllerEngineHalf(t *testing.T) {
 	src.push(set, 10)
 	eventually("two remote peers programmed", programmedIs("10.79.0.10@192.0.2.2 10.79.0.11@192.0.2.3"))
 	eventually("VXLAN accepted from both members", func() bool {
-		return fw.allows(addr("192.0.2.2"), n.VNI) && fw.allows(addr("192.0.2.3"), n.VNI)
+		return fw.Allows(addr("192.0.2.2"), n.VNI) && fw.Allows(addr("192.0.2.3"), n.VNI)
 	})
-	if fw.allows(addr("127.0.0.1"), n.VNI) {
+	if fw.Allows(addr("127.0.0.1"), n.VNI) {
 		t.Fatal("the firewall accepts VXLAN from this host's own VTEP")
 	}
 	// Names follow: the remote endpoints resolve from the local container.
@@ -208,7 +206,7 @@ func TestPeerControllerEngineHalf(t *testing.T) {
 	// Removes: the member 192.0.2.3 has no endpoint left.
 	src.push([]cluster.Advert{self, remoteAd(n.ID, 10, "192.0.2.2")}, 11)
 	eventually("the removed peer unprogrammed", programmedIs("10.79.0.10@192.0.2.2"))
-	eventually("VXLAN refused from the member without endpoints", func() bool { return !fw.allows(addr("192.0.2.3"), n.VNI) })
+	eventually("VXLAN refused from the member without endpoints", func() bool { return !fw.Allows(addr("192.0.2.3"), n.VNI) })
 	// (not ours any more: asked upstream, and there is none here)
 	eventually("the removed peer's name gone", func() bool {
 		got := lookupA(resolver, c.ID, "r11")
@@ -247,45 +245,3 @@ func TestPeerControllerEngineHalf(t *testing.T) {
 }
 
 var _ driver.Driver = (*recordingPeers)(nil)
-
-// loopbackDNS is an embedded DNS server whose sockets are on loopback (no
-// namespaces without root); tests ask it through Answer.
-func loopbackDNS(t *testing.T, dir string) *dns.Server {
-	s := dns.New(dns.Options{HostResolvConf: filepath.Join(dir, "no-resolv.conf"),
-		Listen: func(dns.Sandbox) (net.PacketConn, net.Listener, error) {
-			pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-			if err != nil {
-				return nil, nil, err
-			}
-			ln, err := net.Listen("tcp4", "127.0.0.1:0")
-			if err != nil {
-				pc.Close()
-				return nil, nil, err
-			}
-			return pc, ln, nil
-		}})
-	t.Cleanup(s.Close)
-	return s
-}
-
-// lookupA asks s for name (A) from container ctrID: the addresses, sorted,
-// or the rcode's name.
-func lookupA(s *dns.Server, ctrID, name string) string {
-	q := new(mdns.Msg)
-	q.SetQuestion(mdns.Fqdn(name), mdns.TypeA)
-	m := s.Answer(ctrID, q)
-	if m == nil {
-		return "dropped"
-	}
-	if m.Rcode != mdns.RcodeSuccess {
-		return mdns.RcodeToString[m.Rcode]
-	}
-	var out []string
-	for _, rr := range m.Answer {
-		if a, ok := rr.(*mdns.A); ok {
-			out = append(out, a.A.String())
-		}
-	}
-	sort.Strings(out)
-	return strings.Join(out, " ")
-}

@@ -1,8 +1,10 @@
-package engine
+package engine_test
 
 import (
 	"context"
 	"errors"
+	"github.com/vxnet/vxnet/internal/engine"
+	"github.com/vxnet/vxnet/internal/engine/enginetest"
 	"sync"
 	"testing"
 	"time"
@@ -14,16 +16,16 @@ import (
 // failingPeers is an overlay driver whose peer programming fails a number
 // of times (netlink refusing), then succeeds; it records each set asked.
 type failingPeers struct {
-	*fakeDriver
+	*enginetest.Driver
 	mu    sync.Mutex
 	fails int
-	sets  [][]Peer
+	sets  [][]engine.Peer
 }
 
-func (d *failingPeers) SetPeers(ctx context.Context, n model.Network, peers []Peer) error {
+func (d *failingPeers) SetPeers(ctx context.Context, n model.Network, peers []engine.Peer) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.sets = append(d.sets, append([]Peer(nil), peers...))
+	d.sets = append(d.sets, append([]engine.Peer(nil), peers...))
 	if d.fails > 0 {
 		d.fails--
 		return errors.New("injected: no buffer space available")
@@ -33,7 +35,7 @@ func (d *failingPeers) SetPeers(ctx context.Context, n model.Network, peers []Pe
 
 func (d *failingPeers) Resync(ctx context.Context) error { return nil }
 
-func (d *failingPeers) calls() ([][]Peer, int) {
+func (d *failingPeers) calls() ([][]engine.Peer, int) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.sets, d.fails
@@ -46,9 +48,15 @@ func (d *failingPeers) calls() ([][]Peer, int) {
 func TestPeerProgrammingRetried(t *testing.T) {
 	cl := openTestCluster(t)
 	dir := t.TempDir()
-	e, _, ov, _ := clusterTestEngine(t, dir, newFakeRuntime(), cl, false, nil)
-	fp := &failingPeers{fakeDriver: ov, fails: 3}
-	e.drivers["overlay"] = fp // before any overlay network exists
+	var fp *failingPeers
+	e, _, _, _ := clusterTestEngineWith(t, dir, enginetest.NewRuntime(), cl, false, nil, func(o *engine.Options) {
+		for i, d := range o.Drivers {
+			if d.Type() == "overlay" {
+				fp = &failingPeers{Driver: d.(*enginetest.Driver), fails: 3}
+				o.Drivers[i] = fp
+			}
+		}
+	})
 	n := mustNet(t, e, api.NetworkCreate{Name: "ov", Driver: "overlay", IPAM: []model.IPAMConfig{{Subnet: pfx("10.78.0.0/24")}}})
 	mustRun(t, e, api.ContainerCreate{Name: "c1", Network: "ov"})
 

@@ -1,6 +1,7 @@
-package engine
+package engine_test
 
 import (
+	"github.com/vxnet/vxnet/internal/engine/enginetest"
 	"net"
 	"net/netip"
 	"strconv"
@@ -29,12 +30,12 @@ func freePort(t *testing.T) uint16 {
 }
 
 func TestPublishedPortsAllocation(t *testing.T) {
-	env := newTestEngine(t, t.TempDir(), newFakeRuntime())
+	env := newTestEngine(t, t.TempDir(), enginetest.NewRuntime())
 	e := env.e
 	mustNet(t, e, api.NetworkCreate{Name: "n", IPAM: []model.IPAMConfig{{Subnet: pfx("10.4.0.0/24")}}})
 	p := freePort(t)
 	a := mustRun(t, e, api.ContainerCreate{Name: "a", Network: "n", PortBindings: []model.PortBinding{bind(tcp(80), p, p)}})
-	fw := env.fw.published()
+	fw := published(env.fw)
 	if len(fw) != 1 || fw[0].HostPort != p || fw[0].ContainerPort != 80 || fw[0].ContainerIP != addr("10.4.0.2") {
 		t.Fatalf("firewall ports = %+v", fw)
 	}
@@ -53,8 +54,8 @@ func TestPublishedPortsAllocation(t *testing.T) {
 	if v, _ := e.InspectContainer(bg, "b"); v.Container.State == model.StateRunning || len(v.Container.Ports) != 0 {
 		t.Errorf("refused container: state %s ports %v", v.Container.State, v.Container.Ports)
 	}
-	if len(env.fw.published()) != 1 {
-		t.Errorf("firewall ports after refusal = %+v", env.fw.published())
+	if len(published(env.fw)) != 1 {
+		t.Errorf("firewall ports after refusal = %+v", published(env.fw))
 	}
 	// A UDP port with the same number is another port.
 	mustRun(t, e, api.ContainerCreate{Name: "u", Network: "n", PortBindings: []model.PortBinding{
@@ -97,7 +98,7 @@ func TestPublishedPortsAllocation(t *testing.T) {
 	if err := e.RemoveContainer(bg, "d", true); err != nil {
 		t.Fatal(err)
 	}
-	for _, m := range env.fw.published() {
+	for _, m := range published(env.fw) {
 		if m.ID == d.ID {
 			t.Errorf("removed container still published: %+v", m)
 		}
@@ -105,7 +106,7 @@ func TestPublishedPortsAllocation(t *testing.T) {
 }
 
 func TestPublishedPortsRefused(t *testing.T) {
-	env := newTestEngine(t, t.TempDir(), newFakeRuntime())
+	env := newTestEngine(t, t.TempDir(), enginetest.NewRuntime())
 	e := env.e
 	mustNet(t, e, api.NetworkCreate{Name: "in", Internal: true})
 	pb := []model.PortBinding{bind(tcp(80), 8080, 8080)}
@@ -127,7 +128,7 @@ func TestPublishedPortsRefused(t *testing.T) {
 // the ports of running containers.
 func TestPublishAllAndRestart(t *testing.T) {
 	dir := t.TempDir()
-	rt := newFakeRuntime()
+	rt := enginetest.NewRuntime()
 	env := newTestEngine(t, dir, rt)
 	c := mustRun(t, env.e, api.ContainerCreate{Name: "c", PublishAll: true,
 		ExposedPorts: []model.Port{tcp(80), {Num: 53, Proto: "udp"}}})
@@ -143,8 +144,8 @@ func TestPublishAllAndRestart(t *testing.T) {
 	if len(v.Container.Ports) != 2 || v.Container.Ports[0] != before[0] || v.Container.Ports[1] != before[1] {
 		t.Errorf("ports after restart = %+v, want %+v", v.Container.Ports, before)
 	}
-	if len(env2.fw.published()) != 2 {
-		t.Errorf("firewall after restart = %+v", env2.fw.published())
+	if len(published(env2.fw)) != 2 {
+		t.Errorf("firewall after restart = %+v", published(env2.fw))
 	}
 }
 

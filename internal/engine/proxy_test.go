@@ -103,7 +103,11 @@ func TestUDPProxy(t *testing.T) {
 		t.Errorf("third client past the flow limit answered %q", got)
 	}
 	// Idle flows end; then the third client gets its flow.
-	waitFor(t, "the idle flows to end", func() bool { return p.flowCount() == 0 })
+	for deadline := time.Now().Add(30 * time.Second); p.flowCount() != 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the idle flows did not end")
+		}
+	}
 	if got := ask(c, "c", 5*time.Second); got != "echo:c" {
 		t.Errorf("third client after the idle flows ended: got %q", got)
 	}

@@ -1,8 +1,10 @@
-package engine
+package engine_test
 
 import (
 	"context"
 	"fmt"
+	"github.com/vxnet/vxnet/internal/engine"
+	"github.com/vxnet/vxnet/internal/engine/enginetest"
 	"net"
 	"net/netip"
 	"path/filepath"
@@ -29,7 +31,7 @@ import (
 func TestVXLANFilterBeforeOverlayRestore(t *testing.T) {
 	cl := openTestCluster(t)
 	dir := t.TempDir()
-	rt := newFakeRuntime()
+	rt := enginetest.NewRuntime()
 	peer := addr("192.0.2.7")
 
 	// First run: an overlay network with a running container.
@@ -60,14 +62,14 @@ func TestVXLANFilterBeforeOverlayRestore(t *testing.T) {
 			st.Close()
 			var mu sync.Mutex
 			var creates, filtered int
-			e, _, ov, st := clusterTestEngine(t, dir, rt, cl, pending, func(fw *fakeFirewall, m model.Network) {
+			e, _, ov, st := clusterTestEngine(t, dir, rt, cl, pending, func(fw *enginetest.Firewall, m model.Network) {
 				if m.ID != n.ID {
 					return
 				}
 				mu.Lock()
 				defer mu.Unlock()
 				creates++
-				if fw.allows(peer, n.VNI) {
+				if fw.Allows(peer, n.VNI) {
 					filtered++
 				}
 			})
@@ -77,7 +79,7 @@ func TestVXLANFilterBeforeOverlayRestore(t *testing.T) {
 			mu.Lock()
 			c, f := creates, filtered
 			mu.Unlock()
-			if c == 0 || !ov.has(n.ID) {
+			if c == 0 || !ov.Has(n.ID) {
 				t.Fatalf("the overlay network was not re-created at restart")
 			}
 			if f != c {
@@ -116,34 +118,34 @@ func openTestCluster(t *testing.T) *cluster.Cluster {
 // CreateNetwork and Join call onNetwork (if set) with the fake firewall
 // first.
 // pending starts it as a daemon that has not reached the store yet.
-func clusterTestEngine(t *testing.T, dir string, rt *fakeRuntime, cl *cluster.Cluster, pending bool,
-	onNetwork func(*fakeFirewall, model.Network)) (*Engine, *fakeFirewall, *fakeDriver, *store.Store) {
+func clusterTestEngine(t *testing.T, dir string, rt *enginetest.Runtime, cl *cluster.Cluster, pending bool,
+	onNetwork func(*enginetest.Firewall, model.Network)) (*engine.Engine, *enginetest.Firewall, *enginetest.Driver, *store.Store) {
 	t.Helper()
 	return clusterTestEngineWith(t, dir, rt, cl, pending, onNetwork, nil)
 }
 
 // clusterTestEngineWith is clusterTestEngine with the options changed by
 // edit (if set) before the engine is built.
-func clusterTestEngineWith(t *testing.T, dir string, rt *fakeRuntime, cl *cluster.Cluster, pending bool,
-	onNetwork func(*fakeFirewall, model.Network), edit func(*Options)) (*Engine, *fakeFirewall, *fakeDriver, *store.Store) {
+func clusterTestEngineWith(t *testing.T, dir string, rt *enginetest.Runtime, cl *cluster.Cluster, pending bool,
+	onNetwork func(*enginetest.Firewall, model.Network), edit func(*engine.Options)) (*engine.Engine, *enginetest.Firewall, *enginetest.Driver, *store.Store) {
 	t.Helper()
 	st, err := store.Open(filepath.Join(dir, "vxnet.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	fw := &fakeFirewall{}
-	ov := newFakeDriver("overlay", model.ScopeGlobal)
+	fw := &enginetest.Firewall{}
+	ov := enginetest.NewScopedDriver("overlay", model.ScopeGlobal, nil)
 	if onNetwork != nil {
-		ov.onNetwork = func(n model.Network) { onNetwork(fw, n) }
+		ov.OnNetwork(func(n model.Network) { onNetwork(fw, n) })
 	}
-	opts := Options{
+	opts := engine.Options{
 		DataRoot: dir, ExecRoot: filepath.Join(dir, "exec"), Store: st,
-		Drivers: []driver.Driver{newFakeDriver("bridge", model.ScopeLocal), newFakeDriver("host", model.ScopeLocal),
-			newFakeDriver("null", model.ScopeLocal), ov},
-		IPAM: LocalIPAM(ipam.NewAllocator()), Runtime: rt, Images: fakeImages{}, Firewall: fw,
+		Drivers: []driver.Driver{enginetest.NewDriver("bridge", nil), enginetest.NewDriver("host", nil),
+			enginetest.NewDriver("null", nil), ov},
+		IPAM: engine.LocalIPAM(ipam.NewAllocator()), Runtime: rt, Images: enginetest.NewImages(), Firewall: fw,
 		HostRoutes: func() ([]netip.Prefix, error) { return nil, nil },
 		NodeID:     cl.NodeID(), VTEP: addr("127.0.0.1"), VXLANPort: 4789,
-		noNetns: true,
+		NoNetns: true,
 	}
 	if pending {
 		opts.ClusterPending = true
@@ -153,7 +155,7 @@ func clusterTestEngineWith(t *testing.T, dir string, rt *fakeRuntime, cl *cluste
 	if edit != nil {
 		edit(&opts)
 	}
-	e, err := New(opts)
+	e, err := engine.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,10 +164,4 @@ func clusterTestEngineWith(t *testing.T, dir string, rt *fakeRuntime, cl *cluste
 		t.Fatal(err)
 	}
 	return e, fw, ov, st
-}
-
-func (d *fakeDriver) has(id string) bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.nets[id]
 }

@@ -1,4 +1,4 @@
-package engine
+package engine_test
 
 import (
 	"errors"
@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/vxnet/vxnet/internal/api"
+	"github.com/vxnet/vxnet/internal/engine/enginetest"
 	"github.com/vxnet/vxnet/internal/model"
 )
 
@@ -14,7 +15,7 @@ import (
 // Docker's wording: "invalid endpoint settings:\n..." on connect, prefixed
 // by "invalid config for network N: " on create. Nothing is created.
 func TestStaticAddressOutsideSubnets(t *testing.T) {
-	env := newTestEngine(t, t.TempDir(), newFakeRuntime())
+	env := newTestEngine(t, t.TempDir(), enginetest.NewRuntime())
 	e := env.e
 	mustNet(t, e, api.NetworkCreate{Name: "auto"})
 	mustNet(t, e, api.NetworkCreate{Name: "given", IPAM: []model.IPAMConfig{{

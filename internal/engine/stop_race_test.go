@@ -1,6 +1,7 @@
-package engine
+package engine_test
 
 import (
+	"github.com/vxnet/vxnet/internal/engine/enginetest"
 	"testing"
 
 	"github.com/vxnet/vxnet/internal/api"
@@ -12,22 +13,18 @@ import (
 // run's exit is not taken for the new run's, and the new run gets its own
 // watcher, so the new run's own exit is recorded with its code.
 func TestRestartWhileOldWatcherReturns(t *testing.T) {
-	rt := newFakeRuntime()
+	rt := enginetest.NewRuntime()
 	e := newTestEngine(t, t.TempDir(), rt).e
 	c := mustRun(t, e, api.ContainerCreate{Name: "r", Network: "none"})
 
 	gate := make(chan struct{})
-	rt.mu.Lock()
-	rt.waitGate = gate
-	rt.mu.Unlock()
+	rt.GateNextWait(gate)
 	one := 1
 	if err := e.StopContainer(bg, c.ID, &one); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the old run's watcher to see its exit", func() bool {
-		rt.mu.Lock()
-		defer rt.mu.Unlock()
-		return rt.gatedWaits == 1
+		return rt.GatedWaits() == 1
 	})
 	if err := e.StartContainer(bg, c.ID); err != nil {
 		t.Fatal(err)
@@ -39,11 +36,9 @@ func TestRestartWhileOldWatcherReturns(t *testing.T) {
 	// (Once the new run's watcher waits: the fake answers a Wait on a
 	// process already gone with 0.)
 	waitFor(t, "a watcher on the new run", func() bool {
-		rt.mu.Lock()
-		defer rt.mu.Unlock()
-		return rt.waiting == 1
+		return rt.Waiting() == 1
 	})
-	rt.exit(c.ID, 3)
+	rt.Exit(c.ID, 3)
 	waitFor(t, "the new run's exit (3) recorded", func() bool {
 		got, err := e.InspectContainer(bg, c.ID)
 		return err == nil && got.Container.State == model.StateExited && got.Container.ExitCode == 3

@@ -6,6 +6,11 @@
 // drivers'. Sandboxes get no namespaces; the local store is bbolt in a
 // temporary directory; there is no cluster (overlay networks are refused
 // as on a daemon without cluster mode) and no embedded DNS server.
+//
+// The engine's own tests (package engine_test) build engines with more
+// (a cluster, an overlay driver, a DNS server) on the same fakes, which
+// can also hold an operation (GateDeletes, GateJoins, GateNextWait) or
+// fail one (SetFail) so concurrency and failure paths are tested.
 package enginetest
 
 import (

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"net/netip"
 	"sort"
 	"strings"
 	"sync"
@@ -108,6 +109,10 @@ type Firewall struct {
 	last firewall.Config
 	n    int
 	fail error
+	// calls counts every Apply (failed ones too); ctxErr is the error of
+	// a context that was already done when Apply ran.
+	calls  int
+	ctxErr error
 }
 
 var _ engine.Firewall = (*Firewall)(nil)
@@ -116,11 +121,43 @@ var _ engine.Firewall = (*Firewall)(nil)
 func (f *Firewall) Apply(ctx context.Context, cfg firewall.Config) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.calls++
+	if err := ctx.Err(); err != nil {
+		f.ctxErr = err
+	}
 	if f.fail != nil {
 		return f.fail
 	}
 	f.last, f.n = cfg, f.n+1
 	return nil
+}
+
+// Calls counts the applies asked, failed ones included.
+func (f *Firewall) Calls() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls
+}
+
+// CtxErr is the error of a done context an apply ran with (nil: none
+// did).
+func (f *Firewall) CtxErr() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.ctxErr
+}
+
+// Allows says whether the last config applied accepts VXLAN of vni from
+// vtep.
+func (f *Firewall) Allows(vtep netip.Addr, vni uint32) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, p := range f.last.VXLANPeers {
+		if p.Addr == vtep && p.VNI == vni {
+			return true
+		}
+	}
+	return false
 }
 
 // SetFail makes every Apply fail with err (nil: succeed again).
@@ -137,18 +174,25 @@ func (f *Firewall) Last() (firewall.Config, int) {
 	return f.last, f.n
 }
 
-// Driver is a local-scope driver.Driver that records networks and joins
-// and checks options with the real driver's rules (Validate).
+// Driver is a driver.Driver that records networks and joins and checks
+// options with the real driver's rules (Validate).
 type Driver struct {
-	typ string
+	typ, scope string
 	// Validate, when set, checks -o options (the real driver's
 	// ValidateOptions, which needs no kernel).
 	Validate func(map[string]string) error
 
 	mu     sync.Mutex
 	nets   map[string]model.Network
-	joined map[string]model.Endpoint
+	joined map[string]driver.JoinInfo
 	fail   error
+	// onNetwork runs at the start of every CreateNetwork and Join (where
+	// a driver brings the network's devices up).
+	onNetwork func(model.Network)
+	// joinGate holds every Join until it closes (netlink that hangs);
+	// joining counts the joins held.
+	joinGate chan struct{}
+	joining  int
 }
 
 var (
@@ -156,13 +200,49 @@ var (
 	_ driver.OptionValidator = (*Driver)(nil)
 )
 
-// NewDriver returns a recording driver of type typ.
+// NewDriver returns a recording local-scope driver of type typ.
 func NewDriver(typ string, validate func(map[string]string) error) *Driver {
-	return &Driver{typ: typ, Validate: validate, nets: map[string]model.Network{}, joined: map[string]model.Endpoint{}}
+	return NewScopedDriver(typ, model.ScopeLocal, validate)
+}
+
+// NewScopedDriver returns a recording driver of type typ and scope
+// (model.ScopeGlobal: an overlay driver's place).
+func NewScopedDriver(typ, scope string, validate func(map[string]string) error) *Driver {
+	return &Driver{typ: typ, scope: scope, Validate: validate, nets: map[string]model.Network{}, joined: map[string]driver.JoinInfo{}}
 }
 
 func (d *Driver) Type() string  { return d.typ }
-func (d *Driver) Scope() string { return model.ScopeLocal }
+func (d *Driver) Scope() string { return d.scope }
+
+// OnNetwork makes fn run at the start of every CreateNetwork and Join.
+func (d *Driver) OnNetwork(fn func(model.Network)) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.onNetwork = fn
+}
+
+// GateJoins holds every Join until gate closes (nil: no gate).
+func (d *Driver) GateJoins(gate chan struct{}) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.joinGate = gate
+}
+
+// JoinsHeld counts the joins waiting on the gate.
+func (d *Driver) JoinsHeld() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.joining
+}
+
+func (d *Driver) hook(n model.Network) {
+	d.mu.Lock()
+	fn := d.onNetwork
+	d.mu.Unlock()
+	if fn != nil {
+		fn(n)
+	}
+}
 
 // ValidateOptions implements driver.OptionValidator.
 func (d *Driver) ValidateOptions(opts map[string]string) error {
@@ -180,6 +260,7 @@ func (d *Driver) SetFail(err error) {
 }
 
 func (d *Driver) CreateNetwork(ctx context.Context, n model.Network) error {
+	d.hook(n)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.fail != nil {
@@ -197,13 +278,37 @@ func (d *Driver) DeleteNetwork(ctx context.Context, n model.Network) error {
 }
 
 func (d *Driver) Join(ctx context.Context, n model.Network, ep model.Endpoint, ji driver.JoinInfo) error {
+	d.hook(n)
 	d.mu.Lock()
+	if gate := d.joinGate; gate != nil {
+		d.joining++
+		d.mu.Unlock()
+		<-gate
+		d.mu.Lock()
+		d.joining--
+	}
 	defer d.mu.Unlock()
 	if d.fail != nil {
 		return d.fail
 	}
-	d.joined[ep.ID] = ep
+	d.joined[ep.ID] = ji
 	return nil
+}
+
+// JoinInfo is what an endpoint's join was given (false: not joined).
+func (d *Driver) JoinInfo(epID string) (driver.JoinInfo, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	ji, ok := d.joined[epID]
+	return ji, ok
+}
+
+// Has says whether the driver holds network id.
+func (d *Driver) Has(id string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	_, ok := d.nets[id]
+	return ok
 }
 
 func (d *Driver) Leave(ctx context.Context, n model.Network, ep model.Endpoint, sb model.Sandbox) error {

@@ -35,6 +35,17 @@ type Runtime struct {
 
 	// ExecHook, when set, runs every exec instead of the script above.
 	ExecHook func(cmd, env []string, stdout, stderr io.Writer) (int, error)
+
+	// deleteGate holds every Delete until it closes (a shim that takes
+	// its time); deleting counts the deletes held.
+	deleteGate chan struct{}
+	deleting   int
+	// waitGate holds the next Wait that sees an exit until it closes
+	// (the runtime draining that task's output); gatedWaits counts the
+	// Waits it held. waiting counts the Waits on a running process.
+	waitGate   chan struct{}
+	gatedWaits int
+	waiting    int
 }
 
 var (
@@ -167,6 +178,13 @@ func (r *Runtime) Kill(ctx context.Context, id string, sig syscall.Signal) error
 func (r *Runtime) Delete(ctx context.Context, id string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if gate := r.deleteGate; gate != nil {
+		r.deleting++
+		r.mu.Unlock()
+		<-gate
+		r.mu.Lock()
+		r.deleting--
+	}
 	if p, ok := r.procs[id]; ok {
 		r.exitLocked(p, 137)
 		delete(r.procs, id)
@@ -206,15 +224,75 @@ func (r *Runtime) Wait(ctx context.Context, id string) (int, error) {
 		r.mu.Unlock()
 		return code, nil
 	}
+	r.waiting++
 	r.mu.Unlock()
 	select {
 	case <-exited:
 	case <-ctx.Done():
+		r.mu.Lock()
+		r.waiting--
+		r.mu.Unlock()
 		return 0, ctx.Err()
 	}
 	r.mu.Lock()
+	r.waiting--
+	code := p.code
+	gate := r.waitGate
+	if gate != nil {
+		r.waitGate = nil
+		r.gatedWaits++
+	}
+	r.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
+	return code, nil
+}
+
+// GateDeletes holds every Delete until gate closes (nil: no gate).
+func (r *Runtime) GateDeletes(gate chan struct{}) {
+	r.mu.Lock()
 	defer r.mu.Unlock()
-	return p.code, nil
+	r.deleteGate = gate
+}
+
+// DeletesHeld counts the deletes waiting on the gate.
+func (r *Runtime) DeletesHeld() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.deleting
+}
+
+// GateNextWait holds the next Wait that sees its process exit until gate
+// closes.
+func (r *Runtime) GateNextWait(gate chan struct{}) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.waitGate = gate
+}
+
+// GatedWaits counts the Waits GateNextWait held; Waiting counts the Waits
+// on a running process now.
+func (r *Runtime) GatedWaits() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.gatedWaits
+}
+
+func (r *Runtime) Waiting() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.waiting
+}
+
+// Exit ends container id's running process with code, as if it exited by
+// itself.
+func (r *Runtime) Exit(id string, code int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if p, ok := r.procs[id]; ok {
+		r.exitLocked(p, code)
+	}
 }
 
 // Exec implements engine.Runtime.
