@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/vxnet/vxnet/internal/leakcheck"
 )
@@ -73,7 +74,7 @@ func bnCPUSnapshot() bnCPUSnap {
 			return "shim"
 		case r.comm == "containerd":
 			return "containerd"
-		case r.comm == "vxnet" || r.comm == "nsenter":
+		case strings.HasPrefix(r.comm, "vxnet") || r.comm == "nsenter":
 			return "daemon"
 		}
 		return ""
@@ -113,8 +114,9 @@ func bnCPUDelta(before, after bnCPUSnap) map[string]float64 {
 }
 
 // bnCPURows formats deltas as table rows: per class, CPU ms per item for
-// each column (one delta and item count per column), then the total.
-func bnCPURows(deltas []map[string]float64, items []int) [][]string {
+// each column (one delta, item count and wall time per column), then the
+// total and the cores the classes kept busy (CPU s / wall s).
+func bnCPURows(deltas []map[string]float64, items []int, walls []time.Duration) [][]string {
 	classes := map[string]bool{}
 	for _, d := range deltas {
 		for c := range d {
@@ -139,6 +141,11 @@ func bnCPURows(deltas []map[string]float64, items []int) [][]string {
 	row := []string{"**total**"}
 	for i, t := range totals {
 		row = append(row, fmt.Sprintf("**%.1f**", 1000*t/float64(items[i])))
+	}
+	rows = append(rows, row)
+	row = []string{"cores busy (CPU s / wall s)"}
+	for i, t := range totals {
+		row = append(row, fmt.Sprintf("%.2f", t/walls[i].Seconds()))
 	}
 	return append(rows, row)
 }

@@ -360,9 +360,22 @@ func TestBenchCluster(t *testing.T) {
 		return profs.Wait
 	}
 	profWait := profile("solo")
+	// VXNET_BENCH_PERF=FILE: a system-wide perf record over the solo run.
+	var perf *exec.Cmd
+	if f := os.Getenv("VXNET_BENCH_PERF"); f != "" {
+		perf = exec.Command("perf", "record", "-a", "-g", "-F", "999", "-o", f)
+		if err := perf.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Second)
+	}
 	cpu0 := bnCPUSnapshot()
 	wallSolo, latSolo := runMany([]int{0}, "solo")
 	cpu1 := bnCPUSnapshot()
+	if perf != nil {
+		perf.Process.Signal(os.Interrupt)
+		perf.Wait()
+	}
 	profWait()
 	profWait = profile("all")
 	cpu1b := bnCPUSnapshot()
@@ -395,7 +408,7 @@ func TestBenchCluster(t *testing.T) {
 
 	bnPrint(t, "Cluster: CPU ms per container started (run -d above), by process class (utime+stime from /proc; children = what the class exec'd and reaped)",
 		[]string{"class", "h0 alone", "h0, h1, h2 at once"},
-		bnCPURows([]map[string]float64{bnCPUDelta(cpu0, cpu1), bnCPUDelta(cpu1b, cpu2)}, []int{nCtr, 3 * nCtr}))
+		bnCPURows([]map[string]float64{bnCPUDelta(cpu0, cpu1), bnCPUDelta(cpu1b, cpu2)}, []int{nCtr, 3 * nCtr}, []time.Duration{wallSolo, wallAll}))
 
 	// 2b. Raw allocations: internal/cluster's AllocateAddress from worker
 	// processes inside the host namespaces, each talking to its host's
