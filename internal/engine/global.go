@@ -334,6 +334,15 @@ func (e *Engine) startBackground() {
 			case <-t.C:
 			}
 			e.peers.ResyncAll(e.ctx)
+			// The drivers skip a set they already programmed; their
+			// Resync lists the kernel and repairs drift.
+			for _, d := range e.drivers {
+				if ps, ok := d.(PeerSetter); ok {
+					if err := ps.Resync(e.ctx); err != nil && e.ctx.Err() == nil {
+						e.log.Warn("overlay resync", "err", err)
+					}
+				}
+			}
 		}
 	}()
 }

@@ -80,6 +80,38 @@ type PeerController struct {
 type desiredPeers struct {
 	n     model.Network
 	peers []Peer
+	// applied is the identity (PeerTable.ID) of the table the set was
+	// last reconciled into without error; "" when it was not, or when the
+	// table has no identity.
+	applied string
+}
+
+// identified is a PeerTable that names the kernel object it is: the same
+// ID means the same vxlan0 in the same namespace, so what was programmed
+// into it is still there unless something else changed it (which Resync
+// repairs).
+type identified interface {
+	ID() string
+}
+
+func tableID(t PeerTable) string {
+	if it, ok := t.(identified); ok {
+		return it.ID()
+	}
+	return ""
+}
+
+func samePeers(a, b []Peer) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		x, y := a[i], b[i]
+		if x.IP != y.IP || x.IP6 != y.IP6 || x.VTEP != y.VTEP || x.NodeID != y.NodeID || string(x.MAC) != string(y.MAC) {
+			return false
+		}
+	}
+	return true
 }
 
 // NewPeerController returns a controller programming kernel; peers on
@@ -95,6 +127,13 @@ func NewPeerController(kernel PeerKernel, localVTEP netip.Addr, log *slog.Logger
 // remembers the set for Resync. Without a local data plane it remembers
 // nothing and returns nil. It keeps going past single failures and returns
 // them joined; the set is kept, so Resync retries. Set copies peers.
+//
+// The set the table was last reconciled into without error is not read
+// and diffed again: one start on a network reaches every member two or
+// three times with the same set (its address owner, its advertisement,
+// the starting host's own resync), and each listing of vxlan0's tables is
+// as long as the network. Drift (entries changed by someone else) is
+// repaired by Resync, which always lists and diffs.
 func (c *PeerController) Set(ctx context.Context, n model.Network, peers []Peer) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -104,10 +143,19 @@ func (c *PeerController) Set(ctx context.Context, n model.Network, peers []Peer)
 		return err
 	}
 	defer t.Close()
+	id := tableID(t)
+	if prev, ok := c.desired[n.ID]; ok && id != "" && prev.applied == id && samePeers(prev.peers, peers) {
+		return nil
+	}
 	cp := make([]Peer, len(peers))
 	copy(cp, peers)
-	c.desired[n.ID] = desiredPeers{n: n, peers: cp}
-	return c.reconcile(t, n, cp)
+	dp := desiredPeers{n: n, peers: cp}
+	err = c.reconcile(t, n, cp)
+	if err == nil {
+		dp.applied = id
+	}
+	c.desired[n.ID] = dp
+	return err
 }
 
 // Resync re-applies the last set of every network, repairing drift and
@@ -130,7 +178,13 @@ func (c *PeerController) Resync(ctx context.Context) error {
 			delete(c.desired, id)
 			continue
 		}
-		errs = append(errs, c.reconcile(t, dp.n, dp.peers))
+		err = c.reconcile(t, dp.n, dp.peers)
+		dp.applied = ""
+		if err == nil {
+			dp.applied = tableID(t)
+		}
+		c.desired[id] = dp
+		errs = append(errs, err)
 		t.Close()
 	}
 	return errors.Join(errs...)

@@ -299,3 +299,55 @@ func TestPeerControllerNoDataPlane(t *testing.T) {
 	}
 	mustEqual(t, "kernel of a re-made data plane", k.Render(n.ID), "")
 }
+
+// The set last reconciled without error into the same table is not listed
+// and diffed again; a different set, a failed reconcile or a re-made data
+// plane is; drift under an unchanged set is repaired by Resync.
+func TestPeerControllerSameSetNotReread(t *testing.T) {
+	k := overlaytest.NewKernel(true)
+	n := testNet("g")
+	k.Plumb(n.ID)
+	c := overlay.NewPeerController(k, localVTEP, nil)
+	ctx := context.Background()
+	peers := []overlay.Peer{peer(2, vtepB), peer(3, vtepC)}
+	set := func(what string, peers []overlay.Peer, wantRead bool) {
+		t.Helper()
+		before := k.Reads()
+		if err := c.Set(ctx, n, peers); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if read := k.Reads() > before; read != wantRead {
+			t.Fatalf("%s: table listed = %v, want %v", what, read, wantRead)
+		}
+		mustEqual(t, what, k.Render(n.ID), expected(peers))
+	}
+	set("first set", peers, true)
+	set("the same set again", []overlay.Peer{peer(2, vtepB), peer(3, vtepC)}, false)
+	peers = append(peers, peer(4, vtepB))
+	set("a new endpoint", peers, true)
+
+	// Drift under the same set: Set trusts what it programmed, Resync
+	// lists and repairs.
+	k.DropFDB(n.ID, "02:42:0a:00:00:04 dst 192.0.2.2")
+	if err := c.Set(ctx, n, peers); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Resync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mustEqual(t, "kernel after the resync", k.Render(n.ID), expected(peers))
+	set("the same set after the resync", peers, false)
+
+	// A failed change: the same set is reconciled again.
+	k.FailNext("neigh replace 10.0.0.5", 1)
+	more := append(append([]overlay.Peer(nil), peers...), peer(5, vtepC))
+	if err := c.Set(ctx, n, more); err == nil {
+		t.Fatal("Set with a failing neighbour succeeded")
+	}
+	set("the same set after a failure", more, true)
+
+	// A re-made data plane (empty) is another table.
+	k.Unplumb(n.ID)
+	k.Plumb(n.ID)
+	set("the same set on a re-made data plane", more, true)
+}

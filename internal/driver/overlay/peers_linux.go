@@ -59,14 +59,25 @@ func (k netlinkKernel) Open(netID string) (PeerTable, bool, error) {
 	if err != nil || vx == nil {
 		return nil, false, err
 	}
-	return &netlinkTable{h: h, idx: vx.Attrs().Index}, true, nil
+	t := &netlinkTable{h: h, idx: vx.Attrs().Index}
+	var st unix.Stat_t
+	if err := unix.Stat(k.d.nsPath(netID), &st); err == nil {
+		// The namespace (nsfs inode) and vxlan0's index in it: a re-made
+		// data plane is another table.
+		t.id = fmt.Sprintf("%d:%d/%d", st.Dev, st.Ino, t.idx)
+	}
+	return t, true, nil
 }
 
 // netlinkTable is one network's vxlan0.
 type netlinkTable struct {
 	h   *netlink.Handle
 	idx int
+	id  string
 }
+
+// ID names the table for the peer controller ("" if unknown).
+func (t *netlinkTable) ID() string { return t.id }
 
 func (t *netlinkTable) Close() { t.h.Close() }
 

@@ -29,9 +29,12 @@ type Kernel struct {
 	readErr error
 	ops     []string
 	log     bool
+	plumbs  int // tables made
+	reads   int // listings
 }
 
 type table struct {
+	gen     int                         // which Plumb made it (the table's ID)
 	fdb     map[string]overlay.FDBEntry // by "MAC dst VTEP"
 	neigh   map[netip.Addr]overlay.KernelNeigh
 	learned map[string]net.HardwareAddr
@@ -49,7 +52,8 @@ func NewKernel(logOps bool) *Kernel {
 func (k *Kernel) Plumb(netID string) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	k.tables[netID] = &table{fdb: map[string]overlay.FDBEntry{}, neigh: map[netip.Addr]overlay.KernelNeigh{},
+	k.plumbs++
+	k.tables[netID] = &table{gen: k.plumbs, fdb: map[string]overlay.FDBEntry{}, neigh: map[netip.Addr]overlay.KernelNeigh{},
 		learned: map[string]net.HardwareAddr{}}
 }
 
@@ -173,6 +177,16 @@ type handle struct {
 
 func (h *handle) Close() {}
 
+// ID names the table: a re-plumbed data plane is another one.
+func (h *handle) ID() string { return fmt.Sprint(h.t.gen) }
+
+// Reads returns how many times the tables were listed.
+func (k *Kernel) Reads() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.reads
+}
+
 // op logs a change (k.mu held) and says whether it is to fail.
 func (h *handle) op(line string) error {
 	if h.k.log {
@@ -191,6 +205,7 @@ func (h *handle) op(line string) error {
 func (h *handle) Read() (overlay.KernelEntries, error) {
 	h.k.mu.Lock()
 	defer h.k.mu.Unlock()
+	h.k.reads++
 	if h.k.readErr != nil {
 		return overlay.KernelEntries{}, h.k.readErr
 	}
