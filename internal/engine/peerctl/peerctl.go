@@ -13,7 +13,10 @@
 // of registered nodes, one claim per address, MAC and endpoint) before it
 // is kept. Watches only say when to reconcile: a set older than the one
 // applied is dropped, a failed programming is retried, and the engine's
-// periodic ResyncAll repairs drift.
+// periodic ResyncAll brings every network's set up to date (the driver's
+// own Resync, called after it, repairs kernel drift under a set that did
+// not change: the overlay driver does not list its tables again for a set
+// it already programmed).
 //
 // # Locks
 //
@@ -337,8 +340,8 @@ func (c *Controller) Recheck(netID string) {
 	}()
 }
 
-// ResyncAll reconciles every watched network from a fresh list (drift
-// repair); it returns when done.
+// ResyncAll reconciles every watched network from a fresh list; it
+// returns when done.
 func (c *Controller) ResyncAll(ctx context.Context) {
 	c.mu.Lock()
 	type w struct {

@@ -164,6 +164,7 @@ type harness struct {
 	n       model.Network
 	src     *source
 	k       *overlaytest.Kernel
+	pc      *overlay.PeerController // the kernel half
 	c       *peerctl.Controller
 	mu      sync.Mutex
 	saved   map[string][]peerctl.Advert
@@ -184,7 +185,8 @@ func newHarness(t *testing.T) *harness {
 		h.src.nodes[fmt.Sprintf("node%d", i)] = netip.AddrFrom4([4]byte{192, 0, 2, byte(i)})
 	}
 	h.k.Plumb(h.n.ID)
-	kern := kernel{k: h.k, pc: overlay.NewPeerController(h.k, selfVTEP, nil)}
+	h.pc = overlay.NewPeerController(h.k, selfVTEP, nil)
+	kern := kernel{k: h.k, pc: h.pc}
 	ctx, cancel := context.WithCancel(context.Background())
 	h.c = peerctl.New(ctx, peerctl.Config{
 		NodeID: self,
@@ -458,7 +460,9 @@ func TestControllerStoreUnreachable(t *testing.T) {
 	if got := names(h.c.Known(h.n.ID)); got != names(set) {
 		t.Errorf("known set changed while the store was away: %q", got)
 	}
-	// Back: the next resync repairs the lost entry and the rows verify.
+	// Back: the next periodic resync (the engine half's ResyncAll, then
+	// the kernel half's Resync, which repairs drift under an unchanged
+	// set) repairs the lost entry and the rows verify.
 	h.mu.Lock()
 	h.status = cluster.StoreStatus{Reachable: true, LastContact: time.Now()}
 	h.mu.Unlock()
@@ -466,6 +470,9 @@ func TestControllerStoreUnreachable(t *testing.T) {
 	h.src.down = false
 	h.src.mu.Unlock()
 	h.c.ResyncAll(context.Background())
+	if err := h.pc.Resync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	in = h.c.Inspect(context.Background(), h.n)
 	for _, ip := range []string{"10.80.0.10", "10.80.0.11"} {
 		if got := status(in, ip); got != "programmed" {
