@@ -98,8 +98,9 @@ type Engine struct {
 	opts Options
 	log  *slog.Logger
 
-	// mu guards the maps below and is the innermost lock: never held
-	// while taking another lock or doing I/O.
+	// mu guards the maps below and is the innermost lock but for leaves
+	// (the firewall's result, the peer controller's state): never held
+	// while doing I/O or taking any other lock.
 	mu         sync.Mutex
 	networks   map[string]model.Network   // by ID
 	endpoints  map[string]model.Endpoint  // by ID

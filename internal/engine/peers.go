@@ -18,8 +18,9 @@ import (
 // overlay.PeerController, diffs it against the kernel) and tells the
 // engine, which renders the set into the DNS server's view and the
 // firewall's VXLAN filter. The engine reads the sets from the
-// controller's snapshot (no lock); it never holds Engine.mu while calling
-// the controller's writers.
+// controller's snapshot (no lock). The controller's lock is a leaf: the
+// engine may call Unwatch under Engine.mu, and the controller never calls
+// the engine while holding it.
 
 // PeerSetter is the overlay driver's peer programming ability.
 type PeerSetter interface {
@@ -117,13 +118,14 @@ func (e *Engine) beforeRelease(ctx context.Context, n model.Network, ep model.En
 	if err := e.cluster().Withdraw(ctx, n.ID, ep.ID); err != nil {
 		e.log.Warn("withdraw endpoint", "network", n.Name, "err", err)
 	}
+	// The check and the Unwatch are one step under mu (Unwatch takes only
+	// the controller's leaf lock): an attach reserved after it watches
+	// again after its join, and one reserved before it keeps the watch.
 	e.mu.Lock()
-	unused := len(e.endpointsOnLocked(n.ID)) == 0 && e.attaching[n.ID] == 0
-	e.mu.Unlock()
-	if unused {
-		// (An attach starting now re-starts the watch after its join.)
+	if len(e.endpointsOnLocked(n.ID)) == 0 && e.attaching[n.ID] == 0 {
 		e.peers.Unwatch(n.ID)
 	}
+	e.mu.Unlock()
 }
 
 // verbose is what inspect -v adds for an overlay network: the VNI, the
