@@ -94,20 +94,6 @@ func (c *Cluster) advertKey(netID, epID string) string {
 // advertsPrefix is the prefix of every node's advertisements.
 func (c *Cluster) advertsPrefix() string { return c.key("adverts") + "/" }
 
-// advertInNetwork returns a filter of the keys under advertsPrefix that
-// belong to network netID (adverts/<node>/<network>/<endpoint>).
-func (c *Cluster) advertInNetwork(netID string) func(string) bool {
-	p := c.advertsPrefix()
-	return func(key string) bool {
-		rest, ok := strings.CutPrefix(key, p)
-		if !ok {
-			return false
-		}
-		parts := strings.SplitN(rest, "/", 3)
-		return len(parts) == 3 && parts[1] == netID
-	}
-}
-
 // Advertise publishes an endpoint of this node under the node lease, so it
 // disappears if the node dies. NodeID is filled in; VTEP defaults to the
 // advertise address. Advertising again replaces the entry. The Cluster
@@ -222,12 +208,15 @@ func (c *Cluster) flushPending(ctx context.Context) {
 	}
 }
 
-// Adverts lists the advertisements of every node in a network, sorted by
-// IP, and the revision the list reflects (a starting point for
-// WatchAdverts). A network this Cluster watches (WatchAdverts) is served
-// from the watch's set, without a store call: the advertisements of the
-// nodes holding addresses of the network (see WatchAdverts). Otherwise it
-// reads every node's advertisements (the whole adverts/ prefix) once.
+// Adverts lists the advertisements of a network, sorted by IP, and the
+// revision the list reflects (a starting point for WatchAdverts): those of
+// this node and of every node holding addresses of the network in global
+// IPAM (the only ones CheckAdverts can accept; see WatchAdverts). A network
+// this Cluster watches is served from the watch's set, without a store
+// call. Otherwise it reads the network's address blocks, then each owner
+// node's advertisements in the network (adverts/<owner>/<network>/) as of
+// that read, in one transaction per 100 owners: the cost is the network's
+// size, not the cluster's.
 func (c *Cluster) Adverts(ctx context.Context, netID string) ([]Advert, int64, error) {
 	if err := c.checkOpen(); err != nil {
 		return nil, 0, err
@@ -235,24 +224,61 @@ func (c *Cluster) Adverts(ctx context.Context, netID string) ([]Advert, int64, e
 	if ads, rev, ok := c.hub.cached(netID); ok {
 		return ads, rev, nil
 	}
-	rctx, cancel := c.reqCtx(ctx)
-	defer cancel()
-	resp, err := c.cli.Get(rctx, c.advertsPrefix(), clientv3.WithPrefix())
+	kvs, rev, err := c.readNetAdverts(ctx, netID, 0)
 	if err != nil {
 		return nil, 0, unavailable("list advertisements", err)
 	}
-	keep := c.advertInNetwork(netID)
-	out := make([]Advert, 0, len(resp.Kvs))
-	for _, kv := range resp.Kvs {
-		if !keep(string(kv.Key)) {
-			continue
-		}
-		if a, ok := c.decodeAdvertKV(kv); ok {
+	out := make([]Advert, 0, len(kvs))
+	for _, kv := range kvs {
+		if a, ok := c.decodeAdvertKV(kv); ok && a.NetworkID == netID {
 			out = append(out, a)
 		}
 	}
 	sortAdverts(out)
-	return out, resp.Header.Revision, nil
+	return out, rev, nil
+}
+
+// readNetAdverts reads the advertisement records of a network's owner
+// nodes (and this node's) as of rev (0: now): the network's blocks, then
+// adverts/<owner>/<network>/ of each owner at the blocks' revision, in one
+// transaction per 100 owners. It returns the records and the revision.
+func (c *Cluster) readNetAdverts(ctx context.Context, netID string, rev int64) ([]*mvccpb.KeyValue, int64, error) {
+	rctx, cancel := c.reqCtx(ctx)
+	defer cancel()
+	opts := []clientv3.OpOption{clientv3.WithPrefix()}
+	if rev > 0 {
+		opts = append(opts, clientv3.WithRev(rev))
+	}
+	resp, err := c.cli.Get(rctx, c.blocksPrefix(netID), opts...)
+	if err != nil {
+		return nil, 0, err
+	}
+	if rev == 0 {
+		rev = resp.Header.Revision
+	}
+	nodes := map[string]bool{c.opts.NodeID: true}
+	for _, kv := range resp.Kvs {
+		for _, o := range c.decodeBlockOwners(netID, kv) {
+			if ValidHexID(o.Node, NodeIDLen) {
+				nodes[o.Node] = true
+			}
+		}
+	}
+	var ops []clientv3.Op
+	for _, id := range slices.Sorted(maps.Keys(nodes)) {
+		ops = append(ops, clientv3.OpGet(c.key("adverts", id, netID)+"/", clientv3.WithPrefix(), clientv3.WithRev(rev)))
+	}
+	var kvs []*mvccpb.KeyValue
+	for chunk := range slices.Chunk(ops, 100) {
+		tr, err := c.cli.Txn(rctx).Then(chunk...).Commit()
+		if err != nil {
+			return nil, 0, err
+		}
+		for _, r := range tr.Responses {
+			kvs = append(kvs, r.GetResponseRange().Kvs...)
+		}
+	}
+	return kvs, rev, nil
 }
 
 // decodeAdvertKV decodes and validates an advertisement read from the

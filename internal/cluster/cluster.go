@@ -139,6 +139,15 @@ type Options struct {
 	// singleKeyIPAM selects the allocator before blocks (one key per
 	// subnet), for the benchmark comparing both.
 	singleKeyIPAM bool
+	// For the control-plane simulation, which runs hundreds of members in
+	// one process on a few cores: keepAliveTimeout replaces the client's
+	// 2 s gRPC keepalive timeout (a member starved of CPU is not a dead
+	// store), and advertGap is the least time between two deliveries of a
+	// network's set to one WatchAdverts follower (a burst of changes then
+	// costs each follower one check of the set per gap, not one per
+	// change). Zero: the defaults (2 s; deliver at once).
+	keepAliveTimeout time.Duration
+	advertGap        time.Duration
 
 	// Logger receives the package's logs and etcd's own; nil discards.
 	Logger *slog.Logger

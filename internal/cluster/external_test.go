@@ -214,6 +214,7 @@ func TestExternalEtcd(t *testing.T) {
 		defer func() { wcancel(); <-wdone }()
 		<-calls
 
+		oep := owned(t, a, oid("out-net"), "oep", "10.6.0.2")
 		e.stop()
 		start := time.Now()
 		_, err := a.CreateNetwork(ctx, testNet("out1"))
@@ -227,7 +228,7 @@ func TestExternalEtcd(t *testing.T) {
 		if ns, err := a.Nodes(ctx); err != nil || len(ns) == 0 || !ns[0].Stale {
 			t.Errorf("nodes while the store is down: %+v %v, want the last view marked stale", ns, err)
 		}
-		err = a.Advertise(ctx, advert(oid("out-net"), "oep", "10.6.0.2"))
+		err = a.Advertise(ctx, oep)
 		wantUnavailable(t, err)
 		t.Logf("store down: %v", err)
 		// Longer than the TTL: leases are kept by the server across its

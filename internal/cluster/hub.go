@@ -17,9 +17,10 @@ package cluster
 // allocated to the advertising node), so nothing that could be accepted is
 // missed, and a write reaches only the members of its network.
 //
-//   - An owner's watch starts with a read of its prefix (one range of the
-//     owner's endpoints in the network) and continues from that read's
-//     revision; if etcd compacted past it, the prefix is read again.
+//   - An owner's watch starts at the store's current revision, then reads
+//     the prefix (one range of the owner's endpoints in the network) and
+//     applies the events after that read; if etcd compacted past the last
+//     revision seen, the prefix is read again (see watchPrefix).
 //   - A node that stops holding addresses of the network is no longer
 //     watched and its advertisements leave the set.
 //   - An event is decoded once and applied as a delta to the network's set;
@@ -39,9 +40,9 @@ import (
 	"context"
 	"errors"
 	"maps"
-	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -87,23 +88,6 @@ type hubSub struct {
 
 func newAdvertHub(c *Cluster) *advertHub {
 	return &advertHub{c: c, nets: map[string]*hubNet{}}
-}
-
-// netOfAdvertKey returns the network ID of an advertisement key, or "".
-func (c *Cluster) netOfAdvertKey(key string) string {
-	rest, ok := strings.CutPrefix(key, c.advertsPrefix())
-	if !ok {
-		return ""
-	}
-	_, rest, ok = strings.Cut(rest, "/")
-	if !ok {
-		return ""
-	}
-	id, _, ok := strings.Cut(rest, "/")
-	if !ok {
-		return ""
-	}
-	return id
 }
 
 // loadedLocked reports whether the set is complete.
@@ -227,9 +211,9 @@ func (h *advertHub) ownersMoved(netID string) {
 	}
 }
 
-// snapshot returns a network's set, its generation and revision; ok is
-// false until the set is complete.
-func (h *advertHub) snapshot(n *hubNet) (ads []Advert, mods map[string]int64, gen, rev int64, ok bool) {
+// snapshot returns a network's set, its generation and revision (and with
+// withMods the keys' revisions); ok is false until the set is complete.
+func (h *advertHub) snapshot(n *hubNet, withMods bool) (ads []Advert, mods map[string]int64, gen, rev int64, ok bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if !n.loadedLocked() {
@@ -239,7 +223,10 @@ func (h *advertHub) snapshot(n *hubNet) (ads []Advert, mods map[string]int64, ge
 	for _, a := range n.ads {
 		ads = append(ads, a)
 	}
-	return ads, maps.Clone(n.mods), n.gen, n.rev, true
+	if withMods {
+		mods = maps.Clone(n.mods)
+	}
+	return ads, mods, n.gen, n.rev, true
 }
 
 // cached returns a followed network's complete set (sorted) and its
@@ -251,7 +238,7 @@ func (h *advertHub) cached(netID string) ([]Advert, int64, bool) {
 	if n == nil {
 		return nil, 0, false
 	}
-	ads, _, _, rev, ok := h.snapshot(n)
+	ads, _, _, rev, ok := h.snapshot(n, false)
 	if ok {
 		sortAdverts(ads)
 	}
@@ -269,31 +256,13 @@ func (n *hubNet) wakeLocked() {
 }
 
 // watchOwner follows one owner node's advertisements in a network until
-// ctx is done: a read of its prefix, then a watch from that revision (a
-// compaction past it reads the prefix again).
+// ctx is done: a watch of its prefix, a read of the prefix once the watch
+// is in place, then the events (a compaction past the last revision seen
+// reads the prefix again).
 func (h *advertHub) watchOwner(ctx context.Context, n *hubNet, o *hubOwner) {
 	c := h.c
 	prefix := c.key("adverts", o.node, n.id) + "/"
-	var rev int64
-	for attempt := 0; ; attempt++ {
-		h.loads.Add(1)
-		rctx, cancel := c.reqCtx(ctx)
-		resp, err := c.cli.Get(rctx, prefix, clientv3.WithPrefix())
-		cancel()
-		if err == nil {
-			rev = resp.Header.Revision
-			h.reset(n, o, resp.Kvs, rev)
-			break
-		}
-		if errors.Is(err, rpctypes.ErrCompacted) {
-			continue
-		}
-		c.log.Debug("advertisements: read", "prefix", prefix, "err", err)
-		if backoff(ctx, attempt) != nil {
-			return
-		}
-	}
-	watchPrefix(ctx, c, prefix, rev, func(kvs []*mvccpb.KeyValue, rev int64) {
+	watchPrefix(ctx, c, prefix, 0, func(kvs []*mvccpb.KeyValue, rev int64) {
 		h.loads.Add(1)
 		h.reset(n, o, kvs, rev)
 	}, func(evs []*clientv3.Event, rev int64) {
@@ -403,15 +372,11 @@ func (c *Cluster) watchAdverts(ctx context.Context, netID string, fromRev int64,
 	// if fromRev was compacted: deliver at once).
 	var base map[string]int64
 	if fromRev > 0 {
-		rctx, rcancel := c.reqCtx(ctx)
-		resp, err := c.cli.Get(rctx, c.advertsPrefix(), clientv3.WithPrefix(), clientv3.WithRev(fromRev))
-		rcancel()
+		kvs, _, err := c.readNetAdverts(ctx, netID, fromRev)
 		if err == nil {
 			base = map[string]int64{}
-			for _, kv := range resp.Kvs {
-				if c.netOfAdvertKey(string(kv.Key)) == netID {
-					base[string(kv.Key)] = kv.ModRevision
-				}
+			for _, kv := range kvs {
+				base[string(kv.Key)] = kv.ModRevision
 			}
 		} else if errors.Is(err, rpctypes.ErrCompacted) {
 			c.countRelist()
@@ -423,17 +388,23 @@ func (c *Cluster) watchAdverts(ctx context.Context, netID string, fromRev int64,
 	s, n := h.subscribe(netID)
 	defer h.unsubscribe(s, n)
 	delivered := int64(-1)
+	var last time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return c.watchEnd(ctx)
 		case <-s.wake:
 		}
-		ads, mods, gen, rev, ok := h.snapshot(n)
+		if gap := c.opts.advertGap; gap > 0 && !last.IsZero() {
+			if sleepCtx(ctx, time.Until(last.Add(gap))) != nil {
+				return c.watchEnd(ctx)
+			}
+		}
+		ads, mods, gen, rev, ok := h.snapshot(n, base != nil)
 		if !ok || gen == delivered {
 			continue
 		}
-		delivered = gen
+		delivered, last = gen, time.Now()
 		if base != nil {
 			same := maps.Equal(base, mods)
 			base = nil

@@ -45,10 +45,14 @@ func (c *Cluster) newAdminClient(eps []string) (*clientv3.Client, error) {
 }
 
 func (c *Cluster) newClientAs(eps []string, autoSync, root bool) (*clientv3.Client, error) {
+	kaTimeout := 2 * time.Second
+	if c.opts.keepAliveTimeout > 0 {
+		kaTimeout = c.opts.keepAliveTimeout
+	}
 	cfg := clientv3.Config{
 		DialTimeout:          c.opts.RequestTimeout,
 		DialKeepAliveTime:    5 * time.Second,
-		DialKeepAliveTimeout: 2 * time.Second,
+		DialKeepAliveTimeout: kaTimeout,
 		Logger:               newZapLogger(c.opts.Logger, *c.opts.EtcdLogLevel),
 		Context:              c.ctx,
 		// Reconnect within seconds after an outage (gRPC's default backoff

@@ -174,24 +174,17 @@ func (c *Cluster) followOwners(netID string) (release func()) {
 	})
 }
 
-// watchOwners keeps no (network netID's owners) until ctx is done: a first
-// read, then a watch of the network's blocks applied event by event.
+// watchOwners keeps no (network netID's owners) until ctx is done: a watch
+// of the network's blocks, a first listing, then the events one by one.
 func (c *Cluster) watchOwners(ctx context.Context, netID string, no *netOwners) {
 	oc := c.owners
-	var rev int64
-	for attempt := 0; ; attempt++ {
-		r, err := c.refreshOwners(ctx, netID)
-		if err == nil {
-			rev = r
-			break
-		}
-		if backoff(ctx, attempt) != nil {
-			return
-		}
-	}
 	prefix := c.blocksPrefix(netID)
-	watchPrefix(ctx, c, prefix, rev, func(kvs []*mvccpb.KeyValue, rev int64) {
-		c.setOwners(netID, kvs, rev, true)
+	first := true
+	watchPrefix(ctx, c, prefix, 0, func(kvs []*mvccpb.KeyValue, rev int64) {
+		// The first listing is not news for OnOwners; a listing after a
+		// compaction may be.
+		c.setOwners(netID, kvs, rev, !first)
+		first = false
 	}, func(evs []*clientv3.Event, rev int64) {
 		c.ownerEvents.Add(int64(len(evs)))
 		oc.mu.Lock()
@@ -328,24 +321,22 @@ func (c *Cluster) readOwners(ctx context.Context, netID string) (map[netip.Addr]
 	return out, resp.Kvs, resp.Header.Revision, nil
 }
 
-// refreshOwners reads a network's blocks (one call), keeps them if the
-// network is followed and they are newer than what is held, and returns
-// the read's revision.
-func (c *Cluster) refreshOwners(ctx context.Context, netID string) (int64, error) {
-	_, kvs, rev, err := c.readOwners(ctx, netID)
-	if err != nil {
-		return 0, err
-	}
-	c.setOwners(netID, kvs, rev, false)
-	return rev, nil
-}
-
 // watchPrefix follows every key under prefix event by event: apply gets
 // each watch response's events and the revision they bring the caller's
-// state to; reset gets a whole listing (after etcd compacted past the last
-// revision seen, so changes may have been missed). The caller holds the
-// state as of fromRev. It never gives up: a broken watch resumes from the
-// last revision seen. It returns when ctx is done or the Cluster closes.
+// state to; reset gets a whole listing (first, when fromRev is 0, and
+// after etcd compacted past the last revision seen, so changes may have
+// been missed). With fromRev > 0 the caller holds the state as of fromRev.
+// It never gives up: a broken watch resumes from the last revision seen.
+// It returns when ctx is done or the Cluster closes.
+//
+// A listing is made after the watch is created (etcd confirms it with the
+// store's revision), and the watch's events up to the listing's revision
+// are skipped: the watch starts at the store's current revision, so etcd
+// counts it among its synced watchers at once. A watch created from a past
+// revision (a read, then a watch from the read's revision) starts unsynced:
+// etcd catches it up from its backend under the lock its writes take, which
+// with many members creating watches while others write stalls every
+// write.
 func watchPrefix(ctx context.Context, c *Cluster, prefix string, fromRev int64,
 	reset func(kvs []*mvccpb.KeyValue, rev int64), apply func(evs []*clientv3.Event, rev int64)) error {
 	if err := c.checkOpen(); err != nil {
@@ -355,46 +346,53 @@ func watchPrefix(ctx context.Context, c *Cluster, prefix string, fromRev int64,
 	defer cancel()
 	stop := context.AfterFunc(c.ctx, cancel)
 	defer stop()
-	rev := fromRev
-	needList := false
+	rev := fromRev // 0: list once the watch is created
 	for attempt := 0; ctx.Err() == nil; attempt++ {
-		if needList {
-			rctx, rcancel := c.reqCtx(ctx)
-			resp, err := c.cli.Get(rctx, prefix, clientv3.WithPrefix())
-			rcancel()
-			if err != nil {
-				c.log.Debug("watch: list", "prefix", prefix, "err", err)
-				if backoff(ctx, attempt) != nil {
-					break
-				}
-				continue
-			}
-			needList = false
-			rev = resp.Header.Revision
-			reset(resp.Kvs, rev)
-		}
 		compacted, err := func() (bool, error) {
 			wctx, wcancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 			defer wcancel()
-			for resp := range c.cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1)) {
+			opts := []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithCreatedNotify()}
+			if rev > 0 {
+				opts = append(opts, clientv3.WithRev(rev+1))
+			}
+			for resp := range c.cli.Watch(wctx, prefix, opts...) {
 				if resp.CompactRevision != 0 || errors.Is(resp.Err(), rpctypes.ErrCompacted) {
 					return true, nil
 				}
 				if err := resp.Err(); err != nil {
 					return false, err
 				}
-				if len(resp.Events) == 0 {
+				if resp.Created {
+					if rev > 0 {
+						continue
+					}
+					rctx, rcancel := c.reqCtx(ctx)
+					got, err := c.cli.Get(rctx, prefix, clientv3.WithPrefix())
+					rcancel()
+					if err != nil {
+						return false, err
+					}
+					rev = got.Header.Revision
+					reset(got.Kvs, rev)
+					attempt = 0
 					continue
 				}
-				rev = resp.Events[len(resp.Events)-1].Kv.ModRevision
-				apply(resp.Events, rev)
+				evs := resp.Events
+				for len(evs) > 0 && evs[0].Kv.ModRevision <= rev {
+					evs = evs[1:] // the listing holds it
+				}
+				if len(evs) == 0 {
+					continue
+				}
+				rev = evs[len(evs)-1].Kv.ModRevision
+				apply(evs, rev)
 				attempt = 0
 			}
 			return false, ctx.Err()
 		}()
 		if compacted {
 			c.countRelist()
-			needList = true
+			rev = 0
 			attempt = -1
 			continue
 		}

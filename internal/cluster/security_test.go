@@ -262,7 +262,7 @@ func TestSecurity(t *testing.T) {
 	})
 
 	t.Run("remove-revokes", func(t *testing.T) {
-		a := Advert{NetworkID: oid("n1"), EndpointID: oid("e3"), IP: netip.MustParseAddr("10.0.0.3"), MAC: []byte{2, 0x42, 10, 0, 0, 3}}
+		a := owned(t, c3, oid("n1"), "e3", "10.0.0.3")
 		if err := c3.Advertise(ctx, a); err != nil {
 			t.Fatal(err)
 		}
