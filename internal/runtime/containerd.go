@@ -404,13 +404,23 @@ type taskStreams struct {
 // streams prepares the stdio of a task of ctr: stdin from the hub when the
 // container was created with one, a TTY when its spec asks for one.
 func (r *Containerd) streams(ctx context.Context, ctr containerd.Container) (*taskStreams, error) {
-	labels, err := ctr.Labels(ctx)
+	// The record ctr was loaded with (LoadContainer, Containers) has the
+	// labels and the spec: no more round trips to containerd, and of the
+	// spec only the TTY flag is decoded.
+	info, err := ctr.Info(ctx, containerd.WithoutRefreshedMetadata)
 	if err != nil {
 		return nil, err
 	}
-	spec, err := ctr.Spec(ctx)
-	if err != nil {
-		return nil, err
+	labels := info.Labels
+	var spec struct {
+		Process *struct {
+			Terminal bool `json:"terminal"`
+		} `json:"process"`
+	}
+	if info.Spec != nil {
+		if err := json.Unmarshal(info.Spec.GetValue(), &spec); err != nil {
+			return nil, fmt.Errorf("container %s: spec: %w", ctr.ID(), err)
+		}
 	}
 	h := r.hub(ctr.ID())
 	ts := &taskStreams{hub: h}
