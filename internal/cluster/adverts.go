@@ -378,7 +378,7 @@ func (c *Cluster) CheckAdverts(ctx context.Context, n model.Network, ads []Adver
 			lagging()
 		}
 	}
-	kept, rejected := FilterAdverts(n, mine, c.nodeAddrsView(), c.opts.NodeID, owners)
+	kept, rejected := FilterAdverts(n, mine, c.nodeAddrsOf(mine), c.opts.NodeID, owners)
 	rejected = append(rejected, forged...)
 	for _, r := range rejected {
 		if unverified[r.Key] {

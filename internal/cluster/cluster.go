@@ -205,7 +205,6 @@ type Cluster struct {
 	lastErr     string
 	lastNodes   []Node
 	viewAt      time.Time // when lastNodes was read
-	viewDirty   bool      // the node watch saw a change since
 	// written is the node record last written (LastSeen aside), so the
 	// record is written again only when it changes; seenDenied is set when
 	// etcd refuses this node's seen/ key (a role granted before that key
@@ -232,6 +231,7 @@ type Cluster struct {
 	invalid map[string]invalidSeen
 
 	nodeAddrs map[string]netip.Addr // registered node addresses (valid records)
+	nodeRecs  map[string]nodeSeen   // the same records, for the stale node list
 	nodeCBs   map[int]func()
 	owners    *ownerCache    // owners of followed networks' addresses (owners.go)
 	hub       *advertHub     // the shared advertisement watch (hub.go)

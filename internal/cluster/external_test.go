@@ -71,6 +71,9 @@ func (e *etcdProcess) start() {
 		"--trusted-ca-file", e.certs.CA, "--client-cert-auth",
 		"--logger", "zap", "--log-level", "error",
 	)
+	if os.Getenv("VXNET_TEST_ETCD_PPROF") != "" { // /debug/pprof on the client URL
+		e.cmd.Args = append(e.cmd.Args, "--enable-pprof")
+	}
 	if os.Getenv("VXNET_TEST_LOG") != "" {
 		e.cmd.Stderr = os.Stderr
 	}

@@ -281,11 +281,11 @@ func (c *Cluster) keepAlive(ctx context.Context, ka <-chan *clientv3.LeaseKeepAl
 		case <-tick.C:
 			c.refreshRecord(ctx)
 			// Keep a recent view for node lists during an outage: read
-			// again when the node watch saw a node come, go or move, else
-			// every ten TTLs (reading every node every TTL on every member
-			// costs members² reads per TTL).
+			// every ten TTLs; nodes that come or go meanwhile are taken
+			// from the node watch (staleNodes). Reading every node when
+			// one joins would cost members² reads while a cluster forms.
 			c.mu.Lock()
-			due := c.viewDirty || time.Since(c.viewAt) >= 10*c.opts.NodeTTL
+			due := time.Since(c.viewAt) >= 10*c.opts.NodeTTL
 			c.mu.Unlock()
 			if due {
 				c.Nodes(ctx)
@@ -351,17 +351,52 @@ func (c *Cluster) Nodes(ctx context.Context) ([]Node, error) {
 	defer c.mu.Unlock()
 	if err == nil {
 		c.lastNodes = slices.Clone(out)
-		c.viewDirty, c.viewAt = false, time.Now()
+		c.viewAt = time.Now()
 		return out, nil
 	}
 	if c.lastNodes == nil || !errors.Is(err, model.ErrUnavailable) {
 		return nil, err
 	}
-	stale := slices.Clone(c.lastNodes)
-	for i := range stale {
-		stale[i].Stale = true
+	return c.staleNodesLocked(), nil
+}
+
+// nodeSeen is a node record as the node watch delivered it, and when.
+type nodeSeen struct {
+	r  nodeRecord
+	at time.Time
+}
+
+// staleNodesLocked is the last node list read, every node marked Stale,
+// brought up to date with the node watch: nodes whose records were deleted
+// since are left out, and nodes that registered since (or whose records
+// changed) are taken from the watch, up as of when it saw them. The caller
+// holds mu.
+func (c *Cluster) staleNodesLocked() []Node {
+	out := make([]Node, 0, len(c.lastNodes))
+	known := map[string]bool{}
+	for _, n := range c.lastNodes {
+		s, ok := c.nodeRecs[n.ID]
+		if c.nodeRecs != nil && !ok {
+			continue // its record is gone
+		}
+		known[n.ID] = true
+		if ok && s.at.After(n.AsOf) {
+			n.Hostname, n.Addr, n.CertExpiry = s.r.Hostname, s.r.Addr, s.r.CertExpiry
+		}
+		n.Stale = true
+		out = append(out, n)
 	}
-	return stale, nil
+	for id, s := range c.nodeRecs {
+		if known[id] || !s.at.After(c.viewAt) {
+			continue
+		}
+		out = append(out, Node{ID: id, Hostname: s.r.Hostname, Addr: s.r.Addr, Role: s.r.Role, State: StateUp,
+			LastSeen: s.r.LastSeen, CertExpiry: s.r.CertExpiry, Stale: true, AsOf: s.at})
+	}
+	slices.SortFunc(out, func(a, b Node) int {
+		return cmp.Or(cmp.Compare(a.Hostname, b.Hostname), cmp.Compare(a.ID, b.ID))
+	})
+	return out
 }
 
 // FreshNodes is Nodes without the stale fallback: it fails when the store
@@ -596,14 +631,18 @@ func (c *Cluster) NodeAddrs() map[string]netip.Addr {
 	return maps.Clone(c.nodeAddrs)
 }
 
-// nodeAddrsView is NodeAddrs without the copy, for readers that do not
-// change it: the map is replaced, never changed in place, when a node
-// comes, goes or moves (one copy per check of a set would cost the
-// cluster's size per check).
-func (c *Cluster) nodeAddrsView() map[string]netip.Addr {
+// nodeAddrsOf returns the registered addresses of the nodes named by ads
+// (copying every node's would cost the cluster's size per check).
+func (c *Cluster) nodeAddrsOf(ads []Advert) map[string]netip.Addr {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.nodeAddrs
+	out := map[string]netip.Addr{}
+	for _, a := range ads {
+		if addr, ok := c.nodeAddrs[a.NodeID]; ok {
+			out[a.NodeID] = addr
+		}
+	}
+	return out
 }
 
 // OnNodes registers fn to be called when the registered node addresses
@@ -677,6 +716,7 @@ func (c *Cluster) watchNodes(fromRev int64) {
 				}
 				us = append(us, u)
 			}
+			now := time.Now()
 			c.mu.Lock()
 			m := c.nodeAddrs
 			changed := false
@@ -684,24 +724,20 @@ func (c *Cluster) watchNodes(fromRev int64) {
 				id := u.id
 				old, had := m[id]
 				if u.ok {
+					c.nodeRecs[id] = nodeSeen{u.r, now}
 					if !had || old != u.r.Addr {
-						if !changed {
-							m, changed = maps.Clone(m), true
-						}
-						m[u.r.ID] = u.r.Addr
+						m[id], changed = u.r.Addr, true
 					}
 					continue
 				}
+				delete(c.nodeRecs, id)
 				if had {
-					if !changed {
-						m, changed = maps.Clone(m), true
-					}
 					delete(m, id)
+					changed = true
 				}
 			}
 			var cbs []func()
 			if changed {
-				c.nodeAddrs, c.viewDirty = m, true
 				for _, id := range slices.Sorted(maps.Keys(c.nodeCBs)) {
 					cbs = append(cbs, c.nodeCBs[id])
 				}
@@ -718,13 +754,21 @@ func (c *Cluster) watchNodes(fromRev int64) {
 // if it changed.
 func (c *Cluster) setNodes(rs []nodeRecord) {
 	m := make(map[string]netip.Addr, len(rs))
+	now := time.Now()
+	recs := make(map[string]nodeSeen, len(rs))
 	for _, r := range rs {
 		m[r.ID] = r.Addr
+		recs[r.ID] = nodeSeen{r, now}
 	}
 	c.mu.Lock()
 	changed := !maps.Equal(m, c.nodeAddrs)
 	c.nodeAddrs = m
-	c.viewDirty = c.viewDirty || changed
+	for id, s := range c.nodeRecs {
+		if n, ok := recs[id]; ok && sameRecord(n.r, s.r) {
+			recs[id] = s // unchanged: keep when it was first seen
+		}
+	}
+	c.nodeRecs = recs
 	var cbs []func()
 	if changed {
 		for _, id := range slices.Sorted(maps.Keys(c.nodeCBs)) {
