@@ -45,6 +45,9 @@ type simConfig struct {
 	// member (Options.advertGap; 0: at once); kaTimeout the members' gRPC
 	// keepalive timeout (Options.keepAliveTimeout; 0: 2 s).
 	gap, kaTimeout time.Duration
+	// rate paces the publish: endpoints per second across all members
+	// (0: every member publishes as fast as the store answers).
+	rate float64
 }
 
 type simResult struct {
@@ -151,12 +154,30 @@ func runSim(t *testing.T, cfg simConfig) simResult {
 	sent := map[string]sentEP{}
 	live := make([]int, len(ms)) // endpoints each member advertises now (under sentMu)
 	var writes, failed, advWrites atomic.Int64
+	var logged atomic.Int64
+	logFail := func(format string, args ...any) {
+		failed.Add(1)
+		if logged.Add(1) <= 10 {
+			t.Logf(format, args...)
+		}
+	}
+	// publishEP allocates and advertises one endpoint, as the engine does
+	// for a container start; a failed allocation is tried again (up to
+	// three times, as a user or orchestrator would start the container
+	// again), a failed advertisement is left to the Cluster, which
+	// publishes it once the store answers.
 	publishEP := func(i int, ep string) bool {
 		m := ms[i]
-		p, err := m.c.AllocateAddressFor(ctx, m.n.ID, netip.Addr{}, ep)
+		var p netip.Prefix
+		var err error
+		for try := 0; try < 3; try++ {
+			if p, err = m.c.AllocateAddressFor(ctx, m.n.ID, netip.Addr{}, ep); err == nil {
+				break
+			}
+			logFail("member %d: %v", i, err)
+			time.Sleep(time.Second)
+		}
 		if err != nil {
-			failed.Add(1)
-			t.Logf("member %d: %v", i, err)
 			return false
 		}
 		writes.Add(1)
@@ -164,20 +185,18 @@ func runSim(t *testing.T, cfg simConfig) simResult {
 		at := time.Now()
 		advWrites.Add(1)
 		err = m.c.Advertise(ctx, a)
-		// A failed advertisement is still published once the store
-		// answers again (the Cluster retries it): peers must get it.
 		sentMu.Lock()
 		sent[ep] = sentEP{at, i}
 		live[i]++
 		sentMu.Unlock()
 		if err != nil {
-			failed.Add(1)
-			t.Logf("member %d: advertise: %v", i, err)
-			return false
+			logFail("member %d: advertise: %v", i, err)
+			return true
 		}
 		writes.Add(1)
 		return true
 	}
+	t.Logf("%d members open after %.1f s; publishing", len(ms), r.opened.Seconds())
 	start := time.Now()
 	etcdCPU0, procCPU0 := procCPUSeconds(e.cmd.Process.Pid), procCPUSeconds(os.Getpid())
 	for i := range ms {
@@ -185,9 +204,11 @@ func runSim(t *testing.T, cfg simConfig) simResult {
 		go func() {
 			defer wg.Done()
 			for j := range cfg.eps {
-				if !publishEP(i, oid(fmt.Sprintf("sim-%d-%d", i, j))) {
-					return
+				if cfg.rate > 0 { // endpoint j of member i at its turn
+					at := start.Add(time.Duration(float64(j*len(ms)+i) / cfg.rate * float64(time.Second)))
+					time.Sleep(time.Until(at))
 				}
+				publishEP(i, oid(fmt.Sprintf("sim-%d-%d", i, j)))
 			}
 		}()
 	}
@@ -237,8 +258,10 @@ func runSim(t *testing.T, cfg simConfig) simResult {
 		}
 		return false, time.Since(began)
 	}
+	t.Logf("published in %.1f s; waiting for every member", r.publish.Seconds())
 	r.converged, _ = waitAll(len(ms), cfg.wait)
 	r.conv = time.Since(start)
+	t.Logf("converged %v after %.1f s", r.converged, r.conv.Seconds())
 	latencies := func(eps map[string]sentEP) (all []time.Duration, worst time.Duration) {
 		for i, m := range ms {
 			var mine []time.Duration
@@ -375,7 +398,8 @@ func TestControlPlaneSim(t *testing.T) {
 // VXNET_BENCH=1; VXNET_SIM_MEMBERS (default 1000), VXNET_SIM_EPS (30) and
 // VXNET_SIM_NETSIZE (members per network, 20) set the size, and
 // VXNET_SIM_GAP_MS (500) the least time between two deliveries of a set to
-// one member. The node TTL is 20 s; the members' gRPC keepalive timeout is
+// one member; VXNET_SIM_RATE (endpoints per second across the cluster; 0,
+// the default: as fast as the store answers) paces the publish. The node TTL is 20 s; the members' gRPC keepalive timeout is
 // 10 s (all members share the test process's CPU: one starved of it is not
 // a dead store).
 func TestBenchControlPlane(t *testing.T) {
@@ -384,16 +408,17 @@ func TestBenchControlPlane(t *testing.T) {
 	}
 	cfg := simConfig{members: 1000, eps: 30, netSize: 20, ttl: 20 * time.Second, churn: true, wait: 5 * time.Minute,
 		kaTimeout: 10 * time.Second}
-	gapMS := 500
+	gapMS, rate := 500, 0
 	for env, p := range map[string]*int{"VXNET_SIM_MEMBERS": &cfg.members, "VXNET_SIM_EPS": &cfg.eps, "VXNET_SIM_NETSIZE": &cfg.netSize,
-		"VXNET_SIM_GAP_MS": &gapMS} {
+		"VXNET_SIM_GAP_MS": &gapMS, "VXNET_SIM_RATE": &rate} {
 		if v, err := strconv.Atoi(os.Getenv(env)); err == nil && v >= 0 {
 			*p = v
 		}
 	}
-	cfg.gap = time.Duration(gapMS) * time.Millisecond
+	cfg.gap, cfg.rate = time.Duration(gapMS)*time.Millisecond, float64(rate)
 	r := runSim(t, cfg)
-	fmt.Printf("\n%d store calls failed; deliveries at most every %v per member\n\n%s", r.failed, cfg.gap, r.table())
+	fmt.Printf("\n%d store calls failed; deliveries at most every %v per member; publish paced at %.0f endpoints/s (0: unpaced)\n\n%s",
+		r.failed, cfg.gap, cfg.rate, r.table())
 }
 
 // procCPUSeconds is a process's user and system CPU time so far (0 if
