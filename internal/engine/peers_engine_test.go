@@ -245,3 +245,113 @@ func TestPeerControllerEngineHalf(t *testing.T) {
 }
 
 var _ driver.Driver = (*recordingPeers)(nil)
+
+// gatedPeers is an overlay driver whose peer programming can be held
+// (netlink that hangs); it records the last set programmed.
+type gatedPeers struct {
+	*enginetest.Driver
+	mu   sync.Mutex
+	gate chan struct{}
+	held int
+	last string
+}
+
+func (d *gatedPeers) SetPeers(ctx context.Context, n model.Network, peers []engine.Peer) error {
+	d.mu.Lock()
+	gate := d.gate
+	if gate != nil {
+		d.held++
+	}
+	d.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
+	var s []string
+	for _, p := range peers {
+		s = append(s, p.IP.String()+"@"+p.VTEP.String())
+	}
+	sort.Strings(s)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if gate != nil {
+		d.held--
+	}
+	d.last = strings.Join(s, " ")
+	return nil
+}
+
+func (d *gatedPeers) Resync(ctx context.Context) error { return nil }
+
+// A peer programming stuck in the kernel holds up no read and no other
+// operation: with the driver's SetPeers hanging for a new advertisement
+// set, ps, network ls and inspect answer, containers are run and removed
+// (on the same overlay network too), and the set is programmed once the
+// kernel answers.
+func TestPeerProgrammingDoesNotBlockTheEngine(t *testing.T) {
+	cl := openTestCluster(t)
+	dir := t.TempDir()
+	src := &fakeAdverts{}
+	var gp *gatedPeers
+	e, _, _, _ := clusterTestEngineWith(t, dir, enginetest.NewRuntime(), cl, false, nil, func(o *engine.Options) {
+		engine.SetAdverts(o, src)
+		for i, d := range o.Drivers {
+			if d.Type() == "overlay" {
+				gp = &gatedPeers{Driver: d.(*enginetest.Driver)}
+				o.Drivers[i] = gp
+			}
+		}
+	})
+	n := mustNet(t, e, api.NetworkCreate{Name: "ov", Driver: "overlay", IPAM: []model.IPAMConfig{{Subnet: pfx("10.79.0.0/24")}}})
+	c1 := mustRun(t, e, api.ContainerCreate{Name: "c1", Network: "ov"})
+	waitFor(t, "the watch to listen", func() bool {
+		src.mu.Lock()
+		defer src.mu.Unlock()
+		return len(src.subs) > 0
+	})
+
+	gate := make(chan struct{})
+	var open sync.Once
+	release := func() { open.Do(func() { close(gate) }) }
+	t.Cleanup(release) // a failed check still lets the engine close
+	gp.mu.Lock()
+	gp.gate = gate
+	gp.mu.Unlock()
+	pushed := make(chan struct{})
+	go func() {
+		defer close(pushed)
+		src.push([]cluster.Advert{remoteAd(n.ID, 10, "192.0.2.2")}, 10)
+	}()
+	waitFor(t, "a peer programming held in the kernel", func() bool {
+		gp.mu.Lock()
+		defer gp.mu.Unlock()
+		return gp.held > 0
+	})
+	answers(t, "ps", func() error { _, err := e.ListContainers(bg, true); return err })
+	answers(t, "network ls", func() error { _, err := e.ListNetworks(bg); return err })
+	answers(t, "network inspect", func() error { _, err := e.InspectNetwork(bg, "ov", false); return err })
+	answers(t, "inspect", func() error { _, err := e.InspectContainer(bg, c1.ID); return err })
+	answers(t, "run and rm on another network", func() error {
+		c, err := e.CreateContainer(bg, api.ContainerCreate{Name: "other", Image: "busybox", Network: "none"})
+		if err != nil {
+			return err
+		}
+		return e.RemoveContainer(bg, c.ID, true)
+	})
+	answers(t, "run and rm on the same overlay network", func() error {
+		c, err := e.CreateContainer(bg, api.ContainerCreate{Name: "c2", Image: "busybox", Network: "ov"})
+		if err != nil {
+			return err
+		}
+		if err := e.StartContainer(bg, c.ID); err != nil {
+			return err
+		}
+		return e.RemoveContainer(bg, c.ID, true)
+	})
+	release()
+	<-pushed
+	waitFor(t, "the held set programmed", func() bool {
+		gp.mu.Lock()
+		defer gp.mu.Unlock()
+		return gp.last == "10.79.0.10@192.0.2.2"
+	})
+}
