@@ -568,7 +568,10 @@ func Compare(desired []Advert, fdb, neigh []string, self string, st cluster.Stor
 	var in Inspection
 	want := map[string]bool{}
 	for _, a := range desired {
-		r := Row{IP: a.IP.String(), MAC: a.MAC.String(), VTEP: a.VTEP.String(), Node: a.NodeID}
+		r := Row{MAC: a.MAC.String(), VTEP: a.VTEP.String(), Node: a.NodeID}
+		if a.IP.IsValid() { // (an IPv6-only network's endpoints have none)
+			r.IP = a.IP.String()
+		}
 		if a.IP6.IsValid() {
 			r.IP6 = a.IP6.String()
 		}

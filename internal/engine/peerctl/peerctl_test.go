@@ -581,3 +581,64 @@ func TestControllerReadsDuringProgramming(t *testing.T) {
 		t.Fatalf("known %q after the programming", got)
 	}
 }
+
+// Compare's rows, case by case: what the kernel holds against the desired
+// set and the store's health.
+func TestCompare(t *testing.T) {
+	v4 := ad(10, "node2")
+	v6only := ad(11, "node3")
+	v6only.IP = netip.Addr{}
+	v6only.IP6 = netip.MustParseAddr("fd00:80::11")
+	dual := ad(12, "node4")
+	dual.IP6 = netip.MustParseAddr("fd00:80::12")
+	fdb := func(a peerctl.Advert) string { return a.MAC.String() + "@" + a.VTEP.String() }
+	neigh := func(ip netip.Addr, a peerctl.Advert) string { return ip.String() + "@" + a.MAC.String() }
+	up := cluster.StoreStatus{Reachable: true}
+	down := cluster.StoreStatus{LastContact: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
+	for _, tc := range []struct {
+		name        string
+		desired     []peerctl.Advert
+		fdb, neigh  []string
+		st          cluster.StoreStatus
+		want        string // "IP=status" per row, in order
+		wantUnknown string // unexpected unicast FDB entries
+	}{
+		{name: "all programmed", desired: []peerctl.Advert{ad(2, self), v4},
+			fdb: []string{fdb(v4), "00:00:00:00:00:00@192.0.2.2"}, neigh: []string{neigh(v4.IP, v4)}, st: up,
+			want: "10.80.0.2=local 10.80.0.10=programmed"},
+		{name: "neighbour entry missing", desired: []peerctl.Advert{v4}, fdb: []string{fdb(v4)}, st: up,
+			want: "10.80.0.10=MISSING"},
+		{name: "FDB entry missing", desired: []peerctl.Advert{v4}, neigh: []string{neigh(v4.IP, v4)}, st: up,
+			want: "10.80.0.10=MISSING"},
+		{name: "IPv6-only peer programmed", desired: []peerctl.Advert{v6only},
+			fdb: []string{fdb(v6only)}, neigh: []string{neigh(v6only.IP6, v6only)}, st: up,
+			want: "fd00:80::11=programmed"},
+		{name: "dual-stack peer without its IPv6 entry", desired: []peerctl.Advert{dual},
+			fdb: []string{fdb(dual)}, neigh: []string{neigh(dual.IP, dual)}, st: up,
+			want: "10.80.0.12=MISSING"},
+		{name: "store unreachable", desired: []peerctl.Advert{ad(2, self), v4, dual},
+			fdb: []string{fdb(v4)}, neigh: []string{neigh(v4.IP, v4)}, st: down,
+			want: "10.80.0.2=local 10.80.0.10=unverified since 2026-11-30T12:00:00Z 10.80.0.12=MISSING"},
+		{name: "an entry no peer wants", desired: []peerctl.Advert{v4},
+			fdb: []string{fdb(v4), fdb(dual), "00:00:00:00:00:00@192.0.2.4"}, neigh: []string{neigh(v4.IP, v4)}, st: up,
+			want: "10.80.0.10=programmed", wantUnknown: fdb(dual)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := peerctl.Compare(tc.desired, tc.fdb, tc.neigh, self, tc.st)
+			var got []string
+			for _, r := range in.Peers {
+				ip := r.IP
+				if ip == "" {
+					ip = r.IP6
+				}
+				got = append(got, ip+"="+r.Status)
+			}
+			if g := strings.Join(got, " "); g != tc.want {
+				t.Errorf("rows %q, want %q", g, tc.want)
+			}
+			if g := strings.Join(in.UnexpectedFDB, " "); g != tc.wantUnknown {
+				t.Errorf("unexpected FDB %q, want %q", g, tc.wantUnknown)
+			}
+		})
+	}
+}
