@@ -83,7 +83,11 @@ func runSim(t *testing.T, cfg simConfig) simResult {
 	t0 := time.Now()
 	ms := make([]*simMember, cfg.members)
 	var wg sync.WaitGroup
-	sem := make(chan struct{}, 16)
+	// Members join four at a time (hosts join a cluster over time, not
+	// all at once); a join the store does not answer is tried again for
+	// up to three minutes.
+	sem := make(chan struct{}, 4)
+	var joined atomic.Int64
 	for i := range cfg.members {
 		wg.Add(1)
 		go func() {
@@ -95,10 +99,29 @@ func runSim(t *testing.T, cfg simConfig) simResult {
 			o.RequestTimeout = 20 * time.Second
 			o.advertGap, o.keepAliveTimeout = cfg.gap, cfg.kaTimeout
 			o.AdvertiseAddr = netip.AddrFrom4([4]byte{10, 255, byte(i >> 8), byte(i)})
-			ms[i] = &simMember{c: openExternal(t, o), programmed: map[string]time.Time{}}
+			deadline := time.Now().Add(3 * time.Minute)
+			for {
+				c, err := Open(context.Background(), o)
+				if err == nil {
+					t.Cleanup(func() { c.Close() })
+					ms[i] = &simMember{c: c, programmed: map[string]time.Time{}}
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Errorf("member %d: open: %v", i, err)
+					return
+				}
+				time.Sleep(time.Second)
+			}
+			if k := joined.Add(1); k%100 == 0 {
+				t.Logf("%d members open after %.1f s", k, time.Since(t0).Seconds())
+			}
 		}()
 	}
 	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
 	r.opened = time.Since(t0)
 	// The networks: one per netSize members, a /20 each.
 	r.nets = (cfg.members + cfg.netSize - 1) / cfg.netSize
