@@ -4,10 +4,12 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/vishvananda/netlink"
@@ -142,5 +144,111 @@ func TestKernelJoinLeaveSweep(t *testing.T) {
 	}
 	if _, err := hh.LinkByName(IsolatedParentName("keep")); err == nil {
 		t.Error("isolated parent left after DeleteNetwork")
+	}
+}
+
+// A network with parent up0.10 makes the 802.1q sub-interface up0.10 of up0
+// (VLAN 10), its containers reach a machine on VLAN 10 of the segment, and
+// the sub-interface goes with the network; one that existed before is used
+// and kept. On a kernel without 802.1q support (no 8021q module) the same
+// CreateNetwork must fail with the one-line error naming the module and
+// leave no link behind; the traffic half then cannot run here, and the test
+// says so in its log.
+func TestKernelVLANParent(t *testing.T) {
+	ctx := context.Background()
+	host, seg, sb := newNS(t), newNS(t), newNS(t)
+	hh, err := netns.Handle(host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hh.Close()
+	segFd, err := netns.HandleFd(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer segFd.Close()
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "up0"}, PeerName: "eth0", PeerNamespace: netlink.NsFd(int(segFd))}
+	if err := hh.LinkAdd(veth); err != nil {
+		t.Fatal(err)
+	}
+	if err := hh.LinkSetUp(veth); err != nil {
+		t.Fatal(err)
+	}
+	d := New(Options{HostNetns: host})
+	n := model.Network{ID: "vlan10", Driver: Type, Options: map[string]string{OptParent: "up0.10"},
+		IPAM: []model.IPAMConfig{{Subnet: netip.MustParsePrefix("198.51.100.0/24"), Gateway: netip.MustParseAddr("198.51.100.254")}}}
+
+	// The segment machine: eth0.10 on VLAN 10. Its creation doubles as the
+	// probe of the kernel's 802.1q support.
+	segVLAN := exec.Command("nsenter", "--net="+seg, "--", "ip", "link", "add", "link", "eth0", "name", "eth0.10", "type", "vlan", "id", "10")
+	if out, err := segVLAN.CombinedOutput(); err != nil {
+		if !strings.Contains(string(out), "Unknown device type") && !strings.Contains(string(out), "not supported") {
+			t.Fatalf("ip link add eth0.10: %v %s", err, out)
+		}
+		err := d.CreateNetwork(ctx, n)
+		if err == nil || !errors.Is(err, driver.ErrInvalid) || !strings.Contains(err.Error(), "no 802.1q VLAN support (module 8021q)") {
+			t.Fatalf("CreateNetwork on a kernel without 802.1q: got %v, want the error naming module 8021q", err)
+		}
+		if strings.Contains(err.Error(), "\n") {
+			t.Errorf("error is not one line: %q", err)
+		}
+		if l, lerr := hh.LinkByName("up0.10"); lerr == nil {
+			t.Errorf("a failed CreateNetwork left %s behind", l.Attrs().Name)
+		}
+		t.Log("this kernel has no 802.1q support: the refusal is checked; sub-interface creation, traffic on VLAN 10 and removal need a kernel with 8021q")
+		return
+	}
+	for _, args := range [][]string{{"addr", "add", "198.51.100.254/24", "dev", "eth0.10"}, {"link", "set", "eth0", "up"}, {"link", "set", "eth0.10", "up"}} {
+		if out, err := exec.Command("nsenter", append([]string{"--net=" + seg, "--", "ip"}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v %s", args, err, out)
+		}
+	}
+
+	if err := d.CreateNetwork(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	sub, err := hh.LinkByName("up0.10")
+	if err != nil {
+		t.Fatalf("CreateNetwork made no up0.10: %v", err)
+	}
+	if v, ok := sub.(*netlink.Vlan); !ok || v.VlanId != 10 {
+		t.Fatalf("up0.10 is %T, want an 802.1q link with VLAN ID 10", sub)
+	}
+	ep := endpoint(n, "ep1", 10, "eth0")
+	if err := d.Join(ctx, n, ep, driver.JoinInfo{Sandbox: model.Sandbox{ID: ep.ID, NetnsPath: sb}, DefaultRoute: true}); err != nil {
+		t.Fatal(err)
+	}
+	if !ping(sb, "198.51.100.254") || !ping(seg, "198.51.100.10") {
+		t.Fatal("the container does not reach the segment's VLAN 10")
+	}
+	if err := d.Leave(ctx, n, ep, model.Sandbox{NetnsPath: sb}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.DeleteNetwork(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hh.LinkByName("up0.10"); err == nil {
+		t.Error("up0.10 left after DeleteNetwork")
+	}
+	if _, err := hh.LinkByName("up0"); err != nil {
+		t.Errorf("the user's up0 was removed with the network: %v", err)
+	}
+
+	// A sub-interface the user made is used and kept.
+	own := &netlink.Vlan{LinkAttrs: netlink.LinkAttrs{Name: "up0.10", ParentIndex: sub.Attrs().ParentIndex}, VlanId: 10}
+	if err := hh.LinkAdd(own); err != nil {
+		t.Fatal(err)
+	}
+	if err := hh.LinkSetUp(own); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.CreateNetwork(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.DeleteNetwork(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hh.LinkByName("up0.10"); err != nil {
+		t.Errorf("the user's own up0.10 was deleted with the network: %v", err)
 	}
 }
