@@ -18,6 +18,7 @@ import (
 	"github.com/vxnet/vxnet/internal/driver"
 	"github.com/vxnet/vxnet/internal/driver/overlay"
 	"github.com/vxnet/vxnet/internal/engine"
+	"github.com/vxnet/vxnet/internal/engine/peerctl"
 	"github.com/vxnet/vxnet/internal/model"
 )
 
@@ -244,6 +245,9 @@ func (o overlayDriver) ProgrammedEntries(ctx context.Context, n model.Network) (
 	}
 	for _, x := range st.Neigh {
 		neigh = append(neigh, x.IP.String()+"@"+x.MAC.String())
+	}
+	if !st.ProgrammingSince.IsZero() {
+		return fdb, neigh, &peerctl.InProgress{Since: st.ProgrammingSince}
 	}
 	return fdb, neigh, nil
 }

@@ -149,6 +149,9 @@ func (e *Engine) verbose(ctx context.Context, n model.Network) map[string]any {
 	if in.KernelError != nil {
 		out["KernelError"] = in.KernelError.Error()
 	}
+	if in.Programming != "" {
+		out["Programming"] = in.Programming
+	}
 	out["Peers"] = in.Peers
 	out["KernelFDB"] = in.KernelFDB
 	out["KernelNeigh"] = in.KernelNeigh

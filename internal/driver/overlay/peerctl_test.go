@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vxnet/vxnet/internal/driver/overlay"
 	"github.com/vxnet/vxnet/internal/driver/overlay/overlaytest"
@@ -350,4 +351,85 @@ func TestPeerControllerSameSetNotReread(t *testing.T) {
 	k.Unplumb(n.ID)
 	k.Plumb(n.ID)
 	set("the same set on a re-made data plane", more, true)
+}
+
+// render is a State as overlaytest renders the kernel (neighbours shown
+// PERMANENT).
+func render(s overlay.State) string {
+	var lines []string
+	for _, e := range s.FDB {
+		lines = append(lines, fmt.Sprintf("fdb %s dst %s", e.MAC, e.VTEP))
+	}
+	for _, e := range s.Neigh {
+		lines = append(lines, fmt.Sprintf("neigh %s lladdr %s PERMANENT", e.IP, e.MAC))
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
+}
+
+// Programmed waits for no programming: while one hangs in the kernel (a
+// change held in overlaytest, as a netlink call that does not return) it
+// answers with the entries the kernel held after the last completed
+// programming, which here had a failed change and a moved MAC, and says
+// since when one is in progress. After the held change returns it lists
+// the kernel again. The held change is released only after the checks,
+// so a Programmed that waited would fail the test instead of hanging.
+func TestPeerControllerProgrammedDuringHungProgramming(t *testing.T) {
+	k := overlaytest.NewKernel(false)
+	n := testNet("h")
+	k.Plumb(n.ID)
+	c := overlay.NewPeerController(k, localVTEP, nil)
+	ctx := context.Background()
+	if err := c.Set(ctx, n, []overlay.Peer{peer(2, vtepB), peer(3, vtepB)}); err != nil {
+		t.Fatal(err)
+	}
+	// The last completed programming: 10.0.0.3 moves to C, 10.0.0.4 is
+	// added but its neighbour entry fails, 10.0.0.2 goes.
+	k.FailNext("neigh replace 10.0.0.4", 1)
+	if err := c.Set(ctx, n, []overlay.Peer{peer(3, vtepC), peer(4, vtepC)}); err == nil {
+		t.Fatal("Set with a failing neighbour entry succeeded")
+	}
+	last := k.Render(n.ID)
+	if st, err := c.Programmed(ctx, n); err != nil || !st.ProgrammingSince.IsZero() || render(st) != last {
+		t.Fatalf("Programmed with no programming in progress: %v, %v\n%s\nwant:\n%s", st.ProgrammingSince, err, render(st), last)
+	}
+
+	held, release := k.HoldNext("neigh replace 10.0.0.4")
+	t.Cleanup(release)
+	set := make(chan error, 1)
+	go func() { set <- c.Set(ctx, n, []overlay.Peer{peer(3, vtepC), peer(4, vtepC), peer(5, vtepB)}) }()
+	select {
+	case <-held:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the programming did not reach the held change within 20s")
+	}
+	got := make(chan overlay.State, 1)
+	go func() {
+		st, err := c.Programmed(ctx, n)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- st
+	}()
+	var st overlay.State
+	select {
+	case st = <-got:
+	case <-time.After(20 * time.Second):
+		release()
+		t.Fatal("Programmed waited for the programming held in the kernel")
+	}
+	if st.ProgrammingSince.IsZero() {
+		t.Fatal("Programmed during a held programming does not say one is in progress")
+	}
+	mustEqual(t, "entries during the held programming (the last completed one's)", render(st), last)
+
+	release()
+	if err := <-set; err != nil {
+		t.Fatal(err)
+	}
+	st, err := c.Programmed(ctx, n)
+	if err != nil || !st.ProgrammingSince.IsZero() {
+		t.Fatalf("Programmed after the programming: %v, %v", st.ProgrammingSince, err)
+	}
+	mustEqual(t, "entries after the programming", render(st), expected([]overlay.Peer{peer(3, vtepC), peer(4, vtepC), peer(5, vtepB)}))
 }

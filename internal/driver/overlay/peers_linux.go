@@ -43,10 +43,12 @@ func (d *Driver) Resync(ctx context.Context) error {
 }
 
 // Programmed returns the FDB and neighbour entries the kernel holds on n's
-// vxlan0 (empty when n has no local data plane).
+// vxlan0 (empty when n has no local data plane). It takes neither d.mu nor
+// the peer controller's lock, so it answers while a programming or a join
+// hangs in netlink: while a programming of n is in progress it returns the
+// entries as of the last completed one, with State.ProgrammingSince set.
+// (A data plane removed while it lists gives an error or no entries.)
 func (d *Driver) Programmed(ctx context.Context, n model.Network) (State, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
 	return d.peers.Programmed(ctx, n)
 }
 

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"net"
 	"net/netip"
+	"slices"
 	"sort"
+	"time"
 )
 
 // Peer is one remote endpoint of an overlay network as the control plane
@@ -39,6 +41,17 @@ type NeighEntry struct {
 type State struct {
 	FDB   []FDBEntry
 	Neigh []NeighEntry
+	// ProgrammingSince, on what Programmed returns, says that a
+	// programming of the network has been in progress since then: the
+	// entries are those the kernel held after the last completed one.
+	ProgrammingSince time.Time
+}
+
+// clone copies the entry lists (the entries' MACs are never changed).
+func (s State) clone() State {
+	s.FDB = slices.Clone(s.FDB)
+	s.Neigh = slices.Clone(s.Neigh)
+	return s
 }
 
 // zeroMAC is the destination of the head-end replication entries.

@@ -32,6 +32,7 @@ package peerctl
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -66,7 +67,9 @@ type Source interface {
 // Kernel is one network driver's peer programming: SetPeers makes the
 // kernel hold exactly the entries of the remote peers given (the driver
 // diffs against what it holds); Programmed lists the FDB ("MAC@VTEP") and
-// neighbour ("IP@MAC") entries it holds.
+// neighbour ("IP@MAC") entries it holds, without waiting for a programming
+// in progress: then it returns the entries as of the last completed one
+// with an *InProgress error.
 type Kernel interface {
 	SetPeers(ctx context.Context, n model.Network, peers []Advert) error
 	Programmed(ctx context.Context, n model.Network) (fdb, neigh []string, err error)
@@ -514,9 +517,22 @@ type Row struct {
 	Status string
 }
 
+// InProgress is Kernel.Programmed's answer while a programming of the
+// network is in progress: the entries returned with it are those the kernel
+// held after the last completed programming.
+type InProgress struct{ Since time.Time }
+
+func (e *InProgress) Error() string {
+	return "programming in progress since " + e.Since.UTC().Format(time.RFC3339)
+}
+
 // Inspection is a network's peer state for `network inspect -v`.
 type Inspection struct {
-	Peers []Row
+	// Programming, when a programming of the network is in progress
+	// (netlink may hang), says since when: the kernel entries and the
+	// peers' status are then as of the last completed programming.
+	Programming string
+	Peers       []Row
 	// LastError is the last programming's error.
 	LastError error
 	// StoreUnreachable says what cannot be done while the store is away.
@@ -538,9 +554,13 @@ func (c *Controller) Inspect(ctx context.Context, n model.Network) Inspection {
 	}
 	var fdb, neigh []string
 	var kerr error
+	var busy *InProgress
 	if k, ok := c.cfg.Kernel(n); ok {
 		var err error
-		if fdb, neigh, err = k.Programmed(ctx, n); err != nil {
+		fdb, neigh, err = k.Programmed(ctx, n)
+		switch {
+		case errors.As(err, &busy):
+		case err != nil:
 			kerr = fmt.Errorf("read kernel entries: %w", err)
 		}
 	}
@@ -552,6 +572,9 @@ func (c *Controller) Inspect(ctx context.Context, n model.Network) Inspection {
 	}
 	in := Compare(desired, fdb, neigh, c.cfg.NodeID, st)
 	in.KernelError = kerr
+	if busy != nil {
+		in.Programming = busy.Error() + "; kernel entries as of the last completed one"
+	}
 	if v.Watched {
 		in.LastError = v.Err
 	}

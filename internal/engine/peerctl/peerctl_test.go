@@ -156,6 +156,9 @@ func (k kernel) Programmed(ctx context.Context, n model.Network) (fdb, neigh []s
 	for _, x := range st.Neigh {
 		neigh = append(neigh, x.IP.String()+"@"+x.MAC.String())
 	}
+	if err == nil && !st.ProgrammingSince.IsZero() {
+		err = &peerctl.InProgress{Since: st.ProgrammingSince}
+	}
 	return fdb, neigh, err
 }
 
@@ -580,6 +583,69 @@ func TestControllerReadsDuringProgramming(t *testing.T) {
 	if got := names(h.c.Known(h.n.ID)); got != "c11" {
 		t.Fatalf("known %q after the programming", got)
 	}
+}
+
+// inspect -v while a programming hangs in the kernel (a netlink call that
+// never returns): Inspect answers at once, from the kernel's state as of
+// the last completed programming, says since when one is in progress, and
+// shows no kernel error; once the call returns it reads the kernel again.
+// The held call is released only after the checks, so an Inspect that
+// waited for the programming would fail here instead of hanging.
+func TestControllerInspectDuringHungProgramming(t *testing.T) {
+	h := newHarness(t)
+	h.watch()
+	first := []peerctl.Advert{ad(10, "node2")}
+	h.src.push(first, 5)
+	if in := h.c.Inspect(context.Background(), h.n); status(in, "10.80.0.10") != "programmed" || in.Programming != "" {
+		t.Fatalf("after the first programming: %+v", in)
+	}
+	next := ad(11, "node3")
+	held, release := h.k.HoldNext("fdb replace " + next.MAC.String())
+	t.Cleanup(release)
+	delivered := make(chan struct{})
+	go func() {
+		defer close(delivered)
+		h.src.push([]peerctl.Advert{ad(10, "node2"), next}, 6)
+	}()
+	select {
+	case <-held:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the programming of the second set did not reach the kernel within 20s")
+	}
+	answered := make(chan peerctl.Inspection, 1)
+	go func() { answered <- h.c.Inspect(context.Background(), h.n) }()
+	var in peerctl.Inspection
+	select {
+	case in = <-answered:
+	case <-time.After(20 * time.Second):
+		release()
+		t.Fatal("inspect -v waited for the programming held in the kernel")
+	}
+	if !strings.HasPrefix(in.Programming, "programming in progress since ") {
+		t.Fatalf("Programming during a held programming = %q", in.Programming)
+	}
+	if in.KernelError != nil {
+		t.Fatalf("KernelError during a held programming: %v", in.KernelError)
+	}
+	// The kernel's entries are the first programming's: the new peer
+	// (shown once the controller publishes the set) is not there yet.
+	if st := status(in, "10.80.0.10"); st != "programmed" {
+		t.Fatalf("the first peer during the held programming is %q, want programmed", st)
+	}
+	if st := status(in, "10.80.0.11"); st != "MISSING" && st != "absent" {
+		t.Fatalf("the new peer during the held programming is %q, want MISSING or absent", st)
+	}
+	want := []string{ad(10, "node2").MAC.String() + "@192.0.2.2", "00:00:00:00:00:00@192.0.2.2"}
+	sort.Strings(want)
+	if strings.Join(in.KernelFDB, " ") != strings.Join(want, " ") {
+		t.Fatalf("KernelFDB during the held programming = %v, want %v", in.KernelFDB, want)
+	}
+	release()
+	<-delivered
+	h.eventually("the second set programmed and inspected", func() bool {
+		in := h.c.Inspect(context.Background(), h.n)
+		return in.Programming == "" && status(in, "10.80.0.11") == "programmed"
+	})
 }
 
 // Compare's rows, case by case: what the kernel holds against the desired

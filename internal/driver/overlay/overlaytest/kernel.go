@@ -31,6 +31,18 @@ type Kernel struct {
 	log     bool
 	plumbs  int // tables made
 	reads   int // listings
+
+	// holdMu guards holds: changes held before they take mu (a netlink
+	// call that hangs), so listings and other networks go on.
+	holdMu sync.Mutex
+	holds  []*hold
+}
+
+type hold struct {
+	prefix  string
+	taken   bool
+	held    chan struct{} // closed when a change is held
+	release chan struct{}
 }
 
 type table struct {
@@ -90,6 +102,36 @@ func (k *Kernel) FailNext(prefix string, times int) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.failOps[prefix] = times
+}
+
+// HoldNext makes the next change whose log line starts with prefix wait,
+// before it touches the tables, until release is called (as a netlink call
+// that hangs); held is closed once a change waits. Listings are not held.
+// release may be called more than once.
+func (k *Kernel) HoldNext(prefix string) (held <-chan struct{}, release func()) {
+	h := &hold{prefix: prefix, held: make(chan struct{}), release: make(chan struct{})}
+	k.holdMu.Lock()
+	k.holds = append(k.holds, h)
+	k.holdMu.Unlock()
+	var once sync.Once
+	return h.held, func() { once.Do(func() { close(h.release) }) }
+}
+
+// wait holds a change whose line matches a hold not taken yet.
+func (k *Kernel) wait(line string) {
+	k.holdMu.Lock()
+	var h *hold
+	for _, x := range k.holds {
+		if !x.taken && strings.HasPrefix(line, x.prefix) {
+			h, x.taken = x, true
+			break
+		}
+	}
+	k.holdMu.Unlock()
+	if h != nil {
+		close(h.held)
+		<-h.release
+	}
 }
 
 // FailReads makes listing the tables fail with err (nil: succeed again).
@@ -226,6 +268,7 @@ func (h *handle) Read() (overlay.KernelEntries, error) {
 }
 
 func (h *handle) ReplaceFDB(e overlay.FDBEntry) error {
+	h.k.wait("fdb replace " + fdbKey(e))
 	h.k.mu.Lock()
 	defer h.k.mu.Unlock()
 	if err := h.op("fdb replace " + fdbKey(e)); err != nil {
@@ -242,6 +285,7 @@ func (h *handle) ReplaceFDB(e overlay.FDBEntry) error {
 }
 
 func (h *handle) AppendFDB(e overlay.FDBEntry) error {
+	h.k.wait("fdb append " + fdbKey(e))
 	h.k.mu.Lock()
 	defer h.k.mu.Unlock()
 	if err := h.op("fdb append " + fdbKey(e)); err != nil {
@@ -252,6 +296,7 @@ func (h *handle) AppendFDB(e overlay.FDBEntry) error {
 }
 
 func (h *handle) DeleteFDB(e overlay.FDBEntry) error {
+	h.k.wait("fdb del " + fdbKey(e))
 	h.k.mu.Lock()
 	defer h.k.mu.Unlock()
 	if err := h.op("fdb del " + fdbKey(e)); err != nil {
@@ -262,6 +307,7 @@ func (h *handle) DeleteFDB(e overlay.FDBEntry) error {
 }
 
 func (h *handle) SetNeigh(e overlay.NeighEntry) error {
+	h.k.wait(fmt.Sprintf("neigh replace %s lladdr %s", e.IP, e.MAC))
 	h.k.mu.Lock()
 	defer h.k.mu.Unlock()
 	if err := h.op(fmt.Sprintf("neigh replace %s lladdr %s", e.IP, e.MAC)); err != nil {
@@ -272,6 +318,7 @@ func (h *handle) SetNeigh(e overlay.NeighEntry) error {
 }
 
 func (h *handle) DeleteNeigh(e overlay.NeighEntry) error {
+	h.k.wait("neigh del " + e.IP.String())
 	h.k.mu.Lock()
 	defer h.k.mu.Unlock()
 	if err := h.op("neigh del " + e.IP.String()); err != nil {
@@ -282,6 +329,7 @@ func (h *handle) DeleteNeigh(e overlay.NeighEntry) error {
 }
 
 func (h *handle) FlushLearned(mac net.HardwareAddr) error {
+	h.k.wait("fdb del " + mac.String() + " master br0")
 	h.k.mu.Lock()
 	defer h.k.mu.Unlock()
 	if err := h.op("fdb del " + mac.String() + " master br0"); err != nil {
