@@ -376,6 +376,9 @@ func (e *Engine) attachableLocked(ref string) (model.Network, error) {
 func (e *Engine) doneAttachingLocked(netID string) {
 	if e.attaching[netID]--; e.attaching[netID] <= 0 {
 		delete(e.attaching, netID)
+		// A removal that saw this attach in flight left the peer watch
+		// to it: if the attach failed, nothing local is left to watch for.
+		e.unwatchIfIdleLocked(netID)
 	}
 }
 

@@ -23,3 +23,7 @@ func RenameNetworkID(e *Engine, from, to string) {
 	n.ID = to
 	e.networks[to] = n
 }
+
+// PeerWatched says whether the peer controller watches a network's
+// advertisements.
+func PeerWatched(e *Engine, netID string) bool { return e.peers.Watched(netID) }

@@ -120,12 +120,28 @@ func (e *Engine) beforeRelease(ctx context.Context, n model.Network, ep model.En
 	}
 	// The check and the Unwatch are one step under mu (Unwatch takes only
 	// the controller's leaf lock): an attach reserved after it watches
-	// again after its join, and one reserved before it keeps the watch.
+	// again after its join, and one reserved before it keeps the watch
+	// (and ends it when it fails: doneAttachingLocked).
 	e.mu.Lock()
-	if len(e.endpointsOnLocked(n.ID)) == 0 && e.attaching[n.ID] == 0 {
-		e.peers.Unwatch(n.ID)
-	}
+	e.unwatchIfIdleLocked(n.ID)
 	e.mu.Unlock()
+}
+
+// unwatchIfIdleLocked ends a global network's peer watch when it has no
+// local endpoint and no attach in flight. e.mu held.
+func (e *Engine) unwatchIfIdleLocked(netID string) {
+	if n, ok := e.networks[netID]; ok && n.Scope != model.ScopeGlobal {
+		return // never watched
+	}
+	if e.attaching[netID] > 0 {
+		return
+	}
+	for _, ep := range e.endpoints {
+		if ep.NetworkID == netID {
+			return
+		}
+	}
+	e.peers.Unwatch(netID)
 }
 
 // verbose is what inspect -v adds for an overlay network: the VNI, the
