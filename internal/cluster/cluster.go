@@ -108,7 +108,12 @@ type Options struct {
 	Join       string // ADDR[:PORT] of a voting member's join service
 	ClientPort int    // default 2379
 	PeerPort   int    // default 2380
-	Voters     int    // voting members wanted, odd; default 3
+	// ClientHTTPPort is the loopback port of the embedded etcd's HTTP
+	// endpoints (/health, /version, /metrics; TLS with a client
+	// certificate); 0: a port the kernel chooses. gRPC keeps ClientPort
+	// to itself.
+	ClientHTTPPort int
+	Voters         int // voting members wanted, odd; default 3
 	// VoterGrace is how long a voter may be down before a learner takes
 	// its place; default 30 s.
 	VoterGrace time.Duration
@@ -339,6 +344,9 @@ func withDefaults(o Options) (Options, error) {
 	}
 	if o.PeerPort == 0 {
 		o.PeerPort = DefaultPeerPort
+	}
+	if o.ClientHTTPPort < 0 || o.ClientHTTPPort > 65535 {
+		return o, fmt.Errorf("cluster: open: %w: etcd HTTP port %d out of range", model.ErrInvalid, o.ClientHTTPPort)
 	}
 	if o.Voters == 0 {
 		o.Voters = DefaultVoters

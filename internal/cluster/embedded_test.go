@@ -23,10 +23,10 @@ type member struct {
 // cluster if seed is nil, else joins through seed's join service with its
 // current token.
 func embeddedOpts(t *testing.T, root string, i int, seed *Cluster) Options {
-	p := freePorts(t, 3)
+	p := freePorts(t, 4)
 	o := baseOpts(t, fmt.Sprintf("node%d", i))
 	o.DataDir = filepath.Join(root, fmt.Sprintf("n%d", i), "etcd")
-	o.ClientPort, o.PeerPort, o.JoinPort = p[0], p[1], p[2]
+	o.ClientPort, o.PeerPort, o.JoinPort, o.ClientHTTPPort = p[0], p[1], p[2], p[3]
 	if seed == nil {
 		o.Init = true
 	} else {

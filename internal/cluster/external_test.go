@@ -30,6 +30,12 @@ type etcdProcess struct {
 	certs      testCerts
 	cmd        *exec.Cmd
 	exited     chan struct{}
+	// embedded, when set, runs this module's etcd server (embed) in a
+	// child process instead of Debian's etcd: "embedded" configured as
+	// the daemon's member (gRPC alone on the client URL, HTTP on a
+	// loopback URL of its own), "embedded-shared" with gRPC and HTTP on
+	// one client URL.
+	embedded string
 }
 
 // testCerts are PEM files made by the test: a CA, the server's certificate
@@ -41,14 +47,18 @@ func makeTestCerts(t *testing.T, dir string) testCerts {
 	return pkitest.Write(t, dir, "test-external-etcd", "server", "client", loopback)
 }
 
-func startEtcd(t *testing.T) *etcdProcess {
+func startEtcd(t *testing.T) *etcdProcess { return startEtcdAs(t, "") }
+
+// startEtcdAs starts Debian's etcd (embedded "") or this module's
+// (etcdProcess.embedded).
+func startEtcdAs(t *testing.T, embedded string) *etcdProcess {
 	t.Helper()
-	if _, err := os.Stat(etcdBinary); err != nil {
+	if _, err := os.Stat(etcdBinary); err != nil && embedded == "" {
 		t.Fatalf("external etcd: %v (install etcd-server)", err)
 	}
 	p := freePorts(t, 2)
 	e := &etcdProcess{t: t, dir: filepath.Join(t.TempDir(), "etcd"), clientPort: p[0], peerPort: p[1],
-		certs: makeTestCerts(t, t.TempDir())}
+		certs: makeTestCerts(t, t.TempDir()), embedded: embedded}
 	e.start()
 	t.Cleanup(func() {
 		e.stop()
@@ -59,6 +69,10 @@ func startEtcd(t *testing.T) *etcdProcess {
 
 func (e *etcdProcess) start() {
 	e.t.Helper()
+	if e.embedded != "" {
+		e.startEmbedded()
+		return
+	}
 	client := fmt.Sprintf("https://127.0.0.1:%d", e.clientPort)
 	peer := fmt.Sprintf("http://127.0.0.1:%d", e.peerPort)
 	e.cmd = exec.Command(etcdBinary,

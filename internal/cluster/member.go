@@ -102,6 +102,29 @@ func urlFor(a netip.Addr, port int) *url.URL {
 	return &url.URL{Scheme: "https", Host: netip.AddrPortFrom(a, uint16(port)).String()}
 }
 
+// httpURLFor is the URL of the embedded etcd's HTTP listener (/health,
+// /version, /metrics and etcd's JSON gateway): on loopback only, TLS with
+// client certificates like the other listeners; port 0 lets the kernel
+// choose one.
+func httpURLFor(port int) *url.URL {
+	return urlFor(netip.AddrFrom4([4]byte{127, 0, 0, 1}), port)
+}
+
+// setClientListeners makes etcd serve gRPC alone on client and its HTTP
+// endpoints on http. With one TLS client URL for both, etcd serves gRPC
+// through net/http's HTTP/2 server (grpc-go's ServeHTTP: a TLS write per
+// message, and per-stream goroutines and locks); on a URL of its own, gRPC
+// runs on grpc-go's own transport, which costs etcd far less CPU per watch
+// event and per keepalive with many clients (BENCHMARKS.md, control-plane
+// simulation). A nil http keeps the shared listener.
+func setClientListeners(cfg *embed.Config, client, http *url.URL) {
+	cfg.ListenClientUrls = []url.URL{*client}
+	cfg.ListenClientHttpUrls = nil
+	if http != nil {
+		cfg.ListenClientHttpUrls = []url.URL{*http}
+	}
+}
+
 // memberDirExists reports whether dataDir holds an etcd member from an
 // earlier run.
 func memberDirExists(dataDir string) bool {
@@ -209,7 +232,8 @@ func (c *Cluster) startMember(ctx context.Context, state, initial string) error 
 	cfg.Dir = o.DataDir
 	peer, client := urlFor(o.AdvertiseAddr, o.PeerPort), urlFor(o.AdvertiseAddr, o.ClientPort)
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*peer}, []url.URL{*peer}
-	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*client}, []url.URL{*client}
+	cfg.AdvertiseClientUrls = []url.URL{*client}
+	setClientListeners(cfg, client, httpURLFor(o.ClientHTTPPort))
 	cfg.InitialCluster = initial
 	// Distinct per cluster: members of another cluster are refused.
 	cfg.InitialClusterToken = "vxnet-" + c.id.ca.Digest()[:16]
@@ -235,6 +259,9 @@ func (c *Cluster) startMember(ctx context.Context, state, initial string) error 
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
 		return fmt.Errorf("cluster: start etcd: %w", err)
+	}
+	for _, l := range e.Clients {
+		c.log.Debug("embedded etcd client listener", "addr", l.Addr().String())
 	}
 	ch := e.Server.StoppingNotify()
 	stopping.Store(&ch)

@@ -168,6 +168,35 @@ func TestSecurity(t *testing.T) {
 	c3 := open(t, o3)
 	o3 = c3.opts
 
+	// gRPC has the client URL to itself (grpc-go's transport, not
+	// net/http's); etcd's HTTP endpoints answer on loopback, with a client
+	// certificate only.
+	t.Run("etcd-http-apart", func(t *testing.T) {
+		get := func(port int, cert bool) (string, error) {
+			tc := c1.id.clientTLS(false)
+			if !cert {
+				tc.GetClientCertificate = nil
+			}
+			hc := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{TLSClientConfig: tc}}
+			resp, err := hc.Get(fmt.Sprintf("https://127.0.0.1:%d/version", port))
+			if err != nil {
+				return "", err
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			return resp.Status + " " + string(b), nil
+		}
+		if out, err := get(o1.ClientHTTPPort, true); err != nil || !strings.Contains(out, "etcdserver") {
+			t.Errorf("/version on the HTTP port with a member certificate: %q, %v", out, err)
+		}
+		if out, err := get(o1.ClientHTTPPort, false); err == nil {
+			t.Errorf("/version on the HTTP port without a client certificate answered %q", out)
+		}
+		if out, err := get(o1.ClientPort, true); err == nil && strings.Contains(out, "etcdserver") {
+			t.Errorf("/version on the gRPC client port answered %q", out)
+		}
+	})
+
 	t.Run("no-client-certificate", func(t *testing.T) {
 		url := fmt.Sprintf("127.0.0.1:%d", o1.ClientPort)
 		hc := &http.Client{Timeout: 2 * time.Second}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"os/exec"
 	"runtime"
 	"slices"
 	"strconv"
@@ -48,6 +49,8 @@ type simConfig struct {
 	// rate paces the publish: endpoints per second across all members
 	// (0: every member publishes as fast as the store answers).
 	rate float64
+	// etcd is the store: "" Debian's etcd, else etcdProcess.embedded.
+	etcd string
 }
 
 type simResult struct {
@@ -72,7 +75,7 @@ type simResult struct {
 
 // runSim runs one simulation and returns what it measured.
 func runSim(t *testing.T, cfg simConfig) simResult {
-	e := startEtcd(t)
+	e := startEtcdAs(t, cfg.etcd)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	r := simResult{cfg: cfg}
@@ -421,7 +424,10 @@ func TestControlPlaneSim(t *testing.T) {
 // VXNET_BENCH=1; VXNET_SIM_MEMBERS (default 1000), VXNET_SIM_EPS (30) and
 // VXNET_SIM_NETSIZE (members per network, 20) set the size, and
 // VXNET_SIM_GAP_MS (500) the least time between two deliveries of a set to
-// one member; VXNET_SIM_RATE (endpoints per second across the cluster; 0,
+// one member; VXNET_SIM_TTL_S the node TTL (20); VXNET_SIM_ETCD the store
+// (unset: Debian's etcd; "embedded": this module's etcd server configured
+// as the daemon's member; "embedded-shared": the same with gRPC and HTTP on
+// one client URL); VXNET_SIM_RATE (endpoints per second across the cluster; 0,
 // the default: as fast as the store answers) paces the publish. The node TTL is 20 s; the members' gRPC keepalive timeout is
 // 10 s (all members share the test process's CPU: one starved of it is not
 // a dead store).
@@ -431,21 +437,38 @@ func TestBenchControlPlane(t *testing.T) {
 	}
 	cfg := simConfig{members: 1000, eps: 30, netSize: 20, ttl: 20 * time.Second, churn: true, wait: 5 * time.Minute,
 		kaTimeout: 10 * time.Second}
-	gapMS, rate := 500, 0
+	gapMS, rate, ttlS := 500, 0, 20
 	for env, p := range map[string]*int{"VXNET_SIM_MEMBERS": &cfg.members, "VXNET_SIM_EPS": &cfg.eps, "VXNET_SIM_NETSIZE": &cfg.netSize,
-		"VXNET_SIM_GAP_MS": &gapMS, "VXNET_SIM_RATE": &rate} {
+		"VXNET_SIM_GAP_MS": &gapMS, "VXNET_SIM_RATE": &rate, "VXNET_SIM_TTL_S": &ttlS} {
 		if v, err := strconv.Atoi(os.Getenv(env)); err == nil && v >= 0 {
 			*p = v
 		}
 	}
-	cfg.gap, cfg.rate = time.Duration(gapMS)*time.Millisecond, float64(rate)
+	cfg.gap, cfg.rate, cfg.ttl = time.Duration(gapMS)*time.Millisecond, float64(rate), time.Duration(ttlS)*time.Second
+	switch cfg.etcd = os.Getenv("VXNET_SIM_ETCD"); cfg.etcd {
+	case "", "embedded", "embedded-shared":
+	default:
+		t.Fatalf("VXNET_SIM_ETCD=%q: want embedded, embedded-shared or nothing (Debian's etcd)", cfg.etcd)
+	}
 	r := runSim(t, cfg)
-	fmt.Printf("\n%d store calls failed; deliveries at most every %v per member; publish paced at %.0f endpoints/s (0: unpaced)\n\n%s",
-		r.failed, cfg.gap, cfg.rate, r.table())
+	store := "Debian's etcd " + etcdVersion()
+	if cfg.etcd != "" {
+		store = "this module's etcd server (" + cfg.etcd + ")"
+	}
+	fmt.Printf("\nstore: %s; node TTL %v; %d store calls failed; deliveries at most every %v per member; publish paced at %.0f endpoints/s (0: unpaced)\n\n%s",
+		store, cfg.ttl, r.failed, cfg.gap, cfg.rate, r.table())
 }
 
 // procCPUSeconds is a process's user and system CPU time so far (0 if
 // /proc cannot tell).
+func etcdVersion() string {
+	out, err := exec.Command(etcdBinary, "--version").Output()
+	if err != nil {
+		return "?"
+	}
+	return strings.TrimPrefix(firstLine(out), "etcd Version: ")
+}
+
 func procCPUSeconds(pid int) float64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {

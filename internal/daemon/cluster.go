@@ -69,7 +69,7 @@ func wireCluster(ctx context.Context, cfg Config, eopts *engine.Options, drivers
 		NodeID: nodeID, Hostname: host, AdvertiseAddr: addr,
 		CAFile: cc.StoreCA, CertFile: cc.StoreCert, KeyFile: cc.StoreKey,
 		DataDir: filepath.Join(cfg.DataRoot, "etcd"), Init: cc.Init, Join: cc.Join,
-		ClientPort: cc.ClientPort, PeerPort: cc.PeerPort, Voters: cc.Voters,
+		ClientPort: cc.ClientPort, ClientHTTPPort: cc.HTTPPort, PeerPort: cc.PeerPort, Voters: cc.Voters,
 		JoinToken: token, JoinPort: cc.JoinPort, CertExpiry: cc.CertExpiry,
 		VoterGrace: cc.VoterGrace, IPAMGCInterval: cc.IPAMGCInterval, IPAMGrace: cc.IPAMGrace,
 		PKIDir: filepath.Join(cfg.DataRoot, "cluster"),

@@ -91,6 +91,7 @@ type ClusterConfig struct {
 	IPAMGrace      time.Duration
 	AdvertiseAddr  string
 	ClientPort     int
+	HTTPPort       int
 	PeerPort       int
 	NodeTTL        time.Duration
 	VXLANPort      int
@@ -124,6 +125,9 @@ func NewCommand() *cobra.Command {
 			}
 			if cfg.Cluster.Store != "" && cmd.Flags().Changed("cluster-join-port") {
 				return errors.New("--cluster-join-port belongs to an embedded cluster (--cluster-init, --cluster-join), not to --cluster-store")
+			}
+			if cfg.Cluster.Store != "" && cmd.Flags().Changed("cluster-http-port") {
+				return errors.New("--cluster-http-port belongs to an embedded cluster (--cluster-init, --cluster-join), not to --cluster-store")
 			}
 			if cmd.Flags().Changed("cert-expiry") {
 				if !cfg.Cluster.Init {
@@ -176,6 +180,7 @@ func NewCommand() *cobra.Command {
 	f.DurationVar(&c.IPAMGrace, "cluster-ipam-grace", time.Minute, "How long a down host's global addresses are kept before the garbage collector frees them")
 	f.StringVar(&c.AdvertiseAddr, "advertise-addr", "", "Underlay address (IP or interface) of this host")
 	f.IntVar(&c.ClientPort, "cluster-client-port", 2379, "Embedded etcd client port")
+	f.IntVar(&c.HTTPPort, "cluster-http-port", 0, "Loopback port of the embedded etcd's /health, /version and /metrics (TLS, client certificate); 0: any free port")
 	f.IntVar(&c.PeerPort, "cluster-peer-port", 2380, "Embedded etcd peer port")
 	f.DurationVar(&c.NodeTTL, "node-ttl", 10*time.Second, "TTL of this node's liveness lease")
 	f.IntVar(&c.VXLANPort, "vxlan-port", 4789, "UDP port of VXLAN")
