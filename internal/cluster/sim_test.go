@@ -244,31 +244,35 @@ func runSim(t *testing.T, cfg simConfig) simResult {
 	r.etcdCPU = procCPUSeconds(e.cmd.Process.Pid) - etcdCPU0
 	r.procCPU = procCPUSeconds(os.Getpid()) - procCPU0
 	r.etcdRSS = procRSSMiB(e.cmd.Process.Pid)
-	// want: the remote endpoints each member must hold.
-	// want: the remote endpoints each member must hold (what the live
-	// peers of its network advertise; a member whose store call failed
-	// stopped publishing).
-	// wants returns, for each of the first alive members, the number of
-	// remote endpoints it must hold (its network's total less its own).
-	wants := func(alive int) []int {
+	// dead marks the members stopped in the last phase.
+	dead := make([]bool, len(ms))
+	// wants returns, for each member alive, the number of remote
+	// endpoints it must hold: what the live peers of its network
+	// advertise (a member whose store call failed stopped publishing).
+	wants := func() []int {
 		sentMu.Lock()
 		defer sentMu.Unlock()
 		perNet := map[string]int{}
-		for p, m := range ms[:alive] {
-			perNet[m.n.ID] += live[p]
+		for p, m := range ms {
+			if !dead[p] {
+				perNet[m.n.ID] += live[p]
+			}
 		}
-		out := make([]int, alive)
-		for i, m := range ms[:alive] {
+		out := make([]int, len(ms))
+		for i, m := range ms {
 			out[i] = perNet[m.n.ID] - live[i]
 		}
 		return out
 	}
-	waitAll := func(alive int, d time.Duration) (bool, time.Duration) {
+	waitAll := func(d time.Duration) (bool, time.Duration) {
 		began := time.Now()
 		for time.Since(began) < d {
 			ok := true
-			want := wants(alive)
-			for i, m := range ms[:alive] {
+			want := wants()
+			for i, m := range ms {
+				if dead[i] {
+					continue
+				}
 				m.mu.Lock()
 				k := len(m.programmed)
 				m.mu.Unlock()
@@ -285,7 +289,7 @@ func runSim(t *testing.T, cfg simConfig) simResult {
 		return false, time.Since(began)
 	}
 	t.Logf("published in %.1f s; waiting for every member", r.publish.Seconds())
-	r.converged, _ = waitAll(len(ms), cfg.wait)
+	r.converged, _ = waitAll(cfg.wait)
 	r.conv = time.Since(start)
 	t.Logf("converged %v after %.1f s", r.converged, r.conv.Seconds())
 	latencies := func(eps map[string]sentEP) (all []time.Duration, worst time.Duration) {
@@ -347,7 +351,7 @@ func runSim(t *testing.T, cfg simConfig) simResult {
 			}()
 		}
 		wg.Wait()
-		r.churned, _ = waitAll(len(ms), cfg.wait)
+		r.churned, _ = waitAll(cfg.wait)
 		r.churnConv = time.Since(start)
 		r.churnLat, _ = latencies(churned)
 	}
@@ -368,13 +372,22 @@ func runSim(t *testing.T, cfg simConfig) simResult {
 	}
 	r.heapIdle, r.heapLoaded = kib(idle), kib(busy)
 
-	// Deaths: a tenth of the members stop without leaving (their leases
-	// expire).
-	r.dead = max(1, cfg.members/10)
-	for _, m := range ms[len(ms)-r.dead:] {
-		m.c.Close()
+	// Deaths: a tenth of the members, spread over the networks (every
+	// tenth, from the middle), stop without leaving (their leases expire);
+	// their peers must drop their entries.
+	for i := len(ms) / 20; i < len(ms); i += 10 {
+		dead[i] = true
+		r.dead++
 	}
-	r.purged, r.purge = waitAll(len(ms)-r.dead, cfg.wait)
+	if r.dead == 0 {
+		dead[len(ms)-1], r.dead = true, 1
+	}
+	for i, m := range ms {
+		if dead[i] {
+			m.c.Close()
+		}
+	}
+	r.purged, r.purge = waitAll(cfg.wait)
 	return r
 }
 
