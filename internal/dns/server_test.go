@@ -10,6 +10,8 @@ import (
 	"time"
 
 	mdns "github.com/miekg/dns"
+
+	"github.com/vxnet/vxnet/internal/harness/freeport"
 )
 
 func noSockets(Sandbox) (net.PacketConn, net.Listener, error) {
@@ -20,16 +22,11 @@ func noSockets(Sandbox) (net.PacketConn, net.Listener, error) {
 // so the server is tested over real sockets without root.
 func loopbackListen(addrs map[string]string) func(Sandbox) (net.PacketConn, net.Listener, error) {
 	return func(sb Sandbox) (net.PacketConn, net.Listener, error) {
-		pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+		pc, ln, err := freeport.SamePort()
 		if err != nil {
 			return nil, nil, err
 		}
 		port := pc.LocalAddr().(*net.UDPAddr).Port
-		ln, err := net.Listen("tcp4", pc.LocalAddr().String())
-		if err != nil {
-			pc.Close()
-			return nil, nil, err
-		}
 		addrs[sb.ID] = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port)).String()
 		return pc, ln, nil
 	}
@@ -39,11 +36,7 @@ func loopbackListen(addrs map[string]string) func(Sandbox) (net.PacketConn, net.
 // 203.0.113.7 and, for "big.test.", an answer too large for UDP.
 func startUpstream(t *testing.T) (netip.AddrPort, func()) {
 	t.Helper()
-	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp4", pc.LocalAddr().String())
+	pc, ln, err := freeport.SamePort()
 	if err != nil {
 		t.Fatal(err)
 	}
