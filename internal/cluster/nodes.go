@@ -738,9 +738,7 @@ func (c *Cluster) watchNodes(fromRev int64) {
 			}
 			var cbs []func()
 			if changed {
-				for _, id := range slices.Sorted(maps.Keys(c.nodeCBs)) {
-					cbs = append(cbs, c.nodeCBs[id])
-				}
+				cbs = c.nodeCallbacksLocked()
 			}
 			c.mu.Unlock()
 			for _, fn := range cbs {
@@ -771,12 +769,20 @@ func (c *Cluster) setNodes(rs []nodeRecord) {
 	c.nodeRecs = recs
 	var cbs []func()
 	if changed {
-		for _, id := range slices.Sorted(maps.Keys(c.nodeCBs)) {
-			cbs = append(cbs, c.nodeCBs[id])
-		}
+		cbs = c.nodeCallbacksLocked()
 	}
 	c.mu.Unlock()
 	for _, fn := range cbs {
 		fn()
 	}
+}
+
+// nodeCallbacksLocked returns the OnNodes callbacks in registration-ID
+// order, to be called after mu is released. The caller holds mu.
+func (c *Cluster) nodeCallbacksLocked() []func() {
+	cbs := make([]func(), 0, len(c.nodeCBs))
+	for _, id := range slices.Sorted(maps.Keys(c.nodeCBs)) {
+		cbs = append(cbs, c.nodeCBs[id])
+	}
+	return cbs
 }

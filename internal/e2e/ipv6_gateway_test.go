@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"net"
 	"net/netip"
 	"path/filepath"
 	"strings"
@@ -10,7 +9,6 @@ import (
 
 	"github.com/vxnet/vxnet/internal/harness"
 	"github.com/vxnet/vxnet/internal/model"
-	"github.com/vxnet/vxnet/internal/netns"
 	"github.com/vxnet/vxnet/internal/store"
 )
 
@@ -44,26 +42,7 @@ func TestOverlayIPv6Gateway(t *testing.T) {
 	c := ovCluster(t, 1)
 	h, out := gateway6Topology(t, c)
 
-	var ln net.Listener
-	if err := netns.Do(out.Path, func() error {
-		var err error
-		ln, err = net.Listen("tcp6", "[2001:db8:ee::1]:8080")
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	sources := make(chan string, 16)
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			sources <- conn.RemoteAddr().(*net.TCPAddr).IP.String()
-			conn.Close()
-		}
-	}()
+	sources := acceptSources(t, out.Path, "[2001:db8:ee::1]:8080")
 
 	// An IPv4 overlay container first: the gateway bridge is IPv4 only.
 	cli(t, h, "network", "create", "-d", "overlay", "--subnet", "10.91.0.0/24", "v4")

@@ -180,26 +180,7 @@ func TestBridgeIPv6Egress(t *testing.T) {
 	h.MustExec(t, "ip", "-6", "addr", "add", "2001:db8:ff::10/64", "dev", "eth0", "nodad")
 	h.MustExec(t, "ip", "-6", "route", "add", "default", "via", "2001:db8:ff::254")
 
-	var ln net.Listener
-	if err := netns.Do(out.Path, func() error {
-		var err error
-		ln, err = net.Listen("tcp6", "[2001:db8:ee::1]:8080")
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	sources := make(chan string, 16)
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			sources <- conn.RemoteAddr().(*net.TCPAddr).IP.String()
-			conn.Close()
-		}
-	}()
+	sources := acceptSources(t, out.Path, "[2001:db8:ee::1]:8080")
 
 	cli(t, h, "network", "create", "--ipv6", "--subnet", "fd00:79::/64", "eg")
 	cli(t, h, "network", "create", "--ipv6", "--internal", "--subnet", "fd00:7a::/64", "priv")
@@ -245,4 +226,32 @@ func TestDefaultAddressPool(t *testing.T) {
 	if len(cfg) != 2 || cfg[0].Subnet != "10.99.0.0/24" || cfg[1].Subnet != "fd12:3456::/64" {
 		t.Errorf("subnets %+v, want 10.99.0.0/24 and fd12:3456::/64", cfg)
 	}
+}
+
+// acceptSources listens on addr (TCP over IPv6) inside the namespace at
+// nsPath until the test ends and sends the source address of every
+// connection it accepts.
+func acceptSources(t *testing.T, nsPath, addr string) <-chan string {
+	t.Helper()
+	var ln net.Listener
+	if err := netns.Do(nsPath, func() error {
+		var err error
+		ln, err = net.Listen("tcp6", addr)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	sources := make(chan string, 16)
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			sources <- conn.RemoteAddr().(*net.TCPAddr).IP.String()
+			conn.Close()
+		}
+	}()
+	return sources
 }

@@ -39,6 +39,25 @@ func newNS(t *testing.T) string {
 	return p
 }
 
+// linkSegment joins the host namespace (handle hh) to the "segment"
+// machine's namespace seg with a veth pair: up0 in the host, up, and eth0
+// in seg.
+func linkSegment(t *testing.T, hh *netlink.Handle, seg string) {
+	t.Helper()
+	segFd, err := netns.HandleFd(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer segFd.Close()
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "up0"}, PeerName: "eth0", PeerNamespace: netlink.NsFd(int(segFd))}
+	if err := hh.LinkAdd(veth); err != nil {
+		t.Fatal(err)
+	}
+	if err := hh.LinkSetUp(veth); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func ping(ns string, to string) bool {
 	return exec.Command("nsenter", "--net="+ns, "--", "ping", "-c1", "-W1", to).Run() == nil ||
 		exec.Command("nsenter", "--net="+ns, "--", "ping", "-c1", "-W2", to).Run() == nil
@@ -65,18 +84,7 @@ func TestKernelJoinLeaveSweep(t *testing.T) {
 	}
 	defer hh.Close()
 	// host:up0 <-> seg:eth0 (198.51.100.254), the "segment" machine.
-	segFd, err := netns.HandleFd(seg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer segFd.Close()
-	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "up0"}, PeerName: "eth0", PeerNamespace: netlink.NsFd(int(segFd))}
-	if err := hh.LinkAdd(veth); err != nil {
-		t.Fatal(err)
-	}
-	if err := hh.LinkSetUp(veth); err != nil {
-		t.Fatal(err)
-	}
+	linkSegment(t, hh, seg)
 	for _, args := range [][]string{{"addr", "add", "198.51.100.254/24", "dev", "eth0"}, {"link", "set", "eth0", "up"}} {
 		if out, err := exec.Command("nsenter", append([]string{"--net=" + seg, "--", "ip"}, args...)...).CombinedOutput(); err != nil {
 			t.Fatalf("ip %v: %v %s", args, err, out)
@@ -162,18 +170,7 @@ func TestKernelVLANParent(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer hh.Close()
-	segFd, err := netns.HandleFd(seg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer segFd.Close()
-	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "up0"}, PeerName: "eth0", PeerNamespace: netlink.NsFd(int(segFd))}
-	if err := hh.LinkAdd(veth); err != nil {
-		t.Fatal(err)
-	}
-	if err := hh.LinkSetUp(veth); err != nil {
-		t.Fatal(err)
-	}
+	linkSegment(t, hh, seg)
 	d := New(Options{HostNetns: host})
 	n := model.Network{ID: "vlan10", Driver: Type, Options: map[string]string{OptParent: "up0.10"},
 		IPAM: []model.IPAMConfig{{Subnet: netip.MustParsePrefix("198.51.100.0/24"), Gateway: netip.MustParseAddr("198.51.100.254")}}}
