@@ -5,6 +5,7 @@
 package model
 
 import (
+	"crypto/sha256"
 	"net"
 	"net/netip"
 	"time"
@@ -122,6 +123,15 @@ func MACForIP(a netip.Addr) net.HardwareAddr {
 	}
 	b := a.Unmap().As4()
 	return net.HardwareAddr{0x02, 0x42, b[0], b[1], b[2], b[3]}
+}
+
+// DerivedMAC is a locally administered unicast MAC address derived from
+// seed: the same seed always gives the same address.
+func DerivedMAC(seed string) net.HardwareAddr {
+	h := sha256.Sum256([]byte(seed))
+	mac := net.HardwareAddr(h[:6])
+	mac[0] = mac[0]&^0x01 | 0x02
+	return mac
 }
 
 // Sandbox is a container's network namespace, pinned by a bind mount under

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -581,5 +582,74 @@ func TestJoinIPv6InPlace(t *testing.T) {
 		if r.Gw != nil {
 			t.Errorf("eth0 keeps the IPv6 route %s via %s", r.Dst, r.Gw)
 		}
+	}
+}
+
+// A bridge keeps its MAC address as ports come and go, so containers keep
+// reaching the gateway through the neighbour entry they have cached. The
+// kernel gives a bridge made without an address the lowest MAC of its
+// ports: a port with a lower one (set by hand here, as a joining veth may
+// get one by chance) would move the gateway to another address, and A,
+// whose cached entry stays "reachable" for up to a minute, would send to
+// the old one and be dropped. The same for a bridge an older vxnet made
+// without an address: CreateNetwork pins it.
+func TestBridgeMACStable(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	for _, older := range []bool{false, true} {
+		hostNS := newNS(t, "host")
+		hh := handle(t, hostNS)
+		d := New(Options{HostNetns: hostNS})
+		n := testNetwork(t, "198.51.100.0/24", nil)
+		if older {
+			old := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: BridgeName(n), TxQLen: -1}}
+			if err := hh.LinkAdd(old); err != nil {
+				t.Fatal(err)
+			}
+			if err := hh.LinkSetAlias(old, netMark(n.ID)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := d.CreateNetwork(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+		gw := n.IPAM[0].Gateway
+		// join adds a container and gives its host veth the MAC low.
+		join := func(host, low byte) string {
+			sb := newNS(t, "sb")
+			ep := testEndpoint(t, n, host, "eth0")
+			if err := d.Join(ctx, n, ep, sandbox(sb)); err != nil {
+				t.Fatal(err)
+			}
+			if low != 0 {
+				hv, err := hh.LinkByName(HostVethName(ep.ID))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := hh.LinkSetHardwareAddr(hv, net.HardwareAddr{0, 0, 0, 0, 0, low}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			return sb
+		}
+		bridgeMAC := func() string {
+			br, err := hh.LinkByName(BridgeName(n))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return br.Attrs().HardwareAddr.String()
+		}
+		join(2, 5)
+		a := join(3, 0)
+		mustPing(t, a, gw) // A caches the gateway's MAC
+		before := bridgeMAC()
+		b := join(4, 1)
+		if !ping(a, gw) && !ping(a, gw) {
+			t.Errorf("older bridge %v: A lost its gateway when another port got a lower MAC", older)
+		}
+		if got := bridgeMAC(); got != before {
+			t.Errorf("older bridge %v: bridge MAC moved from %s to %s", older, before, got)
+		}
+		mustPing(t, b, gw)
 	}
 }

@@ -85,9 +85,10 @@ func (d *Driver) ensureBridge(h *netlink.Handle, n model.Network, name string, o
 	if err != nil {
 		return nil, fmt.Errorf("look up %s: %w", name, err)
 	}
-	if l == nil {
+	made := l == nil
+	if made {
 		nb := &netlink.Bridge{LinkAttrs: netlink.NewLinkAttrs()}
-		nb.Name, nb.MTU, nb.Alias = name, mtuOf(o), mark
+		nb.Name, nb.MTU, nb.Alias, nb.HardwareAddr = name, mtuOf(o), mark, bridgeMAC(n.ID)
 		err := h.LinkAdd(nb)
 		if err != nil && !errors.Is(err, unix.EEXIST) {
 			return nil, fmt.Errorf("add bridge %s: %w", name, err)
@@ -123,9 +124,26 @@ func (d *Driver) ensureBridge(h *netlink.Handle, n model.Network, name string, o
 	}
 	if !owned {
 		d.log.Info("using existing unmarked bridge", "network", n.ID, "bridge", name)
+	} else if mac := l.Attrs().HardwareAddr; !made && len(mac) == 6 {
+		// Setting the address it has pins it: a bridge made without one
+		// (by an older vxnet) would otherwise keep taking the lowest
+		// address of its ports (see bridgeMAC).
+		if err := h.LinkSetHardwareAddr(l, mac); err != nil {
+			return nil, fmt.Errorf("pin the MAC address of %s: %w", name, err)
+		}
 	}
 	return l, nil
 }
+
+// bridgeMAC is the fixed MAC address of network netID's bridge: locally
+// administered, unicast, derived from the ID. A bridge the kernel made
+// without an address takes the lowest MAC of its ports and changes it as
+// ports come and go. Each change breaks, until their neighbour entries
+// expire (up to a minute), the way out of the containers that have the
+// gateway's old MAC cached: a container joining the network could cut
+// the others off. Docker's bridge driver sets the address for the same
+// reason.
+func bridgeMAC(netID string) net.HardwareAddr { return model.DerivedMAC("vxnet bridge " + netID) }
 
 // errConflict explains why an existing object is not ours to use. It is
 // not exported: callers have nothing to branch on, a user has to rename or

@@ -2,7 +2,6 @@ package overlay
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net"
@@ -38,10 +37,7 @@ func HostVethName(ep model.Endpoint) string { return hostVethPrefix + short(ep.I
 // per host (the gateway address is the same on every host, its MAC must not
 // be, or bridges would see their own address arrive over the tunnel).
 func bridgeMAC(netID string, vtep netip.Addr) net.HardwareAddr {
-	h := sha256.Sum256([]byte(netID + "|" + vtep.String()))
-	mac := net.HardwareAddr(h[:6])
-	mac[0] = (mac[0] &^ 0x01) | 0x02
-	return mac
+	return model.DerivedMAC(netID + "|" + vtep.String())
 }
 
 func isNotFound(err error) bool {
