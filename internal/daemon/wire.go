@@ -266,6 +266,11 @@ func (a runtimeAdapter) Stop(ctx context.Context, id string, t time.Duration) er
 func (a runtimeAdapter) Delete(ctx context.Context, id string) error { return a.r.Delete(ctx, id) }
 func (a runtimeAdapter) State(ctx context.Context, id string) (engine.RuntimeState, error) {
 	s, err := a.r.State(ctx, id)
+	if errors.Is(err, runtime.ErrNotFound) {
+		// The engine tells a container that is gone from a runtime
+		// that does not answer.
+		return engine.RuntimeState{}, fmt.Errorf("%w (%w)", err, model.ErrNotFound)
+	}
 	if err != nil {
 		return engine.RuntimeState{}, err
 	}

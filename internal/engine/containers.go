@@ -837,24 +837,29 @@ func (e *Engine) watchExitLocked(id string) {
 // ended with an error (not the daemon stopping) is not an exit: the task's
 // state says whether it exited, else the wait is taken up again.
 func (e *Engine) waitRun(id string) (int, error) {
+	pause := time.Second
 	for {
 		code, err := e.opts.Runtime.Wait(e.ctx, id)
 		if err == nil || e.ctx.Err() != nil {
 			return code, err
 		}
 		st, serr := e.opts.Runtime.State(e.ctx, id)
-		if serr != nil {
-			return 0, serr
-		}
-		if st.Status != "running" {
+		switch {
+		case errors.Is(serr, model.ErrNotFound):
+			return 0, nil // gone from the runtime: exited
+		case serr != nil:
+			// The runtime does not answer: its exit is not known yet.
+			err = errors.Join(err, serr)
+		case st.Status != "running":
 			return st.ExitCode, nil
 		}
-		e.log.Warn("wait for a container's exit failed; waiting again", "id", id, "err", err)
+		e.log.Warn("wait for a container's exit failed; waiting again", "id", id, "in", pause, "err", err)
 		select {
 		case <-e.ctx.Done():
 			return 0, e.ctx.Err()
-		case <-time.After(time.Second):
+		case <-time.After(pause):
 		}
+		pause = min(2*pause, 30*time.Second)
 	}
 }
 

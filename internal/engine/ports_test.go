@@ -1,7 +1,6 @@
 package engine_test
 
 import (
-	"github.com/vxnet/vxnet/internal/engine/enginetest"
 	"net"
 	"net/netip"
 	"strconv"
@@ -9,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/vxnet/vxnet/internal/api"
+	"github.com/vxnet/vxnet/internal/engine/enginetest"
 	"github.com/vxnet/vxnet/internal/model"
 )
 
@@ -150,3 +150,33 @@ func TestPublishAllAndRestart(t *testing.T) {
 }
 
 func itoa(p uint16) string { return strconv.Itoa(int(p)) }
+
+// A runtime that does not answer at start does not make running containers
+// exited: a short silence is waited out; a longer one leaves the record
+// (and its published ports) as it is until the exit watcher hears from
+// the runtime, which then reports the real exit.
+func TestStartRuntimeSilent(t *testing.T) {
+	dir := t.TempDir()
+	rt := enginetest.NewRuntime()
+	env := newTestEngine(t, dir, rt)
+	c := mustRun(t, env.e, api.ContainerCreate{Name: "c", PublishAll: true, ExposedPorts: []model.Port{tcp(80)}})
+	for _, fails := range []int{2, 1000} {
+		env.e.Close()
+		env.st.Close()
+		rt.FailStates(fails)
+		env = newTestEngine(t, dir, rt)
+		v, err := env.e.InspectContainer(bg, c.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v.Container.State != model.StateRunning || len(v.Container.Ports) != 1 || len(published(env.fw)) != 1 {
+			t.Fatalf("%d failed state calls at start: state %s, ports %+v, firewall %+v", fails, v.Container.State, v.Container.Ports, published(env.fw))
+		}
+	}
+	rt.FailStates(0)
+	rt.Exit(c.ID, 3)
+	waitFor(t, "the exit recorded with code 3 and the port released", func() bool {
+		v, _ := env.e.InspectContainer(bg, c.ID)
+		return v.Container.State == model.StateExited && v.Container.ExitCode == 3 && len(published(env.fw)) == 0
+	})
+}

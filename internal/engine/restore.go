@@ -118,7 +118,20 @@ func (e *Engine) Start(ctx context.Context) error {
 
 	// Containers: refresh state, re-plumb sandboxes, watch running ones.
 	for _, c := range ctrs {
-		st, err := e.opts.Runtime.State(ctx, c.ID)
+		st, err := e.stateAtStart(ctx, c.ID)
+		if err != nil && !errors.Is(err, model.ErrNotFound) {
+			// Not known: the record stays as it is (a running
+			// container keeps its ports) and the exit watcher finds
+			// out once the runtime answers.
+			e.log.Warn("container state unknown at start; keeping its record", "name", c.Name, "err", err)
+			errs = append(errs, e.ensureSandbox(ctx, c))
+			if c.State == model.StateRunning {
+				e.mu.Lock()
+				e.watchExitLocked(c.ID)
+				e.mu.Unlock()
+			}
+			continue
+		}
 		running := err == nil && st.Status == "running"
 		if c.State == model.StateRunning && !running {
 			code, finished := 0, time.Time{}
@@ -178,6 +191,25 @@ func (e *Engine) Start(ctx context.Context) error {
 	e.mu.Unlock()
 	e.log.Info("engine started", "networks", nn, "containers", nc)
 	return nil
+}
+
+// stateAtStart asks the runtime for a container's state, again a few times
+// (about 3 s in all) while it does not answer: at start it may still be
+// busy, and a running container taken for exited would lose its ports.
+func (e *Engine) stateAtStart(ctx context.Context, id string) (RuntimeState, error) {
+	wait := 100 * time.Millisecond
+	for i := 0; ; i++ {
+		st, err := e.opts.Runtime.State(ctx, id)
+		if err == nil || errors.Is(err, model.ErrNotFound) || i == 5 {
+			return st, err
+		}
+		select {
+		case <-ctx.Done():
+			return st, err
+		case <-time.After(wait):
+		}
+		wait *= 2
+	}
 }
 
 // dropOrphanRecords deletes, in one transaction, the records a crash left

@@ -46,6 +46,9 @@ type Runtime struct {
 	waitGate   chan struct{}
 	gatedWaits int
 	waiting    int
+	// stateFails is how many of the next State calls fail (a runtime
+	// that does not answer).
+	stateFails int
 }
 
 var (
@@ -196,6 +199,10 @@ func (r *Runtime) Delete(ctx context.Context, id string) error {
 func (r *Runtime) State(ctx context.Context, id string) (engine.RuntimeState, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.stateFails > 0 {
+		r.stateFails--
+		return engine.RuntimeState{}, fmt.Errorf("fake runtime: state %s: %w", id, model.ErrUnavailable)
+	}
 	p, err := r.get(id)
 	if err != nil {
 		return engine.RuntimeState{}, err
@@ -283,6 +290,14 @@ func (r *Runtime) Waiting() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.waiting
+}
+
+// FailStates makes the next n State calls fail as a runtime that does not
+// answer would (0: none).
+func (r *Runtime) FailStates(n int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.stateFails = n
 }
 
 // Exit ends container id's running process with code, as if it exited by
