@@ -2,13 +2,14 @@ package engine_test
 
 import (
 	"errors"
-	"github.com/vxnet/vxnet/internal/engine"
-	"github.com/vxnet/vxnet/internal/engine/enginetest"
 	"testing"
 	"time"
 
 	"github.com/vxnet/vxnet/internal/api"
 	"github.com/vxnet/vxnet/internal/cluster"
+	"github.com/vxnet/vxnet/internal/engine"
+	"github.com/vxnet/vxnet/internal/engine/enginetest"
+	"github.com/vxnet/vxnet/internal/engine/peerctl/peerctltest"
 	"github.com/vxnet/vxnet/internal/model"
 )
 
@@ -19,7 +20,7 @@ import (
 func TestFirewallUnchangedNotReapplied(t *testing.T) {
 	cl := openTestCluster(t)
 	dir := t.TempDir()
-	src := &fakeAdverts{}
+	src := peerctltest.NewSource()
 	var rp *recordingPeers
 	withFakes := func(o *engine.Options) {
 		engine.SetAdverts(o, src)
@@ -48,20 +49,20 @@ func TestFirewallUnchangedNotReapplied(t *testing.T) {
 		}
 	}
 	set := []cluster.Advert{remoteAd(n.ID, 10, "192.0.2.2")}
-	src.push(set, 10)
+	src.Push(set, 10)
 	programmed("first remote peer", "10.79.0.10@192.0.2.2")
 	if !fw.Allows(addr("192.0.2.2"), n.VNI) {
 		t.Fatal("VXLAN not accepted from the first member")
 	}
 	before := applies()
 	set = append(set, remoteAd(n.ID, 11, "192.0.2.2"))
-	src.push(set, 11)
+	src.Push(set, 11)
 	programmed("second endpoint of the same member", "10.79.0.10@192.0.2.2 10.79.0.11@192.0.2.2")
 	if got := applies(); got != before {
 		t.Errorf("an unchanged firewall was applied %d more times", got-before)
 	}
 	set = append(set, remoteAd(n.ID, 12, "192.0.2.3"))
-	src.push(set, 12)
+	src.Push(set, 12)
 	programmed("endpoint of a new member", "10.79.0.10@192.0.2.2 10.79.0.11@192.0.2.2 10.79.0.12@192.0.2.3")
 	if applies() == before || !fw.Allows(addr("192.0.2.3"), n.VNI) {
 		t.Fatalf("the new member's VTEP was not applied (%d applies)", applies()-before)

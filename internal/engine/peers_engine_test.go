@@ -3,8 +3,6 @@ package engine_test
 import (
 	"context"
 	"fmt"
-	"github.com/vxnet/vxnet/internal/engine"
-	"github.com/vxnet/vxnet/internal/engine/enginetest"
 	"math/rand"
 	"net"
 	"net/netip"
@@ -17,76 +15,11 @@ import (
 	"github.com/vxnet/vxnet/internal/api"
 	"github.com/vxnet/vxnet/internal/cluster"
 	"github.com/vxnet/vxnet/internal/driver"
+	"github.com/vxnet/vxnet/internal/engine"
+	"github.com/vxnet/vxnet/internal/engine/enginetest"
+	"github.com/vxnet/vxnet/internal/engine/peerctl/peerctltest"
 	"github.com/vxnet/vxnet/internal/model"
 )
-
-// fakeAdverts is an advertisement source whose sets the test writes: the
-// current set answers lists, and every set given to push (or deliver) goes
-// to the watches as the store's watch would hand it over.
-type fakeAdverts struct {
-	mu   sync.Mutex
-	cur  []cluster.Advert
-	rev  int64
-	subs []chan advertSet
-}
-
-type advertSet struct {
-	ads  []cluster.Advert
-	rev  int64
-	done chan struct{} // closed once the watch callback returned
-}
-
-func (f *fakeAdverts) Adverts(ctx context.Context, netID string) ([]cluster.Advert, int64, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]cluster.Advert(nil), f.cur...), f.rev, nil
-}
-
-func (f *fakeAdverts) WatchAdverts(ctx context.Context, netID string, fromRev int64, fn func([]cluster.Advert, int64)) error {
-	ch := make(chan advertSet, 256)
-	f.mu.Lock()
-	f.subs = append(f.subs, ch)
-	f.mu.Unlock()
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case s := <-ch:
-			fn(s.ads, s.rev)
-			close(s.done)
-		}
-	}
-}
-
-func (f *fakeAdverts) CheckAdverts(ctx context.Context, n model.Network, ads []cluster.Advert) []cluster.Advert {
-	return ads
-}
-
-func (f *fakeAdverts) FollowOwners(ctx context.Context, netID string) error {
-	<-ctx.Done()
-	return ctx.Err()
-}
-
-// push makes ads the current set at rev and hands it to the watches.
-func (f *fakeAdverts) push(ads []cluster.Advert, rev int64) {
-	f.mu.Lock()
-	f.cur, f.rev = ads, rev
-	f.mu.Unlock()
-	f.deliver(ads, rev)
-}
-
-// deliver hands a set to the watches (without making it current) and
-// waits until each has handled it.
-func (f *fakeAdverts) deliver(ads []cluster.Advert, rev int64) {
-	f.mu.Lock()
-	subs := append([]chan advertSet(nil), f.subs...)
-	f.mu.Unlock()
-	for _, ch := range subs {
-		s := advertSet{ads: ads, rev: rev, done: make(chan struct{})}
-		ch <- s
-		<-s.done
-	}
-}
 
 // recordingPeers is an overlay driver that records the last remote peer
 // set per network, as text ("IP@VTEP", sorted).
@@ -146,7 +79,7 @@ func wantSet(ads []cluster.Advert, self string) string {
 func TestPeerControllerEngineHalf(t *testing.T) {
 	cl := openTestCluster(t)
 	dir := t.TempDir()
-	src := &fakeAdverts{}
+	src := peerctltest.NewSource()
 	var rp *recordingPeers
 	resolver := loopbackDNS(t, dir)
 	withFakes := func(o *engine.Options) {
@@ -190,7 +123,7 @@ func TestPeerControllerEngineHalf(t *testing.T) {
 
 	// Adds.
 	set := []cluster.Advert{self, remoteAd(n.ID, 10, "192.0.2.2"), remoteAd(n.ID, 11, "192.0.2.3")}
-	src.push(set, 10)
+	src.Push(set, 10)
 	eventually("two remote peers programmed", programmedIs("10.79.0.10@192.0.2.2 10.79.0.11@192.0.2.3"))
 	eventually("VXLAN accepted from both members", func() bool {
 		return fw.Allows(addr("192.0.2.2"), n.VNI) && fw.Allows(addr("192.0.2.3"), n.VNI)
@@ -204,7 +137,7 @@ func TestPeerControllerEngineHalf(t *testing.T) {
 	})
 
 	// Removes: the member 192.0.2.3 has no endpoint left.
-	src.push([]cluster.Advert{self, remoteAd(n.ID, 10, "192.0.2.2")}, 11)
+	src.Push([]cluster.Advert{self, remoteAd(n.ID, 10, "192.0.2.2")}, 11)
 	eventually("the removed peer unprogrammed", programmedIs("10.79.0.10@192.0.2.2"))
 	eventually("VXLAN refused from the member without endpoints", func() bool { return !fw.Allows(addr("192.0.2.3"), n.VNI) })
 	// (not ours any more: asked upstream, and there is none here)
@@ -215,7 +148,7 @@ func TestPeerControllerEngineHalf(t *testing.T) {
 
 	// A set older than the one applied (a lagging watch) is dropped.
 	_, before := rp.programmed(n.ID)
-	src.deliver([]cluster.Advert{self, remoteAd(n.ID, 10, "192.0.2.2"), remoteAd(n.ID, 12, "192.0.2.4")}, 5)
+	src.Deliver([]cluster.Advert{self, remoteAd(n.ID, 10, "192.0.2.2"), remoteAd(n.ID, 12, "192.0.2.4")}, 5)
 	if got, sets := rp.programmed(n.ID); got != "10.79.0.10@192.0.2.2" || sets != before {
 		t.Fatalf("a stale set (revision 5 after 11) was programmed: %q (%d sets, %d before)", got, sets, before)
 	}
@@ -232,7 +165,7 @@ func TestPeerControllerEngineHalf(t *testing.T) {
 			}
 		}
 		rev++
-		src.push(set, rev)
+		src.Push(set, rev)
 	}
 	eventually("the last of 100 sets programmed", programmedIs(wantSet(set, cl.NodeID())))
 
@@ -290,7 +223,7 @@ func (d *gatedPeers) Resync(ctx context.Context) error { return nil }
 func TestPeerProgrammingDoesNotBlockTheEngine(t *testing.T) {
 	cl := openTestCluster(t)
 	dir := t.TempDir()
-	src := &fakeAdverts{}
+	src := peerctltest.NewSource()
 	var gp *gatedPeers
 	e, _, _, _ := clusterTestEngineWith(t, dir, enginetest.NewRuntime(), cl, false, nil, func(o *engine.Options) {
 		engine.SetAdverts(o, src)
@@ -303,11 +236,7 @@ func TestPeerProgrammingDoesNotBlockTheEngine(t *testing.T) {
 	})
 	n := mustNet(t, e, api.NetworkCreate{Name: "ov", Driver: "overlay", IPAM: []model.IPAMConfig{{Subnet: pfx("10.79.0.0/24")}}})
 	c1 := mustRun(t, e, api.ContainerCreate{Name: "c1", Network: "ov"})
-	waitFor(t, "the watch to listen", func() bool {
-		src.mu.Lock()
-		defer src.mu.Unlock()
-		return len(src.subs) > 0
-	})
+	waitFor(t, "the watch to listen", func() bool { return src.Watches() > 0 })
 
 	gate := make(chan struct{})
 	var open sync.Once
@@ -319,7 +248,7 @@ func TestPeerProgrammingDoesNotBlockTheEngine(t *testing.T) {
 	pushed := make(chan struct{})
 	go func() {
 		defer close(pushed)
-		src.push([]cluster.Advert{remoteAd(n.ID, 10, "192.0.2.2")}, 10)
+		src.Push([]cluster.Advert{remoteAd(n.ID, 10, "192.0.2.2")}, 10)
 	}()
 	waitFor(t, "a peer programming held in the kernel", func() bool {
 		gp.mu.Lock()

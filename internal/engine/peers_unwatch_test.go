@@ -7,6 +7,7 @@ import (
 	"github.com/vxnet/vxnet/internal/api"
 	"github.com/vxnet/vxnet/internal/engine"
 	"github.com/vxnet/vxnet/internal/engine/enginetest"
+	"github.com/vxnet/vxnet/internal/engine/peerctl/peerctltest"
 	"github.com/vxnet/vxnet/internal/model"
 )
 
@@ -21,7 +22,7 @@ import (
 //     (no local endpoint is left to watch for).
 func TestPeerWatchEndsAgainstAttach(t *testing.T) {
 	cl := openTestCluster(t)
-	src := &fakeAdverts{}
+	src := peerctltest.NewSource()
 	e, _, ov, _ := clusterTestEngineWith(t, t.TempDir(), enginetest.NewRuntime(), cl, false, nil, func(o *engine.Options) {
 		engine.SetAdverts(o, src)
 	})

@@ -17,6 +17,7 @@ import (
 	"github.com/vxnet/vxnet/internal/driver/overlay"
 	"github.com/vxnet/vxnet/internal/driver/overlay/overlaytest"
 	"github.com/vxnet/vxnet/internal/engine/peerctl"
+	"github.com/vxnet/vxnet/internal/engine/peerctl/peerctltest"
 	"github.com/vxnet/vxnet/internal/model"
 )
 
@@ -30,111 +31,6 @@ const self = "self"
 
 var selfVTEP = netip.MustParseAddr("192.0.2.1")
 
-// source is a peerctl.Source whose sets the test writes.
-type source struct {
-	mu    sync.Mutex
-	cur   []peerctl.Advert
-	rev   int64
-	down  bool // lists fail (the store unreachable)
-	subs  []*sub
-	nodes map[string]netip.Addr            // registered nodes
-	owner map[netip.Addr]cluster.AddrOwner // nil: no owner check
-	// gate, when set, holds every CheckAdverts until it closes (an owner
-	// read from a slow store).
-	gate chan struct{}
-}
-
-// sub is one watch; gone is closed when it has ended.
-type sub struct {
-	ch   chan delivery
-	gone chan struct{}
-}
-
-type delivery struct {
-	ads  []peerctl.Advert
-	rev  int64
-	done chan struct{}
-}
-
-func (s *source) Adverts(ctx context.Context, netID string) ([]peerctl.Advert, int64, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.down {
-		return nil, 0, errors.New("injected: context deadline exceeded")
-	}
-	return s.cur, s.rev, nil
-}
-
-func (s *source) WatchAdverts(ctx context.Context, netID string, fromRev int64, fn func([]peerctl.Advert, int64)) error {
-	w := &sub{ch: make(chan delivery, 256), gone: make(chan struct{})}
-	s.mu.Lock()
-	s.subs = append(s.subs, w)
-	s.mu.Unlock()
-	defer close(w.gone)
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case d := <-w.ch:
-			fn(d.ads, d.rev)
-			close(d.done)
-		}
-	}
-}
-
-func (s *source) CheckAdverts(ctx context.Context, n model.Network, ads []peerctl.Advert) []peerctl.Advert {
-	s.mu.Lock()
-	gate := s.gate
-	s.mu.Unlock()
-	if gate != nil {
-		<-gate
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	kept, _ := cluster.FilterAdverts(n, ads, s.nodes, self, s.owner)
-	return kept
-}
-
-func (s *source) FollowOwners(ctx context.Context, netID string) error {
-	<-ctx.Done()
-	return ctx.Err()
-}
-
-// push makes ads the current set at rev and hands it to the watches,
-// waiting until they have handled it.
-func (s *source) push(ads []peerctl.Advert, rev int64) {
-	s.mu.Lock()
-	s.cur, s.rev = ads, rev
-	s.mu.Unlock()
-	s.deliver(ads, rev)
-}
-
-// deliver hands a set to the watches without making it current.
-func (s *source) deliver(ads []peerctl.Advert, rev int64) {
-	s.mu.Lock()
-	subs := append([]*sub(nil), s.subs...)
-	s.mu.Unlock()
-	for _, w := range subs {
-		d := delivery{ads: ads, rev: rev, done: make(chan struct{})}
-		select {
-		case w.ch <- d:
-		case <-w.gone:
-			continue
-		}
-		select {
-		case <-d.done:
-		case <-w.gone:
-		}
-	}
-}
-
-func (s *source) watches() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.subs)
-}
-
-// kernel is the overlay driver's peer programming on the in-memory kernel.
 type kernel struct {
 	k  *overlaytest.Kernel
 	pc *overlay.PeerController
@@ -165,7 +61,7 @@ func (k kernel) Programmed(ctx context.Context, n model.Network) (fdb, neigh []s
 type harness struct {
 	t       *testing.T
 	n       model.Network
-	src     *source
+	src     *peerctltest.Source
 	k       *overlaytest.Kernel
 	pc      *overlay.PeerController // the kernel half
 	c       *peerctl.Controller
@@ -180,12 +76,12 @@ func newHarness(t *testing.T) *harness {
 	h := &harness{t: t,
 		n: model.Network{ID: strings.Repeat("a", 64), Name: "ov", Driver: "overlay", Scope: model.ScopeGlobal, VNI: 4097,
 			IPAM: []model.IPAMConfig{{Subnet: netip.MustParsePrefix("10.80.0.0/24"), Gateway: netip.MustParseAddr("10.80.0.1")}}},
-		src: &source{nodes: map[string]netip.Addr{self: selfVTEP}},
+		src: peerctltest.NewFilteringSource(self, map[string]netip.Addr{self: selfVTEP}),
 		k:   overlaytest.NewKernel(false), saved: map[string][]peerctl.Advert{},
 		status: cluster.StoreStatus{Reachable: true, LastContact: time.Now()},
 	}
 	for i := 2; i <= 5; i++ {
-		h.src.nodes[fmt.Sprintf("node%d", i)] = netip.AddrFrom4([4]byte{192, 0, 2, byte(i)})
+		h.src.AddNode(fmt.Sprintf("node%d", i), netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}))
 	}
 	h.k.Plumb(h.n.ID)
 	h.pc = overlay.NewPeerController(h.k, selfVTEP, nil)
@@ -221,9 +117,9 @@ func newHarness(t *testing.T) *harness {
 
 // watch starts the network's watch and waits until it listens.
 func (h *harness) watch() {
-	before := h.src.watches()
+	before := h.src.Watches()
 	h.c.Watch(h.n)
-	h.eventually("the watch listens", func() bool { return h.src.watches() > before })
+	h.eventually("the watch listens", func() bool { return h.src.Watches() > before })
 }
 
 func (h *harness) eventually(what string, ok func() bool) {
@@ -347,10 +243,10 @@ func TestControllerSets(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t)
-			h.src.owner = tc.owners
+			h.src.SetOwners(tc.owners)
 			h.watch()
 			for _, s := range tc.sets {
-				h.src.push(s.ads, s.rev)
+				h.src.Push(s.ads, s.rev)
 			}
 			// push returns once the watch has handled the set: no wait.
 			if got, want := h.k.Render(h.n.ID), entries(tc.want...); got != want {
@@ -383,7 +279,7 @@ func TestControllerChurn(t *testing.T) {
 				last = append(last, ad(b, fmt.Sprintf("node%d", 2+rng.Intn(4))))
 			}
 		}
-		h.src.push(last, int64(10+i))
+		h.src.Push(last, int64(10+i))
 		if i%20 == 0 {
 			h.c.KickAll()
 		}
@@ -402,7 +298,7 @@ func TestControllerKernelFailureRetried(t *testing.T) {
 	h.k.FailNext("neigh replace 10.80.0.10", 3)
 	h.watch()
 	set := []peerctl.Advert{ad(2, self), ad(10, "node2"), ad(11, "node3")}
-	h.src.push(set, 5)
+	h.src.Push(set, 5)
 	in := h.c.Inspect(context.Background(), h.n)
 	if in.LastError == nil || !strings.Contains(in.LastError.Error(), "10.80.0.10") {
 		t.Fatalf("LastError after a failed neighbour entry: %v", in.LastError)
@@ -439,14 +335,12 @@ func TestControllerStoreUnreachable(t *testing.T) {
 	h := newHarness(t)
 	h.watch()
 	set := []peerctl.Advert{ad(2, self), ad(10, "node2"), ad(11, "node3")}
-	h.src.push(set, 5)
+	h.src.Push(set, 5)
 	last := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
 	h.mu.Lock()
 	h.status = cluster.StoreStatus{Reachable: false, LastContact: last, LastError: "context deadline exceeded"}
 	h.mu.Unlock()
-	h.src.mu.Lock()
-	h.src.down = true
-	h.src.mu.Unlock()
+	h.src.SetDown(true)
 	// Resyncs fail to list: nothing is removed.
 	h.c.ResyncAll(context.Background())
 	h.k.DropFDB(h.n.ID, fmt.Sprintf("%s dst 192.0.2.3", ad(11, "node3").MAC))
@@ -469,9 +363,7 @@ func TestControllerStoreUnreachable(t *testing.T) {
 	h.mu.Lock()
 	h.status = cluster.StoreStatus{Reachable: true, LastContact: time.Now()}
 	h.mu.Unlock()
-	h.src.mu.Lock()
-	h.src.down = false
-	h.src.mu.Unlock()
+	h.src.SetDown(false)
 	h.c.ResyncAll(context.Background())
 	if err := h.pc.Resync(context.Background()); err != nil {
 		t.Fatal(err)
@@ -497,15 +389,13 @@ func TestControllerRestoreUnwatchForget(t *testing.T) {
 	if got := names(h.c.Known(h.n.ID)); got != names(old) {
 		t.Fatalf("restored set %q", got)
 	}
-	h.src.mu.Lock()
-	h.src.down = true
-	h.src.mu.Unlock()
+	h.src.SetDown(true)
 	h.watch()
 	if got := names(h.c.Known(h.n.ID)); got != names(old) || !h.c.Watched(h.n.ID) {
 		t.Fatalf("restored set lost by a watch that has not delivered: %q", got)
 	}
 	cur := []peerctl.Advert{ad(2, self), ad(11, "node3")}
-	h.src.push(cur, 7)
+	h.src.Push(cur, 7)
 	if got := names(h.c.Known(h.n.ID)); got != names(cur) {
 		t.Fatalf("known %q after the watch delivered, want %q", got, names(cur))
 	}
@@ -513,7 +403,7 @@ func TestControllerRestoreUnwatchForget(t *testing.T) {
 	if h.c.Watched(h.n.ID) {
 		t.Fatal("still watched after Unwatch")
 	}
-	h.src.push([]peerctl.Advert{ad(2, self), ad(11, "node3"), ad(12, "node4")}, 8)
+	h.src.Push([]peerctl.Advert{ad(2, self), ad(11, "node3"), ad(12, "node4")}, 8)
 	if got := h.k.Render(h.n.ID); got != entries(cur...) {
 		t.Fatalf("an unwatched network was programmed:\n%s", got)
 	}
@@ -535,7 +425,7 @@ func TestControllerSaveFailure(t *testing.T) {
 	h.mu.Unlock()
 	h.watch()
 	set := []peerctl.Advert{ad(10, "node2")}
-	h.src.push(set, 5)
+	h.src.Push(set, 5)
 	if got := h.k.Render(h.n.ID); got != entries(set...) {
 		t.Fatalf("kernel:\n%s", got)
 	}
@@ -555,15 +445,13 @@ func TestControllerSaveFailure(t *testing.T) {
 func TestControllerReadsDuringProgramming(t *testing.T) {
 	h := newHarness(t)
 	h.watch()
-	h.src.push([]peerctl.Advert{ad(10, "node2")}, 5)
+	h.src.Push([]peerctl.Advert{ad(10, "node2")}, 5)
 	gate := make(chan struct{})
-	h.src.mu.Lock()
-	h.src.gate = gate
-	h.src.mu.Unlock()
+	h.src.SetGate(gate)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		h.src.deliver([]peerctl.Advert{ad(11, "node2")}, 6)
+		h.src.Deliver([]peerctl.Advert{ad(11, "node2")}, 6)
 	}()
 	// Readers answer while the programming waits; the gate opens only
 	// after them, so a reader that waited for the programming would hang
@@ -575,9 +463,7 @@ func TestControllerReadsDuringProgramming(t *testing.T) {
 		h.c.Watched(h.n.ID)
 		h.c.Inspect(context.Background(), h.n)
 	}
-	h.src.mu.Lock()
-	h.src.gate = nil
-	h.src.mu.Unlock()
+	h.src.SetGate(nil)
 	close(gate)
 	<-done
 	if got := names(h.c.Known(h.n.ID)); got != "c11" {
@@ -595,7 +481,7 @@ func TestControllerInspectDuringHungProgramming(t *testing.T) {
 	h := newHarness(t)
 	h.watch()
 	first := []peerctl.Advert{ad(10, "node2")}
-	h.src.push(first, 5)
+	h.src.Push(first, 5)
 	if in := h.c.Inspect(context.Background(), h.n); status(in, "10.80.0.10") != "programmed" || in.Programming != "" {
 		t.Fatalf("after the first programming: %+v", in)
 	}
@@ -605,7 +491,7 @@ func TestControllerInspectDuringHungProgramming(t *testing.T) {
 	delivered := make(chan struct{})
 	go func() {
 		defer close(delivered)
-		h.src.push([]peerctl.Advert{ad(10, "node2"), next}, 6)
+		h.src.Push([]peerctl.Advert{ad(10, "node2"), next}, 6)
 	}()
 	select {
 	case <-held:
