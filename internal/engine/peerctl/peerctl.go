@@ -100,7 +100,10 @@ type Config struct {
 	// RetryAfter is the wait before a failed programming is retried
 	// (default 1s).
 	RetryAfter time.Duration
-	Log        *slog.Logger
+	// KernelReadTimeout bounds how long Inspect waits for the kernel's
+	// entries (default 2s); past it the rows are shown unverified.
+	KernelReadTimeout time.Duration
+	Log               *slog.Logger
 }
 
 // Controller keeps, per global network, the last advertisement set and
@@ -115,6 +118,19 @@ type Controller struct {
 	nets map[string]*netState
 	// snap is what readers see: rebuilt under mu after every change.
 	snap atomic.Pointer[map[string]View]
+
+	// reads are the kernel reads of Inspect in flight, per network: a
+	// read that hangs in the kernel is waited for by later inspects, not
+	// started again. Under readsMu, a leaf.
+	readsMu sync.Mutex
+	reads   map[string]*kernelRead
+}
+
+// kernelRead is one Kernel.Programmed call; done closes when it returned.
+type kernelRead struct {
+	done       chan struct{}
+	fdb, neigh []string
+	err        error
 }
 
 // netState is one network's state. Slices are never changed in place
@@ -555,11 +571,14 @@ func (c *Controller) Inspect(ctx context.Context, n model.Network) Inspection {
 	var fdb, neigh []string
 	var kerr error
 	var busy *InProgress
+	slow := false
 	if k, ok := c.cfg.Kernel(n); ok {
 		var err error
-		fdb, neigh, err = k.Programmed(ctx, n)
+		fdb, neigh, err = c.readKernel(ctx, k, n)
 		switch {
 		case errors.As(err, &busy):
+		case errors.Is(err, errKernelSlow):
+			slow, kerr = true, err
 		case err != nil:
 			kerr = fmt.Errorf("read kernel entries: %w", err)
 		}
@@ -571,6 +590,13 @@ func (c *Controller) Inspect(ctx context.Context, n model.Network) Inspection {
 		desired = v.Peers
 	}
 	in := Compare(desired, fdb, neigh, c.cfg.NodeID, st)
+	if slow {
+		for i := range in.Peers {
+			if !in.Peers[i].Local {
+				in.Peers[i].Status = "unverified (kernel entries not read)"
+			}
+		}
+	}
 	in.KernelError = kerr
 	if busy != nil {
 		in.Programming = busy.Error() + "; kernel entries as of the last completed one"
@@ -582,6 +608,48 @@ func (c *Controller) Inspect(ctx context.Context, n model.Network) Inspection {
 		in.StoreUnreachable = st.Unreachable()
 	}
 	return in
+}
+
+// errKernelSlow: the kernel did not list a network's entries in time.
+var errKernelSlow = errors.New("the kernel did not list the entries in time (netlink busy); peers unverified")
+
+// readKernel lists the entries network n's driver holds, waiting at most
+// KernelReadTimeout (and ctx): a netlink dump that hangs must not hang
+// inspect. One read per network is in flight at a time.
+func (c *Controller) readKernel(ctx context.Context, k Kernel, n model.Network) (fdb, neigh []string, err error) {
+	c.readsMu.Lock()
+	r := c.reads[n.ID]
+	if r == nil {
+		r = &kernelRead{done: make(chan struct{})}
+		if c.reads == nil {
+			c.reads = map[string]*kernelRead{}
+		}
+		c.reads[n.ID] = r
+		go func() {
+			// Not ctx: the read outlives this inspect if it hangs, and
+			// the next inspect waits on it.
+			r.fdb, r.neigh, r.err = k.Programmed(c.ctx, n)
+			c.readsMu.Lock()
+			delete(c.reads, n.ID)
+			c.readsMu.Unlock()
+			close(r.done)
+		}()
+	}
+	c.readsMu.Unlock()
+	timeout := c.cfg.KernelReadTimeout
+	if timeout <= 0 {
+		timeout = 2 * time.Second
+	}
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-r.done:
+		return r.fdb, r.neigh, r.err
+	case <-t.C:
+		return nil, nil, errKernelSlow
+	case <-ctx.Done():
+		return nil, nil, ctx.Err()
+	}
 }
 
 // Compare marks each desired advertisement against the kernel's entries

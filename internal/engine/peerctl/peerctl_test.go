@@ -72,7 +72,7 @@ type harness struct {
 	notes   int
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t *testing.T, opts ...func(*peerctl.Config)) *harness {
 	h := &harness{t: t,
 		n: model.Network{ID: strings.Repeat("a", 64), Name: "ov", Driver: "overlay", Scope: model.ScopeGlobal, VNI: 4097,
 			IPAM: []model.IPAMConfig{{Subnet: netip.MustParsePrefix("10.80.0.0/24"), Gateway: netip.MustParseAddr("10.80.0.1")}}},
@@ -87,7 +87,7 @@ func newHarness(t *testing.T) *harness {
 	h.pc = overlay.NewPeerController(h.k, selfVTEP, nil)
 	kern := kernel{k: h.k, pc: h.pc}
 	ctx, cancel := context.WithCancel(context.Background())
-	h.c = peerctl.New(ctx, peerctl.Config{
+	cfg := peerctl.Config{
 		NodeID: self,
 		Source: func() peerctl.Source { return h.src },
 		Kernel: func(model.Network) (peerctl.Kernel, bool) { return kern, true },
@@ -110,7 +110,11 @@ func newHarness(t *testing.T) *harness {
 			return h.status
 		},
 		RetryAfter: 20 * time.Millisecond,
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	h.c = peerctl.New(ctx, cfg)
 	t.Cleanup(func() { cancel(); h.c.Close() })
 	return h
 }
@@ -593,4 +597,42 @@ func TestCompare(t *testing.T) {
 			}
 		})
 	}
+}
+
+// inspect -v does not hang on a kernel listing that hangs (no programming
+// running): it answers after KernelReadTimeout with the peers unverified
+// and says why; a second inspect meanwhile waits on the same listing
+// instead of starting another (which, not held, would verify the peer);
+// once the kernel answers, the rows are verified again.
+func TestControllerInspectKernelReadHangs(t *testing.T) {
+	h := newHarness(t, func(c *peerctl.Config) { c.KernelReadTimeout = 300 * time.Millisecond })
+	h.watch()
+	h.src.Push([]peerctl.Advert{ad(10, "node2")}, 5)
+	if in := h.c.Inspect(context.Background(), h.n); status(in, "10.80.0.10") != "programmed" {
+		t.Fatalf("before the hang: %+v", in)
+	}
+	held, release := h.k.HoldNext("list")
+	t.Cleanup(release)
+	for i := 0; i < 2; i++ {
+		answered := make(chan peerctl.Inspection, 1)
+		go func() { answered <- h.c.Inspect(context.Background(), h.n) }()
+		var in peerctl.Inspection
+		select {
+		case in = <-answered:
+		case <-time.After(20 * time.Second):
+			release()
+			t.Fatal("inspect -v waited for a kernel listing that hangs")
+		}
+		<-held
+		if st := status(in, "10.80.0.10"); !strings.HasPrefix(st, "unverified") {
+			t.Errorf("inspect %d during the hung listing: peer %q, want unverified", i, st)
+		}
+		if in.KernelError == nil || !strings.Contains(in.KernelError.Error(), "in time") {
+			t.Errorf("inspect %d during the hung listing: KernelError %v", i, in.KernelError)
+		}
+	}
+	release()
+	h.eventually("the peer verified again", func() bool {
+		return status(h.c.Inspect(context.Background(), h.n), "10.80.0.10") == "programmed"
+	})
 }

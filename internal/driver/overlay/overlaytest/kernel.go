@@ -106,8 +106,8 @@ func (k *Kernel) FailNext(prefix string, times int) {
 
 // HoldNext makes the next change whose log line starts with prefix wait,
 // before it touches the tables, until release is called (as a netlink call
-// that hangs); held is closed once a change waits. Listings are not held.
-// release may be called more than once.
+// that hangs); held is closed once a change waits. The prefix "list" holds
+// the next listing of the tables. release may be called more than once.
 func (k *Kernel) HoldNext(prefix string) (held <-chan struct{}, release func()) {
 	h := &hold{prefix: prefix, held: make(chan struct{}), release: make(chan struct{})}
 	k.holdMu.Lock()
@@ -245,6 +245,7 @@ func (h *handle) op(line string) error {
 
 // Read lists the tables in a stable order (so logged changes are too).
 func (h *handle) Read() (overlay.KernelEntries, error) {
+	h.k.wait("list")
 	h.k.mu.Lock()
 	defer h.k.mu.Unlock()
 	h.k.reads++
