@@ -217,6 +217,16 @@ type Cluster struct {
 	written    nodeRecord
 	seenDenied bool
 
+	// recMu serialises the writes of this node's record (refreshRecord,
+	// which the membership goroutine calls too) with Leave: once leaving
+	// is set under it, no write re-creates the record Leave deletes. Taken
+	// before mu; held across one store write, never by reads.
+	recMu   sync.Mutex
+	leaving bool
+	// afterLeaveDelete, when set (tests), runs in Leave right after the
+	// node record is deleted.
+	afterLeaveDelete func()
+
 	// casLost counts allocations that lost a compare-and-swap (for the
 	// benchmark).
 	casLost atomic.Int64

@@ -296,6 +296,15 @@ func TestExternalEtcd(t *testing.T) {
 		}
 	})
 	t.Run("leave-and-remove", func(t *testing.T) {
+		// A record refresh racing the leave (the membership goroutine
+		// writes it when the role changes: a changed record here) must
+		// not bring it back.
+		c.afterLeaveDelete = func() {
+			c.mu.Lock()
+			c.written = nodeRecord{}
+			c.mu.Unlock()
+			c.refreshRecord(ctx)
+		}
 		if err := c.Leave(ctx); err != nil {
 			t.Fatal(err)
 		}

@@ -90,6 +90,11 @@ func sameRecord(a, b nodeRecord) bool {
 // every member watches, is written only when it changes (role,
 // certificate expiry).
 func (c *Cluster) refreshRecord(ctx context.Context) {
+	c.recMu.Lock()
+	defer c.recMu.Unlock()
+	if c.leaving {
+		return
+	}
 	rctx, cancel := c.reqCtx(ctx)
 	defer cancel()
 	r := c.recordNow()
@@ -542,9 +547,18 @@ func (c *Cluster) Leave(ctx context.Context) error {
 	stop := c.stopLease
 	c.mu.Unlock()
 	stop()
+	// No record write from here on (the membership goroutine refreshes
+	// the record when this host's role changes): one that raced the
+	// delete below would leave the node listed, down, for good.
+	c.recMu.Lock()
+	c.leaving = true
+	c.recMu.Unlock()
 	ok := false
 	defer func() {
 		if !ok {
+			c.recMu.Lock()
+			c.leaving = false
+			c.recMu.Unlock()
 			c.startLeaseLoop()
 		}
 	}()
@@ -569,6 +583,9 @@ func (c *Cluster) Leave(ctx context.Context) error {
 		clientv3.OpDelete(c.key("seen", c.opts.NodeID)),
 	).Commit(); err != nil {
 		return unavailable("leave: delete node record", err)
+	}
+	if c.afterLeaveDelete != nil {
+		c.afterLeaveDelete()
 	}
 	// The etcd user goes too, so this certificate is useless afterwards:
 	// voting members delete it as root (before leaving etcd, while their
