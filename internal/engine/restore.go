@@ -117,9 +117,11 @@ func (e *Engine) Start(ctx context.Context) error {
 	errs = append(errs, e.restoreExternals(ctx, xs))
 
 	// Containers: refresh state, re-plumb sandboxes, watch running ones.
+	silent := false // the runtime did not answer for a previous container
 	for _, c := range ctrs {
-		st, err := e.stateAtStart(ctx, c.ID)
-		if err != nil && !errors.Is(err, model.ErrNotFound) {
+		st, err := e.stateAtStart(ctx, c.ID, silent)
+		silent = err != nil && !errors.Is(err, model.ErrNotFound)
+		if silent {
 			// Not known: the record stays as it is (a running
 			// container keeps its ports) and the exit watcher finds
 			// out once the runtime answers.
@@ -196,11 +198,13 @@ func (e *Engine) Start(ctx context.Context) error {
 // stateAtStart asks the runtime for a container's state, again a few times
 // (about 3 s in all) while it does not answer: at start it may still be
 // busy, and a running container taken for exited would lose its ports.
-func (e *Engine) stateAtStart(ctx context.Context, id string) (RuntimeState, error) {
+// once asks only once (the runtime did not answer for the previous
+// container: a start with many containers does not wait 3 s for each).
+func (e *Engine) stateAtStart(ctx context.Context, id string, once bool) (RuntimeState, error) {
 	wait := 100 * time.Millisecond
 	for i := 0; ; i++ {
 		st, err := e.opts.Runtime.State(ctx, id)
-		if err == nil || errors.Is(err, model.ErrNotFound) || i == 5 {
+		if err == nil || errors.Is(err, model.ErrNotFound) || i == 5 || once {
 			return st, err
 		}
 		select {
