@@ -126,6 +126,22 @@ func (h *harness) watch() {
 	h.eventually("the watch listens", func() bool { return h.src.Watches() > before })
 }
 
+// inspectWithin runs Inspect while something is held in the kernel and
+// fails the test (after release) if it has not answered within 20 s.
+func (h *harness) inspectWithin(release func(), held string) peerctl.Inspection {
+	h.t.Helper()
+	answered := make(chan peerctl.Inspection, 1)
+	go func() { answered <- h.c.Inspect(context.Background(), h.n) }()
+	select {
+	case in := <-answered:
+		return in
+	case <-time.After(20 * time.Second):
+		release()
+		h.t.Fatalf("inspect -v waited for %s", held)
+		return peerctl.Inspection{}
+	}
+}
+
 func (h *harness) eventually(what string, ok func() bool) {
 	h.t.Helper()
 	for deadline := time.Now().Add(20 * time.Second); !ok(); time.Sleep(5 * time.Millisecond) {
@@ -502,15 +518,7 @@ func TestControllerInspectDuringHungProgramming(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("the programming of the second set did not reach the kernel within 20s")
 	}
-	answered := make(chan peerctl.Inspection, 1)
-	go func() { answered <- h.c.Inspect(context.Background(), h.n) }()
-	var in peerctl.Inspection
-	select {
-	case in = <-answered:
-	case <-time.After(20 * time.Second):
-		release()
-		t.Fatal("inspect -v waited for the programming held in the kernel")
-	}
+	in := h.inspectWithin(release, "the programming held in the kernel")
 	if !strings.HasPrefix(in.Programming, "programming in progress since ") {
 		t.Fatalf("Programming during a held programming = %q", in.Programming)
 	}
@@ -614,15 +622,7 @@ func TestControllerInspectKernelReadHangs(t *testing.T) {
 	held, release := h.k.HoldNext("list")
 	t.Cleanup(release)
 	for i := 0; i < 2; i++ {
-		answered := make(chan peerctl.Inspection, 1)
-		go func() { answered <- h.c.Inspect(context.Background(), h.n) }()
-		var in peerctl.Inspection
-		select {
-		case in = <-answered:
-		case <-time.After(20 * time.Second):
-			release()
-			t.Fatal("inspect -v waited for a kernel listing that hangs")
-		}
+		in := h.inspectWithin(release, "a kernel listing that hangs")
 		<-held
 		if st := status(in, "10.80.0.10"); !strings.HasPrefix(st, "unverified") {
 			t.Errorf("inspect %d during the hung listing: peer %q, want unverified", i, st)
