@@ -96,13 +96,19 @@ func (s *Source) Adverts(ctx context.Context, netID string) ([]peerctl.Advert, i
 	return append([]peerctl.Advert(nil), s.cur...), s.rev, nil
 }
 
-// WatchAdverts implements peerctl.Source.
+// WatchAdverts implements peerctl.Source. As the store's watch, it starts
+// with the current set when fromRev is 0 (or is older than the current
+// set), so a set pushed before the watch listens is not lost.
 func (s *Source) WatchAdverts(ctx context.Context, netID string, fromRev int64, fn func([]peerctl.Advert, int64)) error {
 	w := &sub{ch: make(chan delivery, 256), gone: make(chan struct{})}
 	s.mu.Lock()
 	s.subs = append(s.subs, w)
+	cur, rev := append([]peerctl.Advert(nil), s.cur...), s.rev
 	s.mu.Unlock()
 	defer close(w.gone)
+	if rev > 0 && (fromRev == 0 || rev >= fromRev) {
+		fn(cur, rev)
+	}
 	for {
 		select {
 		case <-ctx.Done():
