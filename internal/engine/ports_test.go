@@ -9,6 +9,7 @@ import (
 
 	"github.com/vxnet/vxnet/internal/api"
 	"github.com/vxnet/vxnet/internal/engine/enginetest"
+	"github.com/vxnet/vxnet/internal/harness/freeport"
 	"github.com/vxnet/vxnet/internal/model"
 )
 
@@ -18,22 +19,11 @@ func bind(p model.Port, first, last uint16) model.PortBinding {
 	return model.PortBinding{Port: p, HostPortFirst: first, HostPortLast: last}
 }
 
-// freePort returns a TCP port nobody listens on right now.
-func freePort(t *testing.T) uint16 {
-	t.Helper()
-	l, err := net.Listen("tcp4", "0.0.0.0:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return uint16(l.Addr().(*net.TCPAddr).Port)
-}
-
 func TestPublishedPortsAllocation(t *testing.T) {
 	env := newTestEngine(t, t.TempDir(), enginetest.NewRuntime())
 	e := env.e
 	mustNet(t, e, api.NetworkCreate{Name: "n", IPAM: []model.IPAMConfig{{Subnet: pfx("10.4.0.0/24")}}})
-	p := freePort(t)
+	p := freeport.Stable(t)
 	a := mustRun(t, e, api.ContainerCreate{Name: "a", Network: "n", PortBindings: []model.PortBinding{bind(tcp(80), p, p)}})
 	fw := published(env.fw)
 	if len(fw) != 1 || fw[0].HostPort != p || fw[0].ContainerPort != 80 || fw[0].ContainerIP != addr("10.4.0.2") {
@@ -77,12 +67,12 @@ func TestPublishedPortsAllocation(t *testing.T) {
 	}
 
 	// A process on the host holding a port keeps it.
-	l, err := net.Listen("tcp4", "0.0.0.0:0")
+	held := freeport.Stable(t)
+	l, err := net.Listen("tcp4", "0.0.0.0:"+itoa(held))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	held := uint16(l.Addr().(*net.TCPAddr).Port)
 	c, _ := e.CreateContainer(bg, api.ContainerCreate{Name: "c", Image: "busybox", Cmd: []string{"sleep", "1d"}, Network: "n",
 		PortBindings: []model.PortBinding{bind(tcp(80), held, held)}})
 	if err := e.StartContainer(bg, c.ID); err == nil || !strings.Contains(err.Error(), "address already in use") {

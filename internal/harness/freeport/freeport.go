@@ -3,7 +3,10 @@
 package freeport
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"net"
+	"os"
 	"testing"
 )
 
@@ -47,4 +50,33 @@ func SamePort() (net.PacketConn, net.Listener, error) {
 		pc.Close()
 	}
 	return nil, nil, err
+}
+
+// Stable returns a TCP port that was free a moment ago on every address of
+// host's namespace and lies below the kernel's ephemeral range. A port the
+// kernel picks for ":0" lies inside that range, where every process takes
+// the source ports of its outgoing connections: one may take it between
+// the check and the test's own bind. Ports below the range are taken only
+// by listeners.
+func Stable(t testing.TB) uint16 {
+	t.Helper()
+	lo := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		fmt.Sscan(string(b), &lo)
+	}
+	const first = 10000
+	if lo <= first+1000 {
+		t.Fatalf("freeport: the ephemeral port range starts at %d: no room below it", lo)
+	}
+	for range 200 {
+		p := first + rand.IntN(lo-first)
+		l, err := net.Listen("tcp4", fmt.Sprintf("0.0.0.0:%d", p))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		return uint16(p)
+	}
+	t.Fatal("freeport: no free port below the ephemeral range")
+	return 0
 }
