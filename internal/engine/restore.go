@@ -121,21 +121,14 @@ func (e *Engine) Start(ctx context.Context) error {
 	for _, c := range ctrs {
 		st, err := e.stateAtStart(ctx, c.ID, silent)
 		silent = err != nil && !errors.Is(err, model.ErrNotFound)
+		running := err == nil && st.Status == "running"
 		if silent {
 			// Not known: the record stays as it is (a running
 			// container keeps its ports) and the exit watcher finds
 			// out once the runtime answers.
 			e.log.Warn("container state unknown at start; keeping its record", "name", c.Name, "err", err)
-			errs = append(errs, e.ensureSandbox(ctx, c))
-			if c.State == model.StateRunning {
-				e.mu.Lock()
-				e.watchExitLocked(c.ID)
-				e.mu.Unlock()
-			}
-			continue
-		}
-		running := err == nil && st.Status == "running"
-		if c.State == model.StateRunning && !running {
+			running, st.Paused = c.State == model.StateRunning, c.Paused
+		} else if c.State == model.StateRunning && !running {
 			code, finished := 0, time.Time{}
 			if err == nil {
 				code, finished = st.ExitCode, st.FinishedAt
